@@ -237,11 +237,20 @@ mod tests {
     #[test]
     fn hostile_lengths_are_errors_not_allocations() {
         let mut r = Reader::new(&[0x7f, 0xff, 0xff, 0xff, 1, 2]);
-        assert!(matches!(r.read_buffer(), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            r.read_buffer(),
+            Err(DecodeError::BadLength { .. })
+        ));
         let mut r = Reader::new(&[0x7f, 0xff, 0xff, 0xff]);
-        assert!(matches!(r.read_vec_len(1), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            r.read_vec_len(1),
+            Err(DecodeError::BadLength { .. })
+        ));
         let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xfe]);
-        assert!(matches!(r.read_buffer(), Err(DecodeError::BadLength { .. })));
+        assert!(matches!(
+            r.read_buffer(),
+            Err(DecodeError::BadLength { .. })
+        ));
         let mut r = Reader::new(&[0, 0]);
         assert!(matches!(r.read_i32(), Err(DecodeError::Truncated { .. })));
     }

@@ -16,9 +16,9 @@ pub mod txn;
 pub use error::ErrorCode;
 pub use jute::{DecodeError, Reader, Writer};
 pub use records::{
-    make_zxid, perms, xid, zxid_counter, zxid_epoch, Acl, ClientInfo, ConnectRequest,
-    ConnectResponse, CreateMode, EventType, Id, ReplyHeader, RequestHeader, Stat, WatcherEvent,
-    Zxid,
+    add_watch_mode, make_zxid, perms, watcher_type, xid, zxid_counter, zxid_epoch, Acl, ClientInfo,
+    ConnectRequest, ConnectResponse, CreateMode, EventType, Id, ReplyHeader, RequestHeader, Stat,
+    WatcherEvent, Zxid,
 };
 pub use request::{decode_request, op, CreateRequest, MultiOp, ReadOp, Request, SetWatches};
 pub use response::{encode_notification, encode_reply, OpResult, Response};

@@ -102,13 +102,19 @@ pub struct CreateRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultiOp {
     Create(CreateRequest),
-    Delete { path: String, version: i32 },
+    Delete {
+        path: String,
+        version: i32,
+    },
     SetData {
         path: String,
         data: Option<Vec<u8>>,
         version: i32,
     },
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
 }
 
 /// The read sub-operations of a multiRead.
@@ -133,26 +139,48 @@ pub struct SetWatches {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Create(CreateRequest),
-    Delete { path: String, version: i32 },
-    Exists { path: String, watch: bool },
-    GetData { path: String, watch: bool },
+    Delete {
+        path: String,
+        version: i32,
+    },
+    Exists {
+        path: String,
+        watch: bool,
+    },
+    GetData {
+        path: String,
+        watch: bool,
+    },
     SetData {
         path: String,
         data: Option<Vec<u8>>,
         version: i32,
     },
-    GetAcl { path: String },
+    GetAcl {
+        path: String,
+    },
     SetAcl {
         path: String,
         acl: Vec<Acl>,
         version: i32,
     },
-    GetChildren { path: String, watch: bool },
-    GetChildren2 { path: String, watch: bool },
-    Sync { path: String },
+    GetChildren {
+        path: String,
+        watch: bool,
+    },
+    GetChildren2 {
+        path: String,
+        watch: bool,
+    },
+    Sync {
+        path: String,
+    },
     Ping,
     /// A top-level check: not a valid request on its own (answered UNIMPLEMENTED + close).
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     Multi(Vec<MultiOp>),
     MultiRead(Vec<ReadOp>),
     Reconfig {
@@ -161,19 +189,36 @@ pub enum Request {
         new_members: String,
         config_id: i64,
     },
-    CheckWatches { path: String, watch_type: i32 },
-    RemoveWatches { path: String, watch_type: i32 },
-    DeleteContainer { path: String },
+    CheckWatches {
+        path: String,
+        watch_type: i32,
+    },
+    RemoveWatches {
+        path: String,
+        watch_type: i32,
+    },
+    DeleteContainer {
+        path: String,
+    },
     Auth {
         auth_type: i32,
         scheme: String,
         auth: Vec<u8>,
     },
     SetWatches(SetWatches),
-    Sasl { token: Vec<u8> },
-    GetEphemerals { prefix: String },
-    GetAllChildrenNumber { path: String },
-    AddWatch { path: String, mode: i32 },
+    Sasl {
+        token: Vec<u8>,
+    },
+    GetEphemerals {
+        prefix: String,
+    },
+    GetAllChildrenNumber {
+        path: String,
+    },
+    AddWatch {
+        path: String,
+        mode: i32,
+    },
     WhoAmI,
     CloseSession,
     /// An opcode this protocol does not accept from clients.

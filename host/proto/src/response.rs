@@ -28,22 +28,40 @@ pub enum OpResult {
 pub enum Response {
     /// Header only (delete, sync-less writes, setWatches, auth, closeSession, checkWatches ...).
     Empty,
-    Create { path: String },
-    Create2 { path: String, stat: Stat },
+    Create {
+        path: String,
+    },
+    Create2 {
+        path: String,
+        stat: Stat,
+    },
     /// exists, setData, setACL.
     Stat(Stat),
-    GetData { data: Option<Vec<u8>>, stat: Stat },
-    GetAcl { acl: Vec<Acl>, stat: Stat },
+    GetData {
+        data: Option<Vec<u8>>,
+        stat: Stat,
+    },
+    GetAcl {
+        acl: Vec<Acl>,
+        stat: Stat,
+    },
     Children(Vec<String>),
-    Children2 { children: Vec<String>, stat: Stat },
-    Sync { path: String },
+    Children2 {
+        children: Vec<String>,
+        stat: Stat,
+    },
+    Sync {
+        path: String,
+    },
     Multi(Vec<OpResult>),
     /// `ErrorResponse{int err}`: the addWatch success body.
     ErrorBody(i32),
     Ephemerals(Vec<String>),
     AllChildrenNumber(i32),
     WhoAmI(Vec<ClientInfo>),
-    Sasl { token: Vec<u8> },
+    Sasl {
+        token: Vec<u8>,
+    },
 }
 
 fn write_multi_header(w: &mut Writer, typ: i32, done: bool, err: i32) {

@@ -26,7 +26,9 @@ pub enum Txn {
         passwd: Vec<u8>,
     },
     /// Closes (or expires) a session; `ephemerals` are deleted in the same txn.
-    CloseSession { ephemerals: Vec<String> },
+    CloseSession {
+        ephemerals: Vec<String>,
+    },
     Create {
         path: String,
         data: Option<Vec<u8>>,
@@ -36,7 +38,9 @@ pub enum Txn {
         /// The parent's stored cversion after this create.
         parent_cversion: i32,
     },
-    Delete { path: String },
+    Delete {
+        path: String,
+    },
     SetData {
         path: String,
         data: Option<Vec<u8>>,
@@ -49,9 +53,14 @@ pub enum Txn {
         /// The node's aversion after this write.
         aversion: i32,
     },
-    Check { path: String, version: i32 },
+    Check {
+        path: String,
+        version: i32,
+    },
     /// A failed write: consumes a zxid, changes nothing.
-    Error { err: i32 },
+    Error {
+        err: i32,
+    },
     /// All sub-txns commit at one zxid; a failed multi is a Multi of Error sub-txns.
     Multi(Vec<Txn>),
 }

@@ -77,8 +77,11 @@ fn arb_request() -> impl Strategy<Value = Request> {
                 version,
             }
         }),
-        (arb_path(), arb_acl(), any::<i32>())
-            .prop_map(|(path, acl, version)| Request::SetAcl { path, acl, version }),
+        (arb_path(), arb_acl(), any::<i32>()).prop_map(|(path, acl, version)| Request::SetAcl {
+            path,
+            acl,
+            version
+        }),
         (arb_path(), any::<bool>()).prop_map(|(path, watch)| Request::GetChildren2 { path, watch }),
         arb_path().prop_map(|path| Request::Sync { path }),
         prop::collection::vec(arb_multi_op(), 0..4).prop_map(Request::Multi),

@@ -1,0 +1,23 @@
+//! wazoo-tree: ZooKeeper's data model, pure and deterministic (no I/O, no async, time as an argument).
+//!
+//! It owns the znode tree and its exact Stat semantics ([`datatree`], [`node`]), path rules
+//! ([`path`]), ACLs and auth schemes ([`acl`]), prep of writes against committed state plus
+//! outstanding changes ([`prep`]), reads with watch registration ([`reads`]), the watch registry
+//! ([`watch`]) and session expiry ([`session`]). The server runtime drives it; the ZAB core will
+//! apply the same txns on every replica.
+
+pub mod acl;
+pub mod datatree;
+pub mod node;
+pub mod path;
+pub mod prep;
+pub mod reads;
+pub mod session;
+pub mod watch;
+
+pub use acl::{AclList, AuthInfo};
+pub use datatree::{Applied, DataTree, OpOutcome, SessionEntry, StateChange, TreeEvent};
+pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
+pub use reads::{read, set_watches, ReadCtx};
+pub use session::SessionTracker;
+pub use watch::{WatchRegistry, WatcherId};

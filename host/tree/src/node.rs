@@ -1,0 +1,176 @@
+//! A znode in memory (`DataNode` + `StatPersisted`), the stored ephemeralOwner encodings
+//! (`EphemeralType`), the client-visible Stat derived from it, and its persisted encoding.
+
+use std::collections::HashSet;
+
+use wazoo_proto::{Acl, DecodeError, Reader, Stat, Writer, Zxid};
+
+use crate::acl::AclList;
+
+/// Stored ephemeralOwner of a container node (`Long.MIN_VALUE`).
+pub const CONTAINER_OWNER: i64 = i64::MIN;
+/// Top byte of a TTL node's stored ephemeralOwner (`0xFF << 56`).
+pub const TTL_MASK: i64 = 0xFF00_0000_0000_0000u64 as i64;
+/// The largest TTL `EphemeralType.TTL` can hold (40 bits of ms).
+pub const MAX_TTL: i64 = 0x0000_00FF_FFFF_FFFF;
+
+/// What a stored ephemeralOwner means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    /// A persistent node (owner 0).
+    Persistent,
+    /// An ephemeral owned by this session.
+    Ephemeral(i64),
+    Container,
+    Ttl(i64),
+}
+
+pub fn owner_kind(owner: i64) -> OwnerKind {
+    if owner == 0 {
+        OwnerKind::Persistent
+    } else if owner == CONTAINER_OWNER {
+        OwnerKind::Container
+    } else if owner & TTL_MASK == TTL_MASK && (owner >> 40) & 0xFFFF == 0 {
+        OwnerKind::Ttl(owner & MAX_TTL)
+    } else {
+        OwnerKind::Ephemeral(owner)
+    }
+}
+
+pub fn ttl_owner(ttl: i64) -> i64 {
+    TTL_MASK | (ttl & MAX_TTL)
+}
+
+/// `StatPersisted`: every stat field but the derived dataLength/numChildren. `cversion` is the stored
+/// count of child creations (see [`Node::stat`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NodeMeta {
+    pub czxid: Zxid,
+    pub mzxid: Zxid,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub owner: i64,
+    pub pzxid: Zxid,
+}
+
+/// A znode.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub meta: NodeMeta,
+    pub data: Option<Box<[u8]>>,
+    pub acl: AclList,
+    pub children: HashSet<Box<str>>,
+}
+
+impl Node {
+    pub fn data_len(&self) -> i32 {
+        self.data.as_ref().map_or(0, |d| d.len() as i32)
+    }
+
+    /// The client-visible Stat (`DataNode.copyStat`): cversion = stored*2 - numChildren, and the
+    /// ephemeralOwner of containers and TTL nodes shows as 0.
+    pub fn stat(&self) -> Stat {
+        let n = self.children.len() as i32;
+        let m = &self.meta;
+        Stat {
+            czxid: m.czxid,
+            mzxid: m.mzxid,
+            ctime: m.ctime,
+            mtime: m.mtime,
+            version: m.version,
+            cversion: m.cversion.wrapping_mul(2).wrapping_sub(n),
+            aversion: m.aversion,
+            ephemeral_owner: match owner_kind(m.owner) {
+                OwnerKind::Ephemeral(s) => s,
+                _ => 0,
+            },
+            data_length: self.data_len(),
+            num_children: n,
+            pzxid: m.pzxid,
+        }
+    }
+
+    /// The persisted form: meta, ACL, data (children are implied by the other nodes' paths).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64 + self.data_len() as usize);
+        let m = &self.meta;
+        w.u8(1) // format version
+            .i64(m.czxid)
+            .i64(m.mzxid)
+            .i64(m.ctime)
+            .i64(m.mtime)
+            .i32(m.version)
+            .i32(m.cversion)
+            .i32(m.aversion)
+            .i64(m.owner)
+            .i64(m.pzxid);
+        Acl::write_vec(&self.acl, &mut w);
+        w.buffer(self.data.as_deref());
+        w.into_inner()
+    }
+
+    /// Decodes [`Node::encode`]'s output: (meta, acl, data).
+    #[allow(clippy::type_complexity)]
+    pub fn decode(bytes: &[u8]) -> Result<(NodeMeta, Vec<Acl>, Option<Box<[u8]>>), DecodeError> {
+        let mut r = Reader::new(bytes);
+        let v = r.read_u8()?;
+        if v != 1 {
+            return Err(DecodeError::BadValue {
+                what: "node format version",
+                value: v as i64,
+            });
+        }
+        let meta = NodeMeta {
+            czxid: r.read_i64()?,
+            mzxid: r.read_i64()?,
+            ctime: r.read_i64()?,
+            mtime: r.read_i64()?,
+            version: r.read_i32()?,
+            cversion: r.read_i32()?,
+            aversion: r.read_i32()?,
+            owner: r.read_i64()?,
+            pzxid: r.read_i64()?,
+        };
+        let acl = Acl::read_vec(&mut r)?;
+        let data = r.read_buffer()?.map(Box::from);
+        r.finish()?;
+        Ok((meta, acl, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_encodings_follow_ephemeral_type() {
+        assert_eq!(owner_kind(0), OwnerKind::Persistent);
+        assert_eq!(
+            owner_kind(0x0100_0000_0000_0001),
+            OwnerKind::Ephemeral(0x0100_0000_0000_0001)
+        );
+        assert_eq!(owner_kind(CONTAINER_OWNER), OwnerKind::Container);
+        assert_eq!(owner_kind(ttl_owner(5000)), OwnerKind::Ttl(5000));
+    }
+
+    #[test]
+    fn visible_cversion_counts_creates_and_deletes() {
+        let mut n = Node {
+            meta: NodeMeta::default(),
+            data: None,
+            acl: std::sync::Arc::from(Acl::open_unsafe()),
+            children: HashSet::new(),
+        };
+        n.meta.cversion = 1;
+        n.children.insert("a".into());
+        assert_eq!(n.stat().cversion, 1);
+        n.children.clear();
+        assert_eq!(n.stat().cversion, 2);
+        n.meta.cversion = 2;
+        n.children.insert("b".into());
+        assert_eq!(n.stat().cversion, 3);
+    }
+}

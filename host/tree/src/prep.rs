@@ -1,0 +1,464 @@
+//! Prep (`PrepRequestProcessor`): turns a write request into a txn, validating it against the
+//! committed tree **plus the outstanding changes** of txns that are prepped but not yet applied
+//! (`outstandingChanges` / `ChangeRecord`). A failing write becomes an error txn that still consumes
+//! a zxid; a failing multi rolls back the change records its earlier sub-ops added.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use wazoo_proto::{perms, CreateMode, CreateRequest, ErrorCode, MultiOp, Request, Txn, Zxid};
+
+use crate::acl::{check_acl, fixup_acl, AclList, AuthInfo};
+use crate::datatree::DataTree;
+use crate::node::{owner_kind, ttl_owner, NodeMeta, OwnerKind, CONTAINER_OWNER, MAX_TTL};
+use crate::path;
+
+/// Server settings prep depends on.
+#[derive(Debug, Clone, Default)]
+pub struct PrepConfig {
+    /// `zookeeper.extendedTypesEnabled`: allows TTL nodes.
+    pub extended_types: bool,
+    /// `reconfigEnabled`.
+    pub reconfig_enabled: bool,
+}
+
+/// Who is asking, and the zxid/time the txn will carry.
+#[derive(Debug, Clone, Copy)]
+pub struct PrepCtx<'a> {
+    pub session_id: i64,
+    /// False for an unknown, expired or closing session: writes get SESSIONEXPIRED.
+    pub session_valid: bool,
+    pub auth: &'a AuthInfo,
+    pub zxid: Zxid,
+    pub time: i64,
+}
+
+/// The pending state of one path (`ChangeRecord`). `meta` None = deleted.
+#[derive(Debug, Clone)]
+pub struct ChangeRecord {
+    pub zxid: Zxid,
+    pub meta: Option<NodeMeta>,
+    pub child_count: i32,
+    pub acl: AclList,
+}
+
+/// Outstanding changes: txns prepped but not yet applied to the tree.
+#[derive(Debug, Default)]
+pub struct PendingChanges {
+    by_path: HashMap<String, ChangeRecord>,
+    order: VecDeque<(Zxid, String)>,
+}
+
+impl PendingChanges {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Forgets the records of txns up to `zxid` once the tree has applied them.
+    pub fn applied(&mut self, zxid: Zxid) {
+        while let Some((z, _)) = self.order.front() {
+            if *z > zxid {
+                break;
+            }
+            let (z, p) = self.order.pop_front().expect("front exists");
+            if self.by_path.get(&p).is_some_and(|r| r.zxid == z) {
+                self.by_path.remove(&p);
+            }
+        }
+    }
+
+    /// Drops everything (e.g. when a storage error makes the pipeline restart from the tree).
+    pub fn clear(&mut self) {
+        self.by_path.clear();
+        self.order.clear();
+    }
+}
+
+struct Prep<'a> {
+    tree: &'a DataTree,
+    pending: &'a mut PendingChanges,
+    ctx: PrepCtx<'a>,
+    cfg: &'a PrepConfig,
+    /// Previous records of paths this txn changed, to roll back on failure.
+    saved: Vec<(String, Option<ChangeRecord>)>,
+}
+
+fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
+    if expected != -1 && expected != current {
+        return Err(ErrorCode::BadVersion);
+    }
+    Ok(current.wrapping_add(1))
+}
+
+/// `getParentPathAndValidate`: the parent of a path to delete; `/`-less, NUL and system paths are
+/// BadArguments.
+fn parent_for_delete(p: &str) -> Result<&str, ErrorCode> {
+    if !p.contains('/') || p.contains('\0') || path::is_system(p) {
+        return Err(ErrorCode::BadArguments);
+    }
+    Ok(path::parent(p).unwrap_or("/"))
+}
+
+impl Prep<'_> {
+    fn record(&self, p: &str) -> Option<ChangeRecord> {
+        if let Some(r) = self.pending.by_path.get(p) {
+            return r.meta.is_some().then(|| r.clone());
+        }
+        let p = if p.is_empty() { "/" } else { p };
+        self.tree.get(p).map(|n| ChangeRecord {
+            zxid: n.meta.mzxid,
+            meta: Some(n.meta),
+            child_count: n.children.len() as i32,
+            acl: n.acl.clone(),
+        })
+    }
+
+    fn put(&mut self, p: &str, rec: ChangeRecord) {
+        if !self.saved.iter().any(|(s, _)| s == p) {
+            self.saved
+                .push((p.to_string(), self.pending.by_path.get(p).cloned()));
+        }
+        self.pending.by_path.insert(p.to_string(), rec);
+        self.pending.order.push_back((self.ctx.zxid, p.to_string()));
+    }
+
+    fn rollback(&mut self) {
+        for (p, prev) in self.saved.drain(..).rev() {
+            match prev {
+                Some(r) => self.pending.by_path.insert(p, r),
+                None => self.pending.by_path.remove(&p),
+            };
+        }
+        let z = self.ctx.zxid;
+        self.pending.order.retain(|(oz, _)| *oz != z);
+    }
+
+    fn check_session(&self) -> Result<(), ErrorCode> {
+        if self.ctx.session_valid {
+            Ok(())
+        } else {
+            Err(ErrorCode::SessionExpired)
+        }
+    }
+
+    fn existing(&self, p: &str) -> Result<(ChangeRecord, NodeMeta), ErrorCode> {
+        let r = self.record(p).ok_or(ErrorCode::NoNode)?;
+        let m = r.meta.expect("record() only returns live records");
+        Ok((r, m))
+    }
+
+    fn create(&mut self, c: &CreateRequest) -> Result<Txn, ErrorCode> {
+        let mode = CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?;
+        if c.op == wazoo_proto::op::CREATE_CONTAINER && !mode.is_container() {
+            return Err(ErrorCode::BadArguments);
+        }
+        if mode.is_ttl() && !self.cfg.extended_types {
+            return Err(ErrorCode::Unimplemented);
+        }
+        if mode.is_ttl() {
+            if c.ttl <= 0 || c.ttl > MAX_TTL {
+                return Err(ErrorCode::BadArguments);
+            }
+        } else if c.ttl >= 0 {
+            return Err(ErrorCode::BadArguments);
+        }
+        self.check_session()?;
+        let last_slash = c.path.rfind('/').ok_or(ErrorCode::BadArguments)?;
+        if c.path.contains('\0') {
+            return Err(ErrorCode::BadArguments);
+        }
+        let acl = fixup_acl(&c.acl, self.ctx.auth)?;
+        let parent = if last_slash == 0 {
+            "/"
+        } else {
+            &c.path[..last_slash]
+        };
+        let (mut prec, mut pmeta) = self.existing(parent)?;
+        check_acl(&prec.acl, perms::CREATE, self.ctx.auth)?;
+        let p = if mode.is_sequential() {
+            format!("{}{:010}", c.path, pmeta.cversion)
+        } else {
+            c.path.clone()
+        };
+        path::validate_path(&p).map_err(|_| ErrorCode::BadArguments)?;
+        if self.record(&p).is_some() {
+            return Err(ErrorCode::NodeExists);
+        }
+        if let OwnerKind::Ephemeral(_) = owner_kind(pmeta.owner) {
+            return Err(ErrorCode::NoChildrenForEphemerals);
+        }
+        let new_cv = pmeta.cversion.wrapping_add(1);
+        let owner = if mode.is_ephemeral() {
+            self.ctx.session_id
+        } else if mode.is_container() {
+            CONTAINER_OWNER
+        } else if mode.is_ttl() {
+            ttl_owner(c.ttl)
+        } else {
+            0
+        };
+        let z = self.ctx.zxid;
+        pmeta.cversion = new_cv;
+        pmeta.pzxid = z;
+        prec.meta = Some(pmeta);
+        prec.child_count += 1;
+        prec.zxid = z;
+        self.put(parent, prec);
+        self.put(
+            &p,
+            ChangeRecord {
+                zxid: z,
+                meta: Some(NodeMeta {
+                    czxid: z,
+                    mzxid: z,
+                    ctime: self.ctx.time,
+                    mtime: self.ctx.time,
+                    version: 0,
+                    cversion: 0,
+                    aversion: 0,
+                    owner,
+                    pzxid: z,
+                }),
+                child_count: 0,
+                acl: Arc::from(acl.as_slice()),
+            },
+        );
+        Ok(Txn::Create {
+            path: p,
+            data: c.data.clone(),
+            acl,
+            owner,
+            parent_cversion: new_cv,
+        })
+    }
+
+    fn remove(&mut self, p: &str, parent: &str, mut prec: ChangeRecord, nrec: ChangeRecord) {
+        let z = self.ctx.zxid;
+        if let Some(m) = prec.meta.as_mut() {
+            m.pzxid = z;
+        }
+        prec.child_count -= 1;
+        prec.zxid = z;
+        self.put(parent, prec);
+        self.put(
+            p,
+            ChangeRecord {
+                zxid: z,
+                meta: None,
+                child_count: 0,
+                acl: nrec.acl,
+            },
+        );
+    }
+
+    fn delete(&mut self, p: &str, version: i32) -> Result<Txn, ErrorCode> {
+        self.check_session()?;
+        let parent = parent_for_delete(p)?;
+        let (prec, _) = self.existing(parent)?;
+        check_acl(&prec.acl, perms::DELETE, self.ctx.auth)?;
+        let (nrec, nmeta) = self.existing(p)?;
+        check_version(nmeta.version, version)?;
+        if nrec.child_count > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        self.remove(p, parent, prec, nrec);
+        Ok(Txn::Delete {
+            path: p.to_string(),
+        })
+    }
+
+    fn delete_container(&mut self, p: &str) -> Result<Txn, ErrorCode> {
+        let parent = parent_for_delete(p)?;
+        let (nrec, nmeta) = self.existing(p)?;
+        if nrec.child_count > 0 {
+            return Err(ErrorCode::NotEmpty);
+        }
+        if !matches!(
+            owner_kind(nmeta.owner),
+            OwnerKind::Container | OwnerKind::Ttl(_)
+        ) {
+            return Err(ErrorCode::BadVersion);
+        }
+        let (prec, _) = self.existing(parent)?;
+        self.remove(p, parent, prec, nrec);
+        Ok(Txn::Delete {
+            path: p.to_string(),
+        })
+    }
+
+    fn set_data(
+        &mut self,
+        p: &str,
+        data: &Option<Vec<u8>>,
+        version: i32,
+    ) -> Result<Txn, ErrorCode> {
+        self.check_session()?;
+        path::validate_path(p).map_err(|_| ErrorCode::BadArguments)?;
+        let (mut nrec, mut nmeta) = self.existing(p)?;
+        check_acl(&nrec.acl, perms::WRITE, self.ctx.auth)?;
+        let new_version = check_version(nmeta.version, version)?;
+        nmeta.version = new_version;
+        nmeta.mzxid = self.ctx.zxid;
+        nmeta.mtime = self.ctx.time;
+        nrec.meta = Some(nmeta);
+        nrec.zxid = self.ctx.zxid;
+        self.put(p, nrec);
+        Ok(Txn::SetData {
+            path: p.to_string(),
+            data: data.clone(),
+            version: new_version,
+        })
+    }
+
+    fn set_acl(
+        &mut self,
+        p: &str,
+        acl: &[wazoo_proto::Acl],
+        version: i32,
+    ) -> Result<Txn, ErrorCode> {
+        self.check_session()?;
+        path::validate_path(p).map_err(|_| ErrorCode::BadArguments)?;
+        let acl = fixup_acl(acl, self.ctx.auth)?;
+        let (mut nrec, mut nmeta) = self.existing(p)?;
+        check_acl(&nrec.acl, perms::ADMIN, self.ctx.auth)?;
+        let new_aversion = check_version(nmeta.aversion, version)?;
+        nmeta.aversion = new_aversion;
+        nrec.meta = Some(nmeta);
+        nrec.acl = Arc::from(acl.as_slice());
+        nrec.zxid = self.ctx.zxid;
+        self.put(p, nrec);
+        Ok(Txn::SetAcl {
+            path: p.to_string(),
+            acl,
+            aversion: new_aversion,
+        })
+    }
+
+    fn check(&mut self, p: &str, version: i32) -> Result<Txn, ErrorCode> {
+        self.check_session()?;
+        path::validate_path(p).map_err(|_| ErrorCode::BadArguments)?;
+        let (nrec, nmeta) = self.existing(p)?;
+        check_acl(&nrec.acl, perms::READ, self.ctx.auth)?;
+        check_version(nmeta.version, version)?;
+        Ok(Txn::Check {
+            path: p.to_string(),
+            version: nmeta.version,
+        })
+    }
+
+    /// The session's ephemerals as the pipeline will see them: applied ones not pending deletion,
+    /// plus pending creates.
+    fn close_session(&mut self) -> Txn {
+        let s = self.ctx.session_id;
+        let mut paths: Vec<String> = self
+            .tree
+            .ephemerals_of(s)
+            .filter(|p| {
+                self.pending
+                    .by_path
+                    .get(*p)
+                    .is_none_or(|r| r.meta.is_some())
+            })
+            .cloned()
+            .collect();
+        for (p, r) in &self.pending.by_path {
+            if r.meta.is_some_and(|m| m.owner == s) && !paths.contains(p) {
+                paths.push(p.clone());
+            }
+        }
+        paths.sort();
+        for p in &paths {
+            let parent = path::parent(p).unwrap_or("/");
+            if let (Some(prec), Some(nrec)) = (self.record(parent), self.record(p)) {
+                self.remove(p, parent, prec, nrec);
+            }
+        }
+        Txn::CloseSession { ephemerals: paths }
+    }
+
+    fn multi_op(&mut self, op: &MultiOp) -> Result<Txn, ErrorCode> {
+        match op {
+            MultiOp::Create(c) => self.create(c),
+            MultiOp::Delete { path, version } => self.delete(path, *version),
+            MultiOp::SetData {
+                path,
+                data,
+                version,
+            } => self.set_data(path, data, *version),
+            MultiOp::Check { path, version } => self.check(path, *version),
+        }
+    }
+
+    fn single(&mut self, req: &Request) -> Result<Txn, ErrorCode> {
+        match req {
+            Request::Create(c) => self.create(c),
+            Request::Delete { path, version } => self.delete(path, *version),
+            Request::SetData {
+                path,
+                data,
+                version,
+            } => self.set_data(path, data, *version),
+            Request::SetAcl { path, acl, version } => self.set_acl(path, acl, *version),
+            Request::DeleteContainer { path } => self.delete_container(path),
+            Request::CloseSession => Ok(self.close_session()),
+            Request::Reconfig { .. } => Err(if self.cfg.reconfig_enabled {
+                ErrorCode::Unimplemented
+            } else {
+                ErrorCode::ReconfigDisabled
+            }),
+            _ => Err(ErrorCode::Unimplemented),
+        }
+    }
+}
+
+/// Preps a write request into the txn that will be logged at `ctx.zxid`. Failures are returned as
+/// error txns (`Txn::Error`, or a `Txn::Multi` of error results for a multi), never as `Err`: like
+/// ZooKeeper, a failed write is still a txn.
+pub fn prep(
+    tree: &DataTree,
+    pending: &mut PendingChanges,
+    req: &Request,
+    ctx: PrepCtx<'_>,
+    cfg: &PrepConfig,
+) -> Txn {
+    let mut p = Prep {
+        tree,
+        pending,
+        ctx,
+        cfg,
+        saved: Vec::new(),
+    };
+    if let Request::Multi(ops) = req {
+        let mut txns = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            match p.multi_op(op) {
+                Ok(t) => txns.push(t),
+                Err(code) => {
+                    p.rollback();
+                    let mut res: Vec<Txn> = (0..i).map(|_| Txn::Error { err: 0 }).collect();
+                    res.push(Txn::Error { err: code.code() });
+                    res.extend((i + 1..ops.len()).map(|_| Txn::Error {
+                        err: ErrorCode::RuntimeInconsistency.code(),
+                    }));
+                    return Txn::Multi(res);
+                }
+            }
+        }
+        return Txn::Multi(txns);
+    }
+    match p.single(req) {
+        Ok(t) => t,
+        Err(code) => {
+            p.rollback();
+            Txn::Error { err: code.code() }
+        }
+    }
+}
