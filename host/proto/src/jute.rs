@@ -117,6 +117,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A znode path: a `ustring` that must not be null (ZooKeeper fails such a request with
+    /// MARSHALLINGERROR).
+    pub fn read_path(&mut self) -> Result<String, DecodeError> {
+        let offset = self.pos;
+        if self.remaining() >= 4 && self.buf[self.pos..self.pos + 4] == [0xff; 4] {
+            return Err(DecodeError::BadValue {
+                what: "null path",
+                value: offset as i64,
+            });
+        }
+        self.read_string()
+    }
+
     /// A vector count; null (-1) reads as 0. Each item needs at least `min_item` bytes, which bounds
     /// the count by the input size so a hostile count cannot make us allocate.
     pub fn read_vec_len(&mut self, min_item: usize) -> Result<usize, DecodeError> {

@@ -44,6 +44,25 @@ pub mod op {
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
 
+    /// Whether ZooKeeper handles the opcode as a state change (prep + txn), even when its record
+    /// cannot be decoded.
+    pub fn is_write(code: i32) -> bool {
+        matches!(
+            code,
+            CREATE
+                | DELETE
+                | SET_DATA
+                | SET_ACL
+                | MULTI
+                | CREATE2
+                | RECONFIG
+                | CREATE_CONTAINER
+                | DELETE_CONTAINER
+                | CREATE_TTL
+                | CLOSE_SESSION
+        )
+    }
+
     /// The name ZooKeeper's metrics and `cons` use for an opcode.
     pub fn name(code: i32) -> &'static str {
         match code {
@@ -297,7 +316,7 @@ impl Request {
 }
 
 fn read_create(r: &mut Reader, op: i32) -> Result<CreateRequest, DecodeError> {
-    let path = r.read_string()?;
+    let path = r.read_path()?;
     let data = r.read_buffer()?.map(<[u8]>::to_vec);
     let acl = Acl::read_vec(r)?;
     let flags = r.read_i32()?;
@@ -317,7 +336,7 @@ fn read_create(r: &mut Reader, op: i32) -> Result<CreateRequest, DecodeError> {
 }
 
 fn read_path_watch(r: &mut Reader) -> Result<(String, bool), DecodeError> {
-    Ok((r.read_string()?, r.read_bool()?))
+    Ok((r.read_path()?, r.read_bool()?))
 }
 
 /// Reads MultiHeader-delimited sub-requests until the `done` header.
@@ -343,7 +362,7 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             Request::Create(read_create(r, op_code)?)
         }
         op::DELETE => Request::Delete {
-            path: r.read_string()?,
+            path: r.read_path()?,
             version: r.read_i32()?,
         },
         op::EXISTS => {
@@ -355,15 +374,15 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             Request::GetData { path, watch }
         }
         op::SET_DATA => Request::SetData {
-            path: r.read_string()?,
+            path: r.read_path()?,
             data: r.read_buffer()?.map(<[u8]>::to_vec),
             version: r.read_i32()?,
         },
         op::GET_ACL => Request::GetAcl {
-            path: r.read_string()?,
+            path: r.read_path()?,
         },
         op::SET_ACL => Request::SetAcl {
-            path: r.read_string()?,
+            path: r.read_path()?,
             acl: Acl::read_vec(r)?,
             version: r.read_i32()?,
         },
@@ -376,11 +395,11 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             Request::GetChildren2 { path, watch }
         }
         op::SYNC => Request::Sync {
-            path: r.read_string()?,
+            path: r.read_path()?,
         },
         op::PING => Request::Ping,
         op::CHECK => Request::Check {
-            path: r.read_string()?,
+            path: r.read_path()?,
             version: r.read_i32()?,
         },
         op::MULTI => {
@@ -390,16 +409,16 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
                         MultiOp::Create(read_create(r, typ)?)
                     }
                     op::DELETE => MultiOp::Delete {
-                        path: r.read_string()?,
+                        path: r.read_path()?,
                         version: r.read_i32()?,
                     },
                     op::SET_DATA => MultiOp::SetData {
-                        path: r.read_string()?,
+                        path: r.read_path()?,
                         data: r.read_buffer()?.map(<[u8]>::to_vec),
                         version: r.read_i32()?,
                     },
                     op::CHECK => MultiOp::Check {
-                        path: r.read_string()?,
+                        path: r.read_path()?,
                         version: r.read_i32()?,
                     },
                     other => {
@@ -435,15 +454,15 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             config_id: r.read_i64()?,
         },
         op::CHECK_WATCHES => Request::CheckWatches {
-            path: r.read_string()?,
+            path: r.read_path()?,
             watch_type: r.read_i32()?,
         },
         op::REMOVE_WATCHES => Request::RemoveWatches {
-            path: r.read_string()?,
+            path: r.read_path()?,
             watch_type: r.read_i32()?,
         },
         op::DELETE_CONTAINER => Request::DeleteContainer {
-            path: r.read_string()?,
+            path: r.read_path()?,
         },
         op::AUTH => Request::Auth {
             auth_type: r.read_i32()?,
@@ -471,10 +490,10 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
             prefix: r.read_string()?,
         },
         op::GET_ALL_CHILDREN_NUMBER => Request::GetAllChildrenNumber {
-            path: r.read_string()?,
+            path: r.read_path()?,
         },
         op::ADD_WATCH => Request::AddWatch {
-            path: r.read_string()?,
+            path: r.read_path()?,
             mode: r.read_i32()?,
         },
         op::WHO_AM_I => Request::WhoAmI,

@@ -156,8 +156,14 @@ impl Prep<'_> {
     }
 
     fn create(&mut self, c: &CreateRequest) -> Result<Txn, ErrorCode> {
-        let mode = CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?;
-        if c.op == wazoo_proto::op::CREATE_CONTAINER && !mode.is_container() {
+        // createContainer ignores its flags, as ZooKeeper does; createTTL needs a TTL mode (ZooKeeper
+        // 3.8.0 crashes on anything else, we refuse it).
+        let mode = if c.op == wazoo_proto::op::CREATE_CONTAINER {
+            CreateMode::Container
+        } else {
+            CreateMode::from_flags(c.flags).ok_or(ErrorCode::BadArguments)?
+        };
+        if c.op == wazoo_proto::op::CREATE_TTL && !mode.is_ttl() {
             return Err(ErrorCode::BadArguments);
         }
         if mode.is_ttl() && !self.cfg.extended_types {
@@ -358,23 +364,22 @@ impl Prep<'_> {
     /// plus pending creates.
     fn close_session(&mut self) -> Txn {
         let s = self.ctx.session_id;
-        let mut paths: Vec<String> = self
-            .tree
-            .ephemerals_of(s)
-            .filter(|p| {
-                self.pending
-                    .by_path
-                    .get(*p)
-                    .is_none_or(|r| r.meta.is_some())
-            })
-            .cloned()
-            .collect();
-        for (p, r) in &self.pending.by_path {
-            if r.meta.is_some_and(|m| m.owner == s) && !paths.contains(p) {
-                paths.push(p.clone());
+        // (path, czxid, pending): applied ephemerals not pending deletion, then pending creates.
+        let mut found: Vec<(String, Zxid, bool)> = Vec::new();
+        for p in self.tree.ephemerals_of(s) {
+            if self.pending.by_path.get(p).is_none_or(|r| r.meta.is_some()) {
+                let czxid = self.tree.get(p).map_or(0, |n| n.meta.czxid);
+                found.push((p.clone(), czxid, false));
             }
         }
-        paths.sort();
+        for (p, r) in &self.pending.by_path {
+            if let Some(m) = r.meta.filter(|m| m.owner == s) {
+                if !found.iter().any(|(f, _, _)| f == p) {
+                    found.push((p.clone(), m.czxid, true));
+                }
+            }
+        }
+        let paths = java_hash_set_order(found);
         for p in &paths {
             let parent = path::parent(p).unwrap_or("/");
             if let (Some(prec), Some(nrec)) = (self.record(parent), self.record(p)) {
@@ -419,6 +424,43 @@ impl Prep<'_> {
     }
 }
 
+/// Java's `String.hashCode` (over UTF-16 code units) spread as `HashMap.hash` does.
+fn java_hash(s: &str) -> u32 {
+    let mut h: i32 = 0;
+    for u in s.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(u as i32);
+    }
+    let h = h as u32;
+    h ^ (h >> 16)
+}
+
+/// The table size of a `HashSet` that received `n` adds one by one (default 16, doubling past 3/4).
+fn grown_capacity(n: usize) -> u32 {
+    let mut cap = 16usize;
+    while n > cap * 3 / 4 {
+        cap *= 2;
+    }
+    cap as u32
+}
+
+/// The order in which ZooKeeper lists a closing session's ephemerals: it iterates
+/// `new HashSet<>(ephemerals)` (capacity `max(n/.75+1, 16)` rounded up to a power of two), whose
+/// source was filled in creation order; pending creates are added afterwards. Reproducing it makes the
+/// closeSession txn, and so the order of its NodeDeleted events, the same as ZooKeeper's.
+fn java_hash_set_order(mut found: Vec<(String, Zxid, bool)>) -> Vec<String> {
+    let applied = found.iter().filter(|f| !f.2).count();
+    let orig_cap = grown_capacity(applied);
+    let copy_cap = ((applied as f32 / 0.75) as usize + 1)
+        .max(16)
+        .next_power_of_two() as u32;
+    let final_cap = grown_capacity(found.len()).max(copy_cap);
+    found.sort_by_key(|(p, czxid, pending)| {
+        let h = java_hash(p);
+        (h & (final_cap - 1), *pending, h & (orig_cap - 1), *czxid)
+    });
+    found.into_iter().map(|(p, _, _)| p).collect()
+}
+
 /// Preps a write request into the txn that will be logged at `ctx.zxid`. Failures are returned as
 /// error txns (`Txn::Error`, or a `Txn::Multi` of error results for a multi), never as `Err`: like
 /// ZooKeeper, a failed write is still a txn.
@@ -460,5 +502,28 @@ pub fn prep(
             p.rollback();
             Txn::Error { err: code.code() }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_string_hash_matches_the_jvm() {
+        // "abc".hashCode() == 96354 in Java; HashMap.hash spreads it with h ^ (h >>> 16).
+        assert_eq!(java_hash("abc"), 96354 ^ (96354 >> 16));
+        // Non-ASCII goes through UTF-16 code units: "é".hashCode() == 233.
+        assert_eq!(java_hash("é"), 233);
+    }
+
+    #[test]
+    fn close_session_order_follows_hash_buckets_then_creation() {
+        let order = java_hash_set_order(vec![
+            ("/d/r/a/a0000000001".into(), 5, false),
+            ("/d/r/a0000000004".into(), 9, false),
+        ]);
+        // The order real ZooKeeper 3.8 produced for these two paths (differential test).
+        assert_eq!(order, vec!["/d/r/a0000000004", "/d/r/a/a0000000001"]);
     }
 }
