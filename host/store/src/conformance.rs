@@ -1,0 +1,744 @@
+//! The storage conformance suite: named cases every [`Store`] implementation passes (openraft's
+//! `testing::log::Suite` style). A backend supplies a [`StoreBuilder`] and calls [`run_all`] from a
+//! unit test; each case is also a public function, so a failing one can be run alone.
+//!
+//! Cases panic (with the case name) on the first broken expectation. They use small zxids written
+//! with [`zxid`] (`epoch << 32 | counter`) so that failures read like ZAB histories.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::{Batch, LogEntry, MetaKey, Store, StoreError, Zxid, FORMAT_VERSION};
+
+/// Creates stores for the suite.
+pub trait StoreBuilder {
+    type S: Store;
+    /// A new, empty store (each call independent of the others).
+    fn build(&self) -> Self::S;
+    /// Closes `s` and opens it again on the same data (a process restart): every write that returned
+    /// must be visible again, durable or not.
+    fn reopen(&self, s: Self::S) -> Self::S;
+    /// A machine crash: only durable writes must survive. Stores that cannot simulate one reopen
+    /// instead (the default), which checks less.
+    fn crash(&self, s: Self::S) -> Self::S {
+        self.reopen(s)
+    }
+}
+
+/// A named case of the suite.
+type Case<B> = (&'static str, fn(&B));
+
+/// Runs every case against stores from `b`.
+pub fn run_all<B: StoreBuilder>(b: &B) {
+    let cases: &[Case<B>] = &[
+        ("empty_store_reports_zero", empty_store_reports_zero),
+        ("append_then_read_in_order", append_then_read_in_order),
+        ("read_log_after_and_limit", read_log_after_and_limit),
+        ("read_log_in_pages", read_log_in_pages),
+        (
+            "commit_is_atomic_tree_and_last_applied",
+            commit_is_atomic_tree_and_last_applied,
+        ),
+        ("empty_batch_changes_nothing", empty_batch_changes_nothing),
+        ("last_applied_without_log", last_applied_without_log),
+        (
+            "reopen_keeps_everything_committed",
+            reopen_keeps_everything_committed,
+        ),
+        ("synced_writes_survive_crash", synced_writes_survive_crash),
+        (
+            "truncate_drops_suffix_durably",
+            truncate_drops_suffix_durably,
+        ),
+        (
+            "truncate_between_entries_keeps_lower_entry",
+            truncate_between_entries_keeps_lower_entry,
+        ),
+        (
+            "truncate_at_or_after_last_is_noop",
+            truncate_at_or_after_last_is_noop,
+        ),
+        (
+            "append_after_truncate_reuses_zxids",
+            append_after_truncate_reuses_zxids,
+        ),
+        ("purge_keeps_last_logged_zxid", purge_keeps_last_logged_zxid),
+        (
+            "purge_keeps_entries_from_zxid_on",
+            purge_keeps_entries_from_zxid_on,
+        ),
+        ("truncate_below_purged_prefix", truncate_below_purged_prefix),
+        ("out_of_order_zxid_rejected", out_of_order_zxid_rejected),
+        (
+            "negative_last_applied_rejected",
+            negative_last_applied_rejected,
+        ),
+        ("tree_loads_in_key_order", tree_loads_in_key_order),
+        ("tree_delete_removes", tree_delete_removes),
+        (
+            "tree_put_then_delete_in_one_batch_deletes",
+            tree_put_then_delete_in_one_batch_deletes,
+        ),
+        (
+            "load_tree_visitor_error_stops_walk",
+            load_tree_visitor_error_stops_walk,
+        ),
+        ("meta_roundtrip_and_durable", meta_roundtrip_and_durable),
+        (
+            "format_version_is_store_owned",
+            format_version_is_store_owned,
+        ),
+        ("large_values_roundtrip", large_values_roundtrip),
+    ];
+    for (name, case) in cases {
+        tracing::debug!(case = name, "store conformance case");
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| case(b))) {
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("non-string panic payload");
+            panic!("store conformance case `{name}` failed: {message}");
+        }
+    }
+}
+
+/// `epoch << 32 | counter`.
+pub fn zxid(epoch: u32, counter: u32) -> Zxid {
+    (i64::from(epoch) << 32) | i64::from(counter)
+}
+
+fn entry(zxid: Zxid) -> LogEntry {
+    LogEntry::new(zxid, format!("txn-{zxid:#x}").into_bytes())
+}
+
+fn log_batch(zxids: &[Zxid]) -> Batch {
+    Batch {
+        log: zxids.iter().map(|&z| entry(z)).collect(),
+        ..Batch::default()
+    }
+}
+
+fn commit(s: &mut impl Store, batch: Batch) {
+    s.commit(batch).expect("commit");
+}
+
+fn logged_zxids(s: &impl Store) -> Vec<Zxid> {
+    s.read_log(-1, usize::MAX)
+        .expect("read_log")
+        .into_iter()
+        .map(|e| e.zxid)
+        .collect()
+}
+
+fn tree(s: &impl Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    s.load_tree(&mut |k, v| {
+        out.push((k.to_vec(), v.to_vec()));
+        Ok(())
+    })
+    .expect("load_tree");
+    out
+}
+
+fn put(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+    (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    pairs.iter().map(|(k, v)| put(k, v)).collect()
+}
+
+/// A new store has nothing logged or applied, an empty tree, no epochs and the current format
+/// version.
+pub fn empty_store_reports_zero<B: StoreBuilder>(b: &B) {
+    let s = b.build();
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    assert_eq!(s.last_applied().unwrap(), 0);
+    assert_eq!(s.first_logged_zxid().unwrap(), None);
+    assert!(s.read_log(0, usize::MAX).unwrap().is_empty());
+    assert!(s.read_log(-1, usize::MAX).unwrap().is_empty());
+    assert!(tree(&s).is_empty());
+    for key in [
+        MetaKey::AcceptedEpoch,
+        MetaKey::CurrentEpoch,
+        MetaKey::ClusterId,
+    ] {
+        assert_eq!(s.get_meta_u64(key).unwrap(), None, "{key:?}");
+    }
+    assert_eq!(
+        s.get_meta_u64(MetaKey::FormatVersion).unwrap(),
+        Some(FORMAT_VERSION)
+    );
+    let s = b.reopen(s);
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    assert_eq!(
+        s.get_meta_u64(MetaKey::FormatVersion).unwrap(),
+        Some(FORMAT_VERSION)
+    );
+}
+
+/// Entries appended over several commits come back in zxid order with their bytes; the first and
+/// last logged zxids follow.
+pub fn append_then_read_in_order<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2)]));
+    commit(&mut s, log_batch(&[zxid(1, 3)]));
+    commit(&mut s, log_batch(&[zxid(2, 1), zxid(2, 2), zxid(3, 7)]));
+    let all = s.read_log(0, usize::MAX).unwrap();
+    let expected: Vec<LogEntry> = [
+        zxid(1, 1),
+        zxid(1, 2),
+        zxid(1, 3),
+        zxid(2, 1),
+        zxid(2, 2),
+        zxid(3, 7),
+    ]
+    .into_iter()
+    .map(entry)
+    .collect();
+    assert_eq!(all, expected);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(3, 7));
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 1)));
+}
+
+/// `read_log(after, limit)` returns entries strictly after `after` (which need not be logged), at
+/// most `limit`.
+pub fn read_log_after_and_limit<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let zxids = [zxid(1, 1), zxid(1, 2), zxid(1, 5), zxid(2, 1), zxid(2, 9)];
+    commit(&mut s, log_batch(&zxids));
+    let read = |after, limit| -> Vec<Zxid> {
+        s.read_log(after, limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.zxid)
+            .collect()
+    };
+    assert_eq!(read(zxid(1, 2), usize::MAX), &zxids[2..]);
+    assert_eq!(read(zxid(1, 3), usize::MAX), &zxids[2..]);
+    assert_eq!(read(zxid(1, 4), 2), &zxids[2..4]);
+    assert_eq!(read(0, 1), &zxids[..1]);
+    assert_eq!(read(-1, 3), &zxids[..3]);
+    assert_eq!(read(0, 0), Vec::<Zxid>::new());
+    assert_eq!(read(zxid(2, 9), usize::MAX), Vec::<Zxid>::new());
+    assert_eq!(read(Zxid::MAX, usize::MAX), Vec::<Zxid>::new());
+    assert_eq!(read(zxid(2, 8), usize::MAX), &zxids[4..]);
+}
+
+/// Reading the whole log page by page (after = last zxid of the previous page) yields every entry
+/// once, in order.
+pub fn read_log_in_pages<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let zxids: Vec<Zxid> = (1..=250).map(|c| zxid(4, c)).collect();
+    for chunk in zxids.chunks(64) {
+        commit(&mut s, log_batch(chunk));
+    }
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = s.read_log(after, 17).unwrap();
+        assert!(page.len() <= 17);
+        let Some(last) = page.last() else { break };
+        after = last.zxid;
+        seen.extend(page);
+    }
+    assert_eq!(seen, zxids.iter().map(|&z| entry(z)).collect::<Vec<_>>());
+}
+
+/// One commit writes log, tree and `last_applied` together; a commit that is rejected writes none of
+/// them.
+pub fn commit_is_atomic_tree_and_last_applied<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            log: vec![entry(zxid(1, 1)), entry(zxid(1, 2))],
+            tree_puts: kv(&[("/a", "1"), ("/b", "2")]),
+            tree_deletes: vec![],
+            last_applied: Some(zxid(1, 2)),
+        },
+    );
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(tree(&s), kv(&[("/a", "1"), ("/b", "2")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+
+    // The log part is invalid, so the tree and last_applied parts must not land either.
+    let rejected = s.commit(Batch {
+        log: vec![entry(zxid(1, 3)), entry(zxid(1, 3))],
+        tree_puts: kv(&[("/c", "3")]),
+        tree_deletes: vec![b"/a".to_vec()],
+        last_applied: Some(zxid(1, 3)),
+    });
+    assert!(
+        matches!(rejected, Err(StoreError::OutOfOrder { .. })),
+        "{rejected:?}"
+    );
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+    assert_eq!(tree(&s), kv(&[("/a", "1"), ("/b", "2")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+
+    let s = b.reopen(s);
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(tree(&s), kv(&[("/a", "1"), ("/b", "2")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+}
+
+/// Committing `Batch::default()` succeeds and changes nothing.
+pub fn empty_batch_changes_nothing<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/x", "1")]),
+            last_applied: Some(zxid(1, 1)),
+            ..log_batch(&[zxid(1, 1)])
+        },
+    );
+    commit(&mut s, Batch::default());
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1)]);
+    assert_eq!(tree(&s), kv(&[("/x", "1")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 1));
+}
+
+/// `last_applied` can be written on its own (the apply stage runs behind the log) and may move
+/// independently of the last logged zxid.
+pub fn last_applied_without_log<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3)]));
+    commit(
+        &mut s,
+        Batch {
+            last_applied: Some(zxid(1, 2)),
+            ..Batch::default()
+        },
+    );
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    // A batch that does not set it leaves it alone.
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/k", "v")]),
+            ..Batch::default()
+        },
+    );
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+    let s = b.reopen(s);
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+}
+
+/// After a restart (not a machine crash) everything that was committed is back, synced or not.
+pub fn reopen_keeps_everything_committed<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/a", "1")]),
+            last_applied: Some(zxid(1, 1)),
+            ..log_batch(&[zxid(1, 1), zxid(1, 2)])
+        },
+    );
+    // Unsynced: tree and last_applied only.
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/b", "2")]),
+            last_applied: Some(zxid(1, 2)),
+            ..Batch::default()
+        },
+    );
+    s.put_meta_u64(MetaKey::CurrentEpoch, 1).unwrap();
+    let s = b.reopen(s);
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 1)));
+    assert_eq!(tree(&s), kv(&[("/a", "1"), ("/b", "2")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 2));
+    assert_eq!(s.get_meta_u64(MetaKey::CurrentEpoch).unwrap(), Some(1));
+    // And the log continues where it was.
+    let mut s = s;
+    let err = s.commit(log_batch(&[zxid(1, 2)]));
+    assert!(matches!(err, Err(StoreError::OutOfOrder { .. })), "{err:?}");
+    commit(&mut s, log_batch(&[zxid(1, 3)]));
+}
+
+/// What a durable call wrote survives a machine crash: log commits (and the tree writes before
+/// them), meta and truncation.
+pub fn synced_writes_survive_crash<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/early", "1")]),
+            last_applied: Some(zxid(1, 1)),
+            ..Batch::default()
+        },
+    );
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3)]));
+    s.put_meta_u64(MetaKey::AcceptedEpoch, 2).unwrap();
+    s.truncate_log_after(zxid(1, 2)).unwrap();
+    let s = b.crash(s);
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+    // The unsynced commit came before a synced one, so it is durable too.
+    assert_eq!(tree(&s), kv(&[("/early", "1")]));
+    assert_eq!(s.last_applied().unwrap(), zxid(1, 1));
+    assert_eq!(s.get_meta_u64(MetaKey::AcceptedEpoch).unwrap(), Some(2));
+}
+
+/// ZAB TRUNC: entries after the point are gone, also after a crash, and the last logged zxid moves
+/// back.
+pub fn truncate_drops_suffix_durably<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3), zxid(2, 1), zxid(2, 2)]),
+    );
+    s.truncate_log_after(zxid(1, 3)).unwrap();
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2), zxid(1, 3)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    assert!(s.read_log(zxid(1, 3), usize::MAX).unwrap().is_empty());
+    let s = b.crash(s);
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2), zxid(1, 3)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    let mut s = b.reopen(s);
+    s.truncate_log_after(0).unwrap();
+    assert!(logged_zxids(&s).is_empty());
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    assert_eq!(s.first_logged_zxid().unwrap(), None);
+    let s = b.crash(s);
+    assert!(logged_zxids(&s).is_empty());
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+}
+
+/// Truncating at a zxid that was never logged keeps the entries below it, and the last logged zxid
+/// becomes the last one kept.
+pub fn truncate_between_entries_keeps_lower_entry<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 5), zxid(2, 3)]));
+    s.truncate_log_after(zxid(2, 0)).unwrap();
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 5)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
+    let s = b.reopen(s);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
+}
+
+/// Truncating at or above the last logged zxid changes nothing.
+pub fn truncate_at_or_after_last_is_noop<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    s.truncate_log_after(zxid(1, 1)).unwrap();
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2)]));
+    s.truncate_log_after(zxid(1, 2)).unwrap();
+    s.truncate_log_after(zxid(7, 0)).unwrap();
+    s.truncate_log_after(Zxid::MAX).unwrap();
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+}
+
+/// After a truncation the log accepts zxids above the new end again (the new leader's history),
+/// and only those are read back.
+pub fn append_after_truncate_reuses_zxids<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3)]));
+    s.truncate_log_after(zxid(1, 1)).unwrap();
+    let replacement = Batch {
+        log: vec![LogEntry::new(zxid(1, 2), b"new-1-2".to_vec())],
+        ..Batch::default()
+    };
+    commit(&mut s, replacement);
+    commit(&mut s, log_batch(&[zxid(2, 1)]));
+    let s = b.reopen(s);
+    let log = s.read_log(0, usize::MAX).unwrap();
+    assert_eq!(
+        log,
+        vec![
+            entry(zxid(1, 1)),
+            LogEntry::new(zxid(1, 2), b"new-1-2".to_vec()),
+            entry(zxid(2, 1)),
+        ]
+    );
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(2, 1));
+}
+
+/// Purging the whole log keeps the last logged zxid (in meta): the next append must still go above
+/// it, also after a restart.
+pub fn purge_keeps_last_logged_zxid<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3)]));
+    s.purge_log_before(zxid(1, 4)).unwrap();
+    assert!(logged_zxids(&s).is_empty());
+    assert_eq!(s.first_logged_zxid().unwrap(), None);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    let mut s = b.reopen(s);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    assert!(logged_zxids(&s).is_empty());
+    let err = s.commit(log_batch(&[zxid(1, 3)]));
+    assert!(matches!(err, Err(StoreError::OutOfOrder { .. })), "{err:?}");
+    commit(&mut s, log_batch(&[zxid(1, 4)]));
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 4)]);
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 4)));
+}
+
+/// `purge_log_before(z)` drops entries below `z` only; `z` itself and later entries stay.
+pub fn purge_keeps_entries_from_zxid_on<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let zxids: Vec<Zxid> = (1..=40).map(|c| zxid(1, c)).collect();
+    for chunk in zxids.chunks(8) {
+        commit(&mut s, log_batch(chunk));
+    }
+    s.purge_log_before(0).unwrap();
+    assert_eq!(logged_zxids(&s), zxids);
+    s.purge_log_before(zxid(1, 21)).unwrap();
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 21)));
+    assert_eq!(logged_zxids(&s), &zxids[20..]);
+    assert_eq!(
+        s.read_log(0, 2).unwrap(),
+        vec![entry(zxid(1, 21)), entry(zxid(1, 22))]
+    );
+    // Purging below the first entry again is a no-op.
+    s.purge_log_before(zxid(1, 10)).unwrap();
+    let s = b.reopen(s);
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 21)));
+    assert_eq!(logged_zxids(&s), &zxids[20..]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 40));
+}
+
+/// Truncating below a purged prefix empties the log and sets the last logged zxid to the
+/// truncation point.
+pub fn truncate_below_purged_prefix<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        log_batch(&[zxid(1, 1), zxid(1, 2), zxid(1, 3), zxid(1, 4)]),
+    );
+    s.purge_log_before(zxid(1, 3)).unwrap();
+    s.truncate_log_after(zxid(1, 2)).unwrap();
+    assert!(logged_zxids(&s).is_empty());
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+    let mut s = b.crash(s);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
+    commit(&mut s, log_batch(&[zxid(2, 1)]));
+    assert_eq!(logged_zxids(&s), vec![zxid(2, 1)]);
+}
+
+/// Zxids must be strictly increasing within a batch and above the last logged one; a violation is
+/// `OutOfOrder` and writes nothing.
+pub fn out_of_order_zxid_rejected<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    for bad in [vec![0], vec![-5], vec![zxid(1, 2), zxid(1, 1)]] {
+        let err = s.commit(log_batch(&bad));
+        assert!(
+            matches!(err, Err(StoreError::OutOfOrder { .. })),
+            "{bad:?}: {err:?}"
+        );
+    }
+    commit(&mut s, log_batch(&[zxid(1, 5)]));
+    for bad in [
+        vec![zxid(1, 5)],
+        vec![zxid(1, 4)],
+        vec![zxid(1, 6), zxid(1, 6)],
+        vec![zxid(1, 7), zxid(1, 9), zxid(1, 8)],
+    ] {
+        let err = s.commit(Batch {
+            tree_puts: kv(&[("/never", "x")]),
+            last_applied: Some(zxid(1, 9)),
+            ..log_batch(&bad)
+        });
+        assert!(
+            matches!(err, Err(StoreError::OutOfOrder { .. })),
+            "{bad:?}: {err:?}"
+        );
+    }
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 5)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
+    assert!(tree(&s).is_empty());
+    assert_eq!(s.last_applied().unwrap(), 0);
+}
+
+/// A negative `last_applied` is a caller bug and is rejected without writing anything.
+pub fn negative_last_applied_rejected<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let err = s.commit(Batch {
+        last_applied: Some(-1),
+        ..log_batch(&[zxid(1, 1)])
+    });
+    assert!(matches!(err, Err(StoreError::InvalidInput(_))), "{err:?}");
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    assert_eq!(s.last_applied().unwrap(), 0);
+}
+
+/// The tree is visited in bytewise key order, whatever the insertion order (prefixes first, bytes
+/// above 0x7f after ASCII, the empty key first).
+pub fn tree_loads_in_key_order<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let keys: Vec<Vec<u8>> = vec![
+        b"/b".to_vec(),
+        vec![0xff, 0x00],
+        b"/a/b".to_vec(),
+        b"/a".to_vec(),
+        b"".to_vec(),
+        b"/a\0".to_vec(),
+        vec![0x80],
+        b"/A".to_vec(),
+    ];
+    let (first, second) = keys.split_at(3);
+    for part in [first, second] {
+        commit(
+            &mut s,
+            Batch {
+                tree_puts: part.iter().map(|k| (k.clone(), k.repeat(3))).collect(),
+                ..Batch::default()
+            },
+        );
+    }
+    let mut sorted = keys.clone();
+    sorted.sort();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> =
+        sorted.iter().map(|k| (k.clone(), k.repeat(3))).collect();
+    assert_eq!(tree(&s), expected);
+    let s = b.reopen(s);
+    assert_eq!(tree(&s), expected);
+}
+
+/// Deletes remove keys (a delete of a missing key is fine); a later put overwrites.
+pub fn tree_delete_removes<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/a", "1"), ("/b", "2"), ("/c", "3")]),
+            ..Batch::default()
+        },
+    );
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/c", "33")]),
+            tree_deletes: vec![b"/a".to_vec(), b"/missing".to_vec()],
+            ..log_batch(&[zxid(1, 1)])
+        },
+    );
+    assert_eq!(tree(&s), kv(&[("/b", "2"), ("/c", "33")]));
+    let mut s = b.reopen(s);
+    assert_eq!(tree(&s), kv(&[("/b", "2"), ("/c", "33")]));
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/a", "again")]),
+            tree_deletes: vec![b"/b".to_vec(), b"/c".to_vec()],
+            ..Batch::default()
+        },
+    );
+    assert_eq!(tree(&s), kv(&[("/a", "again")]));
+}
+
+/// Within one batch, puts apply in order and deletes after them: a key put and deleted in the same
+/// batch is gone, and the last of two puts wins.
+pub fn tree_put_then_delete_in_one_batch_deletes<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/x", "1"), ("/y", "1"), ("/y", "2")]),
+            tree_deletes: vec![b"/x".to_vec()],
+            ..Batch::default()
+        },
+    );
+    assert_eq!(tree(&s), kv(&[("/y", "2")]));
+}
+
+/// An error returned by the visitor stops the walk and comes back from `load_tree`.
+pub fn load_tree_visitor_error_stops_walk<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: kv(&[("/1", "a"), ("/2", "b"), ("/3", "c")]),
+            ..Batch::default()
+        },
+    );
+    let mut visited = 0;
+    let result = s.load_tree(&mut |_, _| {
+        visited += 1;
+        if visited == 2 {
+            Err(StoreError::InvalidInput("visitor stop".to_owned()))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        matches!(&result, Err(StoreError::InvalidInput(m)) if m == "visitor stop"),
+        "{result:?}"
+    );
+    assert_eq!(visited, 2);
+}
+
+/// Meta values round-trip, overwrite, and are durable on return (they survive a crash).
+pub fn meta_roundtrip_and_durable<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    s.put_meta_u64(MetaKey::AcceptedEpoch, 3).unwrap();
+    s.put_meta_u64(MetaKey::CurrentEpoch, 2).unwrap();
+    s.put_meta_u64(MetaKey::ClusterId, u64::MAX).unwrap();
+    s.put_meta_u64(MetaKey::AcceptedEpoch, 4).unwrap();
+    assert_eq!(s.get_meta_u64(MetaKey::AcceptedEpoch).unwrap(), Some(4));
+    assert_eq!(s.get_meta_u64(MetaKey::CurrentEpoch).unwrap(), Some(2));
+    assert_eq!(s.get_meta_u64(MetaKey::ClusterId).unwrap(), Some(u64::MAX));
+    let s = b.crash(s);
+    assert_eq!(s.get_meta_u64(MetaKey::AcceptedEpoch).unwrap(), Some(4));
+    assert_eq!(s.get_meta_u64(MetaKey::CurrentEpoch).unwrap(), Some(2));
+    assert_eq!(s.get_meta_u64(MetaKey::ClusterId).unwrap(), Some(u64::MAX));
+    // Meta does not leak into the log, the tree or last_applied.
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    assert_eq!(s.last_applied().unwrap(), 0);
+    assert!(tree(&s).is_empty());
+}
+
+/// The format version belongs to the store: writing it is rejected and leaves it unchanged.
+pub fn format_version_is_store_owned<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    let err = s.put_meta_u64(MetaKey::FormatVersion, FORMAT_VERSION + 1);
+    assert!(matches!(err, Err(StoreError::InvalidInput(_))), "{err:?}");
+    let s = b.reopen(s);
+    assert_eq!(
+        s.get_meta_u64(MetaKey::FormatVersion).unwrap(),
+        Some(FORMAT_VERSION)
+    );
+}
+
+/// Multi-megabyte log entries and tree values (beyond ZooKeeper's 1 MiB jute.maxbuffer) and empty
+/// values round-trip intact.
+pub fn large_values_roundtrip<B: StoreBuilder>(b: &B) {
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 7)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            log: vec![
+                LogEntry::new(zxid(1, 1), big.clone()),
+                LogEntry::new(zxid(1, 2), Vec::new()),
+            ],
+            tree_puts: vec![
+                (b"/big".to_vec(), big.clone()),
+                (b"/empty".to_vec(), Vec::new()),
+            ],
+            tree_deletes: vec![],
+            last_applied: Some(zxid(1, 2)),
+        },
+    );
+    let s = b.reopen(s);
+    let log = s.read_log(0, usize::MAX).unwrap();
+    assert_eq!(log.len(), 2);
+    assert!(log[0].data == big, "large log entry changed");
+    assert!(log[1].data.is_empty());
+    let t = tree(&s);
+    assert_eq!(t.len(), 2);
+    assert!(
+        t[0].0 == b"/big" && t[0].1 == big,
+        "large tree value changed"
+    );
+    assert_eq!(t[1], (b"/empty".to_vec(), Vec::new()));
+}

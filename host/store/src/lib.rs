@@ -1,0 +1,382 @@
+//! Durable state of one wazoo server: the txn log, the persisted znode tree / session table and a
+//! small `meta` table (epochs, cluster id, `last_applied`, format version).
+//!
+//! The crate is deliberately unaware of ZooKeeper record formats: log entries and tree values are
+//! opaque bytes that the server encodes. Zxids are `i64` (`epoch << 32 | counter`, always `>= 0`).
+//!
+//! What lives here (architecture.md §4):
+//! - [`Store`]: the storage contract, written down method by method (what is durable when a call
+//!   returns, what ordering is guaranteed), in the style of openraft's storage traits.
+//! - [`RocksStore`]: one RocksDB instance with the column families `log`, `tree` and `meta`.
+//! - [`MemStore`]: an in-memory store for the deterministic simulator and crash tests. It models a
+//!   page cache: only synced writes survive [`MemStore::crash`], and
+//!   [`MemStore::crash_with_torn_tail`] tears the last synced log record.
+//! - [`GroupCommitter`]: the storage worker thread. Everything submitted while the previous commit
+//!   (and its fsync) ran is merged into one atomic write with one fsync: the group commit.
+//! - [`conformance`]: the named suite every [`Store`] implementation passes.
+//!
+//! Every log and tree value is stored with a CRC32C over key and value, so a torn or corrupt record is
+//! reported as [`StoreError::Corrupt`] and never handed out as data.
+//!
+//! A [`StoreError`] is fatal to the node: nobody tries to repair a half-written store in place.
+
+mod committer;
+pub mod conformance;
+mod mem;
+mod record;
+mod rocks;
+
+#[cfg(test)]
+mod committer_test;
+#[cfg(test)]
+mod mem_test;
+#[cfg(test)]
+mod rocks_test;
+
+pub use committer::{CommitReport, GroupCommitter};
+pub use mem::MemStore;
+pub use rocks::RocksStore;
+
+use std::collections::HashMap;
+
+/// A ZooKeeper transaction id: `epoch << 32 | counter`. Always `>= 0`; `0` means "nothing".
+pub type Zxid = i64;
+
+/// The on-disk format version this build writes and understands.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// One txn log record: an opaque, server-encoded transaction and its zxid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    pub zxid: Zxid,
+    pub data: Vec<u8>,
+}
+
+impl LogEntry {
+    pub fn new(zxid: Zxid, data: impl Into<Vec<u8>>) -> LogEntry {
+        LogEntry {
+            zxid,
+            data: data.into(),
+        }
+    }
+}
+
+/// One atomic unit written by the storage worker: everything that arrived while the previous sync ran.
+///
+/// Within one batch, `tree_puts` are applied in order (a later put of the same key wins) and then
+/// `tree_deletes`; a key that is both put and deleted in the same batch ends up deleted.
+/// [`Batch::merge`] combines several batches into one with the same effect as committing them one
+/// after the other.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Appended to the txn log; zxids strictly increasing and greater than the last logged zxid.
+    pub log: Vec<LogEntry>,
+    /// Persisted znode tree / session table: opaque key -> value.
+    pub tree_puts: Vec<(Vec<u8>, Vec<u8>)>,
+    pub tree_deletes: Vec<Vec<u8>>,
+    /// Stored in meta in the same atomic write.
+    pub last_applied: Option<Zxid>,
+}
+
+impl Batch {
+    /// True when committing this batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+            && self.tree_puts.is_empty()
+            && self.tree_deletes.is_empty()
+            && self.last_applied.is_none()
+    }
+
+    /// Payload bytes the batch hands to the store: log data plus tree keys and values.
+    pub fn payload_bytes(&self) -> usize {
+        let log: usize = self.log.iter().map(|e| e.data.len()).sum();
+        let puts: usize = self.tree_puts.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let deletes: usize = self.tree_deletes.iter().map(Vec::len).sum();
+        log + puts + deletes
+    }
+
+    /// Merges batches, in order, into one batch whose commit has the same effect as committing each
+    /// of them in turn: logs are concatenated, the last operation on a tree key wins (the result has
+    /// every key at most once, in `tree_puts` or in `tree_deletes`), and the last `last_applied` that
+    /// is set is kept.
+    pub fn merge(batches: impl IntoIterator<Item = Batch>) -> Batch {
+        let mut batches = batches.into_iter().peekable();
+        let Some(mut first) = batches.next() else {
+            return Batch::default();
+        };
+        if batches.peek().is_none() {
+            return first;
+        }
+        // Final operation per key, in first-touched order.
+        let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut record = |key: Vec<u8>, value: Option<Vec<u8>>| match index.get(&key) {
+            Some(&i) => ops[i].1 = value,
+            None => {
+                index.insert(key.clone(), ops.len());
+                ops.push((key, value));
+            }
+        };
+        let mut log = std::mem::take(&mut first.log);
+        let mut last_applied = None;
+        for batch in std::iter::once(first).chain(batches) {
+            log.extend(batch.log);
+            for (k, v) in batch.tree_puts {
+                record(k, Some(v));
+            }
+            for k in batch.tree_deletes {
+                record(k, None);
+            }
+            if batch.last_applied.is_some() {
+                last_applied = batch.last_applied;
+            }
+        }
+        let mut tree_puts = Vec::new();
+        let mut tree_deletes = Vec::new();
+        for (k, v) in ops {
+            match v {
+                Some(v) => tree_puts.push((k, v)),
+                None => tree_deletes.push(k),
+            }
+        }
+        Batch {
+            log,
+            tree_puts,
+            tree_deletes,
+            last_applied,
+        }
+    }
+}
+
+/// Keys of the durable `meta` table that the server reads and writes. `last_applied` and the last
+/// logged zxid are meta too, but internal to the store (see [`Store::last_applied`] and
+/// [`Store::last_logged_zxid`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MetaKey {
+    /// ZAB acceptedEpoch: the epoch of the last NEWEPOCH this server accepted.
+    AcceptedEpoch,
+    /// ZAB currentEpoch: the epoch of the last NEWLEADER this server acknowledged.
+    CurrentEpoch,
+    /// Identity of the ensemble this data directory belongs to.
+    ClusterId,
+    /// The store's own format version ([`FORMAT_VERSION`]); written by the store when it creates a
+    /// data directory. Readable, never writable through [`Store::put_meta_u64`].
+    FormatVersion,
+}
+
+impl MetaKey {
+    /// Every server-visible meta key.
+    pub const ALL: [MetaKey; 4] = [
+        MetaKey::AcceptedEpoch,
+        MetaKey::CurrentEpoch,
+        MetaKey::ClusterId,
+        MetaKey::FormatVersion,
+    ];
+
+    /// The name under which the key is stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetaKey::AcceptedEpoch => "accepted_epoch",
+            MetaKey::CurrentEpoch => "current_epoch",
+            MetaKey::ClusterId => "cluster_id",
+            MetaKey::FormatVersion => "format_version",
+        }
+    }
+}
+
+/// Meta key (internal) of `last_applied`.
+pub(crate) const META_LAST_APPLIED: &str = "last_applied";
+/// Meta key (internal) of the last logged zxid, kept so that a purge does not forget it.
+pub(crate) const META_LAST_LOGGED: &str = "last_logged";
+
+/// A storage failure. Always fatal to the node (openraft's `Fatal`): the server stops.
+#[derive(thiserror::Error, Debug)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    RocksDb(String),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A record failed its checksum or has an impossible shape; it is never returned as data.
+    #[error("corrupt {what} record at key {key}: {detail}")]
+    Corrupt {
+        what: &'static str,
+        key: String,
+        detail: String,
+    },
+    /// A log entry's zxid is not greater than the one logged (or batched) before it.
+    #[error("log entry zxid {zxid:#x} is not greater than the previous zxid {previous:#x}")]
+    OutOfOrder { zxid: Zxid, previous: Zxid },
+    /// The data directory was written by a format this build does not understand.
+    #[error(
+        "store format version {found} is not supported by this build (it supports version \
+         {supported}); was the data directory written by a newer wazoo?"
+    )]
+    UnsupportedFormat { found: u64, supported: u64 },
+    /// The caller broke the contract (negative zxid, write of a store-owned meta key).
+    #[error("invalid store request: {0}")]
+    InvalidInput(String),
+    /// The storage worker caught a panic while committing.
+    #[error("storage worker panicked: {0}")]
+    WorkerPanicked(String),
+    /// A fault injected by a test store (e.g. [`MemStore::set_fail_writes`]).
+    #[error("injected fault: {0}")]
+    Injected(String),
+}
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> StoreError {
+        StoreError::RocksDb(e.into_string())
+    }
+}
+
+/// The storage contract of a wazoo server. Used from one thread at a time (the storage worker, see
+/// [`GroupCommitter`]); `&mut self` calls are serialized and each one's effects are visible to every
+/// later call on the same store, durable or not.
+///
+/// "Durable" means: survives a machine crash (power loss). Everything a call wrote survives a process
+/// restart ([`conformance::StoreBuilder::reopen`]) once the call has returned. A durable write also makes
+/// every earlier write durable (one write-ahead log; [`MemStore`] models it the same way).
+///
+/// The log never has holes the store created itself: entries are appended with increasing zxids and
+/// only a prefix ([`Store::purge_log_before`]) or a suffix ([`Store::truncate_log_after`]) is removed.
+pub trait Store: Send {
+    /// Atomically writes the batch: log entries, tree puts and deletes, and `last_applied`; after a
+    /// crash either all of it is there or none of it.
+    ///
+    /// To ensure correctness:
+    /// - If `batch.log` is non-empty the write is durable (fsync) before this returns, together with
+    ///   every earlier write. Only then may the server ACK the proposals it contains.
+    /// - A batch without log entries (tree changes, `last_applied`) is not synced; it becomes durable
+    ///   with the next durable write. The log covers it: on restart the server replays the log after
+    ///   `last_applied`.
+    /// - `batch.log` zxids must be strictly increasing and greater than [`Store::last_logged_zxid`],
+    ///   otherwise [`StoreError::OutOfOrder`] is returned and nothing is written.
+    /// - `last_applied` must be `>= 0` ([`StoreError::InvalidInput`] otherwise).
+    /// - Tree puts are applied in order, then tree deletes (see [`Batch`]).
+    fn commit(&mut self, batch: Batch) -> Result<(), StoreError>;
+
+    /// The zxid of the last entry ever appended and not truncated; `0` when the log was never written.
+    /// A purge does not lower it (it is kept in meta), a truncation lowers it to the last remaining
+    /// entry (or to the truncation point if the purge already removed everything before it).
+    fn last_logged_zxid(&self) -> Result<Zxid, StoreError>;
+
+    /// The `last_applied` of the last commit that set it; `0` when never set. On restart the server
+    /// loads the tree and replays log entries after this zxid.
+    fn last_applied(&self) -> Result<Zxid, StoreError>;
+
+    /// Log entries with `zxid > after`, in zxid order, at most `limit` of them (`after < 0` reads from
+    /// the start). A record whose checksum fails makes the whole call return
+    /// [`StoreError::Corrupt`]; it is never returned as data.
+    fn read_log(&self, after: Zxid, limit: usize) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// The zxid of the first entry still in the log, `None` when the log is empty.
+    fn first_logged_zxid(&self) -> Result<Option<Zxid>, StoreError>;
+
+    /// Drops every log entry with `zxid > zxid` (ZAB TRUNC). Durable on return.
+    ///
+    /// To ensure correctness:
+    /// - Afterwards [`Store::last_logged_zxid`] is `<= zxid` and the next append may reuse zxids above it.
+    /// - Truncating at or above the last logged zxid changes nothing.
+    /// - The caller must not truncate below `last_applied` unless it then replaces the tree (SNAP): the
+    ///   persisted tree would otherwise hold the effect of dropped txns.
+    fn truncate_log_after(&mut self, zxid: Zxid) -> Result<(), StoreError>;
+
+    /// Drops log entries with `zxid < zxid` (purge; the tree already holds their effect). Not
+    /// necessarily durable on return: a purge lost in a crash is harmless and simply redone. The last
+    /// logged zxid is kept. Space is reclaimed by compaction.
+    fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError>;
+
+    /// Visits the persisted tree / session entries in bytewise key order, from one consistent view.
+    /// A checksum failure is an error; an error returned by `visit` stops the walk and is returned.
+    // The spelled-out `dyn FnMut` keeps implementations free to write the same signature; a type
+    // alias would change the trait object's lifetime bound and break them.
+    #[allow(clippy::type_complexity)]
+    fn load_tree(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a meta value. Durable (fsync) on return, together with every earlier write: ACKEPOCH may
+    /// be sent after `put_meta_u64(AcceptedEpoch, ..)` returns. [`MetaKey::FormatVersion`] belongs to
+    /// the store and is rejected with [`StoreError::InvalidInput`].
+    fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError>;
+
+    /// Reads a meta value; `None` when never set.
+    fn get_meta_u64(&self, key: MetaKey) -> Result<Option<u64>, StoreError>;
+
+    /// Approximate bytes on disk (for `dirs` and metrics); `0` for memory stores.
+    fn disk_size(&self) -> u64;
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        (**self).commit(batch)
+    }
+    fn last_logged_zxid(&self) -> Result<Zxid, StoreError> {
+        (**self).last_logged_zxid()
+    }
+    fn last_applied(&self) -> Result<Zxid, StoreError> {
+        (**self).last_applied()
+    }
+    fn read_log(&self, after: Zxid, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        (**self).read_log(after, limit)
+    }
+    fn first_logged_zxid(&self) -> Result<Option<Zxid>, StoreError> {
+        (**self).first_logged_zxid()
+    }
+    fn truncate_log_after(&mut self, zxid: Zxid) -> Result<(), StoreError> {
+        (**self).truncate_log_after(zxid)
+    }
+    fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
+        (**self).purge_log_before(zxid)
+    }
+    fn load_tree(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        (**self).load_tree(visit)
+    }
+    fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
+        (**self).put_meta_u64(key, value)
+    }
+    fn get_meta_u64(&self, key: MetaKey) -> Result<Option<u64>, StoreError> {
+        (**self).get_meta_u64(key)
+    }
+    fn disk_size(&self) -> u64 {
+        (**self).disk_size()
+    }
+}
+
+/// Checks a batch against the log's last zxid: strictly increasing, non-negative zxids and a
+/// non-negative `last_applied`. Returns the batch's last zxid, if it has entries.
+pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<Zxid>, StoreError> {
+    let mut previous = last_logged;
+    for entry in &batch.log {
+        if entry.zxid <= previous {
+            return Err(StoreError::OutOfOrder {
+                zxid: entry.zxid,
+                previous,
+            });
+        }
+        previous = entry.zxid;
+    }
+    if let Some(applied) = batch.last_applied {
+        if applied < 0 {
+            return Err(StoreError::InvalidInput(format!(
+                "last_applied {applied} is negative"
+            )));
+        }
+    }
+    Ok(batch.log.last().map(|e| e.zxid))
+}
+
+/// Rejects writes of meta keys the store owns.
+pub(crate) fn check_writable_meta(key: MetaKey) -> Result<(), StoreError> {
+    if key == MetaKey::FormatVersion {
+        return Err(StoreError::InvalidInput(
+            "format_version is owned by the store and cannot be written".to_owned(),
+        ));
+    }
+    Ok(())
+}

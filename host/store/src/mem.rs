@@ -1,0 +1,335 @@
+//! [`MemStore`]: the in-memory [`Store`] of the deterministic simulator and the crash tests.
+//!
+//! It models a disk behind a page cache. Every write goes to the *current* state at once (what the
+//! running process reads back) and is queued as unsynced. A synced write ([`Store::commit`] with log
+//! entries, [`Store::put_meta_u64`], [`Store::truncate_log_after`]) flushes the queue into the
+//! *durable* state, like an fsync of RocksDB's single write-ahead log. [`MemStore::crash`] returns
+//! what a restarted machine would find: the durable state only. [`MemStore::crash_with_torn_tail`]
+//! also tears the last durable log record, which [`Store::read_log`] must then report as corrupt.
+//!
+//! Records are stored in the checksummed format of the RocksDB store, so both share the corruption
+//! checks. The state lives behind an `Arc<Mutex<..>>`: a clone ([`MemStore::handle`]) is another
+//! handle on the same store, so a test can keep one after giving the store away.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::record;
+use crate::{
+    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, Zxid,
+    FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
+};
+
+/// One image of the store: values are checksummed records (see `record`).
+#[derive(Clone, Debug, Default)]
+struct Image {
+    log: BTreeMap<Zxid, Vec<u8>>,
+    tree: BTreeMap<Vec<u8>, Vec<u8>>,
+    meta: BTreeMap<&'static str, u64>,
+}
+
+/// A write, kept until the next sync so that it can be replayed onto the durable image.
+#[derive(Clone, Debug)]
+enum Op {
+    LogPut(Zxid, Vec<u8>),
+    /// Remove log entries with zxid > .0
+    LogTruncateAfter(Zxid),
+    /// Remove log entries with zxid < .0
+    LogPurgeBefore(Zxid),
+    TreePut(Vec<u8>, Vec<u8>),
+    TreeDelete(Vec<u8>),
+    Meta(&'static str, u64),
+}
+
+impl Image {
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::LogPut(zxid, raw) => {
+                self.log.insert(zxid, raw);
+            }
+            Op::LogTruncateAfter(zxid) => {
+                if zxid < Zxid::MAX {
+                    self.log.split_off(&(zxid + 1));
+                }
+            }
+            Op::LogPurgeBefore(zxid) => {
+                self.log = self.log.split_off(&zxid);
+            }
+            Op::TreePut(key, raw) => {
+                self.tree.insert(key, raw);
+            }
+            Op::TreeDelete(key) => {
+                self.tree.remove(&key);
+            }
+            Op::Meta(name, value) => {
+                self.meta.insert(name, value);
+            }
+        }
+    }
+
+    fn meta_zxid(&self, name: &'static str) -> Zxid {
+        self.meta.get(name).map_or(0, |&v| v as Zxid)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    current: Image,
+    durable: Image,
+    unsynced: Vec<Op>,
+    commits: u64,
+    syncs: u64,
+    fail_writes: bool,
+}
+
+impl Inner {
+    fn from_durable(durable: Image) -> Inner {
+        Inner {
+            current: durable.clone(),
+            durable,
+            unsynced: Vec::new(),
+            commits: 0,
+            syncs: 0,
+            fail_writes: false,
+        }
+    }
+
+    fn write(&mut self, op: Op) {
+        self.current.apply(op.clone());
+        self.unsynced.push(op);
+    }
+
+    fn sync(&mut self) {
+        self.syncs += 1;
+        for op in self.unsynced.drain(..) {
+            self.durable.apply(op);
+        }
+    }
+
+    fn check_fault(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            return Err(StoreError::Injected("MemStore write failure".to_owned()));
+        }
+        Ok(())
+    }
+}
+
+/// In-memory [`Store`] with a synced / unsynced distinction; see the module docs.
+#[derive(Clone, Debug)]
+pub struct MemStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Default for MemStore {
+    fn default() -> MemStore {
+        MemStore::new()
+    }
+}
+
+impl MemStore {
+    /// An empty store, as a fresh data directory (format version set and durable).
+    pub fn new() -> MemStore {
+        let mut image = Image::default();
+        image
+            .meta
+            .insert(MetaKey::FormatVersion.name(), FORMAT_VERSION);
+        MemStore::from_inner(Inner::from_durable(image))
+    }
+
+    fn from_inner(inner: Inner) -> MemStore {
+        MemStore {
+            inner: Arc::new(Mutex::new(inner)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves the images consistent (every mutation is a whole
+        // `Image::apply`), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Another handle on the same store (same as `clone`).
+    pub fn handle(&self) -> MemStore {
+        self.clone()
+    }
+
+    /// The store a restarted process finds after a machine crash: only synced writes survive.
+    /// The returned store is independent of `self`.
+    pub fn crash(&self) -> MemStore {
+        let durable = self.lock().durable.clone();
+        MemStore::from_inner(Inner::from_durable(durable))
+    }
+
+    /// Like [`MemStore::crash`], and the last durable log record is torn (half of its bytes lost and
+    /// its checksum damaged), so [`Store::read_log`] reports [`StoreError::Corrupt`] for it. Same as
+    /// `crash` when the durable log is empty.
+    pub fn crash_with_torn_tail(&self) -> MemStore {
+        let mut durable = self.lock().durable.clone();
+        if let Some(mut last) = durable.log.last_entry() {
+            let raw = last.get_mut();
+            let keep = record::CRC_LEN + (raw.len() - record::CRC_LEN) / 2;
+            raw.truncate(keep);
+            raw[0] ^= 0x5a;
+            tracing::debug!(
+                zxid = *last.key(),
+                "MemStore: tore the last durable log record"
+            );
+        }
+        MemStore::from_inner(Inner::from_durable(durable))
+    }
+
+    /// While `on`, every mutating call fails with [`StoreError::Injected`] and writes nothing.
+    pub fn set_fail_writes(&self, on: bool) {
+        self.lock().fail_writes = on;
+    }
+
+    /// Successful [`Store::commit`] calls so far (on this store since it was created or crashed).
+    pub fn commit_count(&self) -> u64 {
+        self.lock().commits
+    }
+
+    /// Syncs (simulated fsyncs) so far.
+    pub fn sync_count(&self) -> u64 {
+        self.lock().syncs
+    }
+
+    /// Test hook: damages the stored record of a tree key in the current image.
+    #[cfg(test)]
+    pub(crate) fn flip_tree_byte_for_test(&self, key: &[u8]) {
+        let mut inner = self.lock();
+        let raw = inner
+            .current
+            .tree
+            .get_mut(key)
+            .expect("tree key to damage exists");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+    }
+
+    /// Writes that would be lost by a crash right now.
+    pub fn unsynced_writes(&self) -> usize {
+        self.lock().unsynced.len()
+    }
+}
+
+impl Store for MemStore {
+    fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        let last_logged = inner.current.meta_zxid(META_LAST_LOGGED);
+        let new_last = validate_batch(&batch, last_logged)?;
+        let sync = !batch.log.is_empty();
+        for entry in batch.log {
+            let raw = record::encode(&record::log_key(entry.zxid), &entry.data);
+            inner.write(Op::LogPut(entry.zxid, raw));
+        }
+        if let Some(zxid) = new_last {
+            inner.write(Op::Meta(META_LAST_LOGGED, zxid as u64));
+        }
+        for (key, value) in batch.tree_puts {
+            let raw = record::encode(&key, &value);
+            inner.write(Op::TreePut(key, raw));
+        }
+        for key in batch.tree_deletes {
+            inner.write(Op::TreeDelete(key));
+        }
+        if let Some(applied) = batch.last_applied {
+            inner.write(Op::Meta(META_LAST_APPLIED, applied as u64));
+        }
+        if sync {
+            inner.sync();
+        }
+        inner.commits += 1;
+        Ok(())
+    }
+
+    fn last_logged_zxid(&self) -> Result<Zxid, StoreError> {
+        Ok(self.lock().current.meta_zxid(META_LAST_LOGGED))
+    }
+
+    fn last_applied(&self) -> Result<Zxid, StoreError> {
+        Ok(self.lock().current.meta_zxid(META_LAST_APPLIED))
+    }
+
+    fn read_log(&self, after: Zxid, limit: usize) -> Result<Vec<LogEntry>, StoreError> {
+        let inner = self.lock();
+        let from = if after < 0 {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after)
+        };
+        inner
+            .current
+            .log
+            .range((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(&zxid, raw)| {
+                let data = record::decode("log", &record::log_key(zxid), raw)?;
+                Ok(LogEntry {
+                    zxid,
+                    data: data.to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    fn first_logged_zxid(&self) -> Result<Option<Zxid>, StoreError> {
+        Ok(self.lock().current.log.keys().next().copied())
+    }
+
+    fn truncate_log_after(&mut self, zxid: Zxid) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        let last_logged = inner.current.meta_zxid(META_LAST_LOGGED);
+        if zxid >= last_logged {
+            return Ok(());
+        }
+        let new_last = inner
+            .current
+            .log
+            .range(..=zxid)
+            .next_back()
+            .map_or(zxid.max(0), |(&z, _)| z);
+        inner.write(Op::LogTruncateAfter(zxid));
+        inner.write(Op::Meta(META_LAST_LOGGED, new_last as u64));
+        inner.sync();
+        Ok(())
+    }
+
+    fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        inner.write(Op::LogPurgeBefore(zxid));
+        Ok(())
+    }
+
+    fn load_tree(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        // Visit a copy, so that `visit` may use other handles on this store.
+        let tree = self.lock().current.tree.clone();
+        for (key, raw) in &tree {
+            visit(key, record::decode("tree", key, raw)?)?;
+        }
+        Ok(())
+    }
+
+    fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
+        check_writable_meta(key)?;
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        inner.write(Op::Meta(key.name(), value));
+        inner.sync();
+        Ok(())
+    }
+
+    fn get_meta_u64(&self, key: MetaKey) -> Result<Option<u64>, StoreError> {
+        Ok(self.lock().current.meta.get(key.name()).copied())
+    }
+
+    fn disk_size(&self) -> u64 {
+        0
+    }
+}
