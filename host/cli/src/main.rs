@@ -1,0 +1,91 @@
+//! The `wazoo` binary: `wazoo server` runs a standalone server (ZooKeeper's zoo.cfg format with
+//! `--config`); further subcommands are added beside it (shell, bench).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use wazoo_server::ServerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "wazoo",
+    version,
+    about = "A ZooKeeper-compatible coordination service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a server. With no arguments: standalone on 127.0.0.1:2181, data in ./wazoo-data.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// A ZooKeeper zoo.cfg (tickTime, dataDir, clientPort, 4lw.commands.whitelist, ...).
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Overrides dataDir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides clientPort.
+    #[arg(long)]
+    port: Option<u16>,
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => ServerConfig::from_file(p).with_context(|| format!("config {}", p.display()))?,
+        None => ServerConfig::standalone_default(),
+    };
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(p) = args.port {
+        cfg.client_addr.set_port(p);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("wazoo")
+        .build()?;
+    rt.block_on(wazoo_server::run(cfg, shutdown_signal()))?;
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.cmd {
+        Cmd::Server(a) => server(a),
+    };
+    if let Err(e) = result {
+        tracing::error!("{e:#}");
+        eprintln!("wazoo: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,59 @@
+//! The HTTP admin endpoint (ZooKeeper's AdminServer keys): `/metrics` in Prometheus format and the
+//! four-letter commands as JSON under `/commands/`. Parsing and rendering live in `wazoo-admin`.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+use wazoo_admin::http::{parse_request_head, route};
+use wazoo_admin::metrics::Metrics;
+
+use crate::core::CoreMsg;
+
+pub async fn serve(
+    listener: TcpListener,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    metrics: Arc<Metrics>,
+) {
+    loop {
+        let (mut stream, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!("admin accept failed: {e}");
+                continue;
+            }
+        };
+        let core = core.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let resp = loop {
+                let n = match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                match parse_request_head(&buf) {
+                    Ok(None) => continue,
+                    Ok(Some(req)) => {
+                        let (tx, rx) = oneshot::channel();
+                        if core.send(CoreMsg::Stats(tx)).is_err() {
+                            return;
+                        }
+                        let Ok(stats) = rx.await else { return };
+                        break route(&req, &stats, &metrics);
+                    }
+                    Err(e) => {
+                        warn!(%remote, "bad admin request: {e}");
+                        break e.to_response();
+                    }
+                }
+            };
+            let _ = stream.write_all(&resp.to_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,307 @@
+//! Server configuration: defaults, and ZooKeeper's `zoo.cfg` format (`QuorumPeerConfig`).
+//! Unknown keys are warned about; an invalid value is an error that names its key.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("line {line}: expected key=value, got {text:?}")]
+    Syntax { line: usize, text: String },
+    #[error("invalid value for {key}: {value:?} ({reason})")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{0} is required")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Everything a standalone server needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub tick_time_ms: u32,
+    pub init_limit: u32,
+    pub sync_limit: u32,
+    pub data_dir: PathBuf,
+    pub data_log_dir: Option<PathBuf>,
+    pub client_addr: SocketAddr,
+    /// Per-IP connection limit; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    /// `4lw.commands.whitelist` as written (None = ZooKeeper's default, `srvr`).
+    pub four_letter_whitelist: Option<String>,
+    pub jute_max_buffer: usize,
+    pub extended_types_enabled: bool,
+    /// `DigestAuthenticationProvider.superDigest` (`super:<base64 sha1>`).
+    pub super_digest: Option<String>,
+    pub admin_enabled: bool,
+    pub admin_addr: SocketAddr,
+    pub container_check_interval_ms: u64,
+    pub container_max_never_used_ms: i64,
+    /// Log entries kept behind the applied tree (for future DIFF syncs); older ones are purged.
+    pub log_retain_txns: u64,
+    pub server_id: u8,
+    pub reconfig_enabled: bool,
+    /// Keys that were present but not understood (warned at startup).
+    pub unknown_keys: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `wazoo server` with no arguments: standalone on 127.0.0.1:2181, data in ./wazoo-data.
+    pub fn standalone_default() -> Self {
+        ServerConfig {
+            tick_time_ms: 2000,
+            init_limit: 10,
+            sync_limit: 5,
+            data_dir: PathBuf::from("wazoo-data"),
+            data_log_dir: None,
+            client_addr: "127.0.0.1:2181".parse().expect("valid"),
+            max_client_cnxns: 60,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40000,
+            four_letter_whitelist: None,
+            jute_max_buffer: wazoo_proto::frame::DEFAULT_MAX_BUFFER,
+            extended_types_enabled: false,
+            super_digest: None,
+            admin_enabled: true,
+            admin_addr: "127.0.0.1:8080".parse().expect("valid"),
+            container_check_interval_ms: 60_000,
+            container_max_never_used_ms: 0,
+            log_retain_txns: 100_000,
+            server_id: 0,
+            reconfig_enabled: false,
+            unknown_keys: Vec::new(),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Parses zoo.cfg text; relative directories are taken relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let mut kv = BTreeMap::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').ok_or_else(|| ConfigError::Syntax {
+                line: i + 1,
+                text: raw.to_string(),
+            })?;
+            kv.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        let mut c = ServerConfig::standalone_default();
+        c.client_addr = "0.0.0.0:2181".parse().expect("valid");
+        c.admin_addr = "0.0.0.0:8080".parse().expect("valid");
+        let mut min_timeout: Option<i64> = None;
+        let mut max_timeout: Option<i64> = None;
+        let mut client_port: u16 = 2181;
+        let mut client_ip: Option<IpAddr> = None;
+        let mut admin_port: u16 = 8080;
+        let mut admin_ip: IpAddr = "0.0.0.0".parse().expect("valid");
+        let mut servers = 0usize;
+        let mut data_dir = None;
+        for (k, v) in &kv {
+            let key = k.strip_prefix("zookeeper.").unwrap_or(k);
+            match key {
+                "tickTime" => c.tick_time_ms = num(k, v, 1, u32::MAX as i64)? as u32,
+                "initLimit" => c.init_limit = num(k, v, 1, u32::MAX as i64)? as u32,
+                "syncLimit" => c.sync_limit = num(k, v, 1, u32::MAX as i64)? as u32,
+                "dataDir" => data_dir = Some(dir(base, v)),
+                "dataLogDir" => c.data_log_dir = Some(dir(base, v)),
+                "clientPort" => client_port = num(k, v, 0, 65535)? as u16,
+                "clientPortAddress" => client_ip = Some(ip(k, v)?),
+                "maxClientCnxns" => c.max_client_cnxns = num(k, v, 0, u32::MAX as i64)? as u32,
+                "minSessionTimeout" => min_timeout = Some(num(k, v, -1, i32::MAX as i64)?),
+                "maxSessionTimeout" => max_timeout = Some(num(k, v, -1, i32::MAX as i64)?),
+                "4lw.commands.whitelist" => c.four_letter_whitelist = Some(v.clone()),
+                "jute.maxbuffer" => c.jute_max_buffer = num(k, v, 1024, i32::MAX as i64)? as usize,
+                "extendedTypesEnabled" => c.extended_types_enabled = boolean(k, v)?,
+                "DigestAuthenticationProvider.superDigest" => {
+                    if v.split(':').count() != 2 {
+                        return Err(invalid(k, v, "expected user:base64digest"));
+                    }
+                    c.super_digest = Some(v.clone());
+                }
+                "admin.enableServer" => c.admin_enabled = boolean(k, v)?,
+                "admin.serverAddress" => admin_ip = ip(k, v)?,
+                "admin.serverPort" => admin_port = num(k, v, 0, 65535)? as u16,
+                "znode.container.checkIntervalMs" => {
+                    c.container_check_interval_ms = num(k, v, 1, i64::MAX)? as u64
+                }
+                "znode.container.maxNeverUsedIntervalMs" => {
+                    c.container_max_never_used_ms = num(k, v, 0, i64::MAX)?
+                }
+                "reconfigEnabled" => c.reconfig_enabled = boolean(k, v)?,
+                "wazoo.logRetainTxns" => c.log_retain_txns = num(k, v, 0, i64::MAX)? as u64,
+                // Accepted for compatibility; wazoo's storage makes them moot.
+                "forceSync"
+                | "snapCount"
+                | "preAllocSize"
+                | "autopurge.snapRetainCount"
+                | "autopurge.purgeInterval"
+                | "standaloneEnabled"
+                | "admin.idleTimeout"
+                | "admin.commandURL"
+                | "globalOutstandingLimit"
+                | "syncEnabled"
+                | "electionAlg"
+                | "peerType"
+                | "serverCnxnFactory"
+                | "metricsProvider.className"
+                | "maxCnxns"
+                | "localSessionsEnabled"
+                | "localSessionsUpgradingEnabled"
+                | "secureClientPort"
+                | "snapshot.compression.method"
+                | "digest.enabled" => {}
+                _ if key.starts_with("server.") => servers += 1,
+                _ => c.unknown_keys.push(k.clone()),
+            }
+        }
+        if servers > 1 {
+            return Err(ConfigError::Unsupported(format!(
+                "{servers} server.N entries: the replicated ensemble is not available yet; \
+                 run standalone (at most one server.N line)"
+            )));
+        }
+        c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
+        c.client_addr = SocketAddr::new(
+            client_ip.unwrap_or_else(|| "0.0.0.0".parse().expect("valid")),
+            client_port,
+        );
+        c.admin_addr = SocketAddr::new(admin_ip, admin_port);
+        let tick = c.tick_time_ms as i64;
+        let min = match min_timeout {
+            None | Some(-1) => 2 * tick,
+            Some(v) => v,
+        };
+        let max = match max_timeout {
+            None | Some(-1) => 20 * tick,
+            Some(v) => v,
+        };
+        if min > max {
+            return Err(ConfigError::Invalid {
+                key: "minSessionTimeout".into(),
+                value: min.to_string(),
+                reason: format!("must not be larger than maxSessionTimeout ({max})"),
+            });
+        }
+        c.min_session_timeout_ms = min as u32;
+        c.max_session_timeout_ms = max as u32;
+        Ok(c)
+    }
+
+    /// ZooKeeper's negotiation: clamp the requested timeout into [min, max].
+    pub fn negotiate_timeout(&self, requested: i32) -> i32 {
+        (requested as i64).clamp(
+            self.min_session_timeout_ms as i64,
+            self.max_session_timeout_ms as i64,
+        ) as i32
+    }
+}
+
+fn invalid(k: &str, v: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: k.to_string(),
+        value: v.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn num(k: &str, v: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let n: i64 = v.parse().map_err(|_| invalid(k, v, "not an integer"))?;
+    if n < min || n > max {
+        return Err(invalid(k, v, &format!("must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+fn boolean(k: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" => Ok(true),
+        "false" | "no" => Ok(false),
+        _ => Err(invalid(k, v, "expected true or false")),
+    }
+}
+
+fn ip(k: &str, v: &str) -> Result<IpAddr, ConfigError> {
+    if v == "localhost" {
+        return Ok("127.0.0.1".parse().expect("valid"));
+    }
+    v.parse().map_err(|_| invalid(k, v, "not an IP address"))
+}
+
+fn dir(base: &Path, v: &str) -> PathBuf {
+    let p = PathBuf::from(v);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_zookeeper_keys_and_derives_timeouts_from_tick_time() {
+        let c = ServerConfig::parse(
+            "tickTime=500\ndataDir=/tmp/d\nclientPort=2999\nclientPortAddress=127.0.0.1\n\
+             4lw.commands.whitelist=*\nzookeeper.extendedTypesEnabled=true\n\
+             DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n\
+             admin.enableServer=false\nmaxClientCnxns=0\nsomethingElse=1\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(c.client_addr, "127.0.0.1:2999".parse().unwrap());
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (1000, 10000)
+        );
+        assert!(c.extended_types_enabled && !c.admin_enabled);
+        assert_eq!(c.unknown_keys, vec!["somethingElse".to_string()]);
+        assert_eq!(c.negotiate_timeout(100), 1000);
+        assert_eq!(c.negotiate_timeout(60000), 10000);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let e = ServerConfig::parse("dataDir=/x\ntickTime=abc\n", Path::new("/")).unwrap_err();
+        assert!(e.to_string().contains("tickTime"), "{e}");
+        let e = ServerConfig::parse("clientPort=2181\n", Path::new("/")).unwrap_err();
+        assert_eq!(e, ConfigError::Missing("dataDir"));
+        let e = ServerConfig::parse("dataDir=/x\nnonsense\n", Path::new("/")).unwrap_err();
+        assert!(matches!(e, ConfigError::Syntax { line: 2, .. }));
+        let e = ServerConfig::parse(
+            "dataDir=/x\nminSessionTimeout=9000\nmaxSessionTimeout=100\n",
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("minSessionTimeout"));
+    }
+
+    #[test]
+    fn relative_data_dir_is_relative_to_the_config_file() {
+        let c = ServerConfig::parse("dataDir=data\n", Path::new("/etc/zk")).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/zk/data"));
+    }
+}

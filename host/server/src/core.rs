@@ -1,0 +1,1116 @@
+//! The core task: the single owner of the DataTree, the outstanding changes, the watch registry,
+//! the session tracker and the connection table. Connections send it decoded requests; it preps
+//! writes, hands them to the storage worker (group commit), applies them once durable, fires watches
+//! and queues replies, keeping ZooKeeper's ordering rules:
+//!
+//! - per connection, replies leave in request order (reads wait behind that connection's writes);
+//! - a watch notification is queued before any reply that reveals its change (apply, notify and
+//!   reply happen in one step on this task, in commit order);
+//! - a write is acknowledged only after its txn is durable.
+//!
+//! All the decisions are made by the pure crates (`wazoo-tree` prep/apply/reads); this task only
+//! sequences them. It processes messages in bursts and flushes once per burst: one storage batch,
+//! one socket write per connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::RngCore;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info, warn};
+use wazoo_admin::metrics::{Metrics, Op};
+use wazoo_admin::stats::{ConnectionStats, ServerStats, SessionDump};
+use wazoo_proto::{
+    encode_notification, encode_reply, encode_txn, op, perms, ConnectRequest, ConnectResponse,
+    ErrorCode, MultiOp, OpResult, Request, Response, Txn, TxnHeader, Writer, Zxid,
+};
+use wazoo_store::{Batch, CommitReport, GroupCommitter, LogEntry};
+use wazoo_tree::acl::{authenticate, check_acl};
+use wazoo_tree::{
+    prep, read, set_watches, AuthInfo, DataTree, OpOutcome, PendingChanges, PrepConfig, PrepCtx,
+    ReadCtx, SessionTracker, WatchRegistry,
+};
+
+use crate::config::ServerConfig;
+
+pub type ConnId = u64;
+
+/// What the core sends a connection's writer task.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Encoded frames, written with one syscall.
+    Frames(Vec<u8>),
+    /// Flush what was sent before, then close the socket.
+    Close,
+}
+
+pub type ConnTx = mpsc::UnboundedSender<Outbound>;
+
+/// Messages to the core task.
+pub enum CoreMsg {
+    Connect {
+        conn: ConnId,
+        remote: SocketAddr,
+        req: ConnectRequest,
+        out: ConnTx,
+    },
+    /// A decoded request; `Err` is an undecodable record (answered MARSHALLINGERROR, in order).
+    Request {
+        conn: ConnId,
+        xid: i32,
+        op: i32,
+        req: Result<Request, ErrorCode>,
+        /// Frame size in bytes, for the metrics.
+        size: usize,
+    },
+    Closed {
+        conn: ConnId,
+    },
+    Durable(CommitReport),
+    Tick,
+    ContainerCheck,
+    Stats(oneshot::Sender<ServerStats>),
+}
+
+enum Queued {
+    /// The createSession txn of this connection is not applied yet.
+    Handshake {
+        read_only: Option<bool>,
+        timeout: i32,
+    },
+    Write {
+        xid: i32,
+        op: i32,
+        zxid: Zxid,
+        sub_ops: Vec<i32>,
+        at: Instant,
+    },
+    Read {
+        xid: i32,
+        op: i32,
+        req: Result<Request, ErrorCode>,
+        at: Instant,
+    },
+}
+
+#[derive(Default)]
+struct ConnStats {
+    received: u64,
+    sent: u64,
+    last_op: &'static str,
+    last_cxid: i32,
+    last_zxid: Zxid,
+    last_latency_ms: u64,
+    min_latency_ms: u64,
+    max_latency_ms: u64,
+    total_latency_ms: u64,
+    count: u64,
+    last_response_ms: i64,
+}
+
+struct Conn {
+    remote: SocketAddr,
+    session: i64,
+    timeout: i32,
+    auth: AuthInfo,
+    out: ConnTx,
+    queue: VecDeque<Queued>,
+    buf: Writer,
+    closing: bool,
+    established_ms: i64,
+    stats: ConnStats,
+}
+
+struct InFlight {
+    header: TxnHeader,
+    txn: Txn,
+    origin: Option<ConnId>,
+}
+
+/// The core's state.
+pub struct Core {
+    cfg: Arc<ServerConfig>,
+    prep_cfg: PrepConfig,
+    tree: DataTree,
+    pending: PendingChanges,
+    watches: WatchRegistry,
+    tracker: SessionTracker,
+    conns: HashMap<ConnId, Conn>,
+    session_conn: HashMap<i64, ConnId>,
+    committer: GroupCommitter,
+    batch: Batch,
+    inflight: VecDeque<InFlight>,
+    /// (batch seq, highest zxid in it) of submitted batches not yet durable.
+    submitted: VecDeque<(u64, Zxid)>,
+    next_zxid: Zxid,
+    next_session_id: i64,
+    dirty: Vec<ConnId>,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    applied_since_purge: u64,
+    version: String,
+}
+
+pub fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The result of [`Core::run`]: a storage failure stops the node.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+impl Core {
+    pub fn new(
+        cfg: Arc<ServerConfig>,
+        tree: DataTree,
+        committer: GroupCommitter,
+        first_batch: Batch,
+        next_zxid: Zxid,
+        metrics: Arc<Metrics>,
+        version: String,
+    ) -> Core {
+        let now_ms = wall_ms();
+        let mut tracker = SessionTracker::new(cfg.tick_time_ms as i64);
+        // Sessions that were open before a restart get a full timeout to come back.
+        for (id, s) in tree.sessions() {
+            tracker.add(*id, s.timeout, 0);
+        }
+        let sid = cfg.server_id as i64;
+        let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
+        Core {
+            prep_cfg: PrepConfig {
+                extended_types: cfg.extended_types_enabled,
+                reconfig_enabled: cfg.reconfig_enabled,
+            },
+            cfg,
+            tree,
+            pending: PendingChanges::new(),
+            watches: WatchRegistry::new(),
+            tracker,
+            conns: HashMap::new(),
+            session_conn: HashMap::new(),
+            committer,
+            batch: first_batch,
+            inflight: VecDeque::new(),
+            submitted: VecDeque::new(),
+            next_zxid,
+            next_session_id,
+            dirty: Vec::new(),
+            started: Instant::now(),
+            metrics,
+            applied_since_purge: 0,
+            version,
+        }
+    }
+
+    fn mono_ms(&self) -> i64 {
+        self.started.elapsed().as_millis() as i64
+    }
+
+    /// Runs until the message channel closes or storage fails.
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) -> Result<(), CoreError> {
+        self.flush();
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg)?;
+            for _ in 0..4096 {
+                match rx.try_recv() {
+                    Ok(m) => self.handle(m)?,
+                    Err(_) => break,
+                }
+            }
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, msg: CoreMsg) -> Result<(), CoreError> {
+        match msg {
+            CoreMsg::Connect {
+                conn,
+                remote,
+                req,
+                out,
+            } => self.on_connect(conn, remote, req, out),
+            CoreMsg::Request {
+                conn,
+                xid,
+                op,
+                req,
+                size,
+            } => self.on_request(conn, xid, op, req, size),
+            CoreMsg::Closed { conn } => self.on_closed(conn),
+            CoreMsg::Durable(report) => return self.on_durable(report),
+            CoreMsg::Tick => self.on_tick(),
+            CoreMsg::ContainerCheck => self.on_container_check(),
+            CoreMsg::Stats(tx) => {
+                let _ = tx.send(self.stats());
+            }
+        }
+        Ok(())
+    }
+
+    // ---- connections and sessions ----
+
+    fn on_connect(&mut self, id: ConnId, remote: SocketAddr, req: ConnectRequest, out: ConnTx) {
+        let mut conn = Conn {
+            remote,
+            session: 0,
+            timeout: 0,
+            auth: AuthInfo::for_ip(&remote.ip().to_string()),
+            out,
+            queue: VecDeque::new(),
+            buf: Writer::new(),
+            closing: false,
+            established_ms: wall_ms(),
+            stats: ConnStats::default(),
+        };
+        if req.last_zxid_seen > self.tree.last_applied() {
+            info!(
+                %remote,
+                client_zxid = format_args!("{:#x}", req.last_zxid_seen),
+                server_zxid = format_args!("{:#x}", self.tree.last_applied()),
+                "refusing connection: client has seen a later zxid than this server"
+            );
+            let _ = conn.out.send(Outbound::Close);
+            return;
+        }
+        let timeout = self.cfg.negotiate_timeout(req.timeout);
+        if req.session_id == 0 {
+            let session = self.alloc_session_id();
+            let mut passwd = vec![0u8; 16];
+            rand::rng().fill_bytes(&mut passwd);
+            conn.session = session;
+            conn.timeout = timeout;
+            conn.queue.push_back(Queued::Handshake {
+                read_only: req.read_only,
+                timeout,
+            });
+            self.conns.insert(id, conn);
+            self.session_conn.insert(session, id);
+            self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
+            return;
+        }
+        let valid = self
+            .tree
+            .session(req.session_id)
+            .is_some_and(|s| s.passwd == req.passwd)
+            && self.tracker.is_valid(req.session_id);
+        if !valid {
+            debug!(%remote, session = format_args!("{:#x}", req.session_id), "session expired or unknown");
+            let _ = conn.out.send(Outbound::Frames(
+                ConnectResponse::expired(req.read_only).encode_frame(),
+            ));
+            let _ = conn.out.send(Outbound::Close);
+            return;
+        }
+        // Resume: the session moves to this connection.
+        if let Some(old) = self.session_conn.insert(req.session_id, id) {
+            if let Some(c) = self.conns.get_mut(&old) {
+                c.session = 0;
+                c.closing = true;
+                let _ = c.out.send(Outbound::Close);
+            }
+            self.drop_conn(old);
+        }
+        self.tracker.touch(req.session_id, self.mono_ms());
+        let passwd = self
+            .tree
+            .session(req.session_id)
+            .map(|s| s.passwd.clone())
+            .unwrap_or_default();
+        conn.session = req.session_id;
+        conn.timeout = timeout;
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: req.session_id,
+            passwd,
+            read_only: req.read_only.map(|_| false),
+        };
+        conn.buf.buf.extend_from_slice(&resp.encode_frame());
+        self.conns.insert(id, conn);
+        self.dirty.push(id);
+    }
+
+    fn alloc_session_id(&mut self) -> i64 {
+        loop {
+            let id = self.next_session_id;
+            self.next_session_id = self.next_session_id.wrapping_add(1);
+            if id != 0 && id != i64::MIN && self.tree.session(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.remove(&id) {
+            self.watches.remove_watcher(id);
+            if c.session != 0 && self.session_conn.get(&c.session) == Some(&id) {
+                self.session_conn.remove(&c.session);
+            }
+        }
+    }
+
+    fn on_closed(&mut self, id: ConnId) {
+        self.drop_conn(id);
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.mono_ms();
+        for session in self.tracker.expire(now) {
+            info!(session = format_args!("{session:#x}"), "session expired");
+            self.submit_close_session(session, None);
+        }
+    }
+
+    fn on_container_check(&mut self) {
+        let candidates = self
+            .tree
+            .container_candidates(wall_ms(), self.cfg.container_max_never_used_ms);
+        for path in candidates {
+            debug!(%path, "deleting empty container or expired TTL node");
+            let mut auth = AuthInfo::default();
+            auth.add(wazoo_proto::Id::new("super", ""));
+            let zxid = self.alloc_zxid();
+            let time = wall_ms();
+            let txn = prep(
+                &self.tree,
+                &mut self.pending,
+                &Request::DeleteContainer { path },
+                PrepCtx {
+                    session_id: 0,
+                    session_valid: true,
+                    auth: &auth,
+                    zxid,
+                    time,
+                },
+                &self.prep_cfg,
+            );
+            self.log_txn(
+                TxnHeader {
+                    session_id: 0,
+                    cxid: 0,
+                    zxid,
+                    time,
+                },
+                txn,
+                None,
+            );
+        }
+    }
+
+    fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) {
+        self.tracker.set_closing(session);
+        let auth = AuthInfo::default();
+        let zxid = self.alloc_zxid();
+        let time = wall_ms();
+        let txn = prep(
+            &self.tree,
+            &mut self.pending,
+            &Request::CloseSession,
+            PrepCtx {
+                session_id: session,
+                session_valid: true,
+                auth: &auth,
+                zxid,
+                time,
+            },
+            &self.prep_cfg,
+        );
+        self.log_txn(
+            TxnHeader {
+                session_id: session,
+                cxid: 0,
+                zxid,
+                time,
+            },
+            txn,
+            origin,
+        );
+    }
+
+    fn alloc_zxid(&mut self) -> Zxid {
+        let z = self.next_zxid;
+        self.next_zxid += 1;
+        z
+    }
+
+    fn submit_txn(&mut self, session: i64, cxid: i32, txn: Txn, origin: Option<ConnId>) -> Zxid {
+        let zxid = self.alloc_zxid();
+        self.log_txn(
+            TxnHeader {
+                session_id: session,
+                cxid,
+                zxid,
+                time: wall_ms(),
+            },
+            txn,
+            origin,
+        );
+        zxid
+    }
+
+    fn log_txn(&mut self, header: TxnHeader, txn: Txn, origin: Option<ConnId>) {
+        self.batch.log.push(LogEntry {
+            zxid: header.zxid,
+            data: encode_txn(&header, &txn),
+        });
+        self.inflight.push_back(InFlight {
+            header,
+            txn,
+            origin,
+        });
+    }
+
+    // ---- requests ----
+
+    fn on_request(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Result<Request, ErrorCode>,
+        size: usize,
+    ) {
+        let now = Instant::now();
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.stats.received += 1;
+        self.metrics.packet_received(size as u64);
+        let session = conn.session;
+        let touched = self
+            .tracker
+            .touch(session, self.started.elapsed().as_millis() as i64);
+        if let Err(code) = req {
+            if op::is_write(opcode) {
+                // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
+                let conn = self.conns.get_mut(&id).expect("present");
+                warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
+                let zxid = self.next_zxid;
+                conn.queue.push_back(Queued::Write {
+                    xid,
+                    op: opcode,
+                    zxid,
+                    sub_ops: Vec::new(),
+                    at: now,
+                });
+                self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
+                return;
+            }
+        }
+        let is_write = matches!(&req, Ok(r) if r.is_write());
+        if !is_write {
+            let conn = self.conns.get_mut(&id).expect("present");
+            if conn.queue.is_empty() {
+                self.answer(id, xid, opcode, req, now);
+            } else {
+                conn.queue.push_back(Queued::Read {
+                    xid,
+                    op: opcode,
+                    req,
+                    at: now,
+                });
+            }
+            return;
+        }
+        let req = req.expect("writes decoded");
+        if let Request::CloseSession = req {
+            let zxid = self.next_zxid;
+            let conn = self.conns.get_mut(&id).expect("present");
+            conn.queue.push_back(Queued::Write {
+                xid,
+                op: opcode,
+                zxid,
+                sub_ops: Vec::new(),
+                at: now,
+            });
+            self.submit_close_session(session, Some(id));
+            return;
+        }
+        let zxid = self.alloc_zxid();
+        let time = wall_ms();
+        let conn = self.conns.get(&id).expect("present");
+        let txn = prep(
+            &self.tree,
+            &mut self.pending,
+            &req,
+            PrepCtx {
+                session_id: session,
+                session_valid: touched,
+                auth: &conn.auth,
+                zxid,
+                time,
+            },
+            &self.prep_cfg,
+        );
+        let sub_ops = match &req {
+            Request::Multi(ops) => ops
+                .iter()
+                .map(|o| match o {
+                    MultiOp::Create(c) => c.op,
+                    MultiOp::Delete { .. } => op::DELETE,
+                    MultiOp::SetData { .. } => op::SET_DATA,
+                    MultiOp::Check { .. } => op::CHECK,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let conn = self.conns.get_mut(&id).expect("present");
+        conn.queue.push_back(Queued::Write {
+            xid,
+            op: opcode,
+            zxid,
+            sub_ops,
+            at: now,
+        });
+        self.log_txn(
+            TxnHeader {
+                session_id: session,
+                cxid: xid,
+                zxid,
+                time,
+            },
+            txn,
+            Some(id),
+        );
+    }
+
+    /// Answers a non-write request now (its turn in the connection's order has come).
+    fn answer(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: Result<Request, ErrorCode>,
+        at: Instant,
+    ) {
+        let last = self.tree.last_applied();
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let req = match req {
+            Ok(r) => r,
+            Err(code) => {
+                warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
+                reply(conn, &self.metrics, xid, opcode, last, Err(code), at);
+                self.dirty.push(id);
+                return;
+            }
+        };
+        match &req {
+            Request::Ping => reply(
+                conn,
+                &self.metrics,
+                xid,
+                opcode,
+                last,
+                Ok(&Response::Empty),
+                at,
+            ),
+            Request::Auth { scheme, auth, .. } => {
+                let ip = conn.remote.ip().to_string();
+                match authenticate(scheme, auth, &ip, self.cfg.super_digest.as_deref()) {
+                    Ok(ids) => {
+                        for i in ids {
+                            conn.auth.add(i);
+                        }
+                        reply(
+                            conn,
+                            &self.metrics,
+                            xid,
+                            opcode,
+                            0,
+                            Ok(&Response::Empty),
+                            at,
+                        );
+                    }
+                    Err(code) => {
+                        warn!(remote = %conn.remote, %scheme, "auth failed: unknown scheme; closing connection");
+                        self.metrics.auth_failed();
+                        reply(conn, &self.metrics, xid, opcode, 0, Err(code), at);
+                        conn.closing = true;
+                    }
+                }
+            }
+            Request::SetWatches(sw) => {
+                for (kind, path) in set_watches(&self.tree, &mut self.watches, id, sw) {
+                    encode_notification(&mut conn.buf, -1, kind as i32, &path);
+                    conn.stats.sent += 1;
+                }
+                reply(
+                    conn,
+                    &self.metrics,
+                    xid,
+                    opcode,
+                    last,
+                    Ok(&Response::Empty),
+                    at,
+                );
+            }
+            Request::Unknown(_) | Request::Check { .. } | Request::Sasl { .. } => {
+                warn!(remote = %conn.remote, op = opcode, "unsupported opcode: replying UNIMPLEMENTED and closing");
+                reply(
+                    conn,
+                    &self.metrics,
+                    xid,
+                    opcode,
+                    -1,
+                    Err(ErrorCode::Unimplemented),
+                    at,
+                );
+                conn.closing = true;
+            }
+            _ => {
+                let ctx = ReadCtx {
+                    session_id: conn.session,
+                    watcher: id,
+                    auth: &conn.auth,
+                };
+                let result = read(&self.tree, &mut self.watches, ctx, &req)
+                    .unwrap_or(Err(ErrorCode::Unimplemented));
+                reply(
+                    conn,
+                    &self.metrics,
+                    xid,
+                    opcode,
+                    last,
+                    result.as_ref().map_err(|e| *e),
+                    at,
+                );
+            }
+        }
+        self.dirty.push(id);
+    }
+
+    // ---- durability and apply ----
+
+    fn on_durable(&mut self, report: CommitReport) -> Result<(), CoreError> {
+        if let Err(e) = &report.result {
+            error!("storage failure, stopping: {e}");
+            return Err(CoreError::Storage(e.to_string()));
+        }
+        self.metrics
+            .record_fsync(report.duration.as_micros() as u64);
+        let mut durable: Option<Zxid> = None;
+        while let Some(&(seq, z)) = self.submitted.front() {
+            if seq > report.seq {
+                break;
+            }
+            self.submitted.pop_front();
+            durable = Some(durable.map_or(z, |d: Zxid| d.max(z)));
+        }
+        let Some(durable) = durable else {
+            return Ok(());
+        };
+        while self
+            .inflight
+            .front()
+            .is_some_and(|f| f.header.zxid <= durable)
+        {
+            let f = self.inflight.pop_front().expect("front exists");
+            self.apply(f);
+        }
+        for (k, v) in self.tree.take_changes() {
+            match v {
+                Some(v) => self.batch.tree_puts.push((k, v)),
+                None => self.batch.tree_deletes.push(k),
+            }
+        }
+        self.batch.last_applied = Some(self.tree.last_applied());
+        self.maybe_purge();
+        Ok(())
+    }
+
+    fn maybe_purge(&mut self) {
+        if self.applied_since_purge < 10_000 || self.cfg.log_retain_txns == 0 {
+            return;
+        }
+        self.applied_since_purge = 0;
+        let below = self.tree.last_applied() - self.cfg.log_retain_txns as i64;
+        if below <= 0 {
+            return;
+        }
+        // Runs on the storage thread after the batches submitted so far (the tree state that
+        // covers the purged entries is committed first). It waits for at most one commit.
+        self.flush();
+        self.committer.with_store(move |s| {
+            if let Err(e) = s.purge_log_before(below) {
+                warn!("log purge failed: {e}");
+            }
+        });
+    }
+
+    fn apply(&mut self, f: InFlight) {
+        let applied = self.tree.apply(&f.header, &f.txn);
+        self.pending.applied(f.header.zxid);
+        self.applied_since_purge += 1;
+        let zxid = applied.zxid;
+        for ev in &applied.events {
+            for w in self.watches.trigger(ev.kind, &ev.path) {
+                if let Some(c) = self.conns.get_mut(&w) {
+                    // ZOOKEEPER-4799 (3.8.4+): events are only delivered to readers of the node.
+                    if check_acl(&ev.acl, perms::READ, &c.auth).is_err() {
+                        continue;
+                    }
+                    let before = c.buf.buf.len();
+                    encode_notification(&mut c.buf, -1, ev.kind as i32, &ev.path);
+                    c.stats.sent += 1;
+                    self.metrics.packet_sent((c.buf.buf.len() - before) as u64);
+                    self.dirty.push(w);
+                }
+            }
+        }
+        let session = f.header.session_id;
+        match &f.txn {
+            Txn::CreateSession { timeout, passwd } => {
+                self.tracker.add(session, *timeout, self.mono_ms());
+                if let Some(c) = f.origin.and_then(|o| self.conns.get_mut(&o)) {
+                    if let Some(Queued::Handshake { read_only, timeout }) = c.queue.pop_front() {
+                        let resp = ConnectResponse {
+                            protocol_version: 0,
+                            timeout,
+                            session_id: session,
+                            passwd: passwd.clone(),
+                            read_only: read_only.map(|_| false),
+                        };
+                        c.buf.buf.extend_from_slice(&resp.encode_frame());
+                        self.dirty.push(f.origin.expect("origin"));
+                        self.drain_reads(f.origin.expect("origin"));
+                    }
+                }
+                return;
+            }
+            Txn::CloseSession { .. } => {
+                self.tracker.remove(session);
+                if let Some(cid) = self.session_conn.remove(&session) {
+                    if Some(cid) != f.origin {
+                        if let Some(c) = self.conns.get_mut(&cid) {
+                            c.closing = true;
+                            c.session = 0;
+                            self.dirty.push(cid);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let Some(origin) = f.origin else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&origin) else {
+            return;
+        };
+        match c.queue.pop_front() {
+            Some(Queued::Write {
+                xid,
+                op: opcode,
+                zxid: qz,
+                sub_ops,
+                at,
+            }) if qz == zxid => {
+                let result = build_reply(opcode, &sub_ops, applied.outcome);
+                if let Err(code) = &result {
+                    debug!(
+                        session = format_args!("{session:#x}"),
+                        op = op::name(opcode),
+                        "write failed: {code}"
+                    );
+                }
+                reply(
+                    c,
+                    &self.metrics,
+                    xid,
+                    opcode,
+                    zxid,
+                    result.as_ref().map_err(|e| *e),
+                    at,
+                );
+                if opcode == op::CLOSE_SESSION {
+                    c.closing = true;
+                }
+                self.dirty.push(origin);
+                self.drain_reads(origin);
+            }
+            other => {
+                error!(
+                    zxid,
+                    "reply queue out of step with applied txns; closing connection"
+                );
+                drop(other);
+                c.closing = true;
+                self.dirty.push(origin);
+            }
+        }
+    }
+
+    /// Answers the reads queued behind a connection's write, up to its next write.
+    fn drain_reads(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            match c.queue.front() {
+                Some(Queued::Read { .. }) => {
+                    if let Some(Queued::Read { xid, op, req, at }) = c.queue.pop_front() {
+                        self.answer(id, xid, op, req, at);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Submits the storage batch and hands each touched connection its bytes.
+    fn flush(&mut self) {
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            let last = batch.log.last().map(|e| e.zxid);
+            let seq = self.committer.submit(batch);
+            if let Some(z) = last {
+                self.submitted.push_back((seq, z));
+            }
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in dirty {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if !c.buf.buf.is_empty() {
+                let bytes = std::mem::take(&mut c.buf.buf);
+                let _ = c.out.send(Outbound::Frames(bytes));
+            }
+            if c.closing {
+                let _ = c.out.send(Outbound::Close);
+                self.drop_conn(id);
+            }
+        }
+    }
+
+    // ---- stats ----
+
+    fn stats(&self) -> ServerStats {
+        let mut s = ServerStats::new(self.version.clone());
+        s.serving = true;
+        s.zxid = self.tree.last_applied();
+        s.node_count = self.tree.node_count() as u64;
+        s.approximate_data_size = self.tree.approximate_data_size();
+        s.outstanding_requests = self.inflight.len() as u64;
+        s.uptime_ms = self.started.elapsed().as_millis() as u64;
+        s.watch_count = self.watches.watch_count() as u64;
+        s.watched_paths = self.watches.path_count() as u64;
+        s.watching_connections = self.watches.watcher_count() as u64;
+        s.ephemerals_count = self.tree.ephemeral_count() as u64;
+        s.global_sessions = self.tree.sessions().len() as u64;
+        s.server_id = self.cfg.server_id as i64;
+        let now = wall_ms();
+        let mut sessions: Vec<SessionDump> = self
+            .tree
+            .sessions()
+            .iter()
+            .map(|(id, e)| SessionDump {
+                id: *id,
+                timeout_ms: e.timeout,
+                expires_at_ms: 0,
+                ephemerals: self.tree.ephemerals_of(*id).cloned().collect(),
+            })
+            .collect();
+        sessions.sort_by_key(|d| d.id);
+        s.sessions = sessions;
+        let conn_ids: HashMap<ConnId, i64> =
+            self.conns.iter().map(|(k, c)| (*k, c.session)).collect();
+        s.watches_by_session = self
+            .watches
+            .by_watcher()
+            .into_iter()
+            .map(|(w, p)| (conn_ids.get(&w).copied().unwrap_or(0), p))
+            .collect();
+        s.watches_by_path = self
+            .watches
+            .by_path()
+            .into_iter()
+            .map(|(p, ws)| {
+                (
+                    p,
+                    ws.iter()
+                        .map(|w| conn_ids.get(w).copied().unwrap_or(0))
+                        .collect(),
+                )
+            })
+            .collect();
+        for c in self.conns.values() {
+            let st = &c.stats;
+            s.connections.push(ConnectionStats {
+                remote: c.remote.to_string(),
+                interest_ops: 1,
+                queued: c.queue.len() as u64,
+                received: st.received,
+                sent: st.sent,
+                session_id: c.session,
+                last_op: st.last_op.to_string(),
+                established_ms: c.established_ms,
+                timeout_ms: c.timeout,
+                last_cxid: st.last_cxid as i64,
+                last_zxid: st.last_zxid,
+                last_response_ms: st.last_response_ms,
+                last_latency_ms: st.last_latency_ms,
+                min_latency_ms: if st.count > 0 { st.min_latency_ms } else { 0 },
+                avg_latency_ms: if st.count > 0 {
+                    st.total_latency_ms as f64 / st.count as f64
+                } else {
+                    0.0
+                },
+                max_latency_ms: st.max_latency_ms,
+                expires_at_ms: now + c.timeout as i64,
+            });
+        }
+        s.config = vec![
+            ("clientPort".into(), self.cfg.client_addr.port().to_string()),
+            ("secureClientPort".into(), "-1".into()),
+            ("dataDir".into(), self.cfg.data_dir.display().to_string()),
+            ("dataDirSize".into(), s.data_dir_size.to_string()),
+            (
+                "dataLogDir".into(),
+                self.cfg
+                    .data_log_dir
+                    .as_ref()
+                    .unwrap_or(&self.cfg.data_dir)
+                    .display()
+                    .to_string(),
+            ),
+            ("dataLogSize".into(), s.log_dir_size.to_string()),
+            ("tickTime".into(), self.cfg.tick_time_ms.to_string()),
+            (
+                "maxClientCnxns".into(),
+                self.cfg.max_client_cnxns.to_string(),
+            ),
+            (
+                "minSessionTimeout".into(),
+                self.cfg.min_session_timeout_ms.to_string(),
+            ),
+            (
+                "maxSessionTimeout".into(),
+                self.cfg.max_session_timeout_ms.to_string(),
+            ),
+            ("clientPortListenBacklog".into(), "-1".into()),
+            ("serverId".into(), self.cfg.server_id.to_string()),
+        ];
+        s.env = crate::env_lines();
+        self.metrics.fill_stats(&mut s);
+        s
+    }
+}
+
+/// Encodes a reply into the connection's buffer and updates its statistics.
+fn reply(
+    c: &mut Conn,
+    metrics: &Metrics,
+    xid: i32,
+    opcode: i32,
+    zxid: Zxid,
+    result: Result<&Response, ErrorCode>,
+    at: Instant,
+) {
+    let before = c.buf.buf.len();
+    encode_reply(&mut c.buf, xid, zxid, result);
+    let size = (c.buf.buf.len() - before) as u64;
+    let lat = at.elapsed();
+    metrics.record_request(Op::from_opcode(opcode), lat.as_micros() as u64);
+    metrics.packet_sent(size);
+    metrics.client_response_size(size);
+    let ms = lat.as_millis() as u64;
+    let st = &mut c.stats;
+    st.sent += 1;
+    st.last_op = Op::from_opcode(opcode).last_op();
+    st.last_cxid = xid;
+    st.last_zxid = zxid;
+    st.last_latency_ms = ms;
+    st.min_latency_ms = if st.count == 0 {
+        ms
+    } else {
+        st.min_latency_ms.min(ms)
+    };
+    st.max_latency_ms = st.max_latency_ms.max(ms);
+    st.total_latency_ms += ms;
+    st.count += 1;
+    st.last_response_ms = wall_ms();
+}
+
+/// Maps an applied outcome to the client reply for the request's opcode.
+fn build_reply(opcode: i32, sub_ops: &[i32], outcome: OpOutcome) -> Result<Response, ErrorCode> {
+    let code = |c: i32| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError);
+    Ok(match outcome {
+        OpOutcome::Error(c) => return Err(code(c)),
+        OpOutcome::Created { path, stat } => match opcode {
+            op::CREATE => Response::Create { path },
+            _ => Response::Create2 { path, stat },
+        },
+        OpOutcome::Deleted | OpOutcome::SessionClosed | OpOutcome::Checked => Response::Empty,
+        OpOutcome::SessionCreated => Response::Empty,
+        OpOutcome::DataSet { stat } | OpOutcome::AclSet { stat } => Response::Stat(stat),
+        OpOutcome::Multi(results) => Response::Multi(
+            results
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| match r {
+                    // ZooKeeper 3.8 reports create and create2 sub-ops as CreateResult (type 1);
+                    // createTTL and createContainer as Create2Result (type 15).
+                    OpOutcome::Created { path, stat } => {
+                        if matches!(sub_ops.get(i), Some(&op::CREATE) | Some(&op::CREATE2)) {
+                            OpResult::Create { path }
+                        } else {
+                            OpResult::Create2 { path, stat }
+                        }
+                    }
+                    OpOutcome::Deleted => OpResult::Delete,
+                    OpOutcome::DataSet { stat } => OpResult::SetData { stat },
+                    OpOutcome::Checked => OpResult::Check,
+                    OpOutcome::Error(c) => OpResult::Error(c),
+                    _ => OpResult::Error(ErrorCode::SystemError.code()),
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// Periodic messages for session expiry and the container manager.
+pub fn spawn_timers(cfg: &ServerConfig, tx: mpsc::UnboundedSender<CoreMsg>) {
+    let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
+    let t2 = tx.clone();
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(tick);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            if t2.send(CoreMsg::Tick).is_err() {
+                return;
+            }
+        }
+    });
+    let every = Duration::from_millis(cfg.container_check_interval_ms.max(10));
+    tokio::spawn(async move {
+        let mut iv = tokio::time::interval(every);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        iv.tick().await;
+        loop {
+            iv.tick().await;
+            if tx.send(CoreMsg::ContainerCheck).is_err() {
+                return;
+            }
+        }
+    });
+}
