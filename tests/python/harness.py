@@ -215,6 +215,10 @@ class ServerProcess:
                "-Dfile.encoding=UTF-8"]
         if self.jute_maxbuffer:
             cmd.append(f"-Djute.maxbuffer={self.jute_maxbuffer}")
+        # ZooKeeper reads the container manager's settings from system properties only.
+        for k, v in self.extra_cfg.items():
+            if k.startswith("znode.container."):
+                cmd.append(f"-D{k}={v}")
         cmd += ["org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.cfg_path)]
         return cmd
 
