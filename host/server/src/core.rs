@@ -490,9 +490,12 @@ impl Core {
         conn.stats.received += 1;
         self.metrics.packet_received(size as u64);
         let session = conn.session;
+        // A request pipelined behind the handshake: the createSession txn is ahead of it in the log.
+        let creating = matches!(conn.queue.front(), Some(Queued::Handshake { .. }));
         let touched = self
             .tracker
-            .touch(session, self.started.elapsed().as_millis() as i64);
+            .touch(session, self.started.elapsed().as_millis() as i64)
+            || creating;
         if let Err(code) = req {
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.

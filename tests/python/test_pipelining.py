@@ -1,0 +1,51 @@
+"""Pipelining on one connection (ZooKeeper's per-session FIFO, zk-protocol.md §2.3 and §8.12): requests
+sent back to back without waiting are answered in request order, every read sees the writes the same
+connection sent before it, and requests may follow the ConnectRequest before its reply arrives (the C
+client does this). Checked against wazoo and real ZooKeeper alike.
+"""
+
+import zkwire
+from zkwire import Err, Op
+
+
+def test_requests_sent_before_the_connect_response_are_served(server):
+    c = zkwire.Conn("127.0.0.1", server.port, handshake=False)
+    try:
+        c.send_frame(zkwire.connect_request(timeout_ms=10000))
+        x1 = c.send(Op.CREATE, zkwire.create_body("/pipelined-early", b"e", flags=zkwire.CreateFlags.EPHEMERAL))
+        x2 = c.send(Op.GET_DATA, zkwire.path_watch_body("/pipelined-early", False))
+        resp = c.read_frame()
+        assert len(resp) in (36, 37), resp  # the ConnectResponse comes first
+        r1 = c.read_reply(x1, Op.CREATE)
+        r2 = c.read_reply(x2, Op.GET_DATA)
+        assert (r1.err, r1.value) == (Err.OK, "/pipelined-early")
+        assert r2.err == Err.OK and r2.value[0] == b"e"
+    finally:
+        c.close()
+
+
+def test_pipelined_reads_see_earlier_writes_of_the_same_connection_in_order(server, wire):
+    c = wire()
+    sent = []
+    sent.append((c.send(Op.CREATE, zkwire.create_body("/pipe", b"0")), Op.CREATE))
+    for i in range(1, 60):
+        sent.append((c.send(Op.SET_DATA, zkwire.set_data_body("/pipe", str(i).encode(), i - 1)), Op.SET_DATA))
+        sent.append((c.send(Op.GET_DATA, zkwire.path_watch_body("/pipe", False)), Op.GET_DATA))
+        sent.append((c.send(Op.EXISTS, zkwire.path_watch_body("/pipe", False)), Op.EXISTS))
+    sent.append((c.send(Op.DELETE, zkwire.path_version_body("/pipe", 59)), Op.DELETE))
+    sent.append((c.send(Op.EXISTS, zkwire.path_watch_body("/pipe", False)), Op.EXISTS))
+    replies = [c.read_reply(xid, op) for xid, op in sent]
+    zxids = [r.zxid for r in replies]
+    assert zxids == sorted(zxids), "reply zxids must not go backwards"
+    version = 0
+    for (xid, op), r in zip(sent[:-2], replies[:-2]):
+        if op == Op.SET_DATA:
+            assert r.err == Err.OK, r
+            version = r.value.version
+        elif op == Op.GET_DATA:
+            data, stat = r.value
+            assert stat.version == version and data == str(version).encode(), r
+        elif op == Op.EXISTS:
+            assert r.value.version == version
+    assert replies[-2].err == Err.OK
+    assert replies[-1].err == Err.NONODE
