@@ -1,13 +1,22 @@
-//! `DataTree`: the znode map, the replicated session table, ephemeral/container/TTL indexes, the
+//! `DataTree`: the znode tree, the replicated session table, ephemeral/container/TTL indexes, the
 //! tree digest, and deterministic `apply(txn)`. Apply never reads a clock: every time, owner and
 //! version it needs is in the txn, so every replica that applies the same log holds the same tree.
+//!
+//! Memory layout (memory per znode is a headline number): nodes live in a chunked arena of fixed
+//! 96-byte slots addressed by `u32` ids. A slot holds the stat fields, its parent id, an ACL id into an
+//! interned table, one allocation with the node's *name* (not its path) followed by its data, and —
+//! only for nodes that have children — a hash table of child ids keyed by name. A path is resolved by
+//! walking its segments from the root.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher;
 
+use hashbrown::HashTable;
 use wazoo_proto::{Acl, ErrorCode, EventType, Stat, Txn, TxnHeader, Zxid};
 
-use crate::acl::{AclCache, AclList};
-use crate::node::{owner_kind, Node, NodeMeta, OwnerKind};
+use crate::acl::AclList;
+use crate::node::{encode_node, owner_kind, stat_of, NodeMeta, OwnerKind};
 use crate::path;
 
 /// A replicated session: created by a createSession txn, removed by closeSession.
@@ -68,8 +77,7 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     h
 }
 
-fn node_digest(path: &str, n: &Node) -> u64 {
-    let m = &n.meta;
+fn node_digest(path: &str, m: &NodeMeta, data: Option<&[u8]>) -> u64 {
     let mut h = fnv1a(0xcbf2_9ce4_8422_2325, path.as_bytes());
     for v in [m.czxid, m.mzxid, m.ctime, m.mtime, m.owner, m.pzxid] {
         h = fnv1a(h, &v.to_be_bytes());
@@ -77,17 +85,207 @@ fn node_digest(path: &str, n: &Node) -> u64 {
     for v in [m.version, m.cversion, m.aversion] {
         h = fnv1a(h, &v.to_be_bytes());
     }
-    match &n.data {
+    match data {
         None => fnv1a(h, &[0xff]),
         Some(d) => fnv1a(fnv1a(h, &[0]), d),
+    }
+}
+
+type NodeId = u32;
+const ROOT: NodeId = 0;
+const NONE: NodeId = u32::MAX;
+const CHUNK: usize = 4096;
+/// Top bit of `Slot::name_len`: the data is null (as opposed to empty).
+const NULL_DATA: u32 = 1 << 31;
+
+/// One node. Field order keeps it at 96 bytes.
+#[derive(Debug)]
+struct Slot {
+    czxid: i64,
+    mzxid: i64,
+    ctime: i64,
+    mtime: i64,
+    owner: i64,
+    pzxid: i64,
+    version: i32,
+    cversion: i32,
+    aversion: i32,
+    acl: u32,
+    parent: NodeId,
+    /// Length of the name at the start of `blob`, plus the NULL_DATA flag.
+    name_len: u32,
+    /// Name bytes followed by data bytes.
+    blob: Box<[u8]>,
+    children: Option<Box<HashTable<NodeId>>>,
+}
+
+impl Slot {
+    fn name(&self) -> &[u8] {
+        &self.blob[..(self.name_len & !NULL_DATA) as usize]
+    }
+
+    fn data(&self) -> Option<&[u8]> {
+        if self.name_len & NULL_DATA != 0 {
+            None
+        } else {
+            Some(&self.blob[(self.name_len & !NULL_DATA) as usize..])
+        }
+    }
+
+    fn set_data(&mut self, data: Option<&[u8]>) {
+        let n = (self.name_len & !NULL_DATA) as usize;
+        let mut b = Vec::with_capacity(n + data.map_or(0, <[u8]>::len));
+        b.extend_from_slice(&self.blob[..n]);
+        if let Some(d) = data {
+            b.extend_from_slice(d);
+        }
+        self.blob = b.into_boxed_slice();
+        self.name_len = n as u32 | if data.is_none() { NULL_DATA } else { 0 };
+    }
+
+    fn data_len(&self) -> i32 {
+        self.data().map_or(0, |d| d.len() as i32)
+    }
+
+    fn meta(&self) -> NodeMeta {
+        NodeMeta {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self.cversion,
+            aversion: self.aversion,
+            owner: self.owner,
+            pzxid: self.pzxid,
+        }
+    }
+
+    fn set_meta(&mut self, m: &NodeMeta) {
+        self.czxid = m.czxid;
+        self.mzxid = m.mzxid;
+        self.ctime = m.ctime;
+        self.mtime = m.mtime;
+        self.version = m.version;
+        self.cversion = m.cversion;
+        self.aversion = m.aversion;
+        self.owner = m.owner;
+        self.pzxid = m.pzxid;
+    }
+
+    fn child_count(&self) -> usize {
+        self.children.as_ref().map_or(0, |c| c.len())
+    }
+
+    fn is_free(&self) -> bool {
+        self.parent == NONE && self.blob.is_empty() && self.name_len == NULL_DATA
+    }
+}
+
+/// Interned, reference-counted ACL lists; nodes hold a `u32` id.
+#[derive(Debug, Default)]
+struct AclTable {
+    lists: Vec<Option<(AclList, u32)>>,
+    index: HashMap<Vec<Acl>, u32>,
+    free: Vec<u32>,
+}
+
+impl AclTable {
+    fn acquire(&mut self, acl: &[Acl]) -> u32 {
+        if let Some(&id) = self.index.get(acl) {
+            if let Some((_, refs)) = self.lists[id as usize].as_mut() {
+                *refs += 1;
+            }
+            return id;
+        }
+        let entry = Some((AclList::from(acl), 1));
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.lists[id as usize] = entry;
+                id
+            }
+            None => {
+                self.lists.push(entry);
+                (self.lists.len() - 1) as u32
+            }
+        };
+        self.index.insert(acl.to_vec(), id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let Some(Some((list, refs))) = self.lists.get_mut(id as usize) else {
+            return;
+        };
+        *refs -= 1;
+        if *refs == 0 {
+            let key = list.to_vec();
+            self.index.remove(&key);
+            self.lists[id as usize] = None;
+            self.free.push(id);
+        }
+    }
+
+    fn get(&self, id: u32) -> &AclList {
+        &self.lists[id as usize].as_ref().expect("live ACL id").0
+    }
+}
+
+/// A read-only view of one node.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'a> {
+    tree: &'a DataTree,
+    slot: &'a Slot,
+}
+
+impl<'a> NodeRef<'a> {
+    pub fn meta(&self) -> NodeMeta {
+        self.slot.meta()
+    }
+
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.slot.data()
+    }
+
+    pub fn data_len(&self) -> i32 {
+        self.slot.data_len()
+    }
+
+    pub fn acl(&self) -> &'a AclList {
+        self.tree.acls.get(self.slot.acl)
+    }
+
+    pub fn child_count(&self) -> usize {
+        self.slot.child_count()
+    }
+
+    /// Child names, in no particular order (as ZooKeeper's HashSet).
+    pub fn children(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let tree = self.tree;
+        self.slot
+            .children
+            .iter()
+            .flat_map(|t| t.iter())
+            .map(move |id| std::str::from_utf8(tree.slot(*id).name()).unwrap_or(""))
+    }
+
+    pub fn stat(&self) -> Stat {
+        stat_of(
+            &self.slot.meta(),
+            self.slot.data_len(),
+            self.slot.child_count() as i32,
+        )
     }
 }
 
 /// The in-memory znode tree.
 #[derive(Debug)]
 pub struct DataTree {
-    nodes: HashMap<Box<str>, Node>,
-    acls: AclCache,
+    chunks: Vec<Vec<Slot>>,
+    free: Vec<NodeId>,
+    count: usize,
+    hasher: RandomState,
+    acls: AclTable,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
@@ -110,8 +308,11 @@ impl DataTree {
     /// `/zookeeper/config` (world-READ), all with zero stats and empty (non-null) data.
     pub fn new() -> Self {
         let mut t = DataTree {
-            nodes: HashMap::new(),
-            acls: AclCache::default(),
+            chunks: Vec::new(),
+            free: Vec::new(),
+            count: 0,
+            hasher: RandomState::new(),
+            acls: AclTable::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
@@ -122,53 +323,162 @@ impl DataTree {
             dirty_nodes: HashSet::new(),
             dirty_sessions: HashSet::new(),
         };
-        let open = t.acls.intern(&Acl::open_unsafe());
-        let read = t.acls.intern(&Acl::read_unsafe());
-        for (p, acl) in [
-            ("/", open.clone()),
-            (path::ZOOKEEPER, open.clone()),
-            (path::QUOTA, open),
-            (path::CONFIG, read),
-        ] {
-            t.insert_node(
-                p,
-                Node {
-                    meta: NodeMeta::default(),
-                    data: Some(Box::from(&[][..])),
-                    acl,
-                    children: HashSet::new(),
-                },
-            );
+        let open = Acl::open_unsafe();
+        let root = t.alloc(NONE, b"", &NodeMeta::default(), &open, Some(&[]));
+        debug_assert_eq!(root, ROOT);
+        t.data_size += 1;
+        for p in [path::ZOOKEEPER, path::QUOTA] {
+            t.insert_path(p, &NodeMeta::default(), &open, Some(&[]));
         }
         // The config node's ACL is set with setACL(-1) in ZooKeeper, leaving aversion -1.
-        if let Some(n) = t.nodes.get_mut(path::CONFIG) {
-            n.meta.aversion = -1;
-        }
+        let config_meta = NodeMeta {
+            aversion: -1,
+            ..NodeMeta::default()
+        };
+        t.insert_path(path::CONFIG, &config_meta, &Acl::read_unsafe(), Some(&[]));
         t.recompute_digest();
         t.dirty_nodes.clear();
         t
     }
 
-    fn insert_node(&mut self, p: &str, node: Node) {
-        if let Some(parent) = path::parent(p) {
-            if let Some(pn) = self.nodes.get_mut(parent) {
-                pn.children.insert(Box::from(path::name(p)));
-            }
-        }
-        self.data_size += p.len() as u64 + node.data_len() as u64;
-        self.nodes.insert(Box::from(p), node);
+    fn slot(&self, id: NodeId) -> &Slot {
+        &self.chunks[id as usize / CHUNK][id as usize % CHUNK]
     }
 
-    pub fn get(&self, p: &str) -> Option<&Node> {
-        self.nodes.get(p)
+    fn slot_mut(&mut self, id: NodeId) -> &mut Slot {
+        &mut self.chunks[id as usize / CHUNK][id as usize % CHUNK]
+    }
+
+    fn hash_name(&self, name: &[u8]) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    fn find_child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
+        let table = self.slot(parent).children.as_ref()?;
+        let h = self.hash_name(name);
+        table.find(h, |id| self.slot(*id).name() == name).copied()
+    }
+
+    fn lookup(&self, p: &str) -> Option<NodeId> {
+        if p == "/" {
+            return Some(ROOT);
+        }
+        let rest = p.strip_prefix('/')?;
+        let mut cur = ROOT;
+        for seg in rest.split('/') {
+            cur = self.find_child(cur, seg.as_bytes())?;
+        }
+        Some(cur)
+    }
+
+    /// Allocates a slot and links it under `parent` (which must not already have a child so named).
+    fn alloc(
+        &mut self,
+        parent: NodeId,
+        name: &[u8],
+        meta: &NodeMeta,
+        acl: &[Acl],
+        data: Option<&[u8]>,
+    ) -> NodeId {
+        let mut blob = Vec::with_capacity(name.len() + data.map_or(0, <[u8]>::len));
+        blob.extend_from_slice(name);
+        if let Some(d) = data {
+            blob.extend_from_slice(d);
+        }
+        let mut slot = Slot {
+            czxid: 0,
+            mzxid: 0,
+            ctime: 0,
+            mtime: 0,
+            owner: 0,
+            pzxid: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            acl: self.acls.acquire(acl),
+            parent,
+            name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
+            blob: blob.into_boxed_slice(),
+            children: None,
+        };
+        slot.set_meta(meta);
+        let id = match self.free.pop() {
+            Some(id) => {
+                *self.slot_mut(id) = slot;
+                id
+            }
+            None => {
+                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let chunk = self.chunks.len() - 1;
+                let c = self.chunks.last_mut().expect("pushed");
+                c.push(slot);
+                (chunk * CHUNK + c.len() - 1) as NodeId
+            }
+        };
+        self.count += 1;
+        if parent != NONE {
+            let h = self.hash_name(name);
+            let mut table = self.slot_mut(parent).children.take().unwrap_or_default();
+            table.insert_unique(h, id, |c| self.hasher.hash_one(self.slot(*c).name()));
+            self.slot_mut(parent).children = Some(table);
+        }
+        id
+    }
+
+    /// Creates the node at `p` (its parent must exist); returns its id.
+    fn insert_path(
+        &mut self,
+        p: &str,
+        meta: &NodeMeta,
+        acl: &[Acl],
+        data: Option<&[u8]>,
+    ) -> Option<NodeId> {
+        let parent = self.lookup(path::parent(p)?)?;
+        let id = self.alloc(parent, path::name(p).as_bytes(), meta, acl, data);
+        self.data_size += p.len() as u64 + data.map_or(0, <[u8]>::len) as u64;
+        Some(id)
+    }
+
+    /// Unlinks and frees a node that has no children.
+    fn free_node(&mut self, id: NodeId) {
+        let parent = self.slot(id).parent;
+        let h = self.hash_name(self.slot(id).name());
+        if let Some(mut table) = self.slot_mut(parent).children.take() {
+            if let Ok(e) = table.find_entry(h, |c| *c == id) {
+                e.remove();
+            }
+            if !table.is_empty() {
+                self.slot_mut(parent).children = Some(table);
+            }
+        }
+        let acl = self.slot(id).acl;
+        self.acls.release(acl);
+        let s = self.slot_mut(id);
+        s.parent = NONE;
+        s.blob = Box::new([]);
+        s.name_len = NULL_DATA;
+        s.children = None;
+        debug_assert!(s.is_free());
+        self.free.push(id);
+        self.count -= 1;
+    }
+
+    pub fn get(&self, p: &str) -> Option<NodeRef<'_>> {
+        let id = self.lookup(p)?;
+        Some(NodeRef {
+            tree: self,
+            slot: self.slot(id),
+        })
     }
 
     pub fn contains(&self, p: &str) -> bool {
-        self.nodes.contains_key(p)
+        self.lookup(p).is_some()
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.count
     }
 
     pub fn approximate_data_size(&self) -> u64 {
@@ -200,29 +510,35 @@ impl DataTree {
         self.ephemerals.values().map(BTreeSet::len).sum()
     }
 
-    pub fn intern_acl(&mut self, acl: &[Acl]) -> AclList {
-        self.acls.intern(acl)
-    }
-
     /// Recomputes the digest from scratch (tests compare it with the incremental one).
     pub fn recompute_digest(&mut self) -> u64 {
-        self.digest = self
-            .nodes
-            .iter()
-            .fold(0u64, |acc, (p, n)| acc.wrapping_add(node_digest(p, n)));
-        self.digest
+        let mut acc = 0u64;
+        let mut stack = vec![(ROOT, "/".to_string())];
+        while let Some((id, p)) = stack.pop() {
+            let s = self.slot(id);
+            acc = acc.wrapping_add(node_digest(&p, &s.meta(), s.data()));
+            if let Some(t) = &s.children {
+                for c in t.iter() {
+                    let name = String::from_utf8_lossy(self.slot(*c).name()).into_owned();
+                    stack.push((*c, path::child(&p, &name)));
+                }
+            }
+        }
+        self.digest = acc;
+        acc
     }
 
-    /// Every path under `prefix` (recursive), excluding `prefix` itself.
+    /// Every node under `p` (recursive), excluding `p` itself.
     pub fn count_descendants(&self, p: &str) -> i32 {
+        let Some(start) = self.lookup(p) else {
+            return 0;
+        };
         let mut count = 0i32;
-        let mut stack = vec![p.to_string()];
-        while let Some(cur) = stack.pop() {
-            if let Some(n) = self.nodes.get(cur.as_str()) {
-                for c in &n.children {
-                    count += 1;
-                    stack.push(path::child(&cur, c));
-                }
+        let mut stack = vec![start];
+        while let Some(id) = stack.pop() {
+            if let Some(t) = &self.slot(id).children {
+                count += t.len() as i32;
+                stack.extend(t.iter().copied());
             }
         }
         count
@@ -232,19 +548,21 @@ impl DataTree {
     pub fn container_candidates(&self, now: i64, max_never_used_ms: i64) -> Vec<String> {
         let mut out = Vec::new();
         for p in &self.containers {
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                if n.children.is_empty()
-                    && (n.meta.cversion > 0
-                        || (max_never_used_ms > 0 && now - n.meta.mtime > max_never_used_ms))
+            if let Some(n) = self.get(p) {
+                let m = n.meta();
+                if n.child_count() == 0
+                    && (m.cversion > 0
+                        || (max_never_used_ms > 0 && now - m.mtime > max_never_used_ms))
                 {
                     out.push(p.clone());
                 }
             }
         }
         for p in &self.ttls {
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                if let OwnerKind::Ttl(ttl) = owner_kind(n.meta.owner) {
-                    if n.children.is_empty() && ttl != 0 && now - n.meta.mtime > ttl {
+            if let Some(n) = self.get(p) {
+                let m = n.meta();
+                if let OwnerKind::Ttl(ttl) = owner_kind(m.owner) {
+                    if n.child_count() == 0 && ttl != 0 && now - m.mtime > ttl {
                         out.push(p.clone());
                     }
                 }
@@ -256,8 +574,11 @@ impl DataTree {
     /// Takes the persisted-state mutations made since the last call (node and session keys).
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         let mut out = Vec::with_capacity(self.dirty_nodes.len() + self.dirty_sessions.len());
-        for p in self.dirty_nodes.drain() {
-            let v = self.nodes.get(p.as_str()).map(Node::encode);
+        let dirty = std::mem::take(&mut self.dirty_nodes);
+        for p in dirty {
+            let v = self
+                .get(&p)
+                .map(|n| encode_node(&n.meta(), n.acl(), n.data()));
             out.push((p.into_bytes(), v));
         }
         for id in self.dirty_sessions.drain() {
@@ -289,28 +610,24 @@ impl DataTree {
             return Ok(());
         }
         let p = std::str::from_utf8(key).map_err(|_| "node key is not UTF-8".to_string())?;
-        let (meta, acl, data) = Node::decode(value).map_err(|e| format!("node {p}: {e}"))?;
-        let acl = self.acls.intern(&acl);
-        if let Some(existing) = self.nodes.get_mut(p) {
-            self.data_size = self.data_size - existing.data_len() as u64
-                + data.as_ref().map_or(0, |d| d.len() as u64);
-            existing.meta = meta;
-            existing.acl = acl;
-            existing.data = data;
+        let (meta, acl, data) =
+            crate::node::decode_node(value).map_err(|e| format!("node {p}: {e}"))?;
+        if let Some(id) = self.lookup(p) {
+            let old_len = self.slot(id).data_len() as u64;
+            let new_acl = self.acls.acquire(&acl);
+            let old_acl = self.slot(id).acl;
+            self.acls.release(old_acl);
+            let s = self.slot_mut(id);
+            s.set_meta(&meta);
+            s.set_data(data.as_deref());
+            s.acl = new_acl;
+            self.data_size = self.data_size - old_len + data.as_ref().map_or(0, |d| d.len() as u64);
         } else {
             let parent = path::parent(p).ok_or_else(|| format!("node {p} has no parent"))?;
-            if !self.nodes.contains_key(parent) {
+            if !self.contains(parent) {
                 return Err(format!("node {p} loaded before its parent"));
             }
-            self.insert_node(
-                p,
-                Node {
-                    meta,
-                    data,
-                    acl,
-                    children: HashSet::new(),
-                },
-            );
+            self.insert_path(p, &meta, &acl, data.as_deref());
         }
         self.index_owner(p, meta.owner);
         Ok(())
@@ -359,17 +676,47 @@ impl DataTree {
         }
     }
 
-    /// Runs `f` on a node, keeping the digest and the dirty set up to date.
-    fn update_node<R>(&mut self, p: &str, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        let n = self.nodes.get_mut(p)?;
-        let before = node_digest(p, n);
-        let before_len = n.data_len() as u64;
-        let r = f(n);
-        let after = node_digest(p, n);
-        self.data_size = self.data_size - before_len + n.data_len() as u64;
+    /// Changes a node's meta (and optionally data / ACL), keeping digest, sizes and the dirty set up
+    /// to date. Returns the node's new Stat and its ACL.
+    fn update(
+        &mut self,
+        p: &str,
+        f: impl FnOnce(&mut NodeMeta),
+        data: Option<Option<&[u8]>>,
+        acl: Option<&[Acl]>,
+    ) -> Option<(Stat, AclList)> {
+        let id = self.lookup(p)?;
+        let (before, before_len) = {
+            let s = self.slot(id);
+            (node_digest(p, &s.meta(), s.data()), s.data_len() as u64)
+        };
+        let new_acl = acl.map(|a| self.acls.acquire(a));
+        if new_acl.is_some() {
+            let old = self.slot(id).acl;
+            self.acls.release(old);
+        }
+        let s = self.slot_mut(id);
+        let mut m = s.meta();
+        f(&mut m);
+        s.set_meta(&m);
+        if let Some(d) = data {
+            s.set_data(d);
+        }
+        if let Some(a) = new_acl {
+            s.acl = a;
+        }
+        let (after, after_len) = {
+            let s = self.slot(id);
+            (node_digest(p, &s.meta(), s.data()), s.data_len() as u64)
+        };
+        self.data_size = self.data_size - before_len + after_len;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         self.dirty_nodes.insert(p.to_string());
-        Some(r)
+        let s = self.slot(id);
+        Some((
+            stat_of(&s.meta(), s.data_len(), s.child_count() as i32),
+            self.acls.get(s.acl).clone(),
+        ))
     }
 
     /// Applies a committed txn. Deterministic: the result depends only on the tree and the txn.
@@ -408,11 +755,7 @@ impl DataTree {
                     }
                 }
                 for p in paths {
-                    if self
-                        .nodes
-                        .get(p.as_str())
-                        .is_some_and(|n| n.meta.owner == h.session_id)
-                    {
+                    if self.get(&p).is_some_and(|n| n.meta().owner == h.session_id) {
                         self.delete_node(&p, h.zxid, ev);
                     }
                 }
@@ -430,49 +773,50 @@ impl DataTree {
                 let Some(parent) = path::parent(p) else {
                     return OpOutcome::Error(ErrorCode::BadArguments.code());
                 };
-                if !self.nodes.contains_key(parent) {
+                if !self.contains(parent) {
                     return OpOutcome::Error(ErrorCode::NoNode.code());
                 }
-                if self.nodes.contains_key(p.as_str()) {
+                if self.contains(p) {
                     return OpOutcome::Error(ErrorCode::NodeExists.code());
                 }
-                let acl = self.acls.intern(acl);
-                let node = Node {
-                    meta: NodeMeta {
-                        czxid: h.zxid,
-                        mzxid: h.zxid,
-                        ctime: h.time,
-                        mtime: h.time,
-                        version: 0,
-                        cversion: 0,
-                        aversion: 0,
-                        owner: *owner,
-                        pzxid: h.zxid,
-                    },
-                    data: data.as_deref().map(Box::from),
-                    acl: acl.clone(),
-                    children: HashSet::new(),
+                let meta = NodeMeta {
+                    czxid: h.zxid,
+                    mzxid: h.zxid,
+                    ctime: h.time,
+                    mtime: h.time,
+                    version: 0,
+                    cversion: 0,
+                    aversion: 0,
+                    owner: *owner,
+                    pzxid: h.zxid,
                 };
-                let stat = node.stat();
-                self.digest = self.digest.wrapping_add(node_digest(p, &node));
-                self.insert_node(p, node);
+                self.insert_path(p, &meta, acl, data.as_deref());
+                self.digest = self
+                    .digest
+                    .wrapping_add(node_digest(p, &meta, data.as_deref()));
                 self.dirty_nodes.insert(p.clone());
                 self.index_owner(p, *owner);
+                let stat = stat_of(&meta, data.as_ref().map_or(0, |d| d.len() as i32), 0);
+                let node_acl = self.get(p).expect("just created").acl().clone();
                 let zxid = h.zxid;
                 let pcv = *parent_cversion;
-                let parent_acl = self
-                    .update_node(parent, |pn| {
-                        if pcv > pn.meta.cversion {
-                            pn.meta.cversion = pcv;
-                            pn.meta.pzxid = zxid;
-                        }
-                        pn.acl.clone()
-                    })
+                let (_, parent_acl) = self
+                    .update(
+                        parent,
+                        |pm| {
+                            if pcv > pm.cversion {
+                                pm.cversion = pcv;
+                                pm.pzxid = zxid;
+                            }
+                        },
+                        None,
+                        None,
+                    )
                     .expect("parent checked above");
                 ev.push(TreeEvent {
                     kind: EventType::NodeCreated,
                     path: p.clone(),
-                    acl,
+                    acl: node_acl,
                 });
                 ev.push(TreeEvent {
                     kind: EventType::NodeChildrenChanged,
@@ -485,7 +829,7 @@ impl DataTree {
                 }
             }
             Txn::Delete { path: p } => {
-                if !self.nodes.contains_key(p.as_str()) {
+                if !self.contains(p) {
                     return OpOutcome::Error(ErrorCode::NoNode.code());
                 }
                 self.delete_node(p, h.zxid, ev);
@@ -497,13 +841,16 @@ impl DataTree {
                 version,
             } => {
                 let (zxid, time) = (h.zxid, h.time);
-                match self.update_node(p, |n| {
-                    n.data = data.as_deref().map(Box::from);
-                    n.meta.version = *version;
-                    n.meta.mzxid = zxid;
-                    n.meta.mtime = time;
-                    (n.stat(), n.acl.clone())
-                }) {
+                match self.update(
+                    p,
+                    |m| {
+                        m.version = *version;
+                        m.mzxid = zxid;
+                        m.mtime = time;
+                    },
+                    Some(data.as_deref()),
+                    None,
+                ) {
                     Some((stat, acl)) => {
                         ev.push(TreeEvent {
                             kind: EventType::NodeDataChanged,
@@ -519,17 +866,10 @@ impl DataTree {
                 path: p,
                 acl,
                 aversion,
-            } => {
-                let acl = self.acls.intern(acl);
-                match self.update_node(p, |n| {
-                    n.acl = acl;
-                    n.meta.aversion = *aversion;
-                    n.stat()
-                }) {
-                    Some(stat) => OpOutcome::AclSet { stat },
-                    None => OpOutcome::Error(ErrorCode::NoNode.code()),
-                }
-            }
+            } => match self.update(p, |m| m.aversion = *aversion, None, Some(acl)) {
+                Some((stat, _)) => OpOutcome::AclSet { stat },
+                None => OpOutcome::Error(ErrorCode::NoNode.code()),
+            },
             Txn::Check { .. } => OpOutcome::Checked,
             Txn::Error { err } => OpOutcome::Error(*err),
             Txn::Multi(ops) => {
@@ -549,26 +889,43 @@ impl DataTree {
     }
 
     fn delete_node(&mut self, p: &str, zxid: Zxid, ev: &mut Vec<TreeEvent>) {
-        let Some(node) = self.nodes.remove(p) else {
+        let Some(id) = self.lookup(p) else {
             return;
         };
-        self.digest = self.digest.wrapping_sub(node_digest(p, &node));
-        self.data_size -= p.len() as u64 + node.data_len() as u64;
+        if self.slot(id).child_count() > 0 || id == ROOT {
+            return;
+        }
+        let (meta, digest, len, acl) = {
+            let s = self.slot(id);
+            (
+                s.meta(),
+                node_digest(p, &s.meta(), s.data()),
+                s.data_len() as u64,
+                self.acls.get(s.acl).clone(),
+            )
+        };
+        self.free_node(id);
+        self.digest = self.digest.wrapping_sub(digest);
+        self.data_size -= p.len() as u64 + len;
         self.dirty_nodes.insert(p.to_string());
-        self.unindex_owner(p, node.meta.owner);
+        self.unindex_owner(p, meta.owner);
         let parent = path::parent(p).unwrap_or("/");
-        let name = path::name(p);
-        let parent_acl = self.update_node(parent, |pn| {
-            pn.children.remove(name);
-            if zxid > pn.meta.pzxid {
-                pn.meta.pzxid = zxid;
-            }
-            pn.acl.clone()
-        });
+        let parent_acl = self
+            .update(
+                parent,
+                |pm| {
+                    if zxid > pm.pzxid {
+                        pm.pzxid = zxid;
+                    }
+                },
+                None,
+                None,
+            )
+            .map(|(_, acl)| acl);
         ev.push(TreeEvent {
             kind: EventType::NodeDeleted,
             path: p.to_string(),
-            acl: node.acl,
+            acl,
         });
         if let Some(acl) = parent_acl {
             ev.push(TreeEvent {
@@ -608,10 +965,13 @@ mod tests {
         let t = DataTree::new();
         for p in path::SYSTEM_PATHS {
             let n = t.get(p).unwrap();
-            assert_eq!(n.meta.czxid, 0);
+            assert_eq!(n.meta().czxid, 0);
         }
         assert_eq!(t.get("/").unwrap().stat().num_children, 1);
-        assert_eq!(*t.get(path::CONFIG).unwrap().acl, Acl::read_unsafe()[..]);
+        assert_eq!(
+            t.get(path::CONFIG).unwrap().acl()[..],
+            Acl::read_unsafe()[..]
+        );
     }
 
     #[test]
@@ -713,5 +1073,112 @@ mod tests {
         assert_eq!(u.ephemerals_of(9).count(), 1);
         assert_eq!(u.session(9), t.session(9));
         assert_eq!(u.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
+    }
+
+    #[test]
+    fn arena_tree_matches_a_simple_model_under_random_operations() {
+        use std::collections::BTreeMap;
+        let mut t = DataTree::new();
+        // path -> (data, acl perms)
+        let mut model: BTreeMap<String, (Option<Vec<u8>>, i32)> = BTreeMap::new();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let names = ["a", "b", "c", "dd", "e0", "x"];
+        for z in 1..4000i64 {
+            let depth = 1 + rnd(3) as usize;
+            let p: String = (0..depth)
+                .map(|_| format!("/{}", names[rnd(names.len() as u64) as usize]))
+                .collect();
+            let parent = path::parent(&p).unwrap().to_string();
+            let hdr = h(z, 0);
+            match rnd(4) {
+                0 | 1 => {
+                    let data = if rnd(5) == 0 {
+                        None
+                    } else {
+                        Some(vec![z as u8; rnd(40) as usize])
+                    };
+                    let perms = 1 + rnd(31) as i32;
+                    let out = t.apply(
+                        &hdr,
+                        &Txn::Create {
+                            path: p.clone(),
+                            data: data.clone(),
+                            acl: vec![Acl::new(perms, "world", "anyone")],
+                            owner: 0,
+                            parent_cversion: z as i32,
+                        },
+                    );
+                    let ok =
+                        (parent == "/" || model.contains_key(&parent)) && !model.contains_key(&p);
+                    assert_eq!(matches!(out.outcome, OpOutcome::Created { .. }), ok, "{p}");
+                    if ok {
+                        model.insert(p, (data, perms));
+                    }
+                }
+                2 => {
+                    let has_children = model.keys().any(|k| k.starts_with(&format!("{p}/")));
+                    if model.contains_key(&p) && !has_children {
+                        t.apply(&hdr, &Txn::Delete { path: p.clone() });
+                        model.remove(&p);
+                    }
+                }
+                _ => {
+                    if let Some(entry) = model.get_mut(&p) {
+                        let data = Some(vec![7u8; rnd(20) as usize]);
+                        t.apply(
+                            &hdr,
+                            &Txn::SetData {
+                                path: p.clone(),
+                                data: data.clone(),
+                                version: 1,
+                            },
+                        );
+                        let perms = 1 + rnd(31) as i32;
+                        t.apply(
+                            &hdr,
+                            &Txn::SetAcl {
+                                path: p.clone(),
+                                acl: vec![Acl::new(perms, "world", "anyone")],
+                                aversion: 1,
+                            },
+                        );
+                        *entry = (data, perms);
+                    }
+                }
+            }
+        }
+        assert_eq!(t.node_count(), model.len() + 4);
+        for (p, (data, perms)) in &model {
+            let n = t.get(p).unwrap_or_else(|| panic!("{p} missing"));
+            assert_eq!(n.data(), data.as_deref(), "{p}");
+            assert_eq!(n.acl()[0].perms, *perms);
+            let expected_children = model
+                .keys()
+                .filter(|k| path::parent(k) == Some(p.as_str()))
+                .count();
+            assert_eq!(n.child_count(), expected_children, "{p}");
+            let mut names: Vec<&str> = n.children().collect();
+            names.sort();
+            let mut want: Vec<&str> = model
+                .keys()
+                .filter(|k| path::parent(k) == Some(p.as_str()))
+                .map(|k| path::name(k))
+                .collect();
+            want.sort();
+            assert_eq!(names, want);
+        }
+        for bad in ["", "a", "//", "/a/", "/zookeeper/"] {
+            assert!(t.get(bad).is_none(), "{bad:?}");
+        }
+        let inc = t.digest();
+        assert_eq!(inc, t.recompute_digest());
+        // Only the ACL lists still in use are kept.
+        assert!(t.acls.index.len() <= model.len() + 2);
     }
 }

@@ -1,11 +1,7 @@
-//! A znode in memory (`DataNode` + `StatPersisted`), the stored ephemeralOwner encodings
-//! (`EphemeralType`), the client-visible Stat derived from it, and its persisted encoding.
-
-use std::collections::HashSet;
+//! Znode metadata (`StatPersisted`), the stored ephemeralOwner encodings (`EphemeralType`), the
+//! client-visible Stat derived from them, and the persisted encoding of a node.
 
 use wazoo_proto::{Acl, DecodeError, Reader, Stat, Writer, Zxid};
-
-use crate::acl::AclList;
 
 /// Stored ephemeralOwner of a container node (`Long.MIN_VALUE`).
 pub const CONTAINER_OWNER: i64 = i64::MIN;
@@ -56,89 +52,73 @@ pub struct NodeMeta {
     pub pzxid: Zxid,
 }
 
-/// A znode.
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub meta: NodeMeta,
-    pub data: Option<Box<[u8]>>,
-    pub acl: AclList,
-    pub children: HashSet<Box<str>>,
+/// The client-visible Stat of a node (`DataNode.copyStat`): cversion = stored*2 - numChildren, and
+/// the ephemeralOwner of containers and TTL nodes shows as 0.
+pub fn stat_of(m: &NodeMeta, data_len: i32, num_children: i32) -> Stat {
+    Stat {
+        czxid: m.czxid,
+        mzxid: m.mzxid,
+        ctime: m.ctime,
+        mtime: m.mtime,
+        version: m.version,
+        cversion: m.cversion.wrapping_mul(2).wrapping_sub(num_children),
+        aversion: m.aversion,
+        ephemeral_owner: match owner_kind(m.owner) {
+            OwnerKind::Ephemeral(s) => s,
+            _ => 0,
+        },
+        data_length: data_len,
+        num_children,
+        pzxid: m.pzxid,
+    }
 }
 
-impl Node {
-    pub fn data_len(&self) -> i32 {
-        self.data.as_ref().map_or(0, |d| d.len() as i32)
-    }
+/// The persisted form of a node: meta, ACL, data (children are implied by the other nodes' paths).
+pub fn encode_node(m: &NodeMeta, acl: &[Acl], data: Option<&[u8]>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64 + data.map_or(0, <[u8]>::len));
+    w.u8(1) // format version
+        .i64(m.czxid)
+        .i64(m.mzxid)
+        .i64(m.ctime)
+        .i64(m.mtime)
+        .i32(m.version)
+        .i32(m.cversion)
+        .i32(m.aversion)
+        .i64(m.owner)
+        .i64(m.pzxid);
+    Acl::write_vec(acl, &mut w);
+    w.buffer(data);
+    w.into_inner()
+}
 
-    /// The client-visible Stat (`DataNode.copyStat`): cversion = stored*2 - numChildren, and the
-    /// ephemeralOwner of containers and TTL nodes shows as 0.
-    pub fn stat(&self) -> Stat {
-        let n = self.children.len() as i32;
-        let m = &self.meta;
-        Stat {
-            czxid: m.czxid,
-            mzxid: m.mzxid,
-            ctime: m.ctime,
-            mtime: m.mtime,
-            version: m.version,
-            cversion: m.cversion.wrapping_mul(2).wrapping_sub(n),
-            aversion: m.aversion,
-            ephemeral_owner: match owner_kind(m.owner) {
-                OwnerKind::Ephemeral(s) => s,
-                _ => 0,
-            },
-            data_length: self.data_len(),
-            num_children: n,
-            pzxid: m.pzxid,
-        }
-    }
+/// A decoded persisted node.
+pub type DecodedNode = (NodeMeta, Vec<Acl>, Option<Vec<u8>>);
 
-    /// The persisted form: meta, ACL, data (children are implied by the other nodes' paths).
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.data_len() as usize);
-        let m = &self.meta;
-        w.u8(1) // format version
-            .i64(m.czxid)
-            .i64(m.mzxid)
-            .i64(m.ctime)
-            .i64(m.mtime)
-            .i32(m.version)
-            .i32(m.cversion)
-            .i32(m.aversion)
-            .i64(m.owner)
-            .i64(m.pzxid);
-        Acl::write_vec(&self.acl, &mut w);
-        w.buffer(self.data.as_deref());
-        w.into_inner()
+/// Decodes [`encode_node`]'s output.
+pub fn decode_node(bytes: &[u8]) -> Result<DecodedNode, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let v = r.read_u8()?;
+    if v != 1 {
+        return Err(DecodeError::BadValue {
+            what: "node format version",
+            value: v as i64,
+        });
     }
-
-    /// Decodes [`Node::encode`]'s output: (meta, acl, data).
-    #[allow(clippy::type_complexity)]
-    pub fn decode(bytes: &[u8]) -> Result<(NodeMeta, Vec<Acl>, Option<Box<[u8]>>), DecodeError> {
-        let mut r = Reader::new(bytes);
-        let v = r.read_u8()?;
-        if v != 1 {
-            return Err(DecodeError::BadValue {
-                what: "node format version",
-                value: v as i64,
-            });
-        }
-        let meta = NodeMeta {
-            czxid: r.read_i64()?,
-            mzxid: r.read_i64()?,
-            ctime: r.read_i64()?,
-            mtime: r.read_i64()?,
-            version: r.read_i32()?,
-            cversion: r.read_i32()?,
-            aversion: r.read_i32()?,
-            owner: r.read_i64()?,
-            pzxid: r.read_i64()?,
-        };
-        let acl = Acl::read_vec(&mut r)?;
-        let data = r.read_buffer()?.map(Box::from);
-        r.finish()?;
-        Ok((meta, acl, data))
-    }
+    let meta = NodeMeta {
+        czxid: r.read_i64()?,
+        mzxid: r.read_i64()?,
+        ctime: r.read_i64()?,
+        mtime: r.read_i64()?,
+        version: r.read_i32()?,
+        cversion: r.read_i32()?,
+        aversion: r.read_i32()?,
+        owner: r.read_i64()?,
+        pzxid: r.read_i64()?,
+    };
+    let acl = Acl::read_vec(&mut r)?;
+    let data = r.read_buffer()?.map(<[u8]>::to_vec);
+    r.finish()?;
+    Ok((meta, acl, data))
 }
 
 #[cfg(test)]
@@ -158,19 +138,30 @@ mod tests {
 
     #[test]
     fn visible_cversion_counts_creates_and_deletes() {
-        let mut n = Node {
-            meta: NodeMeta::default(),
-            data: None,
-            acl: std::sync::Arc::from(Acl::open_unsafe()),
-            children: HashSet::new(),
+        let mut m = NodeMeta {
+            cversion: 1,
+            ..NodeMeta::default()
         };
-        n.meta.cversion = 1;
-        n.children.insert("a".into());
-        assert_eq!(n.stat().cversion, 1);
-        n.children.clear();
-        assert_eq!(n.stat().cversion, 2);
-        n.meta.cversion = 2;
-        n.children.insert("b".into());
-        assert_eq!(n.stat().cversion, 3);
+        assert_eq!(stat_of(&m, 0, 1).cversion, 1);
+        assert_eq!(stat_of(&m, 0, 0).cversion, 2);
+        m.cversion = 2;
+        assert_eq!(stat_of(&m, 0, 1).cversion, 3);
+        m.owner = CONTAINER_OWNER;
+        assert_eq!(stat_of(&m, 0, 0).ephemeral_owner, 0);
+    }
+
+    #[test]
+    fn persisted_node_roundtrips_with_null_and_empty_data() {
+        let m = NodeMeta {
+            czxid: 3,
+            version: 2,
+            owner: 9,
+            ..NodeMeta::default()
+        };
+        for data in [None, Some(&b""[..]), Some(&b"xyz"[..])] {
+            let bytes = encode_node(&m, &Acl::open_unsafe(), data);
+            let (m2, acl, d2) = decode_node(&bytes).unwrap();
+            assert_eq!((m2, acl, d2.as_deref()), (m, Acl::open_unsafe(), data));
+        }
     }
 }

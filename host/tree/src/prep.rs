@@ -113,11 +113,14 @@ impl Prep<'_> {
             return r.meta.is_some().then(|| r.clone());
         }
         let p = if p.is_empty() { "/" } else { p };
-        self.tree.get(p).map(|n| ChangeRecord {
-            zxid: n.meta.mzxid,
-            meta: Some(n.meta),
-            child_count: n.children.len() as i32,
-            acl: n.acl.clone(),
+        self.tree.get(p).map(|n| {
+            let meta = n.meta();
+            ChangeRecord {
+                zxid: meta.mzxid,
+                meta: Some(meta),
+                child_count: n.child_count() as i32,
+                acl: n.acl().clone(),
+            }
         })
     }
 
@@ -368,7 +371,7 @@ impl Prep<'_> {
         let mut found: Vec<(String, Zxid, bool)> = Vec::new();
         for p in self.tree.ephemerals_of(s) {
             if self.pending.by_path.get(p).is_none_or(|r| r.meta.is_some()) {
-                let czxid = self.tree.get(p).map_or(0, |n| n.meta.czxid);
+                let czxid = self.tree.get(p).map_or(0, |n| n.meta().czxid);
                 found.push((p.clone(), czxid, false));
             }
         }

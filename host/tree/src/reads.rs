@@ -27,11 +27,11 @@ fn get_data(
     watch: bool,
 ) -> Result<(Option<Vec<u8>>, wazoo_proto::Stat), ErrorCode> {
     let n = tree.get(p).ok_or(ErrorCode::NoNode)?;
-    check_acl(&n.acl, perms::READ, ctx.auth)?;
+    check_acl(n.acl(), perms::READ, ctx.auth)?;
     if watch {
         watches.add_data_watch(p, ctx.watcher);
     }
-    Ok((n.data.as_ref().map(|d| d.to_vec()), n.stat()))
+    Ok((n.data().map(<[u8]>::to_vec), n.stat()))
 }
 
 fn get_children(
@@ -42,11 +42,11 @@ fn get_children(
     watch: bool,
 ) -> Result<(Vec<String>, wazoo_proto::Stat), ErrorCode> {
     let n = tree.get(p).ok_or(ErrorCode::NoNode)?;
-    check_acl(&n.acl, perms::READ, ctx.auth)?;
+    check_acl(n.acl(), perms::READ, ctx.auth)?;
     if watch {
         watches.add_child_watch(p, ctx.watcher);
     }
-    Ok((n.children.iter().map(|c| c.to_string()).collect(), n.stat()))
+    Ok((n.children().map(str::to_string).collect(), n.stat()))
 }
 
 /// Answers a read request. Returns `None` for requests that are not reads.
@@ -62,7 +62,7 @@ pub fn read(
                 return Some(Err(ErrorCode::BadArguments));
             }
             match tree.get(p) {
-                Some(n) => match check_acl(&n.acl, perms::READ, ctx.auth) {
+                Some(n) => match check_acl(n.acl(), perms::READ, ctx.auth) {
                     Ok(()) => {
                         if *watch {
                             watches.add_data_watch(p, ctx.watcher);
@@ -88,16 +88,16 @@ pub fn read(
             .map(|(children, stat)| Response::Children2 { children, stat }),
         Request::GetAcl { path: p } => match tree.get(p) {
             None => Err(ErrorCode::NoNode),
-            Some(n) => {
-                check_acl(&n.acl, perms::READ | perms::ADMIN, ctx.auth).map(|()| Response::GetAcl {
-                    acl: masked_for(&n.acl, ctx.auth),
+            Some(n) => check_acl(n.acl(), perms::READ | perms::ADMIN, ctx.auth).map(|()| {
+                Response::GetAcl {
+                    acl: masked_for(n.acl(), ctx.auth),
                     stat: n.stat(),
-                })
-            }
+                }
+            }),
         },
         Request::GetAllChildrenNumber { path: p } => match tree.get(p) {
             None => Err(ErrorCode::NoNode),
-            Some(n) => check_acl(&n.acl, perms::READ, ctx.auth)
+            Some(n) => check_acl(n.acl(), perms::READ, ctx.auth)
                 .map(|()| Response::AllChildrenNumber(tree.count_descendants(p))),
         },
         Request::GetEphemerals { prefix } => {
@@ -192,7 +192,7 @@ pub fn set_watches(
     for p in &sw.data {
         match tree.get(p) {
             None => events.push((EventType::NodeDeleted, p.clone())),
-            Some(n) if n.meta.mzxid > rel => events.push((EventType::NodeDataChanged, p.clone())),
+            Some(n) if n.meta().mzxid > rel => events.push((EventType::NodeDataChanged, p.clone())),
             Some(_) => watches.add_data_watch(p, watcher),
         }
     }
@@ -206,7 +206,7 @@ pub fn set_watches(
     for p in &sw.child {
         match tree.get(p) {
             None => events.push((EventType::NodeDeleted, p.clone())),
-            Some(n) if n.meta.pzxid > rel => {
+            Some(n) if n.meta().pzxid > rel => {
                 events.push((EventType::NodeChildrenChanged, p.clone()))
             }
             Some(_) => watches.add_child_watch(p, watcher),
