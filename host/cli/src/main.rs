@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wazoo_server::ServerConfig;
 
+mod shell;
+
 #[derive(Parser)]
 #[command(
     name = "wazoo",
@@ -23,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Run a server. With no arguments: standalone on 127.0.0.1:2181, data in ./wazoo-data.
     Server(ServerArgs),
+    /// A zkCli-like shell: interactive, `-c "cmd"` for scripts, or a trailing one-shot command.
+    Shell(shell::ShellArgs),
 }
 
 #[derive(clap::Args)]
@@ -38,8 +42,9 @@ struct ServerArgs {
     port: Option<u16>,
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_logging(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -79,9 +84,22 @@ fn server(args: ServerArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging();
     let result = match cli.cmd {
-        Cmd::Server(a) => server(a),
+        Cmd::Server(a) => {
+            init_logging("info");
+            server(a)
+        }
+        Cmd::Shell(a) => {
+            init_logging("warn");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match rt.block_on(shell::run(a)) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
     };
     if let Err(e) = result {
         tracing::error!("{e:#}");
