@@ -31,8 +31,25 @@ bash "$ROOT/scripts/install-test-deps.sh"
 step "cargo build --workspace --bins --tests (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --workspace --bins --tests
 
-step "cargo test --workspace"
-cargo test --workspace
+step "cargo test --workspace (with a throwaway wazoo server for the client's live tests)"
+LIVE_DIR="$(mktemp -d /tmp/wazoo-live.XXXXXX)"
+LIVE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+printf 'tickTime=500\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n' \
+    "$LIVE_DIR" "$LIVE_PORT" > "$LIVE_DIR/zoo.cfg"
+"$WAZOO_BIN" server --config "$LIVE_DIR/zoo.cfg" > "$LIVE_DIR/server.log" 2>&1 &
+LIVE_PID=$!
+stop_live() { kill "$LIVE_PID" 2>/dev/null || true; wait "$LIVE_PID" 2>/dev/null || true; rm -rf "$LIVE_DIR"; }
+trap stop_live EXIT
+for _ in $(seq 100); do
+    if [ "$(python3 -c "import socket,sys
+try:
+    s=socket.create_connection(('127.0.0.1',$LIVE_PORT),1); s.sendall(b'ruok'); print(s.recv(4).decode())
+except Exception: print('')")" = imok ]; then break; fi
+    sleep 0.1
+done
+WAZOO_CLIENT_TEST_SERVER="127.0.0.1:$LIVE_PORT" cargo test --workspace
+stop_live
+trap - EXIT
 
 step "purity check: pure crates must not depend on tokio, rocksdb or wasmtime"
 pure_failed=0
