@@ -139,7 +139,7 @@ pub struct Core {
     tracker: SessionTracker,
     conns: HashMap<ConnId, Conn>,
     session_conn: HashMap<i64, ConnId>,
-    committer: GroupCommitter,
+    committer: Arc<GroupCommitter>,
     batch: Batch,
     inflight: VecDeque<InFlight>,
     /// (batch seq, highest zxid in it) of submitted batches not yet durable.
@@ -197,7 +197,7 @@ impl Core {
             tracker,
             conns: HashMap::new(),
             session_conn: HashMap::new(),
-            committer,
+            committer: Arc::new(committer),
             batch: first_batch,
             inflight: VecDeque::new(),
             submitted: VecDeque::new(),
@@ -737,21 +737,32 @@ impl Core {
     }
 
     fn maybe_purge(&mut self) {
-        if self.applied_since_purge < 10_000 || self.cfg.log_retain_txns == 0 {
+        let retain = self.cfg.log_retain_txns;
+        let every = (retain / 10).clamp(100, 10_000);
+        if self.applied_since_purge < every || retain == 0 {
             return;
         }
         self.applied_since_purge = 0;
-        let below = self.tree.last_applied() - self.cfg.log_retain_txns as i64;
+        let below = self.tree.last_applied() - retain as i64;
         if below <= 0 {
             return;
         }
-        // Runs on the storage thread after the batches submitted so far (the tree state that
-        // covers the purged entries is committed first). It waits for at most one commit.
+        // Runs on the storage thread after the batches submitted so far, so the tree state that
+        // covers the purged entries is committed first. The purge (delete + compaction of the range)
+        // must not stall this task, so it is queued from a blocking thread.
         self.flush();
-        self.committer.with_store(move |s| {
-            if let Err(e) = s.purge_log_before(below) {
-                warn!("log purge failed: {e}");
-            }
+        let committer = self.committer.clone();
+        tokio::task::spawn_blocking(move || {
+            committer.with_store(move |s| {
+                if let Err(e) = s.purge_log_before(below) {
+                    warn!("log purge failed: {e}");
+                } else {
+                    info!(
+                        below = format_args!("{below:#x}"),
+                        "purged log entries older than the retention window"
+                    );
+                }
+            })
         });
     }
 
