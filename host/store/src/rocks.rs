@@ -34,8 +34,10 @@ const CF_META: &str = "meta";
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// The write-ahead log is flushed into SST files beyond this size, which bounds recovery time.
 const MAX_WAL_BYTES: u64 = 64 << 20;
+/// Memtable budget shared by all column families.
+const DB_WRITE_BUFFER_BYTES: usize = 24 << 20;
 /// Shared block cache of all column families.
-const BLOCK_CACHE_BYTES: usize = 32 << 20;
+const BLOCK_CACHE_BYTES: usize = 8 << 20;
 const MAX_OPEN_FILES: i32 = 256;
 
 /// RocksDB-backed [`Store`]; see the module docs for the layout.
@@ -76,6 +78,8 @@ fn db_options(cache: &Cache) -> Options {
     opts.create_missing_column_families(true);
     opts.set_max_open_files(MAX_OPEN_FILES);
     opts.set_max_total_wal_size(MAX_WAL_BYTES);
+    // One budget for the memtables of all column families (RSS is a headline number).
+    opts.set_db_write_buffer_size(DB_WRITE_BUFFER_BYTES);
     opts.set_max_background_jobs(2);
     opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     opts.set_keep_log_file_num(4);
