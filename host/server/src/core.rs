@@ -367,7 +367,7 @@ impl Core {
         let now = self.mono_ms();
         for session in self.tracker.expire(now) {
             info!(session = format_args!("{session:#x}"), "session expired");
-            self.submit_close_session(session, None);
+            let _ = self.submit_close_session(session, None);
         }
     }
 
@@ -407,7 +407,7 @@ impl Core {
         }
     }
 
-    fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) {
+    fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) -> Zxid {
         self.tracker.set_closing(session);
         let auth = AuthInfo::default();
         let zxid = self.alloc_zxid();
@@ -435,6 +435,7 @@ impl Core {
             txn,
             origin,
         );
+        zxid
     }
 
     fn alloc_zxid(&mut self) -> Zxid {
@@ -492,24 +493,15 @@ impl Core {
         let session = conn.session;
         // A request pipelined behind the handshake: the createSession txn is ahead of it in the log.
         let creating = matches!(conn.queue.front(), Some(Queued::Handshake { .. }));
-        let touched = self
-            .tracker
-            .touch(session, self.started.elapsed().as_millis() as i64)
-            || creating;
+        let remote = conn.remote;
+        let now_ms = self.mono_ms();
+        let touched = self.tracker.touch(session, now_ms) || creating;
         if let Err(code) = req {
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
-                let conn = self.conns.get_mut(&id).expect("present");
-                warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
-                let zxid = self.next_zxid;
-                conn.queue.push_back(Queued::Write {
-                    xid,
-                    op: opcode,
-                    zxid,
-                    sub_ops: Vec::new(),
-                    at: now,
-                });
-                self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
+                warn!(%remote, op = op::name(opcode), "undecodable request record: replying {code}");
+                let zxid = self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
+                self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
                 return;
             }
         }
@@ -530,16 +522,8 @@ impl Core {
         }
         let req = req.expect("writes decoded");
         if let Request::CloseSession = req {
-            let zxid = self.next_zxid;
-            let conn = self.conns.get_mut(&id).expect("present");
-            conn.queue.push_back(Queued::Write {
-                xid,
-                op: opcode,
-                zxid,
-                sub_ops: Vec::new(),
-                at: now,
-            });
-            self.submit_close_session(session, Some(id));
+            let zxid = self.submit_close_session(session, Some(id));
+            self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
             return;
         }
         let zxid = self.alloc_zxid();
@@ -570,14 +554,7 @@ impl Core {
                 .collect(),
             _ => Vec::new(),
         };
-        let conn = self.conns.get_mut(&id).expect("present");
-        conn.queue.push_back(Queued::Write {
-            xid,
-            op: opcode,
-            zxid,
-            sub_ops,
-            at: now,
-        });
+        self.queue_write(id, xid, opcode, zxid, sub_ops, now);
         self.log_txn(
             TxnHeader {
                 session_id: session,
@@ -588,6 +565,28 @@ impl Core {
             txn,
             Some(id),
         );
+    }
+
+    /// Queues a write's place in its connection's reply order; the reply goes out when `zxid` is
+    /// applied.
+    fn queue_write(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        op: i32,
+        zxid: Zxid,
+        sub_ops: Vec<i32>,
+        at: Instant,
+    ) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.queue.push_back(Queued::Write {
+                xid,
+                op,
+                zxid,
+                sub_ops,
+                at,
+            });
+        }
     }
 
     /// Answers a non-write request now (its turn in the connection's order has come).
