@@ -375,66 +375,50 @@ impl Core {
         let candidates = self
             .tree
             .container_candidates(wall_ms(), self.cfg.container_max_never_used_ms);
+        let mut auth = AuthInfo::default();
+        auth.add(wazoo_proto::Id::new("super", ""));
         for path in candidates {
             debug!(%path, "deleting empty container or expired TTL node");
-            let mut auth = AuthInfo::default();
-            auth.add(wazoo_proto::Id::new("super", ""));
-            let zxid = self.alloc_zxid();
-            let time = wall_ms();
-            let txn = prep(
-                &self.tree,
-                &mut self.pending,
-                &Request::DeleteContainer { path },
-                PrepCtx {
-                    session_id: 0,
-                    session_valid: true,
-                    auth: &auth,
-                    zxid,
-                    time,
-                },
-                &self.prep_cfg,
-            );
-            self.log_txn(
-                TxnHeader {
-                    session_id: 0,
-                    cxid: 0,
-                    zxid,
-                    time,
-                },
-                txn,
-                None,
-            );
+            self.prep_internal(0, &auth, &Request::DeleteContainer { path }, None);
         }
     }
 
     fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) -> Zxid {
         self.tracker.set_closing(session);
-        let auth = AuthInfo::default();
+        self.prep_internal(
+            session,
+            &AuthInfo::default(),
+            &Request::CloseSession,
+            origin,
+        )
+    }
+
+    /// Preps a server-generated request (session close, container reaping) at the next zxid and
+    /// queues its txn for the log.
+    fn prep_internal(
+        &mut self,
+        session: i64,
+        auth: &AuthInfo,
+        req: &Request,
+        origin: Option<ConnId>,
+    ) -> Zxid {
         let zxid = self.alloc_zxid();
         let time = wall_ms();
-        let txn = prep(
-            &self.tree,
-            &mut self.pending,
-            &Request::CloseSession,
-            PrepCtx {
-                session_id: session,
-                session_valid: true,
-                auth: &auth,
-                zxid,
-                time,
-            },
-            &self.prep_cfg,
-        );
-        self.log_txn(
-            TxnHeader {
-                session_id: session,
-                cxid: 0,
-                zxid,
-                time,
-            },
-            txn,
-            origin,
-        );
+        let ctx = PrepCtx {
+            session_id: session,
+            session_valid: true,
+            auth,
+            zxid,
+            time,
+        };
+        let txn = prep(&self.tree, &mut self.pending, req, ctx, &self.prep_cfg);
+        let header = TxnHeader {
+            session_id: session,
+            cxid: 0,
+            zxid,
+            time,
+        };
+        self.log_txn(header, txn, origin);
         zxid
     }
 
