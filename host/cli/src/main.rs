@@ -1,5 +1,6 @@
 //! The `wazoo` binary: `wazoo server` runs a standalone server (ZooKeeper's zoo.cfg format with
-//! `--config`); further subcommands are added beside it (shell, bench).
+//! `--config`), `wazoo shell` is a zkCli-like shell, `wazoo bench` measures any ZooKeeper-compatible
+//! server.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wazoo_server::ServerConfig;
 
+mod bench;
 mod shell;
 
 #[derive(Parser)]
@@ -27,6 +29,8 @@ enum Cmd {
     Server(ServerArgs),
     /// A zkCli-like shell: interactive, `-c "cmd"` for scripts, or a trailing one-shot command.
     Shell(shell::ShellArgs),
+    /// Measure any ZooKeeper-compatible server (wazoo, Apache ZooKeeper, ClickHouse Keeper).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -96,6 +100,13 @@ fn main() {
                 .build()
                 .expect("runtime");
             match rt.block_on(shell::run(a)) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
+        Cmd::Bench(a) => {
+            init_logging("warn");
+            match bench::run(a) {
                 Ok(code) => std::process::exit(code),
                 Err(e) => Err(e),
             }
