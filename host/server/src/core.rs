@@ -364,6 +364,7 @@ impl Core {
     }
 
     fn on_tick(&mut self) {
+        self.submit_batch();
         let now = self.mono_ms();
         for session in self.tracker.expire(now) {
             info!(session = format_args!("{session:#x}"), "session expired");
@@ -721,7 +722,7 @@ impl Core {
 
     fn maybe_purge(&mut self) {
         let retain = self.cfg.log_retain_txns;
-        let every = (retain / 10).clamp(100, 10_000);
+        let every = (retain / 4).clamp(100, 25_000);
         if self.applied_since_purge < every || retain == 0 {
             return;
         }
@@ -733,7 +734,7 @@ impl Core {
         // Runs on the storage thread after the batches submitted so far, so the tree state that
         // covers the purged entries is committed first. The purge (delete + compaction of the range)
         // must not stall this task, so it is queued from a blocking thread.
-        self.flush();
+        self.submit_batch();
         let committer = self.committer.clone();
         tokio::task::spawn_blocking(move || {
             committer.with_store(move |s| {
@@ -874,13 +875,13 @@ impl Core {
 
     /// Submits the storage batch and hands each touched connection its bytes.
     fn flush(&mut self) {
-        if !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
-            let last = batch.log.last().map(|e| e.zxid);
-            let seq = self.committer.submit(batch);
-            if let Some(z) = last {
-                self.submitted.push_back((seq, z));
-            }
+        // Persisted-tree changes ride along with the next log write: the log covers them on
+        // restart, so they need no write (and no fsync slot) of their own. They are written alone
+        // only on the tick, before a purge, or once many have piled up.
+        let tree_only = self.batch.log.is_empty();
+        let piled_up = self.batch.tree_puts.len() + self.batch.tree_deletes.len() > 50_000;
+        if !tree_only || piled_up {
+            self.submit_batch();
         }
         let dirty = std::mem::take(&mut self.dirty);
         for id in dirty {
@@ -895,6 +896,19 @@ impl Core {
                 let _ = c.out.send(Outbound::Close);
                 self.drop_conn(id);
             }
+        }
+    }
+
+    /// Hands the storage batch (log entries and/or tree changes) to the group committer.
+    fn submit_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let last = batch.log.last().map(|e| e.zxid);
+        let seq = self.committer.submit(batch);
+        if let Some(z) = last {
+            self.submitted.push_back((seq, z));
         }
     }
 

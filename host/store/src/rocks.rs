@@ -345,10 +345,11 @@ impl Store for RocksStore {
         wb.delete_range_cf(log, start, end);
         self.db.write_opt(wb, &write_options(false))?;
         // Reclaim space: drop SST files wholly inside the range (its end is inclusive, hence
-        // zxid - 1), then compact what straddles it so the range tombstone drops the rest.
+        // zxid - 1). Log keys only grow, so that is nearly everything; background compaction drops
+        // the rest under the range tombstone. No synchronous compaction here: this runs on the
+        // storage thread and would stall group commits.
         self.db
             .delete_file_in_range_cf(log, start, record::log_key(zxid - 1))?;
-        self.db.compact_range_cf(log, Some(start), Some(end));
         tracing::debug!(before = format_args!("{zxid:#x}"), "purged txn log");
         Ok(())
     }
