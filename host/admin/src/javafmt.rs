@@ -47,7 +47,7 @@ pub(crate) fn round4(v: f64) -> f64 {
 }
 
 /// `new Date(ms).toString()` with the JVM in UTC: `Thu Jan 01 00:00:00 UTC 1970`.
-pub(crate) fn java_date_utc(ms: i64) -> String {
+pub fn java_date_utc(ms: i64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",

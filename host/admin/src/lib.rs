@@ -28,6 +28,7 @@ pub use http::{
     action_for, parse_request_head, route, HttpError, HttpRequest, HttpResponse, Method,
     MAX_HEAD_BYTES,
 };
+pub use javafmt::java_date_utc;
 pub use json::{canonical_name, command_action, command_names, render_json};
 pub use metrics::{
     render_prometheus, Counter, Histogram, HistogramSnapshot, Metrics, Op, Summary, SummaryKind,

@@ -502,36 +502,8 @@ fn parse_command(tokens: &[String]) -> Result<Option<Command>, String> {
 // Output formats (pure)
 // ---------------------------------------------------------------------------------------------
 
-/// `java.util.Date.toString()` in UTC: `Thu Jan 01 00:00:00 UTC 1970`.
-fn java_date(ms: i64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
-        DAYS[(days + 4).rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60,
-        year
-    )
-}
+/// `java.util.Date.toString()` in UTC, shared with the four-letter words' `dump`.
+use wazoo_admin::java_date_utc as java_date;
 
 /// zkCli's `StatPrinter`: eleven `name = value` lines (zxids and the owner in hex).
 fn format_stat(s: &Stat) -> String {
