@@ -275,6 +275,46 @@ pub(crate) fn prefix_creates(prefix: &str) -> Vec<(String, Job)> {
 
 /// Deletes `path` and everything under it: lists the tree (one getChildren per node), then
 /// deletes it bottom-up, pipelined on one session. A missing node is fine.
+/// Cleanup: deletes the `total` nodes whose paths `paths` generates (whatever job it returns),
+/// pipelined like the workload; nodes already gone are fine.
+async fn delete_generated(
+    conns: Vec<Conn>,
+    total: u64,
+    paths: Arc<JobFn>,
+    data: Arc<Vec<u8>>,
+    cfg: &Config,
+    progress: &Progress,
+    stall: Duration,
+) -> Result<Vec<Conn>, BenchError> {
+    let delete: Arc<JobFn> = Arc::new(move |i, p: &mut String| {
+        paths(i, p);
+        Job::Delete
+    });
+    run_jobs(
+        conns,
+        "cleanup",
+        total,
+        delete,
+        data,
+        cfg.inflight,
+        NO_NODE,
+        progress,
+        stall,
+    )
+    .await
+}
+
+/// Cleanup: deletes whatever is left under the run's prefix, and the prefix itself.
+async fn delete_prefix(
+    mut conns: Vec<Conn>,
+    cfg: &Config,
+    stall: Duration,
+) -> Result<Vec<Conn>, BenchError> {
+    let first = conns.remove(0);
+    conns.insert(0, delete_tree(first, &cfg.prefix, stall).await?);
+    Ok(conns)
+}
+
 pub(crate) async fn delete_tree(
     mut conn: Conn,
     path: &str,
@@ -520,39 +560,12 @@ pub async fn run_throughput(cfg: &Config, progress: &Progress) -> Result<Report,
                 push_num(p, n);
                 Job::Delete
             });
-            conns = run_jobs(
-                conns,
-                "cleanup",
-                total,
-                f,
-                data.clone(),
-                cfg.inflight,
-                NO_NODE,
-                progress,
-                stall,
-            )
-            .await?;
+            conns = delete_generated(conns, total, f, data.clone(), cfg, progress, stall).await?;
         }
         if let Some((n, f)) = bulk {
-            let g: Arc<JobFn> = Arc::new(move |i, p: &mut String| {
-                f(i, p);
-                Job::Delete
-            });
-            conns = run_jobs(
-                conns,
-                "cleanup",
-                n,
-                g,
-                data.clone(),
-                cfg.inflight,
-                NO_NODE,
-                progress,
-                stall,
-            )
-            .await?;
+            conns = delete_generated(conns, n, f, data.clone(), cfg, progress, stall).await?;
         }
-        let first = conns.remove(0);
-        conns.insert(0, delete_tree(first, &cfg.prefix, stall).await?);
+        conns = delete_prefix(conns, cfg, stall).await?;
         report.cleanup_s = t.elapsed().as_secs_f64();
     }
     close_all(conns).await;
@@ -659,24 +672,17 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
         if conns.is_empty() {
             conns = connect_all(cfg, cfg.sessions.min(4)).await?;
         }
-        let del_nodes: Arc<JobFn> = Arc::new(move |i, p: &mut String| {
-            node_fn(i, p);
-            Job::Delete
-        });
-        conns = run_jobs(
+        conns = delete_generated(
             conns,
-            "cleanup",
             cfg.count,
-            del_nodes,
+            node_fn,
             data.clone(),
-            cfg.inflight,
-            NO_NODE,
+            cfg,
             progress,
             stall,
         )
         .await?;
-        let first = conns.remove(0);
-        conns.insert(0, delete_tree(first, &cfg.prefix, stall).await?);
+        conns = delete_prefix(conns, cfg, stall).await?;
         report.cleanup_s = t.elapsed().as_secs_f64();
     }
     close_all(conns).await;
