@@ -127,6 +127,18 @@ async fn connect_clients(
     Ok(out.into_iter().flatten().collect())
 }
 
+/// Records one recipe operation that started at `t0` and completed now: measured if it completed
+/// inside the window, counted as done either way.
+fn record_completion(win: &Window, rec: &mut Recorder, progress: &Progress, t0: Instant) {
+    let t = Instant::now();
+    if win.counts(t) {
+        rec.ok(0, u64::try_from((t - t0).as_nanos()).unwrap_or(u64::MAX));
+    } else {
+        rec.ok_unmeasured();
+    }
+    progress.done.fetch_add(1, Ordering::Relaxed);
+}
+
 async fn lock_contender(
     client: &Client,
     events: &mut UnboundedReceiver<WatchedEvent>,
@@ -177,13 +189,7 @@ async fn lock_contender(
             })
             .await?;
         }
-        let t = Instant::now();
-        if win.counts(t) {
-            rec.ok(0, u64::try_from((t - t0).as_nanos()).unwrap_or(u64::MAX));
-        } else {
-            rec.ok_unmeasured();
-        }
-        progress.done.fetch_add(1, Ordering::Relaxed);
+        record_completion(&win, rec, progress, t0);
         client.delete(&me, -1).await?;
     }
     Ok(())
@@ -287,13 +293,7 @@ async fn barrier_participant(
             .await?;
         }
         if id == 0 {
-            let t = Instant::now();
-            if win.counts(t) {
-                rec.ok(0, u64::try_from((t - t0).as_nanos()).unwrap_or(u64::MAX));
-            } else {
-                rec.ok_unmeasured();
-            }
-            progress.done.fetch_add(1, Ordering::Relaxed);
+            record_completion(&win, rec, progress, t0);
         }
         r += 1;
     }
