@@ -790,14 +790,16 @@ impl DataTree {
                     owner: *owner,
                     pzxid: h.zxid,
                 };
-                self.insert_path(p, &meta, acl, data.as_deref());
+                let id = self
+                    .insert_path(p, &meta, acl, data.as_deref())
+                    .expect("parent checked above");
                 self.digest = self
                     .digest
                     .wrapping_add(node_digest(p, &meta, data.as_deref()));
                 self.dirty_nodes.insert(p.clone());
                 self.index_owner(p, *owner);
                 let stat = stat_of(&meta, data.as_ref().map_or(0, |d| d.len() as i32), 0);
-                let node_acl = self.get(p).expect("just created").acl().clone();
+                let node_acl = self.acls.get(self.slot(id).acl).clone();
                 let zxid = h.zxid;
                 let pcv = *parent_cversion;
                 let (_, parent_acl) = self
