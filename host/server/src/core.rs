@@ -48,6 +48,10 @@ pub enum Outbound {
 
 pub type ConnTx = mpsc::UnboundedSender<Outbound>;
 
+/// Dirty tree entries (nodes and sessions) that make the core stage them for the store before the
+/// next tick: bounds the memory they hold and the log a restart replays.
+const TREE_STAGE_DIRTY: usize = 16_384;
+
 /// Messages to the core task.
 pub enum CoreMsg {
     Connect {
@@ -150,6 +154,8 @@ pub struct Core {
     started: Instant,
     metrics: Arc<Metrics>,
     applied_since_purge: u64,
+    /// The `last_applied` of the last staged tree changes.
+    staged_applied: Zxid,
     version: String,
 }
 
@@ -183,6 +189,7 @@ impl Core {
         for (id, s) in tree.sessions() {
             tracker.add(*id, s.timeout, 0);
         }
+        let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
         Core {
@@ -207,6 +214,7 @@ impl Core {
             started: Instant::now(),
             metrics,
             applied_since_purge: 0,
+            staged_applied,
             version,
         }
     }
@@ -364,6 +372,7 @@ impl Core {
     }
 
     fn on_tick(&mut self) {
+        self.stage_tree_changes();
         self.submit_batch();
         let now = self.mono_ms();
         for session in self.tracker.expire(now) {
@@ -709,15 +718,30 @@ impl Core {
             let f = self.inflight.pop_front().expect("front exists");
             self.apply(f);
         }
+        if self.tree.dirty_count() >= TREE_STAGE_DIRTY {
+            self.stage_tree_changes();
+        }
+        self.maybe_purge();
+        Ok(())
+    }
+
+    /// Moves the tree's dirty nodes and sessions, with `last_applied`, into the storage batch. The
+    /// two always travel together: a persisted `last_applied` describes the persisted tree exactly.
+    /// Between stages the log covers the changes (a restart replays it), and a node changed many
+    /// times is written once.
+    fn stage_tree_changes(&mut self) {
+        let applied = self.tree.last_applied();
+        if self.tree.dirty_count() == 0 && self.staged_applied == applied {
+            return;
+        }
         for (k, v) in self.tree.take_changes() {
             match v {
                 Some(v) => self.batch.tree_puts.push((k, v)),
                 None => self.batch.tree_deletes.push(k),
             }
         }
-        self.batch.last_applied = Some(self.tree.last_applied());
-        self.maybe_purge();
-        Ok(())
+        self.batch.last_applied = Some(applied);
+        self.staged_applied = applied;
     }
 
     fn maybe_purge(&mut self) {
@@ -731,6 +755,7 @@ impl Core {
         if below <= 0 {
             return;
         }
+        self.stage_tree_changes();
         // Runs on the storage thread after the batches submitted so far, so the tree state that
         // covers the purged entries is committed first. The purge (delete + compaction of the range)
         // must not stall this task, so it is queued from a blocking thread.
@@ -875,14 +900,7 @@ impl Core {
 
     /// Submits the storage batch and hands each touched connection its bytes.
     fn flush(&mut self) {
-        // Persisted-tree changes ride along with the next log write: the log covers them on
-        // restart, so they need no write (and no fsync slot) of their own. They are written alone
-        // only on the tick, before a purge, or once many have piled up.
-        let tree_only = self.batch.log.is_empty();
-        let piled_up = self.batch.tree_puts.len() + self.batch.tree_deletes.len() > 50_000;
-        if !tree_only || piled_up {
-            self.submit_batch();
-        }
+        self.submit_batch();
         let dirty = std::mem::take(&mut self.dirty);
         for id in dirty {
             let Some(c) = self.conns.get_mut(&id) else {

@@ -78,6 +78,9 @@ impl Store for SlowStore {
     fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
         self.inner.purge_log_before(zxid)
     }
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.inner.checkpoint()
+    }
     fn load_tree(
         &self,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,

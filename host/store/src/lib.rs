@@ -7,16 +7,20 @@
 //! What lives here (architecture.md §4):
 //! - [`Store`]: the storage contract, written down method by method (what is durable when a call
 //!   returns, what ordering is guaranteed), in the style of openraft's storage traits.
-//! - [`RocksStore`]: one RocksDB instance with the column families `log`, `tree` and `meta`.
-//! - [`MemStore`]: an in-memory store for the deterministic simulator and crash tests. It models a
-//!   page cache: only synced writes survive [`MemStore::crash`], and
-//!   [`MemStore::crash_with_torn_tail`] tears the last synced log record.
+//! - [`RocksStore`]: the txn log as append-only segment files (`txnlog/`), the tree and meta in
+//!   RocksDB (column families `tree` and `meta`), tree writes covered by the log instead of a second
+//!   write-ahead log.
+//! - [`MemStore`]: an in-memory store for the deterministic simulator and crash tests. It models the
+//!   weakest durability the contract allows: only synced log and meta writes and checkpointed tree
+//!   writes survive [`MemStore::crash`], and [`MemStore::crash_with_torn_tail`] tears the last synced
+//!   log record.
 //! - [`GroupCommitter`]: the storage worker thread. Everything submitted while the previous commit
 //!   (and its fsync) ran is merged into one atomic write with one fsync: the group commit.
 //! - [`conformance`]: the named suite every [`Store`] implementation passes.
 //!
-//! Every log and tree value is stored with a CRC32C over key and value, so a torn or corrupt record is
-//! reported as [`StoreError::Corrupt`] and never handed out as data.
+//! Every log record and tree value is stored with a CRC32C, so a corrupt record is reported as
+//! [`StoreError::Corrupt`] and never handed out as data (a torn record at the very end of the log, a
+//! write that was never acknowledged, is cut off when the store opens).
 //!
 //! A [`StoreError`] is fatal to the node: nobody tries to repair a half-written store in place.
 
@@ -25,6 +29,7 @@ pub mod conformance;
 mod mem;
 mod record;
 mod rocks;
+mod segment;
 
 #[cfg(test)]
 mod committer_test;
@@ -32,6 +37,8 @@ mod committer_test;
 mod mem_test;
 #[cfg(test)]
 mod rocks_test;
+#[cfg(test)]
+mod segment_test;
 
 pub use committer::{CommitReport, GroupCommitter};
 pub use mem::MemStore;
@@ -43,7 +50,8 @@ use std::collections::HashMap;
 pub type Zxid = i64;
 
 /// The on-disk format version this build writes and understands.
-pub const FORMAT_VERSION: u64 = 1;
+/// Version 2 moved the txn log out of RocksDB into segment files.
+pub const FORMAT_VERSION: u64 = 2;
 
 /// One txn log record: an opaque, server-encoded transaction and its zxid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,7 +218,7 @@ pub enum StoreError {
     /// The data directory was written by a format this build does not understand.
     #[error(
         "store format version {found} is not supported by this build (it supports version \
-         {supported}); was the data directory written by a newer wazoo?"
+         {supported}); the data directory was written by another wazoo version"
     )]
     UnsupportedFormat { found: u64, supported: u64 },
     /// The caller broke the contract (negative zxid, write of a store-owned meta key).
@@ -235,8 +243,16 @@ impl From<rocksdb::Error> for StoreError {
 /// later call on the same store, durable or not.
 ///
 /// "Durable" means: survives a machine crash (power loss). Everything a call wrote survives a process
-/// restart ([`conformance::StoreBuilder::reopen`]) once the call has returned. A durable write also makes
-/// every earlier write durable (one write-ahead log; [`MemStore`] models it the same way).
+/// restart ([`conformance::StoreBuilder::reopen`]) once the call has returned.
+///
+/// Two kinds of state with different durability:
+/// - The log and the meta values are durable when the call that wrote them returns (log commits,
+///   [`Store::put_meta_u64`], [`Store::truncate_log_after`]).
+/// - The tree and `last_applied` are durable at the next [`Store::checkpoint`], or earlier when the
+///   store chooses to (RocksDB flushing a full memtable). After a crash they come back as of some
+///   commit, never a mix of two, and never older than the last checkpoint: the server replays the
+///   log after the recovered `last_applied`. A store never drops log entries above the durable
+///   `last_applied`.
 ///
 /// The log never has holes the store created itself: entries are appended with increasing zxids and
 /// only a prefix ([`Store::purge_log_before`]) or a suffix ([`Store::truncate_log_after`]) is removed.
@@ -245,11 +261,11 @@ pub trait Store: Send {
     /// crash either all of it is there or none of it.
     ///
     /// To ensure correctness:
-    /// - If `batch.log` is non-empty the write is durable (fsync) before this returns, together with
-    ///   every earlier write. Only then may the server ACK the proposals it contains.
-    /// - A batch without log entries (tree changes, `last_applied`) is not synced; it becomes durable
-    ///   with the next durable write. The log covers it: on restart the server replays the log after
-    ///   `last_applied`.
+    /// - If `batch.log` is non-empty its entries are durable (fsync) before this returns, together
+    ///   with every earlier log entry. Only then may the server ACK the proposals it contains.
+    /// - Tree changes and `last_applied` are not synced; they become durable with a checkpoint (see
+    ///   the trait docs). The log covers them: on restart the server replays the log after the
+    ///   recovered `last_applied`.
     /// - `batch.log` zxids must be strictly increasing and greater than [`Store::last_logged_zxid`],
     ///   otherwise [`StoreError::OutOfOrder`] is returned and nothing is written.
     /// - `last_applied` must be `>= 0` ([`StoreError::InvalidInput`] otherwise).
@@ -282,10 +298,14 @@ pub trait Store: Send {
     ///   persisted tree would otherwise hold the effect of dropped txns.
     fn truncate_log_after(&mut self, zxid: Zxid) -> Result<(), StoreError>;
 
-    /// Drops log entries with `zxid < zxid` (purge; the tree already holds their effect). Not
-    /// necessarily durable on return: a purge lost in a crash is harmless and simply redone. The last
-    /// logged zxid is kept. Space is reclaimed by compaction.
+    /// Drops log entries with `zxid < zxid` (purge; the tree already holds their effect): readers
+    /// no longer see them. Not necessarily durable on return: a purge lost in a crash is harmless and
+    /// simply redone. The last logged zxid is kept. Space is reclaimed later, and never for entries
+    /// above the durable `last_applied`.
     fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError>;
+
+    /// Makes the tree and `last_applied` durable (with every earlier commit) before returning.
+    fn checkpoint(&mut self) -> Result<(), StoreError>;
 
     /// Visits the persisted tree / session entries in bytewise key order, from one consistent view.
     /// A checksum failure is an error; an error returned by `visit` stops the walk and is returned.
@@ -330,6 +350,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
         (**self).purge_log_before(zxid)
+    }
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        (**self).checkpoint()
     }
     fn load_tree(
         &self,

@@ -1,11 +1,17 @@
 //! [`MemStore`]: the in-memory [`Store`] of the deterministic simulator and the crash tests.
 //!
-//! It models a disk behind a page cache. Every write goes to the *current* state at once (what the
-//! running process reads back) and is queued as unsynced. A synced write ([`Store::commit`] with log
-//! entries, [`Store::put_meta_u64`], [`Store::truncate_log_after`]) flushes the queue into the
-//! *durable* state, like an fsync of RocksDB's single write-ahead log. [`MemStore::crash`] returns
-//! what a restarted machine would find: the durable state only. [`MemStore::crash_with_torn_tail`]
-//! also tears the last durable log record, which [`Store::read_log`] must then report as corrupt.
+//! It models a disk behind a page cache, with the weakest durability the [`Store`] contract allows.
+//! Every write goes to the *current* state at once (what the running process reads back) and is
+//! queued as unsynced, in one of two queues:
+//! - log and meta writes, made durable by the next synced call ([`Store::commit`] with log entries,
+//!   [`Store::put_meta_u64`], [`Store::truncate_log_after`]), like an fsync of the txn log;
+//! - tree writes and `last_applied`, made durable only by [`Store::checkpoint`], like RocksDB
+//!   flushing its memtables (the real store may flush earlier; the model never does).
+//!
+//! A purge hides entries at once, but the durable log loses only entries at or below the durable
+//! `last_applied`. [`MemStore::crash`] returns what a restarted machine would find: the durable
+//! state only. [`MemStore::crash_with_torn_tail`] also tears the last durable log record and, as
+//! the segment log does when it opens, cuts it off.
 //!
 //! Records are stored in the checksummed format of the RocksDB store, so both share the corruption
 //! checks. The state lives behind an `Arc<Mutex<..>>`: a clone ([`MemStore::handle`]) is another
@@ -77,7 +83,10 @@ impl Image {
 struct Inner {
     current: Image,
     durable: Image,
+    /// Log and meta writes not yet synced.
     unsynced: Vec<Op>,
+    /// Tree and `last_applied` writes not yet checkpointed.
+    uncheckpointed: Vec<Op>,
     commits: u64,
     syncs: u64,
     fail_writes: bool,
@@ -89,6 +98,7 @@ impl Inner {
             current: durable.clone(),
             durable,
             unsynced: Vec::new(),
+            uncheckpointed: Vec::new(),
             commits: 0,
             syncs: 0,
             fail_writes: false,
@@ -97,12 +107,23 @@ impl Inner {
 
     fn write(&mut self, op: Op) {
         self.current.apply(op.clone());
-        self.unsynced.push(op);
+        match op {
+            Op::TreePut(..) | Op::TreeDelete(..) | Op::Meta(META_LAST_APPLIED, _) => {
+                self.uncheckpointed.push(op)
+            }
+            _ => self.unsynced.push(op),
+        }
     }
 
     fn sync(&mut self) {
         self.syncs += 1;
         for op in self.unsynced.drain(..) {
+            self.durable.apply(op);
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        for op in self.uncheckpointed.drain(..) {
             self.durable.apply(op);
         }
     }
@@ -154,27 +175,22 @@ impl MemStore {
         self.clone()
     }
 
-    /// The store a restarted process finds after a machine crash: only synced writes survive.
-    /// The returned store is independent of `self`.
+    /// The store a restarted process finds after a machine crash: only synced log and meta writes
+    /// and checkpointed tree writes survive. The returned store is independent of `self`.
     pub fn crash(&self) -> MemStore {
         let durable = self.lock().durable.clone();
         MemStore::from_inner(Inner::from_durable(durable))
     }
 
-    /// Like [`MemStore::crash`], and the last durable log record is torn (half of its bytes lost and
-    /// its checksum damaged), so [`Store::read_log`] reports [`StoreError::Corrupt`] for it. Same as
-    /// `crash` when the durable log is empty.
+    /// Like [`MemStore::crash`], and the last durable log record is torn (its fsync never
+    /// returned). As the segment log does on open, the torn record is cut off: the log ends at the
+    /// record before it. Same as `crash` when the durable log is empty.
     pub fn crash_with_torn_tail(&self) -> MemStore {
         let mut durable = self.lock().durable.clone();
-        if let Some(mut last) = durable.log.last_entry() {
-            let raw = last.get_mut();
-            let keep = record::CRC_LEN + (raw.len() - record::CRC_LEN) / 2;
-            raw.truncate(keep);
-            raw[0] ^= 0x5a;
-            tracing::debug!(
-                zxid = *last.key(),
-                "MemStore: tore the last durable log record"
-            );
+        if let Some((zxid, _)) = durable.log.pop_last() {
+            let previous = durable.log.last_key_value().map_or(0, |(&z, _)| z);
+            durable.meta.insert(META_LAST_LOGGED, previous as u64);
+            tracing::debug!(zxid, "MemStore: tore and cut the last durable log record");
         }
         MemStore::from_inner(Inner::from_durable(durable))
     }
@@ -209,7 +225,8 @@ impl MemStore {
 
     /// Writes that would be lost by a crash right now.
     pub fn unsynced_writes(&self) -> usize {
-        self.lock().unsynced.len()
+        let inner = self.lock();
+        inner.unsynced.len() + inner.uncheckpointed.len()
     }
 }
 
@@ -300,7 +317,18 @@ impl Store for MemStore {
     fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
         let mut inner = self.lock();
         inner.check_fault()?;
-        inner.write(Op::LogPurgeBefore(zxid));
+        inner.current.apply(Op::LogPurgeBefore(zxid));
+        // The durable log keeps what a crash would need to replay onto the durable tree.
+        let durable_applied = inner.durable.meta_zxid(META_LAST_APPLIED);
+        let limit = zxid.min(durable_applied.saturating_add(1));
+        inner.unsynced.push(Op::LogPurgeBefore(limit));
+        Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        inner.checkpoint();
         Ok(())
     }
 

@@ -68,30 +68,6 @@ pub(crate) fn log_key(zxid: Zxid) -> [u8; 8] {
     (zxid as u64).to_be_bytes()
 }
 
-/// The first log key strictly after `after` (`after < 0` means from the start).
-pub(crate) fn log_key_after(after: Zxid) -> [u8; 8] {
-    if after < 0 {
-        0u64.to_be_bytes()
-    } else {
-        (after as u64 + 1).to_be_bytes()
-    }
-}
-
-/// Decodes a log key back into a zxid.
-pub(crate) fn zxid_of_key(key: &[u8]) -> Result<Zxid, StoreError> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| StoreError::Corrupt {
-        what: "log",
-        key: key.escape_ascii().to_string(),
-        detail: format!("log key has {} bytes, expected 8", key.len()),
-    })?;
-    let raw = u64::from_be_bytes(bytes);
-    Zxid::try_from(raw).map_err(|_| StoreError::Corrupt {
-        what: "log",
-        key: format!("{raw:#x}"),
-        detail: "log key is not a valid (non-negative) zxid".to_owned(),
-    })
-}
-
 /// A key as it appears in error messages: zxids in hex, other keys escaped.
 pub(crate) fn display_key(what: &str, key: &[u8]) -> String {
     match (what, <[u8; 8]>::try_from(key)) {
@@ -128,11 +104,7 @@ mod tests {
         let zxids = [0, 1, 255, 256, 0x1_0000_0000, i64::MAX];
         for pair in zxids.windows(2) {
             assert!(log_key(pair[0]) < log_key(pair[1]));
-            assert_eq!(zxid_of_key(&log_key(pair[1])).unwrap(), pair[1]);
         }
-        assert_eq!(log_key_after(-5), log_key(0));
-        assert_eq!(log_key_after(7), log_key(8));
-        assert_eq!(u64::from_be_bytes(log_key_after(i64::MAX)), 1 << 63);
     }
 
     #[test]

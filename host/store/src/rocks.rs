@@ -1,39 +1,52 @@
-//! [`RocksStore`]: the production [`Store`], one RocksDB instance per server.
+//! [`RocksStore`]: the production [`Store`]: the txn log in segment files, the tree in RocksDB.
 //!
-//! Column families (architecture.md §4):
-//! - `log`: zxid as big-endian `u64` -> checksummed txn bytes. Appended in group-commit batches with
-//!   `sync = true`.
-//! - `tree`: opaque key -> checksummed value (persisted znode tree and session table), written as txns
-//!   are applied, without fsync: the log covers it.
-//! - `meta`: name -> checksummed big-endian `u64`: `accepted_epoch`, `current_epoch`, `cluster_id`,
-//!   `format_version`, and the internal `last_applied` and `last_logged`.
+//! Layout of a data directory (architecture.md §4):
+//! - `txnlog/`: the txn log ([`SegmentLog`]): append-only, preallocated segment files, one
+//!   `fdatasync` per group commit. This is the write-ahead log of the whole store.
+//! - RocksDB in the directory itself, with two column families:
+//!   - `tree`: opaque key -> checksummed value (persisted znode tree and session table);
+//!   - `meta`: name -> checksummed big-endian `u64`: `accepted_epoch`, `current_epoch`, `cluster_id`,
+//!     `format_version`, and the internal `last_applied`, `last_logged` and `log_floor`.
 //!
-//! Every write goes through one `WriteBatch`, so a commit is atomic across the three families. RocksDB
-//! runs with its write-ahead log in point-in-time recovery mode: after a crash it recovers a prefix
-//! of the writes, never a hole. The checksums in the values catch what RocksDB's own block and WAL
-//! checksums would not (a bad record written through the API, bit rot in a value).
+//! Tree changes and `last_applied` are written without RocksDB's own WAL: the txn log already holds
+//! every change they describe, so logging them twice would only cost CPU and bandwidth. They become
+//! durable when RocksDB flushes its memtables, which it does atomically across both column families
+//! (`atomic_flush`), so the persisted `last_applied` always matches the persisted tree. After a crash
+//! the server loads that tree and replays the log after it. The log is therefore never physically
+//! purged above the *persisted* `last_applied`, read with `ReadTier::Persisted`.
+//!
+//! Epochs and the other meta values the server sets are written through RocksDB's WAL with sync, as
+//! ZAB requires. The checksums in the values catch what RocksDB's own block checksums would not (a
+//! bad record written through the API, bit rot in a value).
 
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    DBRecoveryMode, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
+    DBRecoveryMode, FlushOptions, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
+    WriteOptions, DB,
 };
 
 use crate::record;
+use crate::segment::SegmentLog;
 use crate::{
     check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, Zxid,
     FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
 
-const CF_LOG: &str = "log";
+/// The column family of the txn log in format version 1 (the log lived in RocksDB).
+const CF_LOG_V1: &str = "log";
 const CF_TREE: &str = "tree";
 const CF_META: &str = "meta";
+/// Meta key (internal) of the logical purge point: log entries below it are gone for readers.
+const META_LOG_FLOOR: &str = "log_floor";
+/// Subdirectory of the txn log segments.
+const LOG_DIR: &str = "txnlog";
 
 /// Memtable size per column family.
 const WRITE_BUFFER_BYTES: usize = 16 << 20;
-/// The write-ahead log is flushed into SST files beyond this size, which bounds recovery time.
-const MAX_WAL_BYTES: u64 = 64 << 20;
+/// RocksDB's own WAL (meta writes only) is flushed into SST files beyond this size.
+const MAX_WAL_BYTES: u64 = 16 << 20;
 /// Memtable budget shared by all column families.
 const DB_WRITE_BUFFER_BYTES: usize = 24 << 20;
 /// Shared block cache of all column families.
@@ -43,10 +56,14 @@ const MAX_OPEN_FILES: i32 = 256;
 /// RocksDB-backed [`Store`]; see the module docs for the layout.
 pub struct RocksStore {
     db: DB,
+    log: SegmentLog,
     path: PathBuf,
-    /// Cached copies of the meta values every commit needs; updated after each successful write.
+    /// The last logged zxid: the log's last record, or the value kept in meta when a purge or a
+    /// truncation left no record to show it.
     last_logged: Zxid,
     last_applied: Zxid,
+    /// Log entries below this are purged for readers (segment files go later, whole).
+    floor: Zxid,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -85,6 +102,15 @@ fn db_options(cache: &Cache) -> Options {
     opts.set_keep_log_file_num(4);
     opts.set_max_log_file_size(4 << 20);
     opts.set_max_manifest_file_size(16 << 20);
+    // Tree and meta are written without WAL; a flush must persist both or neither, so that the
+    // persisted `last_applied` always describes the persisted tree.
+    opts.set_atomic_flush(true);
+    opts
+}
+
+fn no_wal() -> WriteOptions {
+    let mut opts = WriteOptions::default();
+    opts.disable_wal(true);
     opts
 }
 
@@ -101,14 +127,26 @@ impl RocksStore {
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
         std::fs::create_dir_all(dir)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let cfs = [CF_LOG, CF_TREE, CF_META]
-            .map(|name| ColumnFamilyDescriptor::new(name, cf_options(&cache)));
-        let db = DB::open_cf_descriptors(&db_options(&cache), dir, cfs)?;
+        let db_opts = db_options(&cache);
+        if let Ok(existing) = DB::list_cf(&db_opts, dir) {
+            if existing.iter().any(|cf| cf == CF_LOG_V1) {
+                return Err(StoreError::UnsupportedFormat {
+                    found: 1,
+                    supported: FORMAT_VERSION,
+                });
+            }
+        }
+        let cfs =
+            [CF_TREE, CF_META].map(|name| ColumnFamilyDescriptor::new(name, cf_options(&cache)));
+        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        let log = SegmentLog::open(&dir.join(LOG_DIR))?;
         let mut store = RocksStore {
             db,
+            log,
             path: dir.to_owned(),
             last_logged: 0,
             last_applied: 0,
+            floor: 0,
         };
         match store.get_meta(MetaKey::FormatVersion.name())? {
             Some(FORMAT_VERSION) => {}
@@ -118,26 +156,18 @@ impl RocksStore {
                     supported: FORMAT_VERSION,
                 })
             }
-            None => {
-                let mut batch = WriteBatch::default();
-                batch.put_cf(
-                    store.cf(CF_META)?,
-                    MetaKey::FormatVersion.name(),
-                    record::encode_u64(MetaKey::FormatVersion.name(), FORMAT_VERSION),
-                );
-                store.db.write_opt(batch, &write_options(true))?;
-            }
+            None => store.put_meta_synced(MetaKey::FormatVersion.name(), FORMAT_VERSION)?,
         }
         let logged_meta = store.get_meta(META_LAST_LOGGED)?.map_or(0, |v| v as Zxid);
-        // The log's last key and the meta value are written in one batch; trust the larger one.
-        let logged_key = store.last_key_at_or_before(Zxid::MAX)?.unwrap_or(0);
-        store.last_logged = logged_meta.max(logged_key);
+        store.last_logged = logged_meta.max(store.log.last().unwrap_or(0));
         store.last_applied = store.get_meta(META_LAST_APPLIED)?.map_or(0, |v| v as Zxid);
+        store.floor = store.get_meta(META_LOG_FLOOR)?.map_or(0, |v| v as Zxid);
         tracing::info!(
             path = %dir.display(),
             last_logged = format_args!("{:#x}", store.last_logged),
             last_applied = format_args!("{:#x}", store.last_applied),
-            "opened RocksDB store"
+            log_floor = format_args!("{:#x}", store.floor),
+            "opened store"
         );
         Ok(store)
     }
@@ -160,17 +190,41 @@ impl RocksStore {
         }
     }
 
-    /// The largest logged zxid `<= zxid`, if any.
-    fn last_key_at_or_before(&self, zxid: Zxid) -> Result<Option<Zxid>, StoreError> {
-        let key = record::log_key(zxid);
-        let mut iter = self.db.iterator_cf(
-            self.cf(CF_LOG)?,
-            IteratorMode::From(&key, Direction::Reverse),
-        );
-        match iter.next() {
-            Some(item) => Ok(Some(record::zxid_of_key(&item?.0)?)),
-            None => Ok(None),
+    /// Writes a meta value through RocksDB's WAL, synced.
+    fn put_meta_synced(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        wb.put_cf(self.cf(CF_META)?, name, record::encode_u64(name, value));
+        self.db.write_opt(wb, &write_options(true))?;
+        Ok(())
+    }
+
+    /// The `last_applied` that RocksDB has persisted in SST files (memtables skipped): the tree
+    /// state a crash would fall back to.
+    fn persisted_last_applied(&self) -> Result<Zxid, StoreError> {
+        let mut opts = ReadOptions::default();
+        opts.set_read_tier(ReadTier::Persisted);
+        match self
+            .db
+            .get_pinned_cf_opt(self.cf(CF_META)?, META_LAST_APPLIED, &opts)?
+        {
+            Some(raw) => Ok(record::decode_u64(META_LAST_APPLIED, &raw)? as Zxid),
+            None => Ok(0),
         }
+    }
+
+    /// Flushes the memtables of both column families atomically; waits when `wait`.
+    fn flush(&self, wait: bool) -> Result<(), StoreError> {
+        let mut opts = FlushOptions::default();
+        opts.set_wait(wait);
+        self.db
+            .flush_cfs_opt(&[self.cf(CF_TREE)?, self.cf(CF_META)?], &opts)?;
+        Ok(())
+    }
+
+    /// Test hook: paths of the txn log's segment files, oldest first.
+    #[cfg(test)]
+    pub(crate) fn log_segments_for_test(&self) -> Vec<PathBuf> {
+        self.log.segment_paths()
     }
 
     /// Test hook: writes raw bytes under a key of a column family, to damage stored records.
@@ -183,15 +237,6 @@ impl RocksStore {
     ) -> Result<(), StoreError> {
         self.db.put_cf(self.cf(cf)?, key, raw)?;
         Ok(())
-    }
-
-    /// Test hook: flushes every column family's memtable into SST files.
-    #[cfg(test)]
-    pub(crate) fn flush_for_test(&self) {
-        for name in [CF_LOG, CF_TREE, CF_META] {
-            let cf = self.cf(name).expect("column family");
-            self.db.flush_cf(cf).expect("flush");
-        }
     }
 
     /// Test hook: reads a raw stored value.
@@ -211,38 +256,31 @@ impl Store for RocksStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let sync = !batch.log.is_empty();
-        let mut wb = WriteBatch::default();
-        let log = self.cf(CF_LOG)?;
-        for entry in &batch.log {
-            let key = record::log_key(entry.zxid);
-            wb.put_cf(log, key, record::encode(&key, &entry.data));
-        }
-        let meta = self.cf(CF_META)?;
-        if let Some(zxid) = new_last {
-            wb.put_cf(
-                meta,
-                META_LAST_LOGGED,
-                record::encode_u64(META_LAST_LOGGED, zxid as u64),
-            );
-        }
-        let tree = self.cf(CF_TREE)?;
-        for (key, value) in &batch.tree_puts {
-            wb.put_cf(tree, key, record::encode(key, value));
-        }
-        for key in &batch.tree_deletes {
-            wb.delete_cf(tree, key);
-        }
-        if let Some(applied) = batch.last_applied {
-            wb.put_cf(
-                meta,
-                META_LAST_APPLIED,
-                record::encode_u64(META_LAST_APPLIED, applied as u64),
-            );
-        }
-        self.db.write_opt(wb, &write_options(sync))?;
+        // The log first: the tree changes of a batch describe txns that are already durable.
+        self.log.append(&batch.log)?;
         if let Some(zxid) = new_last {
             self.last_logged = zxid;
+        }
+        if !batch.tree_puts.is_empty()
+            || !batch.tree_deletes.is_empty()
+            || batch.last_applied.is_some()
+        {
+            let mut wb = WriteBatch::default();
+            let tree = self.cf(CF_TREE)?;
+            for (key, value) in &batch.tree_puts {
+                wb.put_cf(tree, key, record::encode(key, value));
+            }
+            for key in &batch.tree_deletes {
+                wb.delete_cf(tree, key);
+            }
+            if let Some(applied) = batch.last_applied {
+                wb.put_cf(
+                    self.cf(CF_META)?,
+                    META_LAST_APPLIED,
+                    record::encode_u64(META_LAST_APPLIED, applied as u64),
+                );
+            }
+            self.db.write_opt(wb, &no_wal())?;
         }
         if let Some(applied) = batch.last_applied {
             self.last_applied = applied;
@@ -251,7 +289,6 @@ impl Store for RocksStore {
             entries = batch.log.len(),
             tree_puts = batch.tree_puts.len(),
             tree_deletes = batch.tree_deletes.len(),
-            sync,
             "committed batch"
         );
         Ok(())
@@ -270,58 +307,43 @@ impl Store for RocksStore {
         if limit == 0 {
             return Ok(out);
         }
-        let start = record::log_key_after(after);
-        let iter = self.db.iterator_cf(
-            self.cf(CF_LOG)?,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        for item in iter {
-            let (key, raw) = item?;
-            let zxid = record::zxid_of_key(&key)?;
-            let data = record::decode("log", &key, &raw).inspect_err(|e| {
-                tracing::error!(error = %e, "corrupt txn log record");
-            })?;
-            out.push(LogEntry {
-                zxid,
-                data: data.to_vec(),
-            });
-            if out.len() == limit {
-                break;
-            }
-        }
+        let from = after.saturating_add(1).max(self.floor).max(0);
+        self.log.read_from(from, &mut |zxid, data| {
+            out.push(LogEntry::new(zxid, data));
+            out.len() < limit
+        })?;
         Ok(out)
     }
 
     fn first_logged_zxid(&self) -> Result<Option<Zxid>, StoreError> {
-        let mut iter = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::Start);
-        match iter.next() {
-            Some(item) => Ok(Some(record::zxid_of_key(&item?.0)?)),
-            None => Ok(None),
-        }
+        Ok(self.read_log(-1, 1)?.first().map(|e| e.zxid))
     }
 
     fn truncate_log_after(&mut self, zxid: Zxid) -> Result<(), StoreError> {
         if zxid >= self.last_logged {
             return Ok(());
         }
-        // The last remaining entry; if the purge already removed everything up to `zxid`, the
-        // log is logically empty up to `zxid` itself.
-        let new_last = if zxid < 0 {
-            0
-        } else {
-            self.last_key_at_or_before(zxid)?.unwrap_or(zxid)
+        let zxid = zxid.max(0);
+        let remaining = self.log.truncate_after(zxid)?;
+        // The last remaining visible entry; if the purge already removed everything up to `zxid`,
+        // the log is logically empty up to `zxid` itself.
+        let new_last = match remaining {
+            Some(last) if last >= self.floor => last,
+            _ => zxid,
         };
+        // Appends after the truncation reuse zxids above it; they must not fall below the floor.
+        let floor = self.floor.min(zxid + 1);
         let mut wb = WriteBatch::default();
-        // Every valid key is < 2^63, so u64::MAX (exclusive) covers the whole suffix.
-        wb.delete_range_cf(
-            self.cf(CF_LOG)?,
-            record::log_key_after(zxid),
-            u64::MAX.to_be_bytes(),
-        );
+        let meta = self.cf(CF_META)?;
         wb.put_cf(
-            self.cf(CF_META)?,
+            meta,
             META_LAST_LOGGED,
             record::encode_u64(META_LAST_LOGGED, new_last as u64),
+        );
+        wb.put_cf(
+            meta,
+            META_LOG_FLOOR,
+            record::encode_u64(META_LOG_FLOOR, floor as u64),
         );
         self.db.write_opt(wb, &write_options(true))?;
         tracing::info!(
@@ -331,27 +353,50 @@ impl Store for RocksStore {
             "truncated txn log"
         );
         self.last_logged = new_last;
+        self.floor = floor;
         Ok(())
     }
 
     fn purge_log_before(&mut self, zxid: Zxid) -> Result<(), StoreError> {
-        if zxid <= 0 {
+        if zxid <= self.floor {
             return Ok(());
         }
-        let log = self.cf(CF_LOG)?;
-        let start = record::log_key(0);
-        let end = record::log_key(zxid);
+        // The logical purge: readers no longer see entries below `zxid`. Written like the tree,
+        // without WAL: a purge lost in a crash is simply redone.
         let mut wb = WriteBatch::default();
-        wb.delete_range_cf(log, start, end);
-        self.db.write_opt(wb, &write_options(false))?;
-        // Reclaim space: drop SST files wholly inside the range (its end is inclusive, hence
-        // zxid - 1). Log keys only grow, so that is nearly everything; background compaction drops
-        // the rest under the range tombstone. No synchronous compaction here: this runs on the
-        // storage thread and would stall group commits.
-        self.db
-            .delete_file_in_range_cf(log, start, record::log_key(zxid - 1))?;
-        tracing::debug!(before = format_args!("{zxid:#x}"), "purged txn log");
+        let meta = self.cf(CF_META)?;
+        wb.put_cf(
+            meta,
+            META_LOG_FLOOR,
+            record::encode_u64(META_LOG_FLOOR, zxid as u64),
+        );
+        wb.put_cf(
+            meta,
+            META_LAST_LOGGED,
+            record::encode_u64(META_LAST_LOGGED, self.last_logged as u64),
+        );
+        self.db.write_opt(wb, &no_wal())?;
+        self.floor = zxid;
+        // Segment files go only below the tree state RocksDB has persisted: a crash falls back to
+        // that state and replays the log from there. A flush is requested (not awaited, this is
+        // the storage thread) so that the next purge can go further.
+        let persisted = self.persisted_last_applied()?;
+        let limit = zxid.min(persisted.saturating_add(1));
+        let removed = self.log.purge_before(limit)?;
+        if persisted < zxid {
+            self.flush(false)?;
+        }
+        tracing::debug!(
+            before = format_args!("{zxid:#x}"),
+            persisted_applied = format_args!("{persisted:#x}"),
+            segments_removed = removed,
+            "purged txn log"
+        );
         Ok(())
+    }
+
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.flush(true)
     }
 
     fn load_tree(
@@ -377,14 +422,7 @@ impl Store for RocksStore {
 
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         check_writable_meta(key)?;
-        let mut wb = WriteBatch::default();
-        wb.put_cf(
-            self.cf(CF_META)?,
-            key.name(),
-            record::encode_u64(key.name(), value),
-        );
-        self.db.write_opt(wb, &write_options(true))?;
-        Ok(())
+        self.put_meta_synced(key.name(), value)
     }
 
     fn get_meta_u64(&self, key: MetaKey) -> Result<Option<u64>, StoreError> {
@@ -392,15 +430,25 @@ impl Store for RocksStore {
     }
 
     fn disk_size(&self) -> u64 {
-        // SST files, write-ahead log, manifest and info logs: everything in the directory.
+        // SST files, RocksDB's WAL, manifest and info logs, and the txn log segments.
         let Ok(entries) = std::fs::read_dir(&self.path) else {
             return 0;
         };
-        entries
+        let rocks: u64 = entries
             .filter_map(Result::ok)
             .filter_map(|e| e.metadata().ok())
             .filter(|m| m.is_file())
             .map(|m| m.len())
-            .sum()
+            .sum();
+        rocks + self.log.disk_bytes()
+    }
+}
+
+impl Drop for RocksStore {
+    /// A clean close persists the tree, so that the next open replays nothing.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush(true) {
+            tracing::warn!("flushing the tree on close failed: {e}");
+        }
     }
 }

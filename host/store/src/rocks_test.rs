@@ -57,10 +57,10 @@ fn conformance_suite_passes_for_rocks_store() {
     conformance::run_all(&RocksBuilder::new());
 }
 
-/// A log record whose bytes were flipped on disk is reported as Corrupt, never returned, also
-/// after a reopen; the entries before it are still readable.
+/// A log record damaged on disk inside the log (a valid record follows it) makes the store refuse
+/// to open, naming the segment file; nothing is handed out as data.
 #[test]
-fn flipped_byte_in_log_record_is_corrupt() {
+fn damaged_log_record_refuses_open() {
     let b = RocksBuilder::new();
     let mut s = b.build();
     s.commit(Batch {
@@ -70,37 +70,77 @@ fn flipped_byte_in_log_record_is_corrupt() {
         ..Batch::default()
     })
     .unwrap();
-    flip_last_byte(&s, "log", &record::log_key(zxid(1, 2)));
-    let s = b.reopen(s);
-    match s.read_log(0, usize::MAX) {
+    let path = s.path().to_owned();
+    let segment = s.log_segments_for_test().pop().unwrap();
+    drop(s);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    // Inside the first record's data: file header 16, record header 16.
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 16 + 50).unwrap();
+    drop(file);
+    match RocksStore::open(&path) {
         Err(StoreError::Corrupt { what, key, detail }) => {
             assert_eq!(what, "log");
-            assert!(key.contains("0x100000002"), "{key}");
+            assert!(key.contains("log.0000000100000001"), "{key}");
             assert!(detail.contains("checksum"), "{detail}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    assert_eq!(s.read_log(0, 1).unwrap()[0].zxid, zxid(1, 1));
-    assert!(s.read_log(zxid(1, 1), 1).is_err());
-    assert_eq!(s.read_log(zxid(1, 2), 10).unwrap()[0].zxid, zxid(1, 3));
 }
 
-/// A record cut shorter than its checksum is Corrupt as well (no panic).
+/// A torn last record (its write never acknowledged) is cut off at open: the last logged zxid
+/// moves back and the next append may reuse it.
 #[test]
-fn truncated_log_record_is_corrupt() {
+fn torn_last_log_record_is_cut_at_open() {
     let b = RocksBuilder::new();
     let mut s = b.build();
+    for c in 1..=3 {
+        s.commit(Batch {
+            log: vec![LogEntry::new(zxid(1, c), vec![c as u8; 100])],
+            ..Batch::default()
+        })
+        .unwrap();
+    }
+    let segment = s.log_segments_for_test().pop().unwrap();
+    let path = s.path().to_owned();
+    drop(s);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    // The last record's data ends at 16 + 3 * (16 + 100).
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 3 * 116 - 1).unwrap();
+    drop(file);
+    let mut s = RocksStore::open(&path).unwrap();
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
     s.commit(Batch {
-        log: vec![LogEntry::new(zxid(1, 1), b"data".to_vec())],
+        log: vec![LogEntry::new(zxid(1, 3), b"again".to_vec())],
         ..Batch::default()
     })
     .unwrap();
-    s.raw_put_for_test("log", &record::log_key(zxid(1, 1)), &[1, 2])
-        .unwrap();
-    assert!(matches!(
-        s.read_log(0, 10),
-        Err(StoreError::Corrupt { what: "log", .. })
-    ));
+    let s = b.reopen(s);
+    let log = s.read_log(zxid(1, 2), 10).unwrap();
+    assert_eq!(log, vec![LogEntry::new(zxid(1, 3), b"again".to_vec())]);
+}
+
+/// A data directory of format version 1 (txn log inside RocksDB) is refused with a clear error.
+#[test]
+fn format_version_1_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let _db = rocksdb::DB::open_cf(&opts, dir.path(), ["log", "tree", "meta"]).unwrap();
+    }
+    match RocksStore::open(dir.path()) {
+        Err(e @ StoreError::UnsupportedFormat { found: 1, .. }) => {
+            assert!(e.to_string().contains("another wazoo version"), "{e}");
+        }
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
 }
 
 /// A damaged tree value stops `load_tree` with Corrupt before the visitor sees it.
@@ -160,7 +200,7 @@ fn newer_format_version_is_refused() {
         Err(e @ StoreError::UnsupportedFormat { found, supported }) => {
             assert_eq!(found, FORMAT_VERSION + 1);
             assert_eq!(supported, FORMAT_VERSION);
-            assert!(e.to_string().contains("newer wazoo"), "{e}");
+            assert!(e.to_string().contains("another wazoo version"), "{e}");
         }
         other => panic!("expected UnsupportedFormat, got {other:?}"),
     }
@@ -184,27 +224,34 @@ fn disk_size_grows_with_data() {
     assert!(s.disk_size() >= before + 16 * 64 * 1024);
 }
 
-/// Purging most of a log spread over several flushed files keeps exactly the entries from the
-/// purge point on, across a reopen.
+/// A purge removes segment files once the tree that covers them is persisted, and keeps exactly
+/// the entries from the purge point on for readers, across a reopen.
 #[test]
-fn purge_over_flushed_files() {
+fn purge_removes_segments_below_the_persisted_tree() {
     let b = RocksBuilder::new();
     let mut s = b.build();
-    let payload = vec![0xabu8; 4096];
+    let payload = vec![0xabu8; 64 * 1024];
+    // 32 MiB segments: 4 rounds of 200 entries of 64 KiB need two of them.
     for round in 0..4u32 {
         s.commit(Batch {
-            log: (1..=50)
-                .map(|c| LogEntry::new(zxid(1, round * 50 + c), payload.clone()))
+            log: (1..=200)
+                .map(|c| LogEntry::new(zxid(1, round * 200 + c), payload.clone()))
                 .collect(),
+            last_applied: Some(zxid(1, round * 200 + 200)),
             ..Batch::default()
         })
         .unwrap();
-        s.flush_for_test();
     }
-    s.purge_log_before(zxid(1, 151)).unwrap();
+    let segments = s.log_segments_for_test().len();
+    assert!(segments >= 2, "{segments} segments");
+    s.purge_log_before(zxid(1, 601)).unwrap();
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 601)));
+    s.checkpoint().unwrap();
+    // Now the persisted tree covers the purge point: the next purge drops the files.
+    s.purge_log_before(zxid(1, 602)).unwrap();
+    assert!(s.log_segments_for_test().len() < segments);
     let s = b.reopen(s);
-    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 151)));
-    let rest = s.read_log(0, usize::MAX).unwrap();
-    assert_eq!(rest.len(), 50);
-    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 200));
+    assert_eq!(s.first_logged_zxid().unwrap(), Some(zxid(1, 602)));
+    assert_eq!(s.read_log(0, usize::MAX).unwrap().len(), 199);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 800));
 }

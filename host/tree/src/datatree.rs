@@ -571,6 +571,11 @@ impl DataTree {
         out
     }
 
+    /// Nodes and sessions changed since the last [`DataTree::take_changes`].
+    pub fn dirty_count(&self) -> usize {
+        self.dirty_nodes.len() + self.dirty_sessions.len()
+    }
+
     /// Takes the persisted-state mutations made since the last call (node and session keys).
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         let mut out = Vec::with_capacity(self.dirty_nodes.len() + self.dirty_sessions.len());

@@ -1,0 +1,284 @@
+//! Tests of [`SegmentLog`]: records across segment boundaries, the crash rules applied at open (torn
+//! tail cut and zeroed, damage inside the log reported), truncation and whole-segment purge.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::conformance::zxid;
+use crate::segment::SegmentLog;
+use crate::{LogEntry, StoreError, Zxid};
+
+/// Small segments, so that a few hundred records span many files.
+const SMALL: u64 = 4096;
+
+fn entry(z: Zxid) -> LogEntry {
+    LogEntry::new(z, format!("txn-{z:#x}-{}", "x".repeat((z % 97) as usize)))
+}
+
+fn read_all(log: &SegmentLog, from: Zxid) -> Vec<LogEntry> {
+    let mut out = Vec::new();
+    log.read_from(from, &mut |z, d| {
+        out.push(LogEntry::new(z, d));
+        true
+    })
+    .expect("read");
+    out
+}
+
+fn append(log: &mut SegmentLog, zxids: impl IntoIterator<Item = Zxid>) -> Vec<LogEntry> {
+    let entries: Vec<LogEntry> = zxids.into_iter().map(entry).collect();
+    log.append(&entries).expect("append");
+    entries
+}
+
+fn open(dir: &Path) -> SegmentLog {
+    SegmentLog::open_with(dir, SMALL).expect("open")
+}
+
+#[test]
+fn records_span_segments_and_read_from_any_zxid() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut all = Vec::new();
+    for chunk in (1..=400u32).collect::<Vec<_>>().chunks(7) {
+        all.extend(append(&mut log, chunk.iter().map(|&c| zxid(1, c))));
+    }
+    assert!(log.segment_count() > 5, "{} segments", log.segment_count());
+    assert_eq!(read_all(&log, 0), all);
+    for start in [1u32, 2, 57, 58, 199, 399, 400] {
+        assert_eq!(read_all(&log, zxid(1, start)), all[start as usize - 1..]);
+    }
+    assert!(read_all(&log, zxid(1, 401)).is_empty());
+    assert_eq!(log.last(), Some(zxid(1, 400)));
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(read_all(&log, 0), all);
+    assert_eq!(log.last(), Some(zxid(1, 400)));
+}
+
+#[test]
+fn read_stops_when_the_visitor_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    append(&mut log, (1..=50).map(|c| zxid(1, c)));
+    let mut seen = Vec::new();
+    log.read_from(zxid(1, 10), &mut |z, _| {
+        seen.push(z);
+        seen.len() < 3
+    })
+    .unwrap();
+    assert_eq!(seen, vec![zxid(1, 10), zxid(1, 11), zxid(1, 12)]);
+}
+
+/// The last record of the last segment is damaged with nothing after it: a torn tail. Open cuts
+/// it; appends reuse its zxid, and after another reopen only the new records are there.
+#[test]
+fn torn_last_record_is_cut_and_never_resurrected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let kept = append(&mut log, (1..=3).map(|c| zxid(1, c)));
+    append(&mut log, [zxid(1, 4), zxid(1, 5)]);
+    let path = log.segment_paths().pop().unwrap();
+    drop(log);
+    // Tear the last write: damage the middle of record 5 (record 4 stays whole but is part of the
+    // same unacknowledged write; only its damage decides).
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let len = file.metadata().unwrap().len();
+    let mut bytes = vec![0u8; len as usize];
+    file.read_exact_at(&mut bytes, 0).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    file.write_all_at(&[0xff, 0xee], end as u64 - 3).unwrap();
+    drop(file);
+
+    let mut log = open(dir.path());
+    assert_eq!(log.last(), Some(zxid(1, 4)));
+    let mut expected = kept.clone();
+    expected.push(entry(zxid(1, 4)));
+    assert_eq!(read_all(&log, 0), expected);
+    // A shorter replacement for 5: nothing of the old record may show up behind it.
+    let replacement = LogEntry::new(zxid(1, 5), b"r".to_vec());
+    log.append(std::slice::from_ref(&replacement)).unwrap();
+    drop(log);
+    let log = open(dir.path());
+    expected.push(replacement);
+    assert_eq!(read_all(&log, 0), expected);
+}
+
+/// Bytes of a torn write that landed after a hole (zeros where its first sectors should be) are
+/// zeroed at open, so a later shorter append cannot end right where a stale record starts.
+#[test]
+fn stale_bytes_after_the_end_are_zeroed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    append(&mut log, [zxid(1, 1)]);
+    let path = log.segment_paths().pop().unwrap();
+    drop(log);
+    // A valid-looking record for zxid 1.3, 64 bytes past the end, behind zeros.
+    let mut stale = Vec::new();
+    crate::segment::encode_record_for_test(&mut stale, zxid(1, 3), b"stale");
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let end = 16 + 16 + entry(zxid(1, 1)).data.len() as u64;
+    file.write_all_at(&stale, end + 64).unwrap();
+    drop(file);
+
+    let mut log = open(dir.path());
+    assert_eq!(log.last(), Some(zxid(1, 1)));
+    // Exactly 64 bytes of record: ends where the stale record started.
+    let filler = LogEntry::new(zxid(1, 2), vec![b'f'; 64 - 16]);
+    log.append(std::slice::from_ref(&filler)).unwrap();
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(read_all(&log, 0), vec![entry(zxid(1, 1)), filler]);
+}
+
+/// A damaged record followed by a valid one is corruption, not a torn tail: open refuses the log
+/// and names the file and offset.
+#[test]
+fn damage_inside_the_last_segment_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    append(&mut log, [zxid(1, 1), zxid(1, 2), zxid(1, 3)]);
+    let path = log.segment_paths().pop().unwrap();
+    drop(log);
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    // Inside record 1's data (header 16 + record header 16).
+    file.write_all_at(&[0x42], 16 + 16 + 2).unwrap();
+    drop(file);
+    match SegmentLog::open_with(dir.path(), SMALL) {
+        Err(StoreError::Corrupt { what, key, detail }) => {
+            assert_eq!(what, "log");
+            assert!(key.contains("at offset 16"), "{key}");
+            assert!(detail.contains("checksum"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+/// Every segment but the last was synced whole before the next one began: any bad record in it is
+/// corruption, even its last one.
+#[test]
+fn damage_in_an_earlier_segment_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    for c in 1..=200 {
+        append(&mut log, [zxid(1, c)]);
+    }
+    let first = log.segment_paths()[0].clone();
+    drop(log);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&first)
+        .unwrap();
+    let mut bytes = vec![0u8; file.metadata().unwrap().len() as usize];
+    file.read_exact_at(&mut bytes, 0).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap();
+    file.write_all_at(&[bytes[end] ^ 1], end as u64).unwrap();
+    drop(file);
+    assert!(matches!(
+        SegmentLog::open_with(dir.path(), SMALL),
+        Err(StoreError::Corrupt { what: "log", .. })
+    ));
+}
+
+/// A record damaged while the log is open is reported by the read, never returned.
+#[test]
+fn damage_seen_by_a_read_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    append(&mut log, [zxid(1, 1), zxid(1, 2)]);
+    let path = log.segment_paths().pop().unwrap();
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0x42], 16 + 16 + 2).unwrap();
+    let err = log.read_from(0, &mut |_, _| true).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { what: "log", .. }),
+        "{err:?}"
+    );
+}
+
+/// A last segment whose header never made it to disk (crash while it was created) is removed.
+#[test]
+fn last_segment_without_header_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let all = append(&mut log, (1..=5).map(|c| zxid(1, c)));
+    drop(log);
+    let bogus = dir.path().join(format!("log.{:016x}", zxid(1, 6)));
+    std::fs::write(&bogus, [0u8; 10]).unwrap();
+    let mut log = open(dir.path());
+    assert!(!bogus.exists());
+    assert_eq!(read_all(&log, 0), all);
+    append(&mut log, [zxid(1, 6)]);
+    assert_eq!(log.last(), Some(zxid(1, 6)));
+}
+
+#[test]
+fn truncate_across_segments_then_append_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut all = Vec::new();
+    for c in 1..=300 {
+        all.extend(append(&mut log, [zxid(1, c)]));
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3);
+    assert_eq!(
+        log.truncate_after(zxid(1, 120)).unwrap(),
+        Some(zxid(1, 120))
+    );
+    assert!(log.segment_count() < segments);
+    assert_eq!(read_all(&log, 0), all[..120]);
+    let mut expected = all[..120].to_vec();
+    expected.extend(append(&mut log, (1..=30).map(|c| zxid(2, c))));
+    drop(log);
+    let mut log = open(dir.path());
+    assert_eq!(read_all(&log, 0), expected);
+    // Truncating everything leaves an empty log that accepts any zxid above the cut.
+    assert_eq!(log.truncate_after(0).unwrap(), None);
+    assert!(read_all(&log, 0).is_empty());
+    let fresh = append(&mut log, [zxid(3, 1)]);
+    drop(log);
+    assert_eq!(read_all(&open(dir.path()), 0), fresh);
+}
+
+#[test]
+fn purge_removes_whole_segments_below_the_point_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let mut all = Vec::new();
+    for c in 1..=300 {
+        all.extend(append(&mut log, [zxid(1, c)]));
+    }
+    let before = log.segment_count();
+    let removed = log.purge_before(zxid(1, 150)).unwrap();
+    assert!(removed > 0);
+    assert_eq!(log.segment_count(), before - removed);
+    let rest = read_all(&log, 0);
+    // Whole segments only: something below 150 may remain, nothing at or above it is gone.
+    assert!(rest[0].zxid <= zxid(1, 150));
+    assert_eq!(rest.last(), all.last());
+    assert_eq!(read_all(&log, zxid(1, 150)), all[149..]);
+    // Never the last segment, even when everything is below the point.
+    log.purge_before(zxid(9, 0)).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.last(), Some(zxid(1, 300)));
+}
+
+/// A batch larger than a segment gets a segment of its own size.
+#[test]
+fn batch_larger_than_a_segment_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let big: Vec<LogEntry> = (1..=3)
+        .map(|c| LogEntry::new(zxid(1, c), vec![c as u8; 3 * SMALL as usize]))
+        .collect();
+    log.append(&big).unwrap();
+    drop(log);
+    assert_eq!(read_all(&open(dir.path()), 0), big);
+}
