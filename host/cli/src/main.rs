@@ -12,6 +12,12 @@ use wazoo_server::ServerConfig;
 mod bench;
 mod shell;
 
+/// mimalloc instead of glibc's malloc: the server allocates many small, short-lived buffers per
+/// request (decoded paths, change records, encoded txns), where glibc's allocator showed up as about
+/// a tenth of the server's CPU in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wazoo",

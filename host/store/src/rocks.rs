@@ -13,13 +13,17 @@
 //! durable when RocksDB flushes its memtables, which it does atomically across both column families
 //! (`atomic_flush`), so the persisted `last_applied` always matches the persisted tree. After a crash
 //! the server loads that tree and replays the log after it. The log is therefore never physically
-//! purged above the *persisted* `last_applied`, read with `ReadTier::Persisted`.
+//! purged above the *persisted* `last_applied`, read with `ReadTier::Persisted`. The tree changes
+//! are written by a thread of their own ("wazoo-tree", in commit order), so that a large batch of
+//! them never delays the next log fsync.
 //!
 //! Epochs and the other meta values the server sets are written through RocksDB's WAL with sync, as
 //! ZAB requires. The checksums in the values catch what RocksDB's own block checksums would not (a
 //! bad record written through the API, bit rot in a value).
 
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
@@ -55,8 +59,9 @@ const MAX_OPEN_FILES: i32 = 256;
 
 /// RocksDB-backed [`Store`]; see the module docs for the layout.
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     log: SegmentLog,
+    tree_writer: TreeWriter,
     path: PathBuf,
     /// The last logged zxid: the log's last record, or the value kept in meta when a purge or a
     /// truncation left no record to show it.
@@ -138,11 +143,13 @@ impl RocksStore {
         }
         let cfs =
             [CF_TREE, CF_META].map(|name| ColumnFamilyDescriptor::new(name, cf_options(&cache)));
-        let db = DB::open_cf_descriptors(&db_opts, dir, cfs)?;
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let log = SegmentLog::open(&dir.join(LOG_DIR))?;
+        let tree_writer = TreeWriter::spawn(Arc::clone(&db))?;
         let mut store = RocksStore {
             db,
             log,
+            tree_writer,
             path: dir.to_owned(),
             last_logged: 0,
             last_applied: 0,
@@ -252,10 +259,12 @@ impl RocksStore {
 
 impl Store for RocksStore {
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        self.tree_writer.check()?;
         let new_last = validate_batch(&batch, self.last_logged)?;
         if batch.is_empty() {
             return Ok(());
         }
+        let applied = batch.last_applied;
         // The log first: the tree changes of a batch describe txns that are already durable.
         self.log.append(&batch.log)?;
         if let Some(zxid) = new_last {
@@ -265,32 +274,19 @@ impl Store for RocksStore {
             || !batch.tree_deletes.is_empty()
             || batch.last_applied.is_some()
         {
-            let mut wb = WriteBatch::default();
-            let tree = self.cf(CF_TREE)?;
-            for (key, value) in &batch.tree_puts {
-                wb.put_cf(tree, key, record::encode(key, value));
-            }
-            for key in &batch.tree_deletes {
-                wb.delete_cf(tree, key);
-            }
-            if let Some(applied) = batch.last_applied {
-                wb.put_cf(
-                    self.cf(CF_META)?,
-                    META_LAST_APPLIED,
-                    record::encode_u64(META_LAST_APPLIED, applied as u64),
-                );
-            }
-            self.db.write_opt(wb, &no_wal())?;
+            self.tree_writer.write(TreeWrite {
+                puts: batch.tree_puts,
+                deletes: batch.tree_deletes,
+                meta: applied
+                    .map(|a| (META_LAST_APPLIED, a as u64))
+                    .into_iter()
+                    .collect(),
+            })?;
         }
-        if let Some(applied) = batch.last_applied {
+        if let Some(applied) = applied {
             self.last_applied = applied;
         }
-        tracing::trace!(
-            entries = batch.log.len(),
-            tree_puts = batch.tree_puts.len(),
-            tree_deletes = batch.tree_deletes.len(),
-            "committed batch"
-        );
+        tracing::trace!(entries = batch.log.len(), "committed batch");
         Ok(())
     }
 
@@ -362,20 +358,17 @@ impl Store for RocksStore {
             return Ok(());
         }
         // The logical purge: readers no longer see entries below `zxid`. Written like the tree,
-        // without WAL: a purge lost in a crash is simply redone.
-        let mut wb = WriteBatch::default();
-        let meta = self.cf(CF_META)?;
-        wb.put_cf(
-            meta,
-            META_LOG_FLOOR,
-            record::encode_u64(META_LOG_FLOOR, zxid as u64),
-        );
-        wb.put_cf(
-            meta,
-            META_LAST_LOGGED,
-            record::encode_u64(META_LAST_LOGGED, self.last_logged as u64),
-        );
-        self.db.write_opt(wb, &no_wal())?;
+        // without WAL (a purge lost in a crash is simply redone), and through the tree writer:
+        // behind the tree changes it covers, so a persisted floor always comes with a persisted
+        // `last_applied` at least as high.
+        self.tree_writer.write(TreeWrite {
+            puts: Vec::new(),
+            deletes: Vec::new(),
+            meta: vec![
+                (META_LOG_FLOOR, zxid as u64),
+                (META_LAST_LOGGED, self.last_logged as u64),
+            ],
+        })?;
         self.floor = zxid;
         // Segment files go only below the tree state RocksDB has persisted: a crash falls back to
         // that state and replays the log from there. A flush is requested (not awaited, this is
@@ -396,6 +389,7 @@ impl Store for RocksStore {
     }
 
     fn checkpoint(&mut self) -> Result<(), StoreError> {
+        self.tree_writer.drain()?;
         self.flush(true)
     }
 
@@ -403,6 +397,7 @@ impl Store for RocksStore {
         &self,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.tree_writer.drain()?;
         let mut opts = ReadOptions::default();
         // A full scan at startup: read ahead, and do not evict the cache for it.
         opts.fill_cache(false);
@@ -447,8 +442,137 @@ impl Store for RocksStore {
 impl Drop for RocksStore {
     /// A clean close persists the tree, so that the next open replays nothing.
     fn drop(&mut self) {
+        self.tree_writer.stop();
         if let Err(e) = self.flush(true) {
             tracing::warn!("flushing the tree on close failed: {e}");
         }
     }
+}
+
+/// Tree changes of one commit, for the tree writer.
+struct TreeWrite {
+    puts: Vec<(Vec<u8>, Vec<u8>)>,
+    deletes: Vec<Vec<u8>>,
+    /// Internal meta values (`last_applied`, the log floor) that describe this state.
+    meta: Vec<(&'static str, u64)>,
+}
+
+enum TreeMsg {
+    Write(TreeWrite),
+    /// Answered once every earlier write is in RocksDB.
+    Barrier(mpsc::SyncSender<()>),
+}
+
+/// Batches of tree changes queued for the "wazoo-tree" thread.
+const TREE_QUEUE: usize = 64;
+
+/// The "wazoo-tree" thread: writes tree changes into RocksDB, in commit order, off the storage
+/// thread, so that a large batch of tree changes never delays the next log fsync. Readers of the
+/// tree ([`Store::load_tree`], [`Store::checkpoint`]) drain it first. Its first error is kept and
+/// returned by every later call: a storage error is fatal.
+struct TreeWriter {
+    tx: Option<mpsc::SyncSender<TreeMsg>>,
+    thread: Option<JoinHandle<()>>,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl TreeWriter {
+    fn spawn(db: Arc<DB>) -> Result<TreeWriter, StoreError> {
+        let (tx, rx) = mpsc::sync_channel::<TreeMsg>(TREE_QUEUE);
+        let failed = Arc::new(Mutex::new(None));
+        let failed_in = Arc::clone(&failed);
+        let thread = std::thread::Builder::new()
+            .name("wazoo-tree".to_owned())
+            .spawn(move || {
+                for msg in rx {
+                    match msg {
+                        TreeMsg::Write(w) => {
+                            if failed_in
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .is_some()
+                            {
+                                continue;
+                            }
+                            // Written without the lock: `check` on the storage thread must not
+                            // wait for a large batch.
+                            if let Err(e) = write_tree(&db, w) {
+                                tracing::error!("writing tree changes failed: {e}");
+                                *failed_in.lock().unwrap_or_else(|e| e.into_inner()) =
+                                    Some(e.to_string());
+                            }
+                        }
+                        TreeMsg::Barrier(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(TreeWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+            failed,
+        })
+    }
+
+    /// The writer's first error, if it had one.
+    fn check(&self) -> Result<(), StoreError> {
+        match &*self.failed.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(StoreError::RocksDb(format!("tree writer: {e}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&self, msg: TreeMsg) -> Result<(), StoreError> {
+        let gone = || StoreError::RocksDb("the tree writer thread is gone".to_owned());
+        self.tx
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(msg)
+            .map_err(|_| gone())
+    }
+
+    fn write(&self, w: TreeWrite) -> Result<(), StoreError> {
+        self.send(TreeMsg::Write(w))
+    }
+
+    /// Returns once every queued write is in RocksDB (or the writer failed).
+    fn drain(&self) -> Result<(), StoreError> {
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        self.send(TreeMsg::Barrier(done_tx))?;
+        done_rx
+            .recv()
+            .map_err(|_| StoreError::RocksDb("the tree writer thread is gone".to_owned()))?;
+        self.check()
+    }
+
+    /// Writes what is queued and joins the thread.
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the tree writer thread panicked");
+            }
+        }
+    }
+}
+
+fn write_tree(db: &DB, w: TreeWrite) -> Result<(), StoreError> {
+    let cf = |name: &'static str| {
+        db.cf_handle(name)
+            .ok_or_else(|| StoreError::RocksDb(format!("column family `{name}` is missing")))
+    };
+    let mut wb = WriteBatch::default();
+    let tree = cf(CF_TREE)?;
+    for (key, value) in &w.puts {
+        wb.put_cf(tree, key, record::encode(key, value));
+    }
+    for key in &w.deletes {
+        wb.delete_cf(tree, key);
+    }
+    for (name, value) in &w.meta {
+        wb.put_cf(cf(CF_META)?, name, record::encode_u64(name, *value));
+    }
+    db.write_opt(wb, &no_wal())?;
+    Ok(())
 }

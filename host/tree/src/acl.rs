@@ -2,7 +2,7 @@
 //! (`PrepRequestProcessor.fixupACL`), the auth schemes (world, auth, digest, ip, super), and an
 //! interning cache so that nodes share identical ACL lists.
 
-use std::collections::HashMap;
+use crate::hash::FastMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -218,7 +218,7 @@ pub fn masked_for(acl: &[Acl], auth: &AuthInfo) -> Vec<Acl> {
 /// Interns ACL lists so that a million nodes with the same ACL share one allocation.
 #[derive(Debug, Default)]
 pub struct AclCache {
-    lists: HashMap<Vec<Acl>, AclList>,
+    lists: FastMap<Vec<Acl>, AclList>,
 }
 
 impl AclCache {

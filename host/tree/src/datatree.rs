@@ -8,8 +8,9 @@
 //! only for nodes that have children — a hash table of child ids keyed by name. A path is resolved by
 //! walking its segments from the root.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use crate::hash::{FastMap, FastSet, FastState};
 use std::hash::BuildHasher;
 
 use hashbrown::HashTable;
@@ -186,7 +187,7 @@ impl Slot {
 #[derive(Debug, Default)]
 struct AclTable {
     lists: Vec<Option<(AclList, u32)>>,
-    index: HashMap<Vec<Acl>, u32>,
+    index: FastMap<Vec<Acl>, u32>,
     free: Vec<u32>,
 }
 
@@ -284,17 +285,17 @@ pub struct DataTree {
     chunks: Vec<Vec<Slot>>,
     free: Vec<NodeId>,
     count: usize,
-    hasher: RandomState,
+    hasher: FastState,
     acls: AclTable,
-    ephemerals: HashMap<i64, BTreeSet<String>>,
+    ephemerals: FastMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
-    sessions: HashMap<i64, SessionEntry>,
+    sessions: FastMap<i64, SessionEntry>,
     last_applied: Zxid,
     digest: u64,
     data_size: u64,
-    dirty_nodes: HashSet<String>,
-    dirty_sessions: HashSet<i64>,
+    dirty_nodes: FastSet<String>,
+    dirty_sessions: FastSet<i64>,
 }
 
 impl Default for DataTree {
@@ -311,17 +312,17 @@ impl DataTree {
             chunks: Vec::new(),
             free: Vec::new(),
             count: 0,
-            hasher: RandomState::new(),
+            hasher: FastState::default(),
             acls: AclTable::default(),
-            ephemerals: HashMap::new(),
+            ephemerals: FastMap::default(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
-            sessions: HashMap::new(),
+            sessions: FastMap::default(),
             last_applied: 0,
             digest: 0,
             data_size: 0,
-            dirty_nodes: HashSet::new(),
-            dirty_sessions: HashSet::new(),
+            dirty_nodes: FastSet::default(),
+            dirty_sessions: FastSet::default(),
         };
         let open = Acl::open_unsafe();
         let root = t.alloc(NONE, b"", &NodeMeta::default(), &open, Some(&[]));
@@ -493,7 +494,7 @@ impl DataTree {
         self.digest
     }
 
-    pub fn sessions(&self) -> &HashMap<i64, SessionEntry> {
+    pub fn sessions(&self) -> &FastMap<i64, SessionEntry> {
         &self.sessions
     }
 

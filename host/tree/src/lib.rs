@@ -8,6 +8,7 @@
 
 pub mod acl;
 pub mod datatree;
+pub mod hash;
 pub mod node;
 pub mod path;
 pub mod prep;

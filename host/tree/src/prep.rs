@@ -3,7 +3,9 @@
 //! (`outstandingChanges` / `ChangeRecord`). A failing write becomes an error txn that still consumes
 //! a zxid; a failing multi rolls back the change records its earlier sub-ops added.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::hash::FastMap;
 use std::sync::Arc;
 
 use wazoo_proto::{perms, CreateMode, CreateRequest, ErrorCode, MultiOp, Request, Txn, Zxid};
@@ -45,7 +47,7 @@ pub struct ChangeRecord {
 /// Outstanding changes: txns prepped but not yet applied to the tree.
 #[derive(Debug, Default)]
 pub struct PendingChanges {
-    by_path: HashMap<String, ChangeRecord>,
+    by_path: FastMap<String, ChangeRecord>,
     order: VecDeque<(Zxid, String)>,
 }
 

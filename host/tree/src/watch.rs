@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::hash::{FastMap, FastSet};
+
 use wazoo_proto::{watcher_type, EventType};
 
 use crate::path;
@@ -21,14 +23,14 @@ enum Table {
 
 #[derive(Debug, Default)]
 struct PathWatchers {
-    by_table: HashMap<Table, HashMap<String, HashSet<WatcherId>>>,
+    by_table: FastMap<Table, FastMap<String, FastSet<WatcherId>>>,
 }
 
 /// All watches of the server.
 #[derive(Debug, Default)]
 pub struct WatchRegistry {
     tables: PathWatchers,
-    by_watcher: HashMap<WatcherId, HashSet<(Table, String)>>,
+    by_watcher: FastMap<WatcherId, FastSet<(Table, String)>>,
     recursive_count: usize,
 }
 
@@ -211,7 +213,7 @@ impl WatchRegistry {
             _ => {}
         }
         if out.len() > 1 {
-            let mut seen = HashSet::with_capacity(out.len());
+            let mut seen = FastSet::with_capacity_and_hasher(out.len(), Default::default());
             out.retain(|w| seen.insert(*w));
         }
         out
@@ -219,7 +221,7 @@ impl WatchRegistry {
 
     /// Total watch registrations (`wchs`' "Total watches").
     pub fn watch_count(&self) -> usize {
-        self.by_watcher.values().map(HashSet::len).sum()
+        self.by_watcher.values().map(FastSet::len).sum()
     }
 
     /// Distinct watched paths.
