@@ -70,26 +70,25 @@ pub fn session_key(id: i64) -> Vec<u8> {
 /// A persisted-state mutation produced by apply: `value` None means delete.
 pub type StateChange = (Vec<u8>, Option<Vec<u8>>);
 
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    h
-}
-
+/// One node's share of the tree digest: CRC32C (hardware-accelerated) over the path, the stat
+/// fields and the data, like ZooKeeper's `DigestCalculator` (CRC32 over path and stat). The tree
+/// digest is the wrapping sum over all nodes, so a change updates it in O(1).
 fn node_digest(path: &str, m: &NodeMeta, data: Option<&[u8]>) -> u64 {
-    let mut h = fnv1a(0xcbf2_9ce4_8422_2325, path.as_bytes());
-    for v in [m.czxid, m.mzxid, m.ctime, m.mtime, m.owner, m.pzxid] {
-        h = fnv1a(h, &v.to_be_bytes());
+    let mut fields = [0u8; 6 * 8 + 3 * 4 + 1];
+    for (i, v) in [m.czxid, m.mzxid, m.ctime, m.mtime, m.owner, m.pzxid]
+        .into_iter()
+        .enumerate()
+    {
+        fields[i * 8..i * 8 + 8].copy_from_slice(&v.to_be_bytes());
     }
-    for v in [m.version, m.cversion, m.aversion] {
-        h = fnv1a(h, &v.to_be_bytes());
+    for (i, v) in [m.version, m.cversion, m.aversion].into_iter().enumerate() {
+        fields[48 + i * 4..52 + i * 4].copy_from_slice(&v.to_be_bytes());
     }
-    match data {
-        None => fnv1a(h, &[0xff]),
-        Some(d) => fnv1a(fnv1a(h, &[0]), d),
-    }
+    fields[60] = if data.is_none() { 0xff } else { 0 };
+    let crc = crc32c::crc32c(path.as_bytes());
+    let crc = crc32c::crc32c_append(crc, &fields);
+    let crc = crc32c::crc32c_append(crc, data.unwrap_or_default());
+    u64::from(crc)
 }
 
 type NodeId = u32;
@@ -619,6 +618,10 @@ impl DataTree {
         let (meta, acl, data) =
             crate::node::decode_node(value).map_err(|e| format!("node {p}: {e}"))?;
         if let Some(id) = self.lookup(p) {
+            let old = self.slot(id);
+            self.digest = self
+                .digest
+                .wrapping_sub(node_digest(p, &old.meta(), old.data()));
             let old_len = self.slot(id).data_len() as u64;
             let new_acl = self.acls.acquire(&acl);
             let old_acl = self.slot(id).acl;
@@ -635,14 +638,17 @@ impl DataTree {
             }
             self.insert_path(p, &meta, &acl, data.as_deref());
         }
+        self.digest = self
+            .digest
+            .wrapping_add(node_digest(p, &meta, data.as_deref()));
         self.index_owner(p, meta.owner);
         Ok(())
     }
 
-    /// Finishes a load: sets last_applied and recomputes the digest.
+    /// Finishes a load: sets last_applied. The digest was kept up to date by each
+    /// [`DataTree::load_entry`].
     pub fn finish_load(&mut self, last_applied: Zxid) {
         self.last_applied = last_applied;
-        self.recompute_digest();
         self.dirty_nodes.clear();
         self.dirty_sessions.clear();
     }
