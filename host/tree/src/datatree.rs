@@ -293,7 +293,9 @@ pub struct DataTree {
     last_applied: Zxid,
     digest: u64,
     data_size: u64,
-    dirty_nodes: FastSet<String>,
+    /// Changed nodes since the last `take_changes`, with their id (`NONE` once deleted), so that
+    /// staging them needs no second path walk.
+    dirty_nodes: FastMap<String, NodeId>,
     dirty_sessions: FastSet<i64>,
 }
 
@@ -320,7 +322,7 @@ impl DataTree {
             last_applied: 0,
             digest: 0,
             data_size: 0,
-            dirty_nodes: FastSet::default(),
+            dirty_nodes: FastMap::default(),
             dirty_sessions: FastSet::default(),
         };
         let open = Acl::open_unsafe();
@@ -580,10 +582,11 @@ impl DataTree {
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         let mut out = Vec::with_capacity(self.dirty_nodes.len() + self.dirty_sessions.len());
         let dirty = std::mem::take(&mut self.dirty_nodes);
-        for p in dirty {
-            let v = self
-                .get(&p)
-                .map(|n| encode_node(&n.meta(), n.acl(), n.data()));
+        for (p, id) in dirty {
+            let v = (id != NONE).then(|| {
+                let s = self.slot(id);
+                encode_node(&s.meta(), self.acls.get(s.acl), s.data())
+            });
             out.push((p.into_bytes(), v));
         }
         for id in self.dirty_sessions.drain() {
@@ -723,7 +726,7 @@ impl DataTree {
         };
         self.data_size = self.data_size - before_len + after_len;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
-        self.dirty_nodes.insert(p.to_string());
+        self.dirty_nodes.insert(p.to_string(), id);
         let s = self.slot(id);
         Some((
             stat_of(&s.meta(), s.data_len(), s.child_count() as i32),
@@ -808,7 +811,7 @@ impl DataTree {
                 self.digest = self
                     .digest
                     .wrapping_add(node_digest(p, &meta, data.as_deref()));
-                self.dirty_nodes.insert(p.clone());
+                self.dirty_nodes.insert(p.clone(), id);
                 self.index_owner(p, *owner);
                 let stat = stat_of(&meta, data.as_ref().map_or(0, |d| d.len() as i32), 0);
                 let node_acl = self.acls.get(self.slot(id).acl).clone();
@@ -921,7 +924,7 @@ impl DataTree {
         self.free_node(id);
         self.digest = self.digest.wrapping_sub(digest);
         self.data_size -= p.len() as u64 + len;
-        self.dirty_nodes.insert(p.to_string());
+        self.dirty_nodes.insert(p.to_string(), NONE);
         self.unindex_owner(p, meta.owner);
         let parent = path::parent(p).unwrap_or("/");
         let parent_acl = self
@@ -1087,6 +1090,29 @@ mod tests {
         assert_eq!(u.ephemerals_of(9).count(), 1);
         assert_eq!(u.session(9), t.session(9));
         assert_eq!(u.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
+    }
+
+    /// Staged changes carry node ids: a node deleted and its id reused by another node before the
+    /// next stage must come out as a delete of the old path and a put of the new one, with the
+    /// data each path has now.
+    #[test]
+    fn changes_follow_deletes_and_reused_ids() {
+        let mut t = DataTree::new();
+        t.apply(&h(1, 0), &create("/a", 0, 1));
+        t.take_changes();
+        t.apply(&h(2, 0), &Txn::Delete { path: "/a".into() });
+        t.apply(&h(3, 0), &create("/b", 0, 2));
+        let changes: std::collections::BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            t.take_changes().into_iter().collect();
+        assert_eq!(changes.get(b"/a".as_slice()), Some(&None));
+        let b = t.get("/b").unwrap();
+        assert_eq!(
+            changes.get(b"/b".as_slice()),
+            Some(&Some(encode_node(&b.meta(), b.acl(), b.data())))
+        );
+        // The root changed too (cversion, pzxid), and nothing else.
+        assert_eq!(changes.len(), 3, "{:?}", changes.keys().collect::<Vec<_>>());
+        assert!(t.take_changes().is_empty());
     }
 
     #[test]
