@@ -405,3 +405,68 @@ fn report_counts_entries_and_bytes() {
     let r = reports.recv().unwrap();
     assert_eq!((r.seq, r.entries, r.last_logged), (2, 0, None));
 }
+
+/// Caller-runs: with nothing queued and no commit running, the batch is committed on the calling
+/// thread and reported there before `commit_now_if_idle` returns; the worker never sees it.
+#[test]
+fn idle_commit_runs_on_the_caller_and_reports_before_returning() {
+    let mem = MemStore::new();
+    let (tx, reports) = mpsc::channel::<(u64, std::thread::ThreadId)>();
+    let committer = GroupCommitter::spawn(
+        Box::new(mem.handle()),
+        Box::new(move |r: CommitReport| {
+            assert!(r.result.is_ok());
+            tx.send((r.seq, std::thread::current().id())).unwrap();
+        }),
+    );
+    for z in 1..=3 {
+        let seq = committer.commit_now_if_idle(log_batch(z));
+        assert_eq!(seq, z as u64);
+        assert_eq!(
+            reports.try_recv().unwrap(),
+            (seq, std::thread::current().id()),
+            "reported on the caller, before returning"
+        );
+        assert_eq!(mem.last_logged_zxid().unwrap(), z);
+    }
+    // Mixed with queued batches and calls, order holds.
+    assert_eq!(committer.submit(log_batch(4)), 4);
+    let seen = committer.with_store(|s| s.last_logged_zxid().unwrap());
+    assert_eq!(seen, 4);
+    assert_eq!(committer.commit_now_if_idle(log_batch(5)), 5);
+    drop(committer);
+    let seqs: Vec<u64> = reports.try_iter().map(|(s, _)| s).collect();
+    assert_eq!(seqs, vec![4, 5]);
+    assert_eq!(mem.read_log(0, usize::MAX).unwrap().len(), 5);
+}
+
+/// While the worker is committing, `commit_now_if_idle` queues instead (it must not overtake the
+/// running commit), and the queued batches are committed after it, in order.
+#[test]
+fn idle_commit_queues_behind_a_running_commit() {
+    let mem = MemStore::new();
+    let (store, gate, first_started) = SlowStore::new(mem.handle(), Duration::ZERO);
+    let (on_done, reports) = reporting();
+    let committer = GroupCommitter::spawn(Box::new(store), on_done);
+    assert_eq!(committer.submit(log_batch(1)), 1);
+    first_started.recv().unwrap();
+    assert_eq!(committer.commit_now_if_idle(log_batch(2)), 2);
+    assert_eq!(committer.commit_now_if_idle(log_batch(3)), 3);
+    assert!(
+        reports.try_recv().is_err(),
+        "nothing committed while the first commit waits"
+    );
+    gate.open();
+    let first = reports.recv().unwrap();
+    let second = reports.recv().unwrap();
+    assert_eq!((first.seq, first.batches), (1, 1));
+    assert_eq!((second.seq, second.batches), (3, 2));
+    drop(committer);
+    let zxids: Vec<Zxid> = mem
+        .read_log(0, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.zxid)
+        .collect();
+    assert_eq!(zxids, vec![1, 2, 3]);
+}

@@ -48,11 +48,11 @@ const META_LOG_FLOOR: &str = "log_floor";
 const LOG_DIR: &str = "txnlog";
 
 /// Memtable size per column family.
-const WRITE_BUFFER_BYTES: usize = 16 << 20;
+const WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// RocksDB's own WAL (meta writes only) is flushed into SST files beyond this size.
 const MAX_WAL_BYTES: u64 = 16 << 20;
 /// Memtable budget shared by all column families.
-const DB_WRITE_BUFFER_BYTES: usize = 24 << 20;
+const DB_WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// Shared block cache of all column families.
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 const MAX_OPEN_FILES: i32 = 256;
