@@ -117,6 +117,19 @@ fn reporting() -> (
     (on_done, rx)
 }
 
+/// A committer over a MemStore whose first commit (batch 1, zxid 1) has started and waits on the
+/// returned gate: batches submitted now queue up behind it.
+fn committer_held_in_first_commit() -> (MemStore, GroupCommitter, Gate, mpsc::Receiver<CommitReport>)
+{
+    let mem = MemStore::new();
+    let (store, gate, first_started) = SlowStore::new(mem.handle(), Duration::ZERO);
+    let (on_done, reports) = reporting();
+    let committer = GroupCommitter::spawn(Box::new(store), on_done);
+    assert_eq!(committer.submit(log_batch(1)), 1);
+    first_started.recv().unwrap();
+    (mem, committer, gate, reports)
+}
+
 fn put(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
     (k.as_bytes().to_vec(), v.as_bytes().to_vec())
 }
@@ -168,12 +181,7 @@ fn merge_keeps_order_and_last_write_wins() {
 /// commit): 1 + 20 batches take exactly 2 commits, and the reports cover seqs 1 and 2..=21.
 #[test]
 fn batches_submitted_during_a_commit_are_merged_into_one() {
-    let mem = MemStore::new();
-    let (store, gate, first_started) = SlowStore::new(mem.handle(), Duration::ZERO);
-    let (on_done, reports) = reporting();
-    let committer = GroupCommitter::spawn(Box::new(store), on_done);
-    assert_eq!(committer.submit(log_batch(1)), 1);
-    first_started.recv().unwrap();
+    let (mem, committer, gate, reports) = committer_held_in_first_commit();
     for z in 2..=21 {
         assert_eq!(committer.submit(log_batch(z)), z as u64);
     }
@@ -444,12 +452,7 @@ fn idle_commit_runs_on_the_caller_and_reports_before_returning() {
 /// running commit), and the queued batches are committed after it, in order.
 #[test]
 fn idle_commit_queues_behind_a_running_commit() {
-    let mem = MemStore::new();
-    let (store, gate, first_started) = SlowStore::new(mem.handle(), Duration::ZERO);
-    let (on_done, reports) = reporting();
-    let committer = GroupCommitter::spawn(Box::new(store), on_done);
-    assert_eq!(committer.submit(log_batch(1)), 1);
-    first_started.recv().unwrap();
+    let (mem, committer, gate, reports) = committer_held_in_first_commit();
     assert_eq!(committer.commit_now_if_idle(log_batch(2)), 2);
     assert_eq!(committer.commit_now_if_idle(log_batch(3)), 3);
     assert!(

@@ -26,9 +26,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    DBRecoveryMode, FlushOptions, IteratorMode, Options, ReadOptions, ReadTier, WriteBatch,
-    WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompactionStyle,
+    DBCompressionType, DBRecoveryMode, FlushOptions, IteratorMode, Options, ReadOptions, ReadTier,
+    WriteBatch, WriteOptions, DB,
 };
 
 use crate::record;
@@ -79,6 +79,16 @@ impl std::fmt::Debug for RocksStore {
             .field("last_applied", &self.last_applied)
             .finish_non_exhaustive()
     }
+}
+
+/// Options of the `tree` column family: universal compaction. Every staged batch rewrites the
+/// parents of the nodes it creates, so each flushed file spans the whole key range under them,
+/// and leveled compaction rewrote nearly the whole tree on every L0 compaction (CPU that grew with
+/// the tree). Universal compaction merges whole sorted runs by size instead.
+fn tree_cf_options(cache: &Cache) -> Options {
+    let mut opts = cf_options(cache);
+    opts.set_compaction_style(DBCompactionStyle::Universal);
+    opts
 }
 
 fn cf_options(cache: &Cache) -> Options {
@@ -141,8 +151,10 @@ impl RocksStore {
                 });
             }
         }
-        let cfs =
-            [CF_TREE, CF_META].map(|name| ColumnFamilyDescriptor::new(name, cf_options(&cache)));
+        let cfs = [
+            ColumnFamilyDescriptor::new(CF_TREE, tree_cf_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_META, cf_options(&cache)),
+        ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
         let log = SegmentLog::open(&dir.join(LOG_DIR))?;
         let tree_writer = TreeWriter::spawn(Arc::clone(&db))?;
@@ -242,6 +254,8 @@ impl RocksStore {
         key: &[u8],
         raw: &[u8],
     ) -> Result<(), StoreError> {
+        // Behind the tree writes already queued, so they cannot overwrite the damage.
+        self.tree_writer.drain()?;
         self.db.put_cf(self.cf(cf)?, key, raw)?;
         Ok(())
     }
@@ -253,6 +267,7 @@ impl RocksStore {
         cf: &'static str,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
+        self.tree_writer.drain()?;
         Ok(self.db.get_cf(self.cf(cf)?, key)?)
     }
 }

@@ -32,6 +32,11 @@ fn append(log: &mut SegmentLog, zxids: impl IntoIterator<Item = Zxid>) -> Vec<Lo
     entries
 }
 
+/// Appends zxids 1.1 ..= 1.`n` one batch each, so that they spread over many small segments.
+fn append_one_by_one(log: &mut SegmentLog, n: u32) -> Vec<LogEntry> {
+    (1..=n).flat_map(|c| append(log, [zxid(1, c)])).collect()
+}
+
 fn open(dir: &Path) -> SegmentLog {
     SegmentLog::open_with(dir, SMALL).expect("open")
 }
@@ -222,10 +227,7 @@ fn last_segment_without_header_is_removed() {
 fn truncate_across_segments_then_append_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path());
-    let mut all = Vec::new();
-    for c in 1..=300 {
-        all.extend(append(&mut log, [zxid(1, c)]));
-    }
+    let all = append_one_by_one(&mut log, 300);
     let segments = log.segment_count();
     assert!(segments > 3);
     assert_eq!(
@@ -251,10 +253,7 @@ fn truncate_across_segments_then_append_and_reopen() {
 fn purge_removes_whole_segments_below_the_point_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path());
-    let mut all = Vec::new();
-    for c in 1..=300 {
-        all.extend(append(&mut log, [zxid(1, c)]));
-    }
+    let all = append_one_by_one(&mut log, 300);
     let before = log.segment_count();
     let removed = log.purge_before(zxid(1, 150)).unwrap();
     assert!(removed > 0);
