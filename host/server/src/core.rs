@@ -765,8 +765,8 @@ impl Core {
         }
         self.stage_tree_changes();
         // Runs on the storage thread after the batches submitted so far, so the tree state that
-        // covers the purged entries is committed first. The purge (delete + compaction of the range)
-        // must not stall this task, so it is queued from a blocking thread.
+        // covers the purged entries is queued first. `with_store` blocks until its turn, so it is
+        // called from a blocking thread, never from this task.
         self.submit_batch();
         let committer = self.committer.clone();
         tokio::task::spawn_blocking(move || {
@@ -908,7 +908,7 @@ impl Core {
 
     /// Submits the storage batch and hands each touched connection its bytes.
     /// `idle`: nothing else is waiting in the inbox, so the batch may be committed right here
-    /// (see `submit_batch`).
+    /// (see `commit_batch_if_idle`).
     fn flush(&mut self, idle: bool) {
         let dirty = std::mem::take(&mut self.dirty);
         for id in dirty {

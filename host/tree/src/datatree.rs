@@ -701,6 +701,18 @@ impl DataTree {
         acl: Option<&[Acl]>,
     ) -> Option<(Stat, AclList)> {
         let id = self.lookup(p)?;
+        Some(self.update_at(id, p, f, data, acl))
+    }
+
+    /// [`DataTree::update`] of a node already looked up: `id` is the node at `p`.
+    fn update_at(
+        &mut self,
+        id: NodeId,
+        p: &str,
+        f: impl FnOnce(&mut NodeMeta),
+        data: Option<Option<&[u8]>>,
+        acl: Option<&[Acl]>,
+    ) -> (Stat, AclList) {
         let (before, before_len) = {
             let s = self.slot(id);
             (node_digest(p, &s.meta(), s.data()), s.data_len() as u64)
@@ -728,10 +740,10 @@ impl DataTree {
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
         self.dirty_nodes.insert(p.to_string(), id);
         let s = self.slot(id);
-        Some((
+        (
             stat_of(&s.meta(), s.data_len(), s.child_count() as i32),
             self.acls.get(s.acl).clone(),
-        ))
+        )
     }
 
     /// Applies a committed txn. Deterministic: the result depends only on the tree and the txn.
@@ -788,10 +800,12 @@ impl DataTree {
                 let Some(parent) = path::parent(p) else {
                     return OpOutcome::Error(ErrorCode::BadArguments.code());
                 };
-                if !self.contains(parent) {
+                // The parent is resolved once and used by id from here on.
+                let Some(parent_id) = self.lookup(parent) else {
                     return OpOutcome::Error(ErrorCode::NoNode.code());
-                }
-                if self.contains(p) {
+                };
+                let name = path::name(p).as_bytes();
+                if self.find_child(parent_id, name).is_some() {
                     return OpOutcome::Error(ErrorCode::NodeExists.code());
                 }
                 let meta = NodeMeta {
@@ -805,9 +819,8 @@ impl DataTree {
                     owner: *owner,
                     pzxid: h.zxid,
                 };
-                let id = self
-                    .insert_path(p, &meta, acl, data.as_deref())
-                    .expect("parent checked above");
+                let id = self.alloc(parent_id, name, &meta, acl, data.as_deref());
+                self.data_size += p.len() as u64 + data.as_ref().map_or(0, |d| d.len() as u64);
                 self.digest = self
                     .digest
                     .wrapping_add(node_digest(p, &meta, data.as_deref()));
@@ -817,19 +830,18 @@ impl DataTree {
                 let node_acl = self.acls.get(self.slot(id).acl).clone();
                 let zxid = h.zxid;
                 let pcv = *parent_cversion;
-                let (_, parent_acl) = self
-                    .update(
-                        parent,
-                        |pm| {
-                            if pcv > pm.cversion {
-                                pm.cversion = pcv;
-                                pm.pzxid = zxid;
-                            }
-                        },
-                        None,
-                        None,
-                    )
-                    .expect("parent checked above");
+                let (_, parent_acl) = self.update_at(
+                    parent_id,
+                    parent,
+                    |pm| {
+                        if pcv > pm.cversion {
+                            pm.cversion = pcv;
+                            pm.pzxid = zxid;
+                        }
+                    },
+                    None,
+                    None,
+                );
                 ev.push(TreeEvent {
                     kind: EventType::NodeCreated,
                     path: p.clone(),
