@@ -57,6 +57,11 @@ const DB_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 const MAX_OPEN_FILES: i32 = 256;
 
+/// The txn log's directory inside a data directory.
+pub fn txn_log_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(LOG_DIR)
+}
+
 /// RocksDB-backed [`Store`]; see the module docs for the layout.
 pub struct RocksStore {
     db: Arc<DB>,
@@ -156,7 +161,7 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_META, cf_options(&cache)),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
-        let log = SegmentLog::open(&dir.join(LOG_DIR))?;
+        let log = SegmentLog::open(&txn_log_dir(dir))?;
         let tree_writer = TreeWriter::spawn(Arc::clone(&db))?;
         let mut store = RocksStore {
             db,
