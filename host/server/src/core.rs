@@ -975,8 +975,8 @@ impl Core {
         s.approximate_data_size = self.tree.approximate_data_size();
         // `dirs`: the persisted tree (RocksDB's files) and the txn log segments, as ZooKeeper
         // reports its snapshot and log directories. A few dozen files: read on request.
-        s.log_dir_size = dir_bytes(&wazoo_store::txn_log_dir(&self.cfg.data_dir));
-        s.data_dir_size = dir_bytes(&self.cfg.data_dir);
+        s.log_dir_size = wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(&self.cfg.data_dir));
+        s.data_dir_size = wazoo_store::dir_file_bytes(&self.cfg.data_dir);
         s.outstanding_requests = self.inflight.len() as u64;
         s.uptime_ms = self.started.elapsed().as_millis() as u64;
         s.watch_count = self.watches.watch_count() as u64;
@@ -1181,18 +1181,4 @@ pub fn spawn_timers(cfg: &ServerConfig, tx: mpsc::UnboundedSender<CoreMsg>) {
             }
         }
     });
-}
-
-/// Total size of the regular files directly in `dir` (0 if it cannot be read).
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }

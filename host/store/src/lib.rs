@@ -42,7 +42,7 @@ mod segment_test;
 
 pub use committer::{CommitReport, GroupCommitter};
 pub use mem::MemStore;
-pub use rocks::{txn_log_dir, RocksStore};
+pub use rocks::{dir_file_bytes, txn_log_dir, RocksStore};
 
 use std::collections::HashMap;
 

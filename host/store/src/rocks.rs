@@ -57,6 +57,20 @@ const DB_WRITE_BUFFER_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 8 << 20;
 const MAX_OPEN_FILES: i32 = 256;
 
+/// Total size of the regular files directly in `dir` (0 if it cannot be read).
+pub fn dir_file_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 /// The txn log's directory inside a data directory.
 pub fn txn_log_dir(data_dir: &Path) -> PathBuf {
     data_dir.join(LOG_DIR)
@@ -446,16 +460,7 @@ impl Store for RocksStore {
 
     fn disk_size(&self) -> u64 {
         // SST files, RocksDB's WAL, manifest and info logs, and the txn log segments.
-        let Ok(entries) = std::fs::read_dir(&self.path) else {
-            return 0;
-        };
-        let rocks: u64 = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum();
-        rocks + self.log.disk_bytes()
+        dir_file_bytes(&self.path) + self.log.disk_bytes()
     }
 }
 
