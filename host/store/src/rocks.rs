@@ -354,6 +354,9 @@ impl Store for RocksStore {
             return Ok(());
         }
         let zxid = zxid.max(0);
+        // A purge may still have its floor and last_logged queued on the tree writer; they must
+        // land before the values written here, not overwrite them afterwards.
+        self.tree_writer.drain()?;
         let remaining = self.log.truncate_after(zxid)?;
         // The last remaining visible entry; if the purge already removed everything up to `zxid`,
         // the log is logically empty up to `zxid` itself.

@@ -255,3 +255,26 @@ fn purge_removes_segments_below_the_persisted_tree() {
     assert_eq!(s.read_log(0, usize::MAX).unwrap().len(), 199);
     assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 800));
 }
+
+/// A truncation right after a purge keeps its own last logged zxid: the purge's queued meta
+/// writes land before it, never after (which would bring back the pre-truncation value).
+#[test]
+fn truncate_right_after_purge_keeps_its_last_logged_zxid() {
+    let b = RocksBuilder::new();
+    for _ in 0..20 {
+        let mut s = b.build();
+        s.commit(Batch {
+            log: (1..=10)
+                .map(|c| LogEntry::new(zxid(1, c), vec![1]))
+                .collect(),
+            last_applied: Some(zxid(1, 10)),
+            ..Batch::default()
+        })
+        .unwrap();
+        s.purge_log_before(zxid(1, 5)).unwrap();
+        s.truncate_log_after(zxid(1, 3)).unwrap();
+        assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+        let s = b.reopen(s);
+        assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
+    }
+}
