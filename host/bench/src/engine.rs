@@ -30,6 +30,17 @@ pub struct Window {
 }
 
 impl Window {
+    /// A timed run starting in 5 ms (time for every session to be ready): `warmup` unrecorded,
+    /// then `duration` recorded. Returns the start instant and the window.
+    pub fn timed(warmup: Duration, duration: Duration) -> (Instant, Window) {
+        let start = Instant::now() + Duration::from_millis(5);
+        let win = Window {
+            measure_from: start + warmup,
+            end: Some(start + warmup + duration),
+        };
+        (start, win)
+    }
+
     /// A window that records everything until the feed runs out.
     pub fn untimed() -> Window {
         Window {

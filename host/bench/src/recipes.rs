@@ -342,11 +342,7 @@ pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, Ben
     let clients = connect_clients(cfg, n).await?;
     report.setup_s = setup_start.elapsed().as_secs_f64();
 
-    let start = Instant::now() + Duration::from_millis(5);
-    let win = Window {
-        measure_from: start + cfg.warmup,
-        end: Some(start + cfg.warmup + cfg.duration),
-    };
+    let (start, win) = Window::timed(cfg.warmup, cfg.duration);
     let cpu_task = spawn_cpu_window(win);
     let marks = spawn_phase_marks(progress, win);
     let gate = Arc::new(RoundGate::new(win.end.unwrap_or(start)));

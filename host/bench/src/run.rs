@@ -175,6 +175,24 @@ pub(crate) async fn run_phase<F: Feed>(
 const NODE_EXISTS: &[i32] = &[ErrorCode::NodeExists as i32];
 const NO_NODE: &[i32] = &[ErrorCode::NoNode as i32];
 
+/// Splits a measured phase's sessions into their feeds, recorders and the connections still
+/// usable; a session that failed is reported on stderr and its connection dropped.
+#[allow(clippy::type_complexity)]
+fn measured_sessions<F>(done: Vec<Done<F>>) -> (Vec<F>, Vec<Recorder>, Vec<Conn>) {
+    let mut feeds = Vec::with_capacity(done.len());
+    let mut recs = Vec::with_capacity(done.len());
+    let mut conns = Vec::new();
+    for d in done {
+        feeds.push(d.feed);
+        recs.push(d.rec);
+        match d.err {
+            None => conns.push(d.conn),
+            Some(e) => eprintln!("wazoo bench: session {}: {e}", d.sid),
+        }
+    }
+    (feeds, recs, conns)
+}
+
 /// Turns a setup/cleanup phase's failures into an error, or gives the connections back.
 fn phase_ok<F>(what: &str, done: Vec<Done<F>>) -> Result<Vec<Conn>, BenchError> {
     let mut conns = Vec::with_capacity(done.len());
@@ -486,11 +504,7 @@ pub async fn run_throughput(cfg: &Config, progress: &Progress) -> Result<Report,
     report.setup_s = setup_start.elapsed().as_secs_f64();
 
     // The run.
-    let start = Instant::now() + Duration::from_millis(5);
-    let win = Window {
-        measure_from: start + cfg.warmup,
-        end: Some(start + cfg.warmup + cfg.duration),
-    };
+    let (start, win) = Window::timed(cfg.warmup, cfg.duration);
     let cpu_task = spawn_cpu_window(win);
     let marks = spawn_phase_marks(progress, win);
     let feeds: Vec<OpFeed> = (0..conns.len())
@@ -512,21 +526,8 @@ pub async fn run_throughput(cfg: &Config, progress: &Progress) -> Result<Report,
     marks.abort();
     report.client_cpu_s = cpu_task.await.unwrap_or(0.0);
 
-    let mut issued = Vec::with_capacity(done.len());
-    let mut recs = Vec::with_capacity(done.len());
-    let mut conns = Vec::new();
-    let mut lost = Vec::new();
-    for d in done {
-        issued.push(d.feed.issued);
-        recs.push(d.rec);
-        match d.err {
-            None => conns.push(d.conn),
-            Some(e) => lost.push(format!("session {}: {e}", d.sid)),
-        }
-    }
-    for l in &lost {
-        eprintln!("wazoo bench: {l}");
-    }
+    let (feeds, recs, mut conns) = measured_sessions(done);
+    let issued: Vec<u64> = feeds.iter().map(|f| f.issued).collect();
     let merged = Recorder::merge_all(classes, &recs);
     report.fill_from(&merged, &["read", "write"], cfg.duration);
     mark_window(
@@ -646,15 +647,7 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
     let done = run_phase(conns, feeds, cfg.inflight, win, 1, &[], progress, stall).await;
     let total = start.elapsed();
     report.client_cpu_s = process_cpu_seconds() - cpu_a;
-    let mut recs = Vec::new();
-    let mut conns = Vec::new();
-    for d in done {
-        recs.push(d.rec);
-        match d.err {
-            None => conns.push(d.conn),
-            Some(e) => eprintln!("wazoo bench: session {}: {e}", d.sid),
-        }
-    }
+    let (_, recs, mut conns) = measured_sessions(done);
     let merged = Recorder::merge_all(1, &recs);
     report.fill_from(&merged, &[], total);
     mark_window(&mut report, start, start + total);
