@@ -53,7 +53,7 @@ pub type ConnTx = mpsc::UnboundedSender<Outbound>;
 const TREE_STAGE_DIRTY: usize = 16_384;
 
 /// Largest batch (in txns) the core commits on its own thread when idle; see
-/// `Core::commit_batch_if_idle`.
+/// `Core::hand_over_batch`.
 const INLINE_COMMIT_MAX: usize = 4;
 
 /// Messages to the core task.
@@ -908,7 +908,7 @@ impl Core {
 
     /// Submits the storage batch and hands each touched connection its bytes.
     /// `idle`: nothing else is waiting in the inbox, so the batch may be committed right here
-    /// (see `commit_batch_if_idle`).
+    /// (see `hand_over_batch`).
     fn flush(&mut self, idle: bool) {
         let dirty = std::mem::take(&mut self.dirty);
         for id in dirty {
@@ -925,11 +925,7 @@ impl Core {
             }
         }
         // Replies first: an idle commit below blocks this task for an fsync.
-        if idle {
-            self.commit_batch_if_idle();
-        } else {
-            self.submit_batch();
-        }
+        self.hand_over_batch(idle);
     }
 
     /// Hands the storage batch (log entries and/or tree changes) to the group committer.
@@ -937,15 +933,12 @@ impl Core {
         self.hand_over_batch(false);
     }
 
-    /// With nothing else to do, commits the batch on this task's thread when the storage worker
-    /// is idle (`GroupCommitter::commit_now_if_idle`): a lone write then skips the hand-off to the
-    /// storage thread and back, which on this machine is about a fifth of its latency. Under load
-    /// the inbox is never empty here and batches go to the worker, which group-commits them while
-    /// this task keeps prepping.
-    fn commit_batch_if_idle(&mut self) {
-        self.hand_over_batch(true);
-    }
-
+    /// Hands the storage batch to the group committer. With `inline_if_idle` (nothing else in the
+    /// inbox), a small batch with no earlier one in flight is committed on this task's thread when
+    /// the storage worker is idle (`GroupCommitter::commit_now_if_idle`): a lone write then skips
+    /// the hand-off to the storage thread and back, which on this machine is about a fifth of its
+    /// latency. Under load the inbox is never empty here and batches go to the worker, which
+    /// group-commits them while this task keeps prepping.
     fn hand_over_batch(&mut self, inline_if_idle: bool) {
         if self.batch.is_empty() {
             return;
