@@ -54,6 +54,16 @@ fn tune_allocator() {
             unsafe { libmimalloc_sys::mi_option_set(option, value) };
         }
     }
+    // RocksDB (C++) allocates through glibc's malloc. Once glibc's dynamic mmap threshold has
+    // risen past a memtable's 1 MiB arena blocks, they come from malloc heaps that keep them
+    // resident after the memtable is flushed and freed. A fixed threshold (which also turns the
+    // dynamic one off) maps each such block and unmaps it on free (1M znodes: RSS -20 MiB, no
+    // measurable CPU cost). `MALLOC_MMAP_THRESHOLD_` still applies when set.
+    #[cfg(target_env = "gnu")]
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        // SAFETY: sets a process-wide allocator option before any other thread exists.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10) };
+    }
 }
 
 #[derive(Parser)]

@@ -3,10 +3,11 @@
 //! version it needs is in the txn, so every replica that applies the same log holds the same tree.
 //!
 //! Memory layout (memory per znode is a headline number): nodes live in a chunked arena of fixed
-//! 96-byte slots addressed by `u32` ids. A slot holds the stat fields, its parent id, an ACL id into an
-//! interned table, one allocation with the node's *name* (not its path) followed by its data, and —
-//! only for nodes that have children — a hash table of child ids keyed by name. A path is resolved by
-//! walking its segments from the root.
+//! 72-byte slots addressed by `u32` ids. A slot holds the common stat fields, its parent id, an ACL id
+//! into an interned table, one allocation with the node's *name* (not its path) followed by its
+//! data, and — only for parents, ephemeral/container/TTL nodes and nodes whose ACL was set — a box
+//! with the hash table of child ids keyed by name and the stat fields that are otherwise implicit.
+//! A path is resolved by walking its segments from the root.
 
 use std::collections::BTreeSet;
 
@@ -98,26 +99,37 @@ const CHUNK: usize = 4096;
 /// Top bit of `Slot::name_len`: the data is null (as opposed to empty).
 const NULL_DATA: u32 = 1 << 31;
 
-/// One node. Field order keeps it at 96 bytes.
+/// The rarely-set part of a node, boxed so that a plain leaf pays 8 bytes for it: its children,
+/// and the stat fields that are only non-default for parents, ephemeral/container/TTL nodes and
+/// nodes whose ACL was set. A slot without it has no children, `pzxid == czxid`, owner 0,
+/// cversion 0 and aversion 0.
+#[derive(Debug, Default)]
+struct Extra {
+    children: HashTable<NodeId>,
+    pzxid: Zxid,
+    owner: i64,
+    cversion: i32,
+    aversion: i32,
+}
+
+/// One node. Field order keeps it at 72 bytes (checked below).
 #[derive(Debug)]
 struct Slot {
     czxid: i64,
     mzxid: i64,
     ctime: i64,
     mtime: i64,
-    owner: i64,
-    pzxid: i64,
     version: i32,
-    cversion: i32,
-    aversion: i32,
     acl: u32,
     parent: NodeId,
     /// Length of the name at the start of `blob`, plus the NULL_DATA flag.
     name_len: u32,
     /// Name bytes followed by data bytes.
     blob: Box<[u8]>,
-    children: Option<Box<HashTable<NodeId>>>,
+    extra: Option<Box<Extra>>,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 72);
 
 impl Slot {
     fn name(&self) -> &[u8] {
@@ -148,16 +160,20 @@ impl Slot {
     }
 
     fn meta(&self) -> NodeMeta {
+        let (pzxid, owner, cversion, aversion) = match &self.extra {
+            Some(e) => (e.pzxid, e.owner, e.cversion, e.aversion),
+            None => (self.czxid, 0, 0, 0),
+        };
         NodeMeta {
             czxid: self.czxid,
             mzxid: self.mzxid,
             ctime: self.ctime,
             mtime: self.mtime,
             version: self.version,
-            cversion: self.cversion,
-            aversion: self.aversion,
-            owner: self.owner,
-            pzxid: self.pzxid,
+            cversion,
+            aversion,
+            owner,
+            pzxid,
         }
     }
 
@@ -167,18 +183,55 @@ impl Slot {
         self.ctime = m.ctime;
         self.mtime = m.mtime;
         self.version = m.version;
-        self.cversion = m.cversion;
-        self.aversion = m.aversion;
-        self.owner = m.owner;
-        self.pzxid = m.pzxid;
+        let plain = m.pzxid == m.czxid && m.owner == 0 && m.cversion == 0 && m.aversion == 0;
+        if self.extra.is_none() && plain {
+            return;
+        }
+        let e = self.extra_mut();
+        e.pzxid = m.pzxid;
+        e.owner = m.owner;
+        e.cversion = m.cversion;
+        e.aversion = m.aversion;
+        self.tidy();
+    }
+
+    /// The extra part, created with the implicit values if the slot has none.
+    fn extra_mut(&mut self) -> &mut Extra {
+        let czxid = self.czxid;
+        self.extra.get_or_insert_with(|| {
+            Box::new(Extra {
+                pzxid: czxid,
+                ..Extra::default()
+            })
+        })
+    }
+
+    /// Drops the extra part once it holds nothing but the implicit values.
+    fn tidy(&mut self) {
+        if self.extra.as_ref().is_some_and(|e| {
+            e.children.is_empty()
+                && e.pzxid == self.czxid
+                && e.owner == 0
+                && e.cversion == 0
+                && e.aversion == 0
+        }) {
+            self.extra = None;
+        }
+    }
+
+    fn children(&self) -> Option<&HashTable<NodeId>> {
+        self.extra.as_deref().map(|e| &e.children)
     }
 
     fn child_count(&self) -> usize {
-        self.children.as_ref().map_or(0, |c| c.len())
+        self.children().map_or(0, HashTable::len)
     }
 
     fn is_free(&self) -> bool {
-        self.parent == NONE && self.blob.is_empty() && self.name_len == NULL_DATA
+        self.parent == NONE
+            && self.blob.is_empty()
+            && self.name_len == NULL_DATA
+            && self.extra.is_none()
     }
 }
 
@@ -263,8 +316,8 @@ impl<'a> NodeRef<'a> {
     pub fn children(&self) -> impl Iterator<Item = &'a str> + 'a {
         let tree = self.tree;
         self.slot
-            .children
-            .iter()
+            .children()
+            .into_iter()
             .flat_map(|t| t.iter())
             .map(move |id| std::str::from_utf8(tree.slot(*id).name()).unwrap_or(""))
     }
@@ -356,7 +409,7 @@ impl DataTree {
     }
 
     fn find_child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
-        let table = self.slot(parent).children.as_ref()?;
+        let table = self.slot(parent).children()?;
         let h = self.hash_name(name);
         table.find(h, |id| self.slot(*id).name() == name).copied()
     }
@@ -392,16 +445,12 @@ impl DataTree {
             mzxid: 0,
             ctime: 0,
             mtime: 0,
-            owner: 0,
-            pzxid: 0,
             version: 0,
-            cversion: 0,
-            aversion: 0,
             acl: self.acls.acquire(acl),
             parent,
             name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
             blob: blob.into_boxed_slice(),
-            children: None,
+            extra: None,
         };
         slot.set_meta(meta);
         let id = match self.free.pop() {
@@ -422,9 +471,14 @@ impl DataTree {
         self.count += 1;
         if parent != NONE {
             let h = self.hash_name(name);
-            let mut table = self.slot_mut(parent).children.take().unwrap_or_default();
-            table.insert_unique(h, id, |c| self.hasher.hash_one(self.slot(*c).name()));
-            self.slot_mut(parent).children = Some(table);
+            // Taken out and put back so that the rehash closure can read the other slots.
+            let ps = self.slot_mut(parent);
+            ps.extra_mut();
+            let mut extra = ps.extra.take().expect("just created");
+            extra
+                .children
+                .insert_unique(h, id, |c| self.hasher.hash_one(self.slot(*c).name()));
+            self.slot_mut(parent).extra = Some(extra);
         }
         id
     }
@@ -447,13 +501,16 @@ impl DataTree {
     fn free_node(&mut self, id: NodeId) {
         let parent = self.slot(id).parent;
         let h = self.hash_name(self.slot(id).name());
-        if let Some(mut table) = self.slot_mut(parent).children.take() {
-            if let Ok(e) = table.find_entry(h, |c| *c == id) {
+        let ps = self.slot_mut(parent);
+        if let Some(extra) = ps.extra.as_mut() {
+            if let Ok(e) = extra.children.find_entry(h, |c| *c == id) {
                 e.remove();
             }
-            if !table.is_empty() {
-                self.slot_mut(parent).children = Some(table);
+            if extra.children.is_empty() {
+                // Give the table's buckets back; `tidy` drops the whole part if it is plain now.
+                extra.children = HashTable::new();
             }
+            ps.tidy();
         }
         let acl = self.slot(id).acl;
         self.acls.release(acl);
@@ -461,7 +518,7 @@ impl DataTree {
         s.parent = NONE;
         s.blob = Box::new([]);
         s.name_len = NULL_DATA;
-        s.children = None;
+        s.extra = None;
         debug_assert!(s.is_free());
         self.free.push(id);
         self.count -= 1;
@@ -519,7 +576,7 @@ impl DataTree {
         while let Some((id, p)) = stack.pop() {
             let s = self.slot(id);
             acc = acc.wrapping_add(node_digest(&p, &s.meta(), s.data()));
-            if let Some(t) = &s.children {
+            if let Some(t) = s.children() {
                 for c in t.iter() {
                     let name = String::from_utf8_lossy(self.slot(*c).name()).into_owned();
                     stack.push((*c, path::child(&p, &name)));
@@ -538,7 +595,7 @@ impl DataTree {
         let mut count = 0i32;
         let mut stack = vec![start];
         while let Some(id) = stack.pop() {
-            if let Some(t) = &self.slot(id).children {
+            if let Some(t) = self.slot(id).children() {
                 count += t.len() as i32;
                 stack.extend(t.iter().copied());
             }
@@ -1021,6 +1078,71 @@ mod tests {
         let s = t.get("/a").unwrap().stat();
         assert_eq!((s.cversion, s.pzxid, s.num_children), (2, 3, 0));
         assert_eq!(t.last_applied(), 3);
+    }
+
+    /// pzxid, owner, cversion and aversion live in the boxed extra part only when they differ
+    /// from the implicit values; every path through that (child create/delete, ephemeral owner,
+    /// setACL, a load of stored non-default values) keeps the stat exact and the box absent for a
+    /// plain leaf.
+    #[test]
+    fn implicit_stat_fields_survive_box_creation_and_removal() {
+        let mut t = DataTree::new();
+        t.apply(&h(1, 0), &create("/a", 0, 1));
+        assert!(t.slot(t.lookup("/a").unwrap()).extra.is_none());
+        assert_eq!(t.get("/a").unwrap().meta().pzxid, 1);
+        t.apply(&h(2, 0), &create("/a/b", 0, 1));
+        t.apply(
+            &h(3, 0),
+            &Txn::Delete {
+                path: "/a/b".into(),
+            },
+        );
+        // No children left, but pzxid and cversion moved: the part stays, its table is freed.
+        let a = t.lookup("/a").unwrap();
+        let e = t.slot(a).extra.as_ref().expect("non-default stat kept");
+        assert_eq!((e.children.capacity(), e.pzxid, e.cversion), (0, 3, 1));
+        t.apply(&h(4, 9), &create("/e", 9, 2));
+        assert_eq!(t.get("/e").unwrap().meta().owner, 9);
+        t.apply(
+            &h(5, 0),
+            &Txn::SetAcl {
+                path: "/e".into(),
+                acl: Acl::read_unsafe(),
+                aversion: 1,
+            },
+        );
+        let m = t.get("/e").unwrap().meta();
+        assert_eq!((m.owner, m.aversion, m.pzxid, m.cversion), (9, 1, 4, 0));
+        // A load of the stored records rebuilds the same stats and the same digest.
+        let mut loaded = DataTree::new();
+        let mut records: Vec<_> = t
+            .take_changes()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        records.sort();
+        for (k, v) in &records {
+            loaded.load_entry(k, v).unwrap();
+        }
+        for p in ["/a", "/e"] {
+            assert_eq!(
+                loaded.get(p).unwrap().meta(),
+                t.get(p).unwrap().meta(),
+                "{p}"
+            );
+        }
+        assert_eq!(loaded.digest(), t.digest());
+        assert_eq!(loaded.recompute_digest(), t.digest());
+        // Setting plain values back drops the part.
+        let id = t.lookup("/e").unwrap();
+        let plain = NodeMeta {
+            czxid: 4,
+            pzxid: 4,
+            ..NodeMeta::default()
+        };
+        t.slot_mut(id).set_meta(&plain);
+        assert!(t.slot(id).extra.is_none());
+        assert_eq!(t.get("/e").unwrap().meta(), plain);
     }
 
     #[test]
