@@ -473,3 +473,34 @@ fn idle_commit_queues_behind_a_running_commit() {
         .collect();
     assert_eq!(zxids, vec![1, 2, 3]);
 }
+
+/// A batch submitted while an inline commit runs is committed by the worker once the inline
+/// commit ends: ending an inline commit wakes the worker exactly when something was queued
+/// meanwhile (it no longer wakes it after every lone inline commit).
+#[test]
+fn batch_queued_during_an_inline_commit_is_committed_after_it() {
+    let mem = MemStore::new();
+    let (store, gate, first_started) = SlowStore::new(mem.handle(), Duration::ZERO);
+    let (on_done, reports) = reporting();
+    let committer = Arc::new(GroupCommitter::spawn(Box::new(store), on_done));
+    let inline = {
+        let c = Arc::clone(&committer);
+        std::thread::spawn(move || c.commit_now_if_idle(log_batch(1)))
+    };
+    first_started.recv().unwrap();
+    assert_eq!(
+        committer.submit(log_batch(2)),
+        2,
+        "queued behind the inline commit"
+    );
+    gate.open();
+    assert_eq!(inline.join().unwrap(), 1);
+    let first = reports.recv().unwrap();
+    // A lost wake-up would leave batch 2 queued forever; the timeout only turns that hang into a
+    // failure.
+    let second = reports
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the worker was woken for the queued batch");
+    assert_eq!((first.seq, second.seq), (1, 2));
+    assert_eq!(mem.last_logged_zxid().unwrap(), 2);
+}
