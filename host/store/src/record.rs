@@ -11,11 +11,17 @@ pub(crate) const CRC_LEN: usize = 4;
 
 /// Encodes `value` for storage under `key`.
 pub(crate) fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
     let mut out = Vec::with_capacity(CRC_LEN + value.len());
+    encode_into(&mut out, key, value);
+    out
+}
+
+/// [`encode`] into a reused buffer (cleared first).
+pub(crate) fn encode_into(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
+    out.clear();
     out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(value);
-    out
 }
 
 /// Verifies a stored record and returns its value.

@@ -100,6 +100,10 @@ impl std::fmt::Debug for RocksStore {
     }
 }
 
+/// Sorted runs of the `tree` column family before universal compaction merges some (its write
+/// stall triggers, 20 and 36 runs, stay above).
+const TREE_SORTED_RUNS_BEFORE_MERGE: i32 = 12;
+
 /// Options of the `tree` column family: universal compaction. Every staged batch rewrites the
 /// parents of the nodes it creates, so each flushed file spans the whole key range under them,
 /// and leveled compaction rewrote nearly the whole tree on every L0 compaction (CPU that grew with
@@ -107,6 +111,10 @@ impl std::fmt::Debug for RocksStore {
 fn tree_cf_options(cache: &Cache) -> Options {
     let mut opts = cf_options(cache);
     opts.set_compaction_style(DBCompactionStyle::Universal);
+    // The tree is read back only at startup (reads are served from memory), so more sorted runs
+    // cost little, while every merge rewrites what it merges. 12 runs instead of RocksDB's 4
+    // before a merge: create 16x8 compaction CPU per op 2.6-3.3 -> 0.9-1.0 us.
+    opts.set_level_zero_file_num_compaction_trigger(TREE_SORTED_RUNS_BEFORE_MERGE);
     opts
 }
 
@@ -585,15 +593,21 @@ impl TreeWriter {
     }
 }
 
-fn write_tree(db: &DB, w: TreeWrite) -> Result<(), StoreError> {
+fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     let cf = |name: &'static str| {
         db.cf_handle(name)
             .ok_or_else(|| StoreError::RocksDb(format!("column family `{name}` is missing")))
     };
+    // In key order, so that each memtable insert starts its skiplist search from the previous
+    // one's position instead of from the top (puts and deletes never share a key: `Batch::merge`).
+    w.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    w.deletes.sort_unstable();
     let mut wb = WriteBatch::default();
     let tree = cf(CF_TREE)?;
+    let mut value_buf = Vec::new();
     for (key, value) in &w.puts {
-        wb.put_cf(tree, key, record::encode(key, value));
+        record::encode_into(&mut value_buf, key, value);
+        wb.put_cf(tree, key, &value_buf);
     }
     for key in &w.deletes {
         wb.delete_cf(tree, key);
