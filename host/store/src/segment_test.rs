@@ -267,6 +267,35 @@ fn purge_removes_whole_segments_below_the_point_only() {
     log.purge_before(zxid(9, 0)).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.last(), Some(zxid(1, 300)));
+    // The purged files left their names at once (renamed; a background thread unlinks them).
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| !n.ends_with(".purged"))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+/// A purged segment not yet deleted when the server stopped (`<name>.purged`) is deleted at open
+/// and never read as part of the log.
+#[test]
+fn purged_file_left_by_a_crash_is_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = open(dir.path());
+    let all = append_one_by_one(&mut log, 300);
+    let first = log.segment_paths()[0].clone();
+    drop(log);
+    let mut trash = first.clone().into_os_string();
+    trash.push(".purged");
+    std::fs::rename(&first, &trash).unwrap();
+    let log = open(dir.path());
+    assert!(!std::path::Path::new(&trash).exists());
+    let rest = read_all(&log, 0);
+    assert!(
+        rest[0].zxid > all[0].zxid,
+        "the purged segment's records are gone"
+    );
+    assert_eq!(rest.last(), all.last());
 }
 
 /// A batch larger than a segment gets a segment of its own size.
