@@ -638,14 +638,16 @@ impl DataTree {
     /// Takes the persisted-state mutations made since the last call (node and session keys).
     pub fn take_changes(&mut self) -> Vec<StateChange> {
         let mut out = Vec::with_capacity(self.dirty_nodes.len() + self.dirty_sessions.len());
-        let dirty = std::mem::take(&mut self.dirty_nodes);
-        for (p, id) in dirty {
+        // Drained, not replaced: the map keeps its capacity for the next round of changes.
+        let mut dirty = std::mem::take(&mut self.dirty_nodes);
+        for (p, id) in dirty.drain() {
             let v = (id != NONE).then(|| {
                 let s = self.slot(id);
                 encode_node(&s.meta(), self.acls.get(s.acl), s.data())
             });
             out.push((p.into_bytes(), v));
         }
+        self.dirty_nodes = dirty;
         for id in self.dirty_sessions.drain() {
             let v = self.sessions.get(&id).map(|s| {
                 let mut b = s.timeout.to_be_bytes().to_vec();
