@@ -6,7 +6,8 @@
 //! 72-byte slots addressed by `u32` ids. A slot holds the common stat fields, its parent id, an ACL id
 //! into an interned table, one allocation with the node's *name* (not its path) followed by its
 //! data, and — only for parents, ephemeral/container/TTL nodes and nodes whose ACL was set — a box
-//! with the hash table of child ids keyed by name and the stat fields that are otherwise implicit.
+//! with the child table (`ChildTable`: child ids keyed by name) and the stat fields that are
+//! otherwise implicit.
 //! A path is resolved by walking its segments from the root.
 
 use std::collections::BTreeSet;
@@ -14,10 +15,10 @@ use std::collections::BTreeSet;
 use crate::hash::{FastMap, FastSet, FastState};
 use std::hash::BuildHasher;
 
-use hashbrown::HashTable;
 use wazoo_proto::{Acl, ErrorCode, EventType, Stat, Txn, TxnHeader, Zxid};
 
 use crate::acl::AclList;
+use crate::children::{ChildTable, NodeId};
 use crate::node::{encode_node, owner_kind, stat_of, NodeMeta, OwnerKind};
 use crate::path;
 
@@ -92,7 +93,6 @@ fn node_digest(path: &str, m: &NodeMeta, data: Option<&[u8]>) -> u64 {
     u64::from(crc)
 }
 
-type NodeId = u32;
 const ROOT: NodeId = 0;
 const NONE: NodeId = u32::MAX;
 const CHUNK: usize = 4096;
@@ -105,7 +105,7 @@ const NULL_DATA: u32 = 1 << 31;
 /// cversion 0 and aversion 0.
 #[derive(Debug, Default)]
 struct Extra {
-    children: HashTable<NodeId>,
+    children: ChildTable,
     pzxid: Zxid,
     owner: i64,
     cversion: i32,
@@ -219,12 +219,12 @@ impl Slot {
         }
     }
 
-    fn children(&self) -> Option<&HashTable<NodeId>> {
+    fn children(&self) -> Option<&ChildTable> {
         self.extra.as_deref().map(|e| &e.children)
     }
 
     fn child_count(&self) -> usize {
-        self.children().map_or(0, HashTable::len)
+        self.children().map_or(0, ChildTable::len)
     }
 
     fn is_free(&self) -> bool {
@@ -319,7 +319,7 @@ impl<'a> NodeRef<'a> {
             .children()
             .into_iter()
             .flat_map(|t| t.iter())
-            .map(move |id| std::str::from_utf8(tree.slot(*id).name()).unwrap_or(""))
+            .map(move |id| std::str::from_utf8(tree.slot(id).name()).unwrap_or(""))
     }
 
     pub fn stat(&self) -> Stat {
@@ -411,7 +411,7 @@ impl DataTree {
     fn find_child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         let table = self.slot(parent).children()?;
         let h = self.hash_name(name);
-        table.find(h, |id| self.slot(*id).name() == name).copied()
+        table.find(h, |id| self.slot(id).name() == name)
     }
 
     fn lookup(&self, p: &str) -> Option<NodeId> {
@@ -477,7 +477,7 @@ impl DataTree {
             let mut extra = ps.extra.take().expect("just created");
             extra
                 .children
-                .insert_unique(h, id, |c| self.hasher.hash_one(self.slot(*c).name()));
+                .insert(h, id, |c| self.hasher.hash_one(self.slot(c).name()));
             self.slot_mut(parent).extra = Some(extra);
         }
         id
@@ -503,13 +503,9 @@ impl DataTree {
         let h = self.hash_name(self.slot(id).name());
         let ps = self.slot_mut(parent);
         if let Some(extra) = ps.extra.as_mut() {
-            if let Ok(e) = extra.children.find_entry(h, |c| *c == id) {
-                e.remove();
-            }
-            if extra.children.is_empty() {
-                // Give the table's buckets back; `tidy` drops the whole part if it is plain now.
-                extra.children = HashTable::new();
-            }
+            // An emptied table gives its buckets back; `tidy` drops the whole part if it is
+            // plain now.
+            extra.children.remove(h, id);
             ps.tidy();
         }
         let acl = self.slot(id).acl;
@@ -578,8 +574,8 @@ impl DataTree {
             acc = acc.wrapping_add(node_digest(&p, &s.meta(), s.data()));
             if let Some(t) = s.children() {
                 for c in t.iter() {
-                    let name = String::from_utf8_lossy(self.slot(*c).name()).into_owned();
-                    stack.push((*c, path::child(&p, &name)));
+                    let name = String::from_utf8_lossy(self.slot(c).name()).into_owned();
+                    stack.push((c, path::child(&p, &name)));
                 }
             }
         }
@@ -597,7 +593,7 @@ impl DataTree {
         while let Some(id) = stack.pop() {
             if let Some(t) = self.slot(id).children() {
                 count += t.len() as i32;
-                stack.extend(t.iter().copied());
+                stack.extend(t.iter());
             }
         }
         count
