@@ -49,8 +49,10 @@ pub enum Outbound {
 pub type ConnTx = mpsc::UnboundedSender<Outbound>;
 
 /// Dirty tree entries (nodes and sessions) that make the core stage them for the store before the
-/// next tick: bounds the memory they hold and the log a restart replays.
-const TREE_STAGE_DIRTY: usize = 16_384;
+/// next tick: bounds the memory they hold and the log a restart replays. Staging encodes every
+/// dirty node on the core, a pause for every request: at 16k it took 8-28 ms (create 16x8, p99
+/// 7.8-8.4 ms); at 4096 pauses stay under about 6 ms (p99 6.2-6.5 ms) at no measurable CPU cost.
+const TREE_STAGE_DIRTY: usize = 4096;
 
 /// Largest batch (in txns) the core commits on its own thread when idle; see
 /// `Core::hand_over_batch`.
