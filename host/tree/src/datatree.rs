@@ -3,7 +3,7 @@
 //! version it needs is in the txn, so every replica that applies the same log holds the same tree.
 //!
 //! Memory layout (memory per znode is a headline number): nodes live in a chunked arena of fixed
-//! 72-byte slots addressed by `u32` ids. A slot holds the common stat fields, its parent id, an ACL id
+//! 64-byte slots addressed by `u32` ids. A slot holds the common stat fields, its parent id, an ACL id
 //! into an interned table, one allocation with the node's *name* (not its path) followed by its
 //! data, and — only for parents, ephemeral/container/TTL nodes and nodes whose ACL was set — a box
 //! with the child table (`ChildTable`: child ids keyed by name) and the stat fields that are
@@ -18,6 +18,7 @@ use std::hash::BuildHasher;
 use wazoo_proto::{Acl, ErrorCode, EventType, Stat, Txn, TxnHeader, Zxid};
 
 use crate::acl::AclList;
+use crate::blob::{self, Blob};
 use crate::children::{ChildTable, NodeId};
 use crate::node::{encode_node, owner_kind, stat_of, NodeMeta, OwnerKind};
 use crate::path;
@@ -112,7 +113,7 @@ struct Extra {
     aversion: i32,
 }
 
-/// One node. Field order keeps it at 72 bytes (checked below).
+/// One node. Field order keeps it at 64 bytes (checked below).
 #[derive(Debug)]
 struct Slot {
     czxid: i64,
@@ -124,34 +125,29 @@ struct Slot {
     parent: NodeId,
     /// Length of the name at the start of `blob`, plus the NULL_DATA flag.
     name_len: u32,
-    /// Name bytes followed by data bytes.
-    blob: Box<[u8]>,
+    /// Name bytes followed by data bytes (`None` when both are empty).
+    blob: Option<Blob>,
     extra: Option<Box<Extra>>,
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 72);
+const _: () = assert!(std::mem::size_of::<Slot>() == 64);
 
 impl Slot {
     fn name(&self) -> &[u8] {
-        &self.blob[..(self.name_len & !NULL_DATA) as usize]
+        &blob::bytes(&self.blob)[..(self.name_len & !NULL_DATA) as usize]
     }
 
     fn data(&self) -> Option<&[u8]> {
         if self.name_len & NULL_DATA != 0 {
             None
         } else {
-            Some(&self.blob[(self.name_len & !NULL_DATA) as usize..])
+            Some(&blob::bytes(&self.blob)[(self.name_len & !NULL_DATA) as usize..])
         }
     }
 
     fn set_data(&mut self, data: Option<&[u8]>) {
         let n = (self.name_len & !NULL_DATA) as usize;
-        let mut b = Vec::with_capacity(n + data.map_or(0, <[u8]>::len));
-        b.extend_from_slice(&self.blob[..n]);
-        if let Some(d) = data {
-            b.extend_from_slice(d);
-        }
-        self.blob = b.into_boxed_slice();
+        self.blob = Blob::concat(&[self.name(), data.unwrap_or_default()]);
         self.name_len = n as u32 | if data.is_none() { NULL_DATA } else { 0 };
     }
 
@@ -229,7 +225,7 @@ impl Slot {
 
     fn is_free(&self) -> bool {
         self.parent == NONE
-            && self.blob.is_empty()
+            && self.blob.is_none()
             && self.name_len == NULL_DATA
             && self.extra.is_none()
     }
@@ -435,11 +431,6 @@ impl DataTree {
         acl: &[Acl],
         data: Option<&[u8]>,
     ) -> NodeId {
-        let mut blob = Vec::with_capacity(name.len() + data.map_or(0, <[u8]>::len));
-        blob.extend_from_slice(name);
-        if let Some(d) = data {
-            blob.extend_from_slice(d);
-        }
         let mut slot = Slot {
             czxid: 0,
             mzxid: 0,
@@ -449,7 +440,7 @@ impl DataTree {
             acl: self.acls.acquire(acl),
             parent,
             name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
-            blob: blob.into_boxed_slice(),
+            blob: Blob::concat(&[name, data.unwrap_or_default()]),
             extra: None,
         };
         slot.set_meta(meta);
@@ -512,7 +503,7 @@ impl DataTree {
         self.acls.release(acl);
         let s = self.slot_mut(id);
         s.parent = NONE;
-        s.blob = Box::new([]);
+        s.blob = None;
         s.name_len = NULL_DATA;
         s.extra = None;
         debug_assert!(s.is_free());

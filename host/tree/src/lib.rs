@@ -7,6 +7,7 @@
 //! apply the same txns on every replica.
 
 pub mod acl;
+mod blob;
 mod children;
 pub mod datatree;
 pub mod hash;
