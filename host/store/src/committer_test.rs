@@ -177,6 +177,39 @@ fn merge_keeps_order_and_last_write_wins() {
     assert_eq!(Batch::merge([single.clone()]), single);
 }
 
+/// When at most one of the merged batches touches the tree, its puts and deletes pass through
+/// unchanged, wherever it is among the batches; logs still concatenate and the last
+/// `last_applied` still wins.
+#[test]
+fn merge_with_one_tree_batch_keeps_its_changes_as_they_are() {
+    let staged = Batch {
+        log: vec![LogEntry::new(2, b"b".to_vec())],
+        tree_puts: vec![put("/b", "1"), put("/a", "1")],
+        tree_deletes: vec![b"/c".to_vec()],
+        last_applied: Some(2),
+    };
+    for at in 0..3 {
+        let mut parts: Vec<Batch> = (1..=3).map(log_batch).collect();
+        parts[at] = Batch {
+            log: vec![LogEntry::new(at as i64 + 1, b"t".to_vec())],
+            ..staged.clone()
+        };
+        parts[2].last_applied = Some(3);
+        let merged = Batch::merge(parts);
+        assert_eq!(
+            merged.log.iter().map(|e| e.zxid).collect::<Vec<_>>(),
+            vec![1, 2, 3],
+            "tree batch at {at}"
+        );
+        assert_eq!(merged.tree_puts, staged.tree_puts, "tree batch at {at}");
+        assert_eq!(
+            merged.tree_deletes, staged.tree_deletes,
+            "tree batch at {at}"
+        );
+        assert_eq!(merged.last_applied, Some(3), "tree batch at {at}");
+    }
+}
+
 /// Everything submitted while a commit is in flight becomes the next single commit (group
 /// commit): 1 + 20 batches take exactly 2 commits, and the reports cover seqs 1 and 2..=21.
 #[test]

@@ -115,6 +115,32 @@ impl Batch {
         if batches.peek().is_none() {
             return first;
         }
+        let rest: Vec<Batch> = batches.collect();
+        let has_tree = |b: &Batch| !b.tree_puts.is_empty() || !b.tree_deletes.is_empty();
+        if rest
+            .iter()
+            .chain(std::iter::once(&first))
+            .filter(|b| has_tree(b))
+            .count()
+            <= 1
+        {
+            // At most one batch touches the tree (the usual case: the core stages tree changes
+            // every few thousand nodes), so its keys pass through as they are, without re-keying
+            // thousands of them in a map.
+            for b in rest {
+                let touches = has_tree(&b);
+                first.log.extend(b.log);
+                if touches {
+                    first.tree_puts = b.tree_puts;
+                    first.tree_deletes = b.tree_deletes;
+                }
+                if b.last_applied.is_some() {
+                    first.last_applied = b.last_applied;
+                }
+            }
+            return first;
+        }
+        let batches = rest.into_iter();
         // Final operation per key, in first-touched order.
         let mut ops: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
         let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
