@@ -278,3 +278,52 @@ fn truncate_right_after_purge_keeps_its_last_logged_zxid() {
         assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 3));
     }
 }
+
+/// Nice values of this process's threads with the given name (Linux `/proc/self/task/*/stat`,
+/// field 19).
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").expect("procfs") {
+        let Ok(stat) = std::fs::read_to_string(task.expect("task").path().join("stat")) else {
+            continue; // the thread exited meanwhile
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != name {
+            continue;
+        }
+        // After "pid (comm) ": state is field 3, nice field 19.
+        let nice = stat[close + 2..]
+            .split(' ')
+            .nth(19 - 3)
+            .expect("nice field")
+            .parse()
+            .expect("numeric nice");
+        out.push(nice);
+    }
+    out
+}
+
+/// The threads that persist the tree run below the request path: the tree writer at nice 10 and
+/// RocksDB's flush thread at nice 19 once it has flushed (RocksDB lowers a pool thread before its
+/// next job), so on a small machine they take CPU the core task and the log fsync leave over.
+#[cfg(target_os = "linux")]
+#[test]
+fn tree_writer_and_rocksdb_flush_run_at_lowered_cpu_priority() {
+    let b = RocksBuilder::new();
+    let mut s = b.build();
+    s.commit(Batch {
+        tree_puts: vec![(b"/a".to_vec(), b"value".to_vec())],
+        last_applied: Some(zxid(1, 1)),
+        ..Batch::default()
+    })
+    .unwrap();
+    s.checkpoint().unwrap();
+    let tree = nice_of_threads("wazoo-tree");
+    assert!(!tree.is_empty(), "no wazoo-tree thread found");
+    assert!(tree.iter().all(|&n| n == 10), "wazoo-tree nice: {tree:?}");
+    let flush = nice_of_threads("rocksdb:high");
+    assert!(flush.contains(&19), "rocksdb:high nice: {flush:?}");
+}
