@@ -429,3 +429,26 @@ pub(crate) fn check_writable_meta(key: MetaKey) -> Result<(), StoreError> {
     }
     Ok(())
 }
+
+/// Lowers the calling thread's CPU priority to `nice` (Linux: nice values are per thread). Raising
+/// a nice value needs no privilege; a failure is logged and otherwise ignored (priority is a
+/// matter of speed, not of correctness).
+pub(crate) fn lower_cpu_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain syscalls on the calling thread's own id, no memory involved.
+        let rc = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+        };
+        if rc != 0 {
+            tracing::debug!(
+                nice,
+                "setpriority failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}

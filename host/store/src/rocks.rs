@@ -31,12 +31,12 @@ use rocksdb::{
     ReadTier, WriteBatch, WriteOptions, DB,
 };
 
-use crate::record;
 use crate::segment::SegmentLog;
 use crate::{
     check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, Zxid,
     FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
+use crate::{lower_cpu_priority, record};
 
 /// The column family of the txn log in format version 1 (the log lived in RocksDB).
 const CF_LOG_V1: &str = "log";
@@ -154,29 +154,6 @@ fn background_env() -> Result<Env, StoreError> {
     env.lower_thread_pool_cpu_priority();
     env.lower_high_priority_thread_pool_cpu_priority();
     Ok(env)
-}
-
-/// Lowers the calling thread's CPU priority to `nice` (Linux: nice values are per thread). Raising
-/// a nice value needs no privilege; a failure is logged and otherwise ignored (priority is a
-/// matter of speed, not of correctness).
-fn lower_cpu_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls on the calling thread's own id, no memory involved.
-        let rc = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if rc != 0 {
-            tracing::debug!(
-                nice,
-                "setpriority failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }
 
 fn db_options(cache: &Cache) -> Result<Options, StoreError> {
