@@ -134,6 +134,17 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
 
 /// `PrepRequestProcessor.fixupACL`: de-duplicate, reject empty lists and invalid ids, expand `auth`.
 pub fn fixup_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
+    // The usual case (world:anyone, or ids that need no expansion, no duplicates): the list as is.
+    let as_is = !acl.is_empty()
+        && acl.iter().enumerate().all(|(i, a)| {
+            a.id.scheme != "auth"
+                && !acl[..i].contains(a)
+                && ((a.id.scheme == "world" && a.id.id == "anyone")
+                    || provider_accepts(&a.id.scheme, &a.id.id))
+        });
+    if as_is {
+        return Ok(acl.to_vec());
+    }
     let mut dedup: Vec<Acl> = Vec::with_capacity(acl.len());
     for a in acl {
         if !dedup.contains(a) {

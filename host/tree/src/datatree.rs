@@ -278,6 +278,12 @@ impl AclTable {
     fn get(&self, id: u32) -> &AclList {
         &self.lists[id as usize].as_ref().expect("live ACL id").0
     }
+
+    /// The table's list equal to `acl`, if some node has it.
+    fn find(&self, acl: &[Acl]) -> Option<&AclList> {
+        let &id = self.index.get(acl)?;
+        Some(self.get(id))
+    }
 }
 
 /// A read-only view of one node.
@@ -509,6 +515,15 @@ impl DataTree {
         debug_assert!(s.is_free());
         self.free.push(id);
         self.count -= 1;
+    }
+
+    /// `acl` as a shared list: the tree's copy when some node already has an equal ACL (nearly
+    /// always: most nodes share a few ACLs), else a new one. Saves prep a copy per create.
+    pub fn acl_list(&self, acl: &[Acl]) -> AclList {
+        match self.acls.find(acl) {
+            Some(list) => list.clone(),
+            None => AclList::from(acl),
+        }
     }
 
     pub fn get(&self, p: &str) -> Option<NodeRef<'_>> {
@@ -784,7 +799,13 @@ impl DataTree {
         };
         self.data_size = self.data_size - before_len + after_len;
         self.digest = self.digest.wrapping_sub(before).wrapping_add(after);
-        self.dirty_nodes.insert(p.to_string(), id);
+        // The parent of many creates is dirty already: no new key for it.
+        match self.dirty_nodes.get_mut(p) {
+            Some(v) => *v = id,
+            None => {
+                self.dirty_nodes.insert(p.to_string(), id);
+            }
+        }
         let s = self.slot(id);
         (
             stat_of(&s.meta(), s.data_len(), s.child_count() as i32),

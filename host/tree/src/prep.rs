@@ -47,8 +47,10 @@ pub struct ChangeRecord {
 /// Outstanding changes: txns prepped but not yet applied to the tree.
 #[derive(Debug, Default)]
 pub struct PendingChanges {
-    by_path: FastMap<String, ChangeRecord>,
-    order: VecDeque<(Zxid, String)>,
+    /// Keyed by path; `order` shares the key (a path changed by many txns in a row, such as the
+    /// parent of many creates, is allocated once).
+    by_path: FastMap<Arc<str>, ChangeRecord>,
+    order: VecDeque<(Zxid, Arc<str>)>,
 }
 
 impl PendingChanges {
@@ -71,8 +73,8 @@ impl PendingChanges {
                 break;
             }
             let (z, p) = self.order.pop_front().expect("front exists");
-            if self.by_path.get(&p).is_some_and(|r| r.zxid == z) {
-                self.by_path.remove(&p);
+            if self.by_path.get(&*p).is_some_and(|r| r.zxid == z) {
+                self.by_path.remove(&*p);
             }
         }
     }
@@ -89,8 +91,10 @@ struct Prep<'a> {
     pending: &'a mut PendingChanges,
     ctx: PrepCtx<'a>,
     cfg: &'a PrepConfig,
-    /// Previous records of paths this txn changed, to roll back on failure.
+    /// Previous records of paths this txn changed, to roll back on failure; kept for a multi only
+    /// (`multi`): a single op records its changes last, after every check that can fail.
     saved: Vec<(String, Option<ChangeRecord>)>,
+    multi: bool,
 }
 
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -127,19 +131,23 @@ impl Prep<'_> {
     }
 
     fn put(&mut self, p: &str, rec: ChangeRecord) {
-        if !self.saved.iter().any(|(s, _)| s == p) {
+        if self.multi && !self.saved.iter().any(|(s, _)| s == p) {
             self.saved
                 .push((p.to_string(), self.pending.by_path.get(p).cloned()));
         }
-        self.pending.by_path.insert(p.to_string(), rec);
-        self.pending.order.push_back((self.ctx.zxid, p.to_string()));
+        let key = match self.pending.by_path.get_key_value(p) {
+            Some((k, _)) => Arc::clone(k),
+            None => Arc::from(p),
+        };
+        self.pending.by_path.insert(Arc::clone(&key), rec);
+        self.pending.order.push_back((self.ctx.zxid, key));
     }
 
     fn rollback(&mut self) {
         for (p, prev) in self.saved.drain(..).rev() {
             match prev {
-                Some(r) => self.pending.by_path.insert(p, r),
-                None => self.pending.by_path.remove(&p),
+                Some(r) => self.pending.by_path.insert(Arc::from(p), r),
+                None => self.pending.by_path.remove(p.as_str()),
             };
         }
         let z = self.ctx.zxid;
@@ -239,7 +247,7 @@ impl Prep<'_> {
                     pzxid: z,
                 }),
                 child_count: 0,
-                acl: Arc::from(acl.as_slice()),
+                acl: self.tree.acl_list(&acl),
             },
         );
         Ok(Txn::Create {
@@ -343,7 +351,7 @@ impl Prep<'_> {
         let new_aversion = check_version(nmeta.aversion, version)?;
         nmeta.aversion = new_aversion;
         nrec.meta = Some(nmeta);
-        nrec.acl = Arc::from(acl.as_slice());
+        nrec.acl = self.tree.acl_list(&acl);
         nrec.zxid = self.ctx.zxid;
         self.put(p, nrec);
         Ok(Txn::SetAcl {
@@ -372,15 +380,20 @@ impl Prep<'_> {
         // (path, czxid, pending): applied ephemerals not pending deletion, then pending creates.
         let mut found: Vec<(String, Zxid, bool)> = Vec::new();
         for p in self.tree.ephemerals_of(s) {
-            if self.pending.by_path.get(p).is_none_or(|r| r.meta.is_some()) {
+            if self
+                .pending
+                .by_path
+                .get(p.as_str())
+                .is_none_or(|r| r.meta.is_some())
+            {
                 let czxid = self.tree.get(p).map_or(0, |n| n.meta().czxid);
                 found.push((p.clone(), czxid, false));
             }
         }
         for (p, r) in &self.pending.by_path {
             if let Some(m) = r.meta.filter(|m| m.owner == s) {
-                if !found.iter().any(|(f, _, _)| f == p) {
-                    found.push((p.clone(), m.czxid, true));
+                if !found.iter().any(|(f, _, _)| f.as_str() == &**p) {
+                    found.push((p.to_string(), m.czxid, true));
                 }
             }
         }
@@ -482,6 +495,7 @@ pub fn prep(
         ctx,
         cfg,
         saved: Vec::new(),
+        multi: matches!(req, Request::Multi(_)),
     };
     if let Request::Multi(ops) = req {
         let mut txns = Vec::with_capacity(ops.len());
