@@ -49,3 +49,22 @@ def test_pipelined_reads_see_earlier_writes_of_the_same_connection_in_order(serv
             assert r.value.version == version
     assert replies[-2].err == Err.OK
     assert replies[-1].err == Err.NONODE
+
+
+def test_a_client_that_stops_reading_gets_every_reply_in_order_and_stalls_no_one(server, wire):
+    """Replies the socket cannot take wait in the server: the core writes straight to the socket while it
+    can and the connection's writer task takes over when it cannot. They arrive complete and in order once
+    the client reads again, and other connections are served meanwhile (the core never waits for a slow
+    reader)."""
+    slow = wire()
+    big = bytes(range(256)) * 1024  # 256 KiB: 128 replies are far more than the socket buffers hold
+    assert slow.read_reply(slow.send(Op.CREATE, zkwire.create_body("/big-replies", big)), Op.CREATE).err == Err.OK
+    sent = [slow.send(Op.GET_DATA, zkwire.path_watch_body("/big-replies", False)) for _ in range(128)]
+    marker = slow.send(Op.EXISTS, zkwire.path_watch_body("/big-replies", False))
+    other = wire()
+    created = other.read_reply(other.send(Op.CREATE, zkwire.create_body("/while-slow", b"x")), Op.CREATE)
+    assert (created.err, created.value) == (Err.OK, "/while-slow")
+    for xid in sent:
+        r = slow.read_reply(xid, Op.GET_DATA)
+        assert r.err == Err.OK and r.value[0] == big
+    assert slow.read_reply(marker, Op.EXISTS).err == Err.OK

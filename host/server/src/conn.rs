@@ -6,12 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, info, warn};
 use wazoo_admin::fourletter::{not_whitelisted_message, render, FourLetterWord, Whitelist};
 use wazoo_proto::frame::{frame_len, FrameLen};
@@ -19,7 +19,7 @@ use wazoo_proto::request::RequestError;
 use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::config::ServerConfig;
-use crate::core::{ConnId, CoreMsg, Outbound};
+use crate::core::{ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
@@ -108,19 +108,24 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
             return;
         }
     };
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let out = Arc::new(ConnOut {
+        wr,
+        state: Mutex::new(OutState::default()),
+        wake: Notify::new(),
+    });
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(writer(wr, out_rx, stop_tx));
+    tokio::spawn(writer(Arc::clone(&out), stop_tx));
     if shared
         .core
         .send(CoreMsg::Connect {
             conn: id,
             remote,
             req,
-            out: out_tx,
+            out: Arc::clone(&out),
         })
         .is_err()
     {
+        out.close();
         return;
     }
     loop {
@@ -170,6 +175,8 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
             break;
         }
     }
+    // The writer flushes what is queued and ends; the socket closes when the core lets go of it too.
+    out.close();
     let _ = shared.core.send(CoreMsg::Closed { conn: id });
 }
 
@@ -205,40 +212,121 @@ async fn read_frame(
     Ok(Some(payload))
 }
 
-async fn writer(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
-    stop: oneshot::Sender<()>,
-) {
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
-    'outer: while let Some(first) = rx.recv().await {
-        let mut close = false;
-        match first {
-            Outbound::Frames(b) => buf.extend_from_slice(&b),
-            Outbound::Close => close = true,
+/// A connection's outgoing side, shared by the core and the connection's writer task. The core
+/// writes replies straight to the socket when nothing is queued before them (one `send` per flush,
+/// no hand-off); whatever the socket does not take at once is queued here and written by the
+/// writer task when the socket is writable again. Bytes always leave in the order they were sent.
+#[derive(Debug)]
+pub struct ConnOut {
+    wr: OwnedWriteHalf,
+    state: Mutex<OutState>,
+    /// Wakes the writer task: bytes were queued, or the connection is to close.
+    wake: Notify,
+}
+
+#[derive(Debug, Default)]
+struct OutState {
+    /// Bytes waiting for the writer task, after the ones it is writing.
+    pending: Vec<u8>,
+    /// The writer task is writing bytes taken from `pending`: nothing may overtake them.
+    writing: bool,
+    /// Close once everything sent before is written.
+    close: bool,
+    /// A write failed; nothing more is written.
+    failed: bool,
+}
+
+impl ConnOut {
+    fn lock(&self) -> MutexGuard<'_, OutState> {
+        // Only whole-field updates happen under the lock; a poisoned state is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `bytes` (whole frames): straight to the socket when nothing is queued or being written
+    /// before them, else queued for the writer task. Never blocks.
+    pub fn send(&self, bytes: &[u8]) {
+        let mut st = self.lock();
+        if st.close || st.failed || bytes.is_empty() {
+            return;
         }
-        while !close {
-            match rx.try_recv() {
-                Ok(Outbound::Frames(b)) => buf.extend_from_slice(&b),
-                Ok(Outbound::Close) => close = true,
-                Err(_) => break,
+        if st.pending.is_empty() && !st.writing {
+            match self.wr.try_write(bytes) {
+                Ok(n) if n == bytes.len() => return,
+                Ok(n) => st.pending.extend_from_slice(&bytes[n..]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    st.pending.extend_from_slice(bytes)
+                }
+                Err(e) => {
+                    debug!("write to client failed: {e}");
+                    st.failed = true;
+                }
             }
+        } else {
+            st.pending.extend_from_slice(bytes);
         }
-        if !buf.is_empty() {
-            if wr.write_all(&buf).await.is_err() {
-                break 'outer;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Closes the connection once everything sent before has been written.
+    pub fn close(&self) {
+        self.lock().close = true;
+        self.wake.notify_one();
+    }
+}
+
+/// The writer task: writes what the core could not write at once, and closes the connection when
+/// told to (or when a write fails), then stops the reader.
+async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
+    let mut chunk: Vec<u8> = Vec::new();
+    loop {
+        let wait = {
+            let mut st = out.lock();
+            if st.failed {
+                break;
             }
-            buf.clear();
-            if buf.capacity() > 1 << 20 {
-                buf.shrink_to(16 * 1024);
+            if st.pending.is_empty() {
+                st.writing = false;
+                if st.close {
+                    break;
+                }
+                true
+            } else {
+                std::mem::swap(&mut chunk, &mut st.pending);
+                st.writing = true;
+                false
             }
+        };
+        if wait {
+            // A notification sent since the check above is kept as a permit: none is lost.
+            out.wake.notified().await;
+            continue;
         }
-        if close {
+        if let Err(e) = write_all(&out.wr, &chunk).await {
+            debug!("write to client failed: {e}");
+            out.lock().failed = true;
             break;
         }
+        chunk.clear();
+        if chunk.capacity() > 1 << 20 {
+            chunk.shrink_to(16 * 1024);
+        }
     }
-    let _ = wr.shutdown().await;
+    // The write half shuts down when the last holder (this task or the core) drops it.
     let _ = stop.send(());
+}
+
+async fn write_all(wr: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        wr.writable().await?;
+        match wr.try_write(buf) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn four_letter(cmd: FourLetterWord, mut wr: OwnedWriteHalf, shared: &Shared) {
