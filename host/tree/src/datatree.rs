@@ -352,6 +352,10 @@ pub struct DataTree {
     /// staging them needs no second path walk.
     dirty_nodes: FastMap<String, NodeId>,
     dirty_sessions: FastSet<i64>,
+    /// During a load (until [`DataTree::finish_load`]): the parent of the last loaded node. Keys
+    /// arrive in bytewise order, so siblings come in a row and their parent is walked to once.
+    /// Valid only while nothing but `load_entry` changes the tree (loads never delete).
+    load_parent: Option<(String, NodeId)>,
 }
 
 impl Default for DataTree {
@@ -378,6 +382,7 @@ impl DataTree {
             digest: 0,
             data_size: 0,
             dirty_nodes: FastMap::default(),
+            load_parent: None,
             dirty_sessions: FastSet::default(),
         };
         let open = Acl::open_unsafe();
@@ -681,7 +686,26 @@ impl DataTree {
         let p = std::str::from_utf8(key).map_err(|_| "node key is not UTF-8".to_string())?;
         let (meta, acl, data) =
             crate::node::decode_node(value).map_err(|e| format!("node {p}: {e}"))?;
-        if let Some(id) = self.lookup(p) {
+        let (parent, existing) = match path::parent(p) {
+            None => (None, self.lookup(p)),
+            Some(pp) => {
+                let parent = match &self.load_parent {
+                    Some((cached, id)) if cached == pp => *id,
+                    _ => {
+                        let id = self
+                            .lookup(pp)
+                            .ok_or_else(|| format!("node {p} loaded before its parent"))?;
+                        self.load_parent = Some((pp.to_string(), id));
+                        id
+                    }
+                };
+                (
+                    Some(parent),
+                    self.find_child(parent, path::name(p).as_bytes()),
+                )
+            }
+        };
+        if let Some(id) = existing {
             let old = self.slot(id);
             self.digest = self
                 .digest
@@ -696,11 +720,15 @@ impl DataTree {
             s.acl = new_acl;
             self.data_size = self.data_size - old_len + data.as_ref().map_or(0, |d| d.len() as u64);
         } else {
-            let parent = path::parent(p).ok_or_else(|| format!("node {p} has no parent"))?;
-            if !self.contains(parent) {
-                return Err(format!("node {p} loaded before its parent"));
-            }
-            self.insert_path(p, &meta, &acl, data.as_deref());
+            let parent = parent.ok_or_else(|| format!("node {p} has no parent"))?;
+            self.alloc(
+                parent,
+                path::name(p).as_bytes(),
+                &meta,
+                &acl,
+                data.as_deref(),
+            );
+            self.data_size += p.len() as u64 + data.as_ref().map_or(0, |d| d.len() as u64);
         }
         self.digest = self
             .digest
@@ -713,6 +741,7 @@ impl DataTree {
     /// [`DataTree::load_entry`].
     pub fn finish_load(&mut self, last_applied: Zxid) {
         self.last_applied = last_applied;
+        self.load_parent = None;
         self.dirty_nodes.clear();
         self.dirty_sessions.clear();
     }
@@ -1234,6 +1263,48 @@ mod tests {
         assert_eq!(u.ephemerals_of(9).count(), 1);
         assert_eq!(u.session(9), t.session(9));
         assert_eq!(u.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
+    }
+
+    /// A load remembers the last parent it walked to; entries whose parents alternate (allowed:
+    /// only parents-before-children is required) still land under the right parent.
+    #[test]
+    fn load_with_alternating_parents_builds_the_same_tree() {
+        let mut t = DataTree::new();
+        let paths = [
+            "/a",
+            "/b",
+            "/a/x",
+            "/b/y",
+            "/a/z",
+            "/a/x/deep",
+            "/b/y/deep",
+            "/a/w",
+        ];
+        for (i, p) in paths.iter().enumerate() {
+            t.apply(&h(i as i64 + 1, 0), &create(p, 0, 1));
+        }
+        let records: std::collections::HashMap<Vec<u8>, Vec<u8>> = t
+            .take_changes()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        let mut u = DataTree::new();
+        for p in std::iter::once("/").chain(paths) {
+            u.load_entry(p.as_bytes(), &records[p.as_bytes()]).unwrap();
+        }
+        u.finish_load(paths.len() as i64);
+        assert_eq!(u.node_count(), t.node_count());
+        assert_eq!(u.digest(), t.digest());
+        for p in ["/", "/a", "/b", "/a/x", "/b/y"] {
+            let mut kids: Vec<String> = u.get(p).unwrap().children().map(str::to_owned).collect();
+            kids.sort();
+            let mut want: Vec<String> = t.get(p).unwrap().children().map(str::to_owned).collect();
+            want.sort();
+            assert_eq!(kids, want, "children of {p}");
+        }
+        assert!(DataTree::new()
+            .load_entry(b"/q/r", &records[&b"/a/w"[..]])
+            .is_err());
     }
 
     /// Staged changes carry node ids: a node deleted and its id reused by another node before the
