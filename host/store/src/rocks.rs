@@ -27,8 +27,8 @@ use std::thread::JoinHandle;
 
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBCompactionStyle,
-    DBCompressionType, DBRecoveryMode, Env, FlushOptions, IteratorMode, Options, ReadOptions,
-    ReadTier, WriteBatch, WriteOptions, DB,
+    DBCompressionType, DBRecoveryMode, Env, FlushOptions, Options, ReadOptions, ReadTier,
+    WriteBatch, WriteOptions, DB,
 };
 
 use crate::segment::SegmentLog;
@@ -473,16 +473,17 @@ impl Store for RocksStore {
         // A full scan at startup: read ahead, and do not evict the cache for it.
         opts.fill_cache(false);
         opts.set_readahead_size(2 << 20);
-        let iter = self
-            .db
-            .iterator_cf_opt(self.cf(CF_TREE)?, opts, IteratorMode::Start);
-        for item in iter {
-            let (key, raw) = item?;
-            let value = record::decode("tree", &key, &raw).inspect_err(|e| {
+        // The raw iterator lends each key and value instead of copying both into new boxes.
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_TREE)?, opts);
+        iter.seek_to_first();
+        while let (Some(key), Some(raw)) = (iter.key(), iter.value()) {
+            let value = record::decode("tree", key, raw).inspect_err(|e| {
                 tracing::error!(error = %e, "corrupt tree record");
             })?;
-            visit(&key, value)?;
+            visit(key, value)?;
+            iter.next();
         }
+        iter.status()?;
         Ok(())
     }
 

@@ -73,6 +73,50 @@ pub fn session_key(id: i64) -> Vec<u8> {
 /// A persisted-state mutation produced by apply: `value` None means delete.
 pub type StateChange = (Vec<u8>, Option<Vec<u8>>);
 
+/// One persisted entry (a node or a session), decoded from its stored key and value.
+#[derive(Debug)]
+pub enum LoadEntry {
+    Node {
+        path: String,
+        meta: NodeMeta,
+        acl: Vec<Acl>,
+        data: Option<Vec<u8>>,
+    },
+    Session {
+        id: i64,
+        entry: SessionEntry,
+    },
+}
+
+impl LoadEntry {
+    /// Decodes a stored key and value (the format [`DataTree::take_changes`] produces).
+    pub fn decode(key: &[u8], value: &[u8]) -> Result<LoadEntry, String> {
+        if let Some(id) = key.strip_prefix(SESSION_KEY_PREFIX) {
+            let id: [u8; 8] = id.try_into().map_err(|_| "bad session key".to_string())?;
+            if value.len() < 4 {
+                return Err("bad session record".into());
+            }
+            let timeout = i32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+            return Ok(LoadEntry::Session {
+                id: i64::from_be_bytes(id),
+                entry: SessionEntry {
+                    timeout,
+                    passwd: value[4..].to_vec(),
+                },
+            });
+        }
+        let p = std::str::from_utf8(key).map_err(|_| "node key is not UTF-8".to_string())?;
+        let (meta, acl, data) =
+            crate::node::decode_node(value).map_err(|e| format!("node {p}: {e}"))?;
+        Ok(LoadEntry::Node {
+            path: p.to_owned(),
+            meta,
+            acl,
+            data,
+        })
+    }
+}
+
 /// One node's share of the tree digest: CRC32C (hardware-accelerated) over the path, the stat
 /// fields and the data, like ZooKeeper's `DigestCalculator` (CRC32 over path and stat). The tree
 /// digest is the wrapping sum over all nodes, so a change updates it in O(1).
@@ -668,24 +712,26 @@ impl DataTree {
 
     /// Loads one persisted entry (node keys arrive parents first, as bytewise key order guarantees).
     pub fn load_entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        if let Some(id) = key.strip_prefix(SESSION_KEY_PREFIX) {
-            let id: [u8; 8] = id.try_into().map_err(|_| "bad session key".to_string())?;
-            if value.len() < 4 {
-                return Err("bad session record".into());
+        let entry = LoadEntry::decode(key, value)?;
+        self.insert_entry(entry)
+    }
+
+    /// The second half of [`DataTree::load_entry`]: links a decoded entry into the tree. The first
+    /// half, [`LoadEntry::decode`], needs no tree, so a loader can run it on another thread.
+    pub fn insert_entry(&mut self, entry: LoadEntry) -> Result<(), String> {
+        let (path, meta, acl, data) = match entry {
+            LoadEntry::Session { id, entry } => {
+                self.sessions.insert(id, entry);
+                return Ok(());
             }
-            let timeout = i32::from_be_bytes([value[0], value[1], value[2], value[3]]);
-            self.sessions.insert(
-                i64::from_be_bytes(id),
-                SessionEntry {
-                    timeout,
-                    passwd: value[4..].to_vec(),
-                },
-            );
-            return Ok(());
-        }
-        let p = std::str::from_utf8(key).map_err(|_| "node key is not UTF-8".to_string())?;
-        let (meta, acl, data) =
-            crate::node::decode_node(value).map_err(|e| format!("node {p}: {e}"))?;
+            LoadEntry::Node {
+                path,
+                meta,
+                acl,
+                data,
+            } => (path, meta, acl, data),
+        };
+        let p = path.as_str();
         let (parent, existing) = match path::parent(p) {
             None => (None, self.lookup(p)),
             Some(pp) => {

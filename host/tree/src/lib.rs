@@ -19,7 +19,9 @@ pub mod session;
 pub mod watch;
 
 pub use acl::{AclList, AuthInfo};
-pub use datatree::{Applied, DataTree, NodeRef, OpOutcome, SessionEntry, StateChange, TreeEvent};
+pub use datatree::{
+    Applied, DataTree, LoadEntry, NodeRef, OpOutcome, SessionEntry, StateChange, TreeEvent,
+};
 pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
 pub use reads::{read, set_watches, ReadCtx};
 pub use session::SessionTracker;
