@@ -269,25 +269,28 @@ mod tests {
         encode_node(&meta, &Acl::open_unsafe(), Some(b"v"))
     }
 
+    /// Writes tree records into a new store in `dir` and flushes them, as a stopped server leaves them.
+    fn persist(dir: &std::path::Path, puts: Vec<(Vec<u8>, Vec<u8>)>, last_applied: i64) {
+        let mut store = RocksStore::open(dir).unwrap();
+        store
+            .commit(Batch {
+                tree_puts: puts,
+                last_applied: Some(last_applied),
+                ..Batch::default()
+            })
+            .unwrap();
+        store.checkpoint().unwrap();
+    }
+
     /// The tree is read on a loader thread and linked on this one, in batches: more entries than
     /// fit one batch all arrive, parents before children, and the digest is the tree's own.
     #[test]
     fn recovery_loads_every_entry_across_batches() {
         let dir = tempfile::tempdir().unwrap();
         let n = 3 * LOAD_BATCH + 17;
-        {
-            let mut store = RocksStore::open(dir.path()).unwrap();
-            let mut puts = vec![(b"/d".to_vec(), node(1))];
-            puts.extend((0..n).map(|i| (format!("/d/n{i:06}").into_bytes(), node(2))));
-            store
-                .commit(Batch {
-                    tree_puts: puts,
-                    last_applied: Some(2),
-                    ..Batch::default()
-                })
-                .unwrap();
-            store.checkpoint().unwrap();
-        }
+        let mut puts = vec![(b"/d".to_vec(), node(1))];
+        puts.extend((0..n).map(|i| (format!("/d/n{i:06}").into_bytes(), node(2))));
+        persist(dir.path(), puts, 2);
         let mut r = recover(&config(dir.path())).unwrap();
         assert_eq!(r.tree.get("/d").unwrap().child_count(), n);
         assert!(r.tree.get(&format!("/d/n{:06}", n - 1)).is_some());
@@ -303,23 +306,11 @@ mod tests {
             ("/e/orphan".to_string(), node(3)),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            {
-                let mut store = RocksStore::open(dir.path()).unwrap();
-                let mut puts = vec![(b"/d".to_vec(), node(1))];
-                puts.extend(
-                    (0..2 * LOAD_BATCH).map(|i| (format!("/d/n{i:06}").into_bytes(), node(2))),
-                );
-                puts.retain(|(k, _)| k != bad_key.as_bytes());
-                puts.push((bad_key.clone().into_bytes(), bad_value));
-                store
-                    .commit(Batch {
-                        tree_puts: puts,
-                        last_applied: Some(3),
-                        ..Batch::default()
-                    })
-                    .unwrap();
-                store.checkpoint().unwrap();
-            }
+            let mut puts = vec![(b"/d".to_vec(), node(1))];
+            puts.extend((0..2 * LOAD_BATCH).map(|i| (format!("/d/n{i:06}").into_bytes(), node(2))));
+            puts.retain(|(k, _)| k != bad_key.as_bytes());
+            puts.push((bad_key.clone().into_bytes(), bad_value));
+            persist(dir.path(), puts, 3);
             match recover(&config(dir.path())) {
                 Err(ServerError::Corrupt(msg)) => assert!(msg.contains(&bad_key), "{msg}"),
                 Err(other) => panic!("{bad_key}: expected Corrupt, got {other}"),
