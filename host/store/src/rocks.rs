@@ -622,6 +622,12 @@ impl TreeWriter {
     }
 }
 
+/// RocksDB's `WriteBatch` header (sequence number and count).
+const WRITE_BATCH_HEADER: usize = 12;
+/// Bound on what a `WriteBatch` entry adds to its key and value: tag, column family id and length
+/// varints (at most 1 + 5 + 5 + 5), the record's checksum (4), and the meta values (8 each).
+const WRITE_BATCH_ENTRY: usize = 32;
+
 fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     let cf = |name: &'static str| {
         db.cf_handle(name)
@@ -631,7 +637,13 @@ fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     // one's position instead of from the top (puts and deletes never share a key: `Batch::merge`).
     w.puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     w.deletes.sort_unstable();
-    let mut wb = WriteBatch::default();
+    // Sized up front: grown by doubling, the batch's buffer (hundreds of KiB, so a fresh mapping
+    // from the C++ allocator each time) was copied and page-faulted over again at every step.
+    let bytes: usize = w.puts.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + w.deletes.iter().map(Vec::len).sum::<usize>();
+    let entries = w.puts.len() + w.deletes.len() + w.meta.len();
+    let mut wb =
+        WriteBatch::with_capacity_bytes(WRITE_BATCH_HEADER + bytes + entries * WRITE_BATCH_ENTRY);
     let tree = cf(CF_TREE)?;
     let mut value_buf = Vec::new();
     for (key, value) in &w.puts {
