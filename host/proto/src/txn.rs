@@ -78,6 +78,29 @@ mod tag {
 }
 
 impl Txn {
+    /// A close upper estimate of this txn's encoded size (without the header), so that encoding
+    /// allocates once.
+    fn encoded_len_hint(&self) -> usize {
+        let acl_len = |acl: &[Acl]| -> usize {
+            acl.iter()
+                .map(|a| 12 + a.id.scheme.len() + a.id.id.len())
+                .sum()
+        };
+        let data_len = |d: &Option<Vec<u8>>| d.as_ref().map_or(0, Vec::len);
+        16 + match self {
+            Txn::CreateSession { passwd, .. } => passwd.len(),
+            Txn::CloseSession { ephemerals } => ephemerals.iter().map(|p| 4 + p.len()).sum(),
+            Txn::Create {
+                path, data, acl, ..
+            } => 24 + path.len() + data_len(data) + acl_len(acl),
+            Txn::Delete { path } | Txn::Check { path, .. } => 8 + path.len(),
+            Txn::SetData { path, data, .. } => 12 + path.len() + data_len(data),
+            Txn::SetAcl { path, acl, .. } => 12 + path.len() + acl_len(acl),
+            Txn::Error { .. } => 4,
+            Txn::Multi(ops) => ops.iter().map(|o| 8 + o.encoded_len_hint()).sum(),
+        }
+    }
+
     pub fn is_error(&self) -> bool {
         match self {
             Txn::Error { .. } => true,
@@ -198,8 +221,11 @@ impl Txn {
 }
 
 /// Encodes header + txn (the value stored in the log and sent in PROPOSALs).
+/// Encoded size of a [`TxnHeader`].
+const TXN_HEADER_LEN: usize = 28;
+
 pub fn encode_txn(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
-    let mut w = Writer::with_capacity(64);
+    let mut w = Writer::with_capacity(TXN_HEADER_LEN + txn.encoded_len_hint());
     w.i64(header.session_id)
         .i32(header.cxid)
         .i64(header.zxid)
@@ -266,5 +292,80 @@ mod tests {
         };
         let bytes = encode_txn(&h, &Txn::Multi(vec![Txn::Multi(vec![])]));
         assert!(decode_txn(&bytes).is_err());
+    }
+
+    /// The size estimate covers the encoding of every kind of txn, so `encode_txn` allocates once
+    /// (its buffer never grows).
+    #[test]
+    fn size_hint_covers_every_encoding() {
+        let h = TxnHeader {
+            session_id: 7,
+            cxid: 1,
+            zxid: 2,
+            time: 3,
+        };
+        let acl = vec![
+            Acl::read_unsafe()[0].clone(),
+            Acl {
+                perms: 31,
+                id: crate::records::Id {
+                    scheme: "digest".into(),
+                    id: "user:c2VjcmV0c2VjcmV0c2VjcmV0cw==".into(),
+                },
+            },
+        ];
+        let create = Txn::Create {
+            path: "/a/long/enough/path-0000000001".into(),
+            data: Some(vec![9; 100]),
+            acl: acl.clone(),
+            owner: 5,
+            parent_cversion: 1,
+        };
+        let all = [
+            Txn::CreateSession {
+                timeout: 4000,
+                passwd: vec![1; 16],
+            },
+            Txn::CloseSession {
+                ephemerals: vec!["/e1".into(), "/e/two".into()],
+            },
+            create.clone(),
+            Txn::Delete { path: "/d".into() },
+            Txn::SetData {
+                path: "/s".into(),
+                data: None,
+                version: 1,
+            },
+            Txn::SetAcl {
+                path: "/acl".into(),
+                acl,
+                aversion: 2,
+            },
+            Txn::Check {
+                path: "/c".into(),
+                version: 0,
+            },
+            Txn::Error { err: -101 },
+        ];
+        let multi = Txn::Multi(
+            all.iter()
+                .filter(|t| !matches!(t, Txn::CreateSession { .. } | Txn::CloseSession { .. }))
+                .cloned()
+                .collect(),
+        );
+        for t in all.iter().chain([&multi, &Txn::Multi(vec![])]) {
+            let bytes = encode_txn(&h, t);
+            assert!(
+                bytes.len() <= TXN_HEADER_LEN + t.encoded_len_hint(),
+                "{t:?}: {} > {}",
+                bytes.len(),
+                TXN_HEADER_LEN + t.encoded_len_hint()
+            );
+            assert_eq!(
+                bytes.capacity(),
+                TXN_HEADER_LEN + t.encoded_len_hint(),
+                "{t:?} grew"
+            );
+        }
     }
 }
