@@ -70,6 +70,8 @@ class Workload:
     target: str = ""                     # performance.md's target for wazoo/ZooKeeper
     ensemble_only: bool = False
     note: str = ""
+    # Open loop at half of ZooKeeper's median throughput in this invocation's runs of that workload.
+    half_rate_of: str = ""
 
 
 WORKLOADS: Dict[str, Workload] = {w.key: w for w in [
@@ -93,6 +95,11 @@ WORKLOADS: Dict[str, Workload] = {w.key: w for w in [
     Workload("multi", "multi (create+set) 16x8", ["-w", "multi", "--sessions", "16", "--inflight", "8"]),
     Workload("failover", "leader kill -9 -> first write", ["-w", "failover"], metric="failover",
              target="<= 300 ms", ensemble_only=True),
+    Workload("createhalf", "create 16x8 at half ZK's max", ["-w", "create", "--sessions", "16", "--inflight", "8"],
+             metric="p99", target="p99 <= 0.5x", half_rate_of="create",
+             note="'create 16x8 at half ZK's max' offers both systems the same open-loop load, half of "
+                  "ZooKeeper's median create 16x8 throughput in this run; latency counts from when each "
+                  "request was due"),
 ]}
 DEFAULT_SET = ["create", "set", "get", "create1", "lock", "barrier"]
 
@@ -423,7 +430,7 @@ class Runner:
                 break
         return p.returncode, report, p.stderr.strip()
 
-    def one_run(self, system: str, w: Workload, pair: int) -> RunResult:
+    def one_run(self, system: str, w: Workload, pair: int, extra: Optional[List[str]] = None) -> RunResult:
         o = self.opts
         wd = self.workdir(f"{w.key}-{pair}-{system}")
         cluster = Cluster(system, wd, o.ensemble, self.wazoo_bin)
@@ -431,7 +438,7 @@ class Runner:
         res.fsync = fsync_probe(cluster.members[0].data_dir)
         try:
             cluster.start()
-            args = list(w.args)
+            args = list(w.args) + list(extra or [])
             if w.key == "failover":
                 leader = cluster.leader()
                 if leader is None or leader.proc is None:
@@ -648,7 +655,7 @@ def fmt_ratio(vals: List[Optional[float]]) -> str:
 
 def metric_label(w: Workload) -> str:
     return {"ops_per_sec": f"{'acquisitions' if w.key == 'lock' else 'rounds' if w.key == 'barrier' else 'ops'}/s",
-            "p50": "p50 ms", "failover": "ms"}[w.metric]
+            "p50": "p50 ms", "p99": "p99 ms", "failover": "ms"}[w.metric]
 
 
 def tables(opts: argparse.Namespace, results: List[RunResult], memory: List[dict],
@@ -833,9 +840,19 @@ def main(argv: List[str]) -> int:
     t_start = time.monotonic()
     for k in keys:
         w = WORKLOADS[k]
+        extra: List[str] = []
+        if w.half_rate_of:
+            base = med_range([r.metric("ops_per_sec") for r in results
+                              if r.workload == w.half_rate_of and r.system == "zookeeper"])[0]
+            if not base:
+                print(f"  {w.label}: skipped, needs a ZooKeeper run of {w.half_rate_of!r} earlier in "
+                      f"--workloads", flush=True)
+                continue
+            extra = ["--rate", f"{base / 2:.0f}"]
+            print(f"  {w.label}: offering {base / 2:,.0f} ops/s to both systems", flush=True)
         for pair in range(opts.pairs):
             for system in systems:
-                r = runner.one_run(system, w, pair)
+                r = runner.one_run(system, w, pair, extra)
                 results.append(r)
                 if r.ok:
                     rep = r.report

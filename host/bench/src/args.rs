@@ -80,6 +80,20 @@ impl Workload {
         !matches!(self, Workload::Populate | Workload::Failover)
     }
 
+    /// Whether the workload is a plain request stream measured in ops/s (the ones `--rate` paces).
+    pub fn is_throughput(&self) -> bool {
+        matches!(
+            self,
+            Workload::Create
+                | Workload::Set
+                | Workload::Get
+                | Workload::Exists
+                | Workload::Children
+                | Workload::Mix { .. }
+                | Workload::Multi
+        )
+    }
+
     /// Whether the workload reads or writes the key space (`--keys`).
     pub fn uses_keys(&self) -> bool {
         matches!(
@@ -299,6 +313,12 @@ pub struct BenchArgs {
     /// runtime.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Offered load in ops/s across all sessions (create, set, get, exists, children, mix, multi):
+    /// open loop, each session sends at its share of the rate (still at most --inflight
+    /// outstanding), and latency counts from when a request was due. Default: closed loop, as
+    /// fast as replies come back.
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Print one JSON object on stdout instead of the human report.
     #[arg(long)]
     pub json: bool,
@@ -328,6 +348,9 @@ pub struct Config {
     pub failover_timeout: Duration,
     pub session_timeout: Duration,
     pub threads: usize,
+    /// Offered ops/s (`--rate`) and the interval between one session's requests it gives.
+    pub rate: Option<f64>,
+    pub pace: Option<Duration>,
     pub json: bool,
     pub progress: bool,
 }
@@ -423,6 +446,19 @@ impl BenchArgs {
             }
             _ => {}
         }
+        let pace = match self.rate {
+            None => None,
+            Some(r) if !r.is_finite() || r <= 0.0 => {
+                return arg(format!("--rate {r} must be a positive number of ops/s"))
+            }
+            Some(_) if !self.workload.is_throughput() => {
+                return arg(format!(
+                    "--rate applies to create, set, get, exists, children, mix and multi, not {}",
+                    self.workload.name()
+                ))
+            }
+            Some(r) => Some(Duration::from_secs_f64(self.sessions as f64 / r)),
+        };
         if self.threads == 0 || self.threads > 256 {
             return arg("--threads must be 1..256".into());
         }
@@ -456,6 +492,8 @@ impl BenchArgs {
             failover_timeout: self.failover_timeout,
             session_timeout: self.session_timeout,
             threads: self.threads,
+            rate: self.rate,
+            pace,
             json: self.json,
             progress: progress_tty && !self.no_progress,
         })
@@ -617,6 +655,19 @@ mod tests {
         assert!(c.keep && c.json && c.progress);
     }
 
+    /// `--rate` is the total offered load: each session sends at its share.
+    #[test]
+    fn rate_becomes_a_per_session_interval() {
+        let c = parse(&["--workload", "set", "--sessions", "4", "--rate", "2000"])
+            .unwrap()
+            .to_config(false)
+            .unwrap();
+        assert_eq!(c.rate, Some(2000.0));
+        assert_eq!(c.pace, Some(Duration::from_millis(2)));
+        let closed = parse(&[]).unwrap().to_config(false).unwrap();
+        assert_eq!((closed.rate, closed.pace), (None, None));
+    }
+
     #[test]
     fn clap_reports_bad_values_with_the_parser_message() {
         let e = parse(&["--duration", "10"]).unwrap_err().to_string();
@@ -646,6 +697,10 @@ mod tests {
         assert!(msg(&["--prefix", "/a//b"]).contains("empty"));
         assert!(msg(&["--prefix", "/zookeeper/x"]).contains("reserved"));
         assert!(msg(&["--threads", "0"]).contains("--threads"));
+        assert!(msg(&["--rate", "0"]).contains("positive"));
+        assert!(msg(&["--rate=-5"]).contains("positive"));
+        assert!(msg(&["--workload", "lock", "--rate", "100"]).contains("--rate applies"));
+        assert!(msg(&["--workload", "populate", "--rate", "100"]).contains("--rate applies"));
         // populate and failover are not timed: a zero duration is fine there.
         cfg(&["--workload", "populate", "--duration", "0"]).unwrap();
         cfg(&["--workload", "failover", "--kill-cmd", "true"]).unwrap();

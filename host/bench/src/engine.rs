@@ -27,6 +27,10 @@ pub struct Window {
     /// No new request after this instant; completions after it are not recorded. `None`: run
     /// until the feed is exhausted.
     pub end: Option<Instant>,
+    /// Open-loop pacing: each session sends one request per this interval (still at most
+    /// `inflight` outstanding), and latency counts from when a request was due, so a slow server
+    /// is not hidden by the client waiting for it (no coordinated omission). `None`: closed loop.
+    pub pace: Option<Duration>,
 }
 
 impl Window {
@@ -37,8 +41,17 @@ impl Window {
         let win = Window {
             measure_from: start + warmup,
             end: Some(start + warmup + duration),
+            pace: None,
         };
         (start, win)
+    }
+
+    /// This window with each session sending one request per `every`.
+    pub fn paced(self, every: Duration) -> Window {
+        Window {
+            pace: Some(every),
+            ..self
+        }
     }
 
     /// A window that records everything until the feed runs out.
@@ -46,6 +59,7 @@ impl Window {
         Window {
             measure_from: Instant::now(),
             end: None,
+            pace: None,
         }
     }
 
@@ -57,6 +71,36 @@ impl Window {
     #[inline]
     pub fn issuing(&self, t: Instant) -> bool {
         self.end.is_none_or(|e| t < e)
+    }
+}
+
+/// A session's send schedule under [`Window::pace`]: request `i` is due at `first + i * every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    next: Instant,
+    every: Duration,
+}
+
+impl Pacer {
+    pub fn new(first: Instant, every: Duration) -> Pacer {
+        Pacer { next: first, every }
+    }
+
+    /// The due time of the next request if it is due at `now` (and moves on to the one after);
+    /// requests that fell behind (all `inflight` slots were busy) come out one by one with their
+    /// own, earlier due times.
+    pub fn take(&mut self, now: Instant) -> Option<Instant> {
+        if self.next > now {
+            return None;
+        }
+        let due = self.next;
+        self.next += self.every;
+        Some(due)
+    }
+
+    /// When the next request is due.
+    pub fn next_at(&self) -> Instant {
+        self.next
     }
 }
 
@@ -87,13 +131,23 @@ pub async fn pump<F: Feed>(
 ) -> Result<(), BenchError> {
     let mut pending: VecDeque<(i32, Instant, u8)> = VecDeque::with_capacity(inflight);
     let mut exhausted = false;
+    let mut pacer = win.pace.map(|every| Pacer::new(Instant::now(), every));
     let result = loop {
         let now = Instant::now();
-        if !exhausted && win.issuing(now) {
+        let issuing = !exhausted && win.issuing(now);
+        if issuing {
             while pending.len() < inflight {
+                // Latency counts from when the request was due (open loop) or from now.
+                let sent = match pacer.as_mut() {
+                    None => now,
+                    Some(p) => match p.take(now) {
+                        Some(due) => due,
+                        None => break,
+                    },
+                };
                 let xid = conn.xid();
                 match feed.next(xid, &mut conn.wbuf) {
-                    Some(class) => pending.push_back((xid, now, class)),
+                    Some(class) => pending.push_back((xid, sent, class)),
                     None => {
                         exhausted = true;
                         break;
@@ -104,10 +158,29 @@ pub async fn pump<F: Feed>(
         if let Err(e) = conn.flush().await {
             break Err(BenchError::Protocol(format!("{}: write: {e}", conn.addr)));
         }
+        // Paced and a slot free: wait for replies only until the next request is due.
+        let due = pacer
+            .as_ref()
+            .filter(|_| issuing && pending.len() < inflight)
+            .map(Pacer::next_at);
         if pending.is_empty() {
-            break Ok(());
+            match due {
+                Some(at) => {
+                    tokio::time::sleep_until(at).await;
+                    continue;
+                }
+                None => break Ok(()),
+            }
         }
-        match conn.fill(stall).await {
+        let filled = match due {
+            // `fill` only loses its read when dropped, which is cancel-safe.
+            Some(at) => match tokio::time::timeout_at(at, conn.fill(stall)).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            },
+            None => conn.fill(stall).await,
+        };
+        match filled {
             Ok(true) => {}
             Ok(false) => {
                 break Err(BenchError::Protocol(format!(
@@ -553,6 +626,7 @@ mod tests {
         let w = Window {
             measure_from: t0 + Duration::from_secs(1),
             end: Some(t0 + Duration::from_secs(2)),
+            pace: None,
         };
         assert!(!w.counts(t0));
         assert!(w.counts(t0 + Duration::from_millis(1500)));
@@ -562,9 +636,31 @@ mod tests {
         let u = Window {
             measure_from: t0,
             end: None,
+            pace: None,
         };
         assert!(u.counts(t0 + Duration::from_secs(1_000)));
         assert!(u.issuing(t0 + Duration::from_secs(1_000)));
+    }
+
+    /// Requests are due every interval from the first; when the sender fell behind, the overdue
+    /// ones come out one by one with their own due times (latency counts from those), and none
+    /// is due early.
+    #[test]
+    fn pacer_schedules_every_interval_and_catches_up_with_due_times() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pacer::new(t0, ms(10));
+        assert_eq!(p.take(t0), Some(t0));
+        assert_eq!(p.take(t0 + ms(9)), None);
+        assert_eq!(p.next_at(), t0 + ms(10));
+        assert_eq!(p.take(t0 + ms(10)), Some(t0 + ms(10)));
+        // 35 ms later than that: three requests are overdue, the fourth is not.
+        let late = t0 + ms(45);
+        assert_eq!(p.take(late), Some(t0 + ms(20)));
+        assert_eq!(p.take(late), Some(t0 + ms(30)));
+        assert_eq!(p.take(late), Some(t0 + ms(40)));
+        assert_eq!(p.take(late), None);
+        assert_eq!(p.next_at(), t0 + ms(50));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn blank_report(cfg: &Config) -> Report {
             Workload::Lock | Workload::Barrier | Workload::Failover => 1,
             _ => cfg.inflight,
         },
+        rate: cfg.rate,
         payload: cfg.payload,
         prefix: cfg.prefix.clone(),
         warmup_s: if cfg.workload.is_timed() {
@@ -505,6 +506,10 @@ pub async fn run_throughput(cfg: &Config, progress: &Progress) -> Result<Report,
 
     // The run.
     let (start, win) = Window::timed(cfg.warmup, cfg.duration);
+    let win = match cfg.pace {
+        Some(every) => win.paced(every),
+        None => win,
+    };
     let cpu_task = spawn_cpu_window(win);
     let marks = spawn_phase_marks(progress, win);
     let feeds: Vec<OpFeed> = (0..conns.len())
@@ -643,6 +648,7 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
     let win = Window {
         measure_from: start,
         end: None,
+        pace: None,
     };
     let done = run_phase(conns, feeds, cfg.inflight, win, 1, &[], progress, stall).await;
     let total = start.elapsed();

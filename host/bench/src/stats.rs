@@ -241,6 +241,9 @@ pub struct Report {
     pub servers: Vec<String>,
     pub sessions: usize,
     pub inflight: usize,
+    /// Offered load of an open-loop run (`--rate`), ops/s; absent for a closed loop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
     pub payload: usize,
     pub prefix: String,
     pub warmup_s: f64,
@@ -327,6 +330,13 @@ impl Report {
                 "  setup        {} sessions x {} in flight, {} B payload, prefix {}",
                 self.sessions, self.inflight, self.payload, self.prefix
             );
+            if let Some(r) = self.rate {
+                let _ = writeln!(
+                    s,
+                    "  offered      {} ops/s, open loop (latency from when each request was due)",
+                    group(r.round() as u64)
+                );
+            }
         }
         if let Some(f) = &self.failover {
             let _ = writeln!(
@@ -579,6 +589,7 @@ mod tests {
             servers: vec!["127.0.0.1:2181".into()],
             sessions: 2,
             inflight: 1,
+            rate: None,
             payload: 100,
             prefix: "/bench-x".into(),
             warmup_s: 1.0,

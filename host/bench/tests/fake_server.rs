@@ -180,6 +180,41 @@ fn get_runs_pipelined_and_counts_only_the_window() {
     assert!(r.window_end_unix > r.window_start_unix);
 }
 
+/// With `--rate` the sessions send at the offered load instead of as fast as replies come back:
+/// the fake answers at once, so a closed loop would send far more. Loose bounds; this checks the
+/// pacing, not the speed of anything.
+#[test]
+fn rate_paces_the_requests_to_the_offered_load() {
+    let f = fake(None);
+    let cfg = config(
+        &f.addr,
+        &[
+            "-w",
+            "exists",
+            "--sessions",
+            "4",
+            "--inflight",
+            "8",
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--keys",
+            "4",
+            "--rate",
+            "400",
+        ],
+    );
+    let r = wazoo_bench::execute(&cfg).unwrap();
+    assert_eq!(r.rate, Some(400.0));
+    assert_eq!(r.errors_total, 0);
+    // 400 ops/s over a 1 s window (and 1.2 s of sending overall).
+    assert!((200..=440).contains(&r.ops), "{} ops in the window", r.ops);
+    let sent = f.seen.lock().unwrap().by_op[&op::EXISTS];
+    assert!(sent <= 520, "{sent} exists requests sent in 1.2 s at 400/s");
+    assert!(r.render_human().contains("open loop"));
+}
+
 #[test]
 fn error_replies_are_counted_by_code() {
     let f = fake(Some((op::EXISTS, ErrorCode::NoNode)));
