@@ -31,6 +31,9 @@ pub struct Window {
     /// `inflight` outstanding), and latency counts from when a request was due, so a slow server
     /// is not hidden by the client waiting for it (no coordinated omission). `None`: closed loop.
     pub pace: Option<Duration>,
+    /// Delay of this session's first paced request, so that sessions spread their sends over the
+    /// interval instead of sending in step (see [`Window::staggered`]).
+    pub pace_phase: Duration,
 }
 
 impl Window {
@@ -42,6 +45,7 @@ impl Window {
             measure_from: start + warmup,
             end: Some(start + warmup + duration),
             pace: None,
+            pace_phase: Duration::ZERO,
         };
         (start, win)
     }
@@ -54,12 +58,25 @@ impl Window {
         }
     }
 
+    /// The window of session `sid` of `n`: its paced sends start `sid / n` of an interval late, so
+    /// that the sessions together send evenly rather than `n` requests at once.
+    pub fn staggered(self, sid: usize, n: usize) -> Window {
+        let Some(every) = self.pace else {
+            return self;
+        };
+        Window {
+            pace_phase: every.mul_f64(sid as f64 / n.max(1) as f64),
+            ..self
+        }
+    }
+
     /// A window that records everything until the feed runs out.
     pub fn untimed() -> Window {
         Window {
             measure_from: Instant::now(),
             end: None,
             pace: None,
+            pace_phase: Duration::ZERO,
         }
     }
 
@@ -131,7 +148,9 @@ pub async fn pump<F: Feed>(
 ) -> Result<(), BenchError> {
     let mut pending: VecDeque<(i32, Instant, u8)> = VecDeque::with_capacity(inflight);
     let mut exhausted = false;
-    let mut pacer = win.pace.map(|every| Pacer::new(Instant::now(), every));
+    let mut pacer = win
+        .pace
+        .map(|every| Pacer::new(Instant::now() + win.pace_phase, every));
     let result = loop {
         let now = Instant::now();
         let issuing = !exhausted && win.issuing(now);
@@ -627,6 +646,7 @@ mod tests {
             measure_from: t0 + Duration::from_secs(1),
             end: Some(t0 + Duration::from_secs(2)),
             pace: None,
+            pace_phase: Duration::ZERO,
         };
         assert!(!w.counts(t0));
         assert!(w.counts(t0 + Duration::from_millis(1500)));
@@ -637,6 +657,7 @@ mod tests {
             measure_from: t0,
             end: None,
             pace: None,
+            pace_phase: Duration::ZERO,
         };
         assert!(u.counts(t0 + Duration::from_secs(1_000)));
         assert!(u.issuing(t0 + Duration::from_secs(1_000)));
@@ -661,6 +682,18 @@ mod tests {
         assert_eq!(p.take(late), Some(t0 + ms(40)));
         assert_eq!(p.take(late), None);
         assert_eq!(p.next_at(), t0 + ms(50));
+    }
+
+    /// Sessions of a paced run start their schedules spread over one interval.
+    #[test]
+    fn staggered_sessions_spread_over_one_interval() {
+        let (_, w) = Window::timed(Duration::ZERO, Duration::from_secs(1));
+        let p = w.paced(Duration::from_millis(4));
+        let phases: Vec<Duration> = (0..4).map(|sid| p.staggered(sid, 4).pace_phase).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(phases, [ms(0), ms(1), ms(2), ms(3)]);
+        // A closed loop has nothing to stagger.
+        assert_eq!(w.staggered(3, 4).pace_phase, Duration::ZERO);
     }
 
     #[test]

@@ -146,8 +146,10 @@ pub(crate) async fn run_phase<F: Feed>(
     stall: Duration,
 ) -> Vec<Done<F>> {
     let mut set = JoinSet::new();
+    let n = conns.len();
     for (sid, (mut conn, mut feed)) in conns.into_iter().zip(feeds).enumerate() {
         let done = progress.done.clone();
+        let win = win.staggered(sid, n);
         set.spawn(async move {
             let mut rec = Recorder::new(classes);
             let r = pump(
@@ -649,6 +651,7 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
         measure_from: start,
         end: None,
         pace: None,
+        pace_phase: Duration::ZERO,
     };
     let done = run_phase(conns, feeds, cfg.inflight, win, 1, &[], progress, stall).await;
     let total = start.elapsed();
