@@ -538,9 +538,22 @@ impl DataTree {
         data: Option<&[u8]>,
     ) -> Option<NodeId> {
         let parent = self.lookup(path::parent(p)?)?;
+        Some(self.insert_child(parent, p, meta, acl, data))
+    }
+
+    /// Creates the node at `p` under `parent`, the id of `p`'s parent (which has no child so
+    /// named), and counts its path and data in the tree's size; returns its id.
+    fn insert_child(
+        &mut self,
+        parent: NodeId,
+        p: &str,
+        meta: &NodeMeta,
+        acl: &[Acl],
+        data: Option<&[u8]>,
+    ) -> NodeId {
         let id = self.alloc(parent, path::name(p).as_bytes(), meta, acl, data);
         self.data_size += p.len() as u64 + data.map_or(0, <[u8]>::len) as u64;
-        Some(id)
+        id
     }
 
     /// Unlinks and frees a node that has no children.
@@ -767,14 +780,7 @@ impl DataTree {
             self.data_size = self.data_size - old_len + data.as_ref().map_or(0, |d| d.len() as u64);
         } else {
             let parent = parent.ok_or_else(|| format!("node {p} has no parent"))?;
-            self.alloc(
-                parent,
-                path::name(p).as_bytes(),
-                &meta,
-                &acl,
-                data.as_deref(),
-            );
-            self.data_size += p.len() as u64 + data.as_ref().map_or(0, |d| d.len() as u64);
+            self.insert_child(parent, p, &meta, &acl, data.as_deref());
         }
         self.digest = self
             .digest
@@ -961,8 +967,7 @@ impl DataTree {
                     owner: *owner,
                     pzxid: h.zxid,
                 };
-                let id = self.alloc(parent_id, name, &meta, acl, data.as_deref());
-                self.data_size += p.len() as u64 + data.as_ref().map_or(0, |d| d.len() as u64);
+                let id = self.insert_child(parent_id, p, &meta, acl, data.as_deref());
                 self.digest = self
                     .digest
                     .wrapping_add(node_digest(p, &meta, data.as_deref()));
