@@ -134,30 +134,18 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
 
 /// `PrepRequestProcessor.fixupACL`: de-duplicate, reject empty lists and invalid ids, expand `auth`.
 pub fn fixup_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
-    // The usual case (world:anyone, or ids that need no expansion, no duplicates): the list as is.
-    let as_is = !acl.is_empty()
-        && acl.iter().enumerate().all(|(i, a)| {
-            a.id.scheme != "auth"
-                && !acl[..i].contains(a)
-                && ((a.id.scheme == "world" && a.id.id == "anyone")
-                    || provider_accepts(&a.id.scheme, &a.id.id))
-        });
-    if as_is {
-        return Ok(acl.to_vec());
-    }
-    let mut dedup: Vec<Acl> = Vec::with_capacity(acl.len());
-    for a in acl {
-        if !dedup.contains(a) {
-            dedup.push(a.clone());
-        }
-    }
-    if dedup.is_empty() {
+    if acl.is_empty() {
         return Err(ErrorCode::InvalidAcl);
     }
-    let mut out = Vec::with_capacity(dedup.len());
-    for a in dedup {
+    // One pass: a repeat of an earlier entry is skipped, every other entry is checked and copied
+    // once (the usual world:anyone list is a single clone).
+    let mut out = Vec::with_capacity(acl.len());
+    for (i, a) in acl.iter().enumerate() {
+        if acl[..i].contains(a) {
+            continue;
+        }
         if a.id.scheme == "world" && a.id.id == "anyone" {
-            out.push(a);
+            out.push(a.clone());
         } else if a.id.scheme == "auth" {
             let mut any = false;
             for cid in &auth.ids {
@@ -173,7 +161,7 @@ pub fn fixup_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
                 return Err(ErrorCode::InvalidAcl);
             }
         } else if provider_accepts(&a.id.scheme, &a.id.id) {
-            out.push(a);
+            out.push(a.clone());
         } else {
             return Err(ErrorCode::InvalidAcl);
         }
