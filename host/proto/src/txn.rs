@@ -220,10 +220,10 @@ impl Txn {
     }
 }
 
-/// Encodes header + txn (the value stored in the log and sent in PROPOSALs).
 /// Encoded size of a [`TxnHeader`].
 const TXN_HEADER_LEN: usize = 28;
 
+/// Encodes header + txn (the value stored in the log and sent in PROPOSALs).
 pub fn encode_txn(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
     let mut w = Writer::with_capacity(TXN_HEADER_LEN + txn.encoded_len_hint());
     w.i64(header.session_id)
