@@ -640,7 +640,8 @@ fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     // Sized up front: grown by doubling, the batch's buffer (hundreds of KiB, so a fresh mapping
     // from the C++ allocator each time) was copied and page-faulted over again at every step.
     let bytes: usize = w.puts.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-        + w.deletes.iter().map(Vec::len).sum::<usize>();
+        + w.deletes.iter().map(Vec::len).sum::<usize>()
+        + w.meta.iter().map(|(name, _)| name.len()).sum::<usize>();
     let entries = w.puts.len() + w.deletes.len() + w.meta.len();
     let mut wb =
         WriteBatch::with_capacity_bytes(WRITE_BATCH_HEADER + bytes + entries * WRITE_BATCH_ENTRY);
