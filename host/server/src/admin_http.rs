@@ -1,21 +1,23 @@
 //! The HTTP admin endpoint (ZooKeeper's AdminServer keys): `/metrics` in Prometheus format and the
 //! four-letter commands as JSON under `/commands/`. Parsing and rendering live in `wazoo-admin`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tracing::warn;
 use wazoo_admin::http::{parse_request_head, route};
 use wazoo_admin::metrics::Metrics;
 
-use crate::core::CoreMsg;
+use crate::core::{request_stats, CoreMsg};
 
 pub async fn serve(
     listener: TcpListener,
     core: mpsc::UnboundedSender<CoreMsg>,
     metrics: Arc<Metrics>,
+    data_dir: PathBuf,
 ) {
     loop {
         let (mut stream, remote) = match listener.accept().await {
@@ -27,6 +29,7 @@ pub async fn serve(
         };
         let core = core.clone();
         let metrics = metrics.clone();
+        let data_dir = data_dir.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -39,11 +42,9 @@ pub async fn serve(
                 match parse_request_head(&buf) {
                     Ok(None) => continue,
                     Ok(Some(req)) => {
-                        let (tx, rx) = oneshot::channel();
-                        if core.send(CoreMsg::Stats(tx)).is_err() {
+                        let Some(stats) = request_stats(&core, &data_dir).await else {
                             return;
-                        }
-                        let Ok(stats) = rx.await else { return };
+                        };
                         break route(&req, &stats, &metrics);
                     }
                     Err(e) => {

@@ -19,7 +19,7 @@ use wazoo_proto::request::RequestError;
 use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::config::ServerConfig;
-use crate::core::{ConnId, CoreMsg};
+use crate::core::{request_stats, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
@@ -333,13 +333,9 @@ async fn four_letter(cmd: FourLetterWord, mut wr: OwnedWriteHalf, shared: &Share
     let text = if !shared.whitelist.allows(cmd) {
         not_whitelisted_message(cmd)
     } else {
-        let (tx, rx) = oneshot::channel();
-        if shared.core.send(CoreMsg::Stats(tx)).is_err() {
-            return;
-        }
-        match rx.await {
-            Ok(stats) => render(cmd, &stats),
-            Err(_) => return,
+        match request_stats(&shared.core, &shared.cfg.data_dir).await {
+            Some(stats) => render(cmd, &stats),
+            None => return,
         }
     };
     let _ = wr.write_all(text.as_bytes()).await;

@@ -968,10 +968,7 @@ impl Core {
         s.zxid = self.tree.last_applied();
         s.node_count = self.tree.node_count() as u64;
         s.approximate_data_size = self.tree.approximate_data_size();
-        // `dirs`: the persisted tree (RocksDB's files) and the txn log segments, as ZooKeeper
-        // reports its snapshot and log directories. A few dozen files: read on request.
-        s.log_dir_size = wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(&self.cfg.data_dir));
-        s.data_dir_size = wazoo_store::dir_file_bytes(&self.cfg.data_dir);
+        // The directory sizes (`dirs`, `conf`) are filled in by `request_stats`, off this task.
         s.outstanding_requests = self.inflight.len() as u64;
         s.uptime_ms = self.started.elapsed().as_millis() as u64;
         s.watch_count = self.watches.watch_count() as u64;
@@ -1111,6 +1108,33 @@ fn reply(
     st.total_latency_ms += ms;
     st.count += 1;
     st.last_response_ms = wall_ms();
+}
+
+/// Asks the core for its [`ServerStats`], then adds the sizes of the data and txn log directories
+/// (`dirs`, `conf`: the persisted tree's RocksDB files and the log segments, as ZooKeeper reports
+/// its snapshot and log directories). The directories are read here, on the requester's task:
+/// on the core they would stall every request behind each `mntr` or `/metrics` scrape.
+pub async fn request_stats(
+    core: &mpsc::UnboundedSender<CoreMsg>,
+    data_dir: &std::path::Path,
+) -> Option<ServerStats> {
+    let (tx, rx) = oneshot::channel();
+    core.send(CoreMsg::Stats(tx)).ok()?;
+    let mut s = rx.await.ok()?;
+    let (data, log) = (
+        wazoo_store::dir_file_bytes(data_dir),
+        wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(data_dir)),
+    );
+    s.data_dir_size = data;
+    s.log_dir_size = log;
+    for (key, value) in &mut s.config {
+        match key.as_str() {
+            "dataDirSize" => *value = data.to_string(),
+            "dataLogSize" => *value = log.to_string(),
+            _ => {}
+        }
+    }
+    Some(s)
 }
 
 /// Maps an applied outcome to the client reply for the request's opcode.

@@ -233,7 +233,12 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     tokio::spawn(conn::accept_loop(listener, cfg.clone(), tx.clone()));
     if let Some(l) = admin {
         info!(addr = %cfg.admin_addr, "admin server: /metrics, /commands");
-        tokio::spawn(admin_http::serve(l, tx.clone(), metrics));
+        tokio::spawn(admin_http::serve(
+            l,
+            tx.clone(),
+            metrics,
+            cfg.data_dir.clone(),
+        ));
     }
     drop(tx);
     tokio::select! {
