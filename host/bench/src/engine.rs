@@ -72,8 +72,13 @@ impl Window {
 
     /// A window that records everything until the feed runs out.
     pub fn untimed() -> Window {
+        Window::untimed_from(Instant::now())
+    }
+
+    /// A window that records everything from `start` until the feed runs out.
+    pub fn untimed_from(start: Instant) -> Window {
         Window {
-            measure_from: Instant::now(),
+            measure_from: start,
             end: None,
             pace: None,
             pace_phase: Duration::ZERO,

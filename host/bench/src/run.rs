@@ -647,12 +647,7 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
     let feeds = (0..conns.len())
         .map(|_| JobFeed::new(next.clone(), cfg.count, node_fn.clone(), data.clone()))
         .collect();
-    let win = Window {
-        measure_from: start,
-        end: None,
-        pace: None,
-        pace_phase: Duration::ZERO,
-    };
+    let win = Window::untimed_from(start);
     let done = run_phase(conns, feeds, cfg.inflight, win, 1, &[], progress, stall).await;
     let total = start.elapsed();
     report.client_cpu_s = process_cpu_seconds() - cpu_a;
