@@ -223,6 +223,16 @@ impl Txn {
 /// Encoded size of a [`TxnHeader`].
 const TXN_HEADER_LEN: usize = 28;
 
+/// The largest encoded txn (header + record, as [`encode_txn`] returns it) that the server may
+/// write to its log, and so the largest a log reader accepts back: the store's record limit is
+/// derived from it, so writer and reader share one limit. Prep never produces a larger txn (it
+/// answers the request with an error instead), and the store refuses to write one.
+///
+/// 64 MiB: 64 times the default `jute.maxbuffer` (a request frame), room for what prep adds to a
+/// request (ACLs expanded from `auth`, paths of a session's ephemerals), and small enough that
+/// reading one record back at recovery costs bounded memory.
+pub const MAX_TXN_LEN: usize = 64 << 20;
+
 /// Encodes header + txn (the value stored in the log and sent in PROPOSALs).
 pub fn encode_txn(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
     let mut w = Writer::with_capacity(TXN_HEADER_LEN + txn.encoded_len_hint());
