@@ -77,6 +77,10 @@ pub fn run_all<B: StoreBuilder>(b: &B) {
         ("truncate_below_purged_prefix", truncate_below_purged_prefix),
         ("out_of_order_zxid_rejected", out_of_order_zxid_rejected),
         (
+            "zxid_gap_and_oversized_entry_rejected",
+            zxid_gap_and_oversized_entry_rejected,
+        ),
+        (
             "negative_last_applied_rejected",
             negative_last_applied_rejected,
         ),
@@ -213,7 +217,7 @@ pub fn append_then_read_in_order<B: StoreBuilder>(b: &B) {
 /// most `limit`.
 pub fn read_log_after_and_limit<B: StoreBuilder>(b: &B) {
     let mut s = b.build();
-    let zxids = [zxid(1, 1), zxid(1, 2), zxid(1, 5), zxid(2, 1), zxid(2, 9)];
+    let zxids = [zxid(1, 1), zxid(1, 2), zxid(2, 5), zxid(2, 6), zxid(3, 9)];
     commit(&mut s, log_batch(&zxids));
     let read = |after, limit| -> Vec<Zxid> {
         s.read_log(after, limit)
@@ -228,9 +232,9 @@ pub fn read_log_after_and_limit<B: StoreBuilder>(b: &B) {
     assert_eq!(read(0, 1), &zxids[..1]);
     assert_eq!(read(-1, 3), &zxids[..3]);
     assert_eq!(read(0, 0), Vec::<Zxid>::new());
-    assert_eq!(read(zxid(2, 9), usize::MAX), Vec::<Zxid>::new());
+    assert_eq!(read(zxid(3, 9), usize::MAX), Vec::<Zxid>::new());
     assert_eq!(read(Zxid::MAX, usize::MAX), Vec::<Zxid>::new());
-    assert_eq!(read(zxid(2, 8), usize::MAX), &zxids[4..]);
+    assert_eq!(read(zxid(3, 8), usize::MAX), &zxids[4..]);
 }
 
 /// Reading the whole log page by page (after = last zxid of the previous page) yields every entry
@@ -490,12 +494,12 @@ pub fn truncate_drops_suffix_durably<B: StoreBuilder>(b: &B) {
 /// becomes the last one kept.
 pub fn truncate_between_entries_keeps_lower_entry<B: StoreBuilder>(b: &B) {
     let mut s = b.build();
-    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 5), zxid(2, 3)]));
+    commit(&mut s, log_batch(&[zxid(1, 1), zxid(1, 2), zxid(2, 3)]));
     s.truncate_log_after(zxid(2, 0)).unwrap();
-    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 5)]);
-    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
     let s = b.reopen(s);
-    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));
 }
 
 /// Truncating at or above the last logged zxid changes nothing.
@@ -620,7 +624,7 @@ pub fn out_of_order_zxid_rejected<B: StoreBuilder>(b: &B) {
         vec![zxid(1, 5)],
         vec![zxid(1, 4)],
         vec![zxid(1, 6), zxid(1, 6)],
-        vec![zxid(1, 7), zxid(1, 9), zxid(1, 8)],
+        vec![zxid(1, 6), zxid(1, 7), zxid(1, 6)],
     ] {
         let err = s.commit(Batch {
             tree_puts: kv(&[("/never", "x")]),
@@ -636,6 +640,45 @@ pub fn out_of_order_zxid_rejected<B: StoreBuilder>(b: &B) {
     assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 5));
     assert!(tree(&s).is_empty());
     assert_eq!(s.last_applied().unwrap(), 0);
+}
+
+/// The log has no holes: a zxid must be the previous + 1 or start a newer epoch (any counter); a
+/// gap is `ZxidGap`, an entry over the log's record limit (`wazoo_proto::MAX_TXN_LEN`) is
+/// `RecordTooLarge`, and neither writes anything of its batch.
+pub fn zxid_gap_and_oversized_entry_rejected<B: StoreBuilder>(b: &B) {
+    let mut s = b.build();
+    commit(&mut s, log_batch(&[zxid(1, 1)]));
+    for bad in [
+        vec![zxid(1, 3)],
+        vec![zxid(1, 2), zxid(1, 4)],
+        vec![zxid(2, 1), zxid(2, 3)],
+    ] {
+        let err = s.commit(Batch {
+            tree_puts: kv(&[("/never", "x")]),
+            ..log_batch(&bad)
+        });
+        assert!(
+            matches!(err, Err(StoreError::ZxidGap { .. })),
+            "{bad:?}: {err:?}"
+        );
+    }
+    commit(&mut s, log_batch(&[zxid(1, 2), zxid(3, 7)]));
+    let max = wazoo_proto::MAX_TXN_LEN;
+    let err = s.commit(Batch {
+        log: vec![
+            entry(zxid(3, 8)),
+            LogEntry::new(zxid(3, 9), vec![1u8; max + 1]),
+        ],
+        ..Batch::default()
+    });
+    assert!(
+        matches!(err, Err(StoreError::RecordTooLarge { len, .. }) if len == max + 1),
+        "{err:?}"
+    );
+    let s = b.reopen(s);
+    assert_eq!(logged_zxids(&s), vec![zxid(1, 1), zxid(1, 2), zxid(3, 7)]);
+    assert_eq!(s.last_logged_zxid().unwrap(), zxid(3, 7));
+    assert!(tree(&s).is_empty());
 }
 
 /// A negative `last_applied` is a caller bug and is rejected without writing anything.

@@ -18,18 +18,27 @@
 //!   (and its fsync) ran is merged into one atomic write with one fsync: the group commit.
 //! - [`conformance`]: the named suite every [`Store`] implementation passes.
 //!
-//! Every log record and tree value is stored with a CRC32C, so a corrupt record is reported as
-//! [`StoreError::Corrupt`] and never handed out as data (a torn record at the very end of the log, a
-//! write that was never acknowledged, is cut off when the store opens).
+//! Every log commit and tree value is stored with a CRC32C, so a corrupt record is reported as
+//! [`StoreError::Corrupt`] or [`StoreError::CorruptLog`] (naming the segment file and byte offset)
+//! and never handed out as data. Only a torn final group commit of the log (a write whose fsync
+//! never returned, so nothing in it was acknowledged) is cut off when the store opens; the
+//! `segment` module documents how it is told apart from damage.
+//!
+//! Log zxids have no holes: each is the previous + 1 or starts a newer epoch ([`zxid_follows`]);
+//! every store refuses to append anything else ([`StoreError::ZxidGap`]), and a log entry is at
+//! most `wazoo_proto::MAX_TXN_LEN` bytes ([`StoreError::RecordTooLarge`]), the limit the log
+//! reader applies too.
 //!
 //! A [`StoreError`] is fatal to the node: nobody tries to repair a half-written store in place.
 
 mod committer;
 pub mod conformance;
+mod frame;
 mod mem;
 mod record;
 mod rocks;
 mod segment;
+mod segment_io;
 
 #[cfg(test)]
 mod committer_test;
@@ -37,6 +46,8 @@ mod committer_test;
 mod mem_test;
 #[cfg(test)]
 mod rocks_test;
+#[cfg(test)]
+mod segment_damage_test;
 #[cfg(test)]
 mod segment_test;
 
@@ -50,8 +61,43 @@ use std::collections::HashMap;
 pub type Zxid = i64;
 
 /// The on-disk format version this build writes and understands.
-/// Version 2 moved the txn log out of RocksDB into segment files.
-pub const FORMAT_VERSION: u64 = 2;
+/// Version 2 moved the txn log out of RocksDB into segment files; version 3 writes each group
+/// commit as one checksummed commit frame and closes each segment with an end marker, so that
+/// recovery can tell a torn final commit from damage (see the `segment` module).
+pub const FORMAT_VERSION: u64 = 3;
+
+/// Whether `next` may follow `previous` in the log: the next zxid of the same epoch, or any zxid
+/// of a newer epoch (a new leader starts its epoch's counter where it likes). `previous == 0`
+/// (nothing logged) is epoch 0, counter 0.
+pub fn zxid_follows(previous: Zxid, next: Zxid) -> bool {
+    next == previous.wrapping_add(1) || (next >> 32) > (previous >> 32)
+}
+
+/// `create_dir_all` whose new directories survive a crash: after creating each missing
+/// component it fsyncs the parent, whose entry for it is otherwise only in memory.
+pub fn create_dir_all_durable(path: &std::path::Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = path;
+    while !at.exists() {
+        missing.push(at);
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break,
+        }
+    }
+    for dir in missing.into_iter().rev() {
+        match std::fs::create_dir(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let parent = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => std::path::Path::new("."),
+        };
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
 
 /// One txn log record: an opaque, server-encoded transaction and its zxid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,6 +287,26 @@ pub enum StoreError {
     /// A log entry's zxid is not greater than the one logged (or batched) before it.
     #[error("log entry zxid {zxid:#x} is not greater than the previous zxid {previous:#x}")]
     OutOfOrder { zxid: Zxid, previous: Zxid },
+    /// A log entry's zxid is greater than the previous one but neither its successor nor the
+    /// start of a newer epoch ([`zxid_follows`]): the log would have a hole.
+    #[error(
+        "log entry zxid {zxid:#x} does not follow the previous zxid {previous:#x} (it must be the \
+         previous + 1 or start a newer epoch)"
+    )]
+    ZxidGap { zxid: Zxid, previous: Zxid },
+    /// A log entry larger than the log reader accepts (`wazoo_proto::MAX_TXN_LEN`).
+    #[error("log entry {zxid:#x} of {len} bytes is over the log's record limit of {max} bytes")]
+    RecordTooLarge { zxid: Zxid, len: usize, max: usize },
+    /// A txn log segment fails a check at `offset`, and it is not a torn final commit: acknowledged
+    /// txns may be damaged or missing, so the node does not start on it.
+    #[error(
+        "txn log file {} is damaged at byte offset {offset}: {detail}", file.display()
+    )]
+    CorruptLog {
+        file: std::path::PathBuf,
+        offset: u64,
+        detail: String,
+    },
     /// The data directory was written by a format this build does not understand.
     #[error(
         "store format version {found} is not supported by this build (it supports version \
@@ -397,8 +463,9 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
 }
 
-/// Checks a batch against the log's last zxid: strictly increasing, non-negative zxids and a
-/// non-negative `last_applied`. Returns the batch's last zxid, if it has entries.
+/// Checks a batch against the log's last zxid: increasing zxids with no gap ([`zxid_follows`]),
+/// entries within the log's record limit, and a non-negative `last_applied`. Returns the batch's
+/// last zxid, if it has entries.
 pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<Zxid>, StoreError> {
     let mut previous = last_logged;
     for entry in &batch.log {
@@ -406,6 +473,19 @@ pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<
             return Err(StoreError::OutOfOrder {
                 zxid: entry.zxid,
                 previous,
+            });
+        }
+        if !zxid_follows(previous, entry.zxid) {
+            return Err(StoreError::ZxidGap {
+                zxid: entry.zxid,
+                previous,
+            });
+        }
+        if entry.data.len() > frame::MAX_RECORD {
+            return Err(StoreError::RecordTooLarge {
+                zxid: entry.zxid,
+                len: entry.data.len(),
+                max: frame::MAX_RECORD,
             });
         }
         previous = entry.zxid;

@@ -193,7 +193,7 @@ impl RocksStore {
     /// [`FORMAT_VERSION`]; a directory of any other version is refused with
     /// [`StoreError::UnsupportedFormat`].
     pub fn open(dir: &Path) -> Result<RocksStore, StoreError> {
-        std::fs::create_dir_all(dir)?;
+        crate::create_dir_all_durable(dir)?;
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
         let db_opts = db_options(&cache)?;
         if let Ok(existing) = DB::list_cf(&db_opts, dir) {
@@ -209,6 +209,24 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_META, cf_options(&cache)),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
+        // The version first: the log of another version is refused as such, not as damage.
+        let version_key = MetaKey::FormatVersion.name();
+        let meta = db
+            .cf_handle(CF_META)
+            .ok_or_else(|| StoreError::RocksDb(format!("column family `{CF_META}` is missing")))?;
+        let version = match db.get_pinned_cf(meta, version_key)? {
+            Some(raw) => Some(record::decode_u64(version_key, &raw)?),
+            None => None,
+        };
+        match version {
+            Some(FORMAT_VERSION) | None => {}
+            Some(found) => {
+                return Err(StoreError::UnsupportedFormat {
+                    found,
+                    supported: FORMAT_VERSION,
+                })
+            }
+        }
         let log = SegmentLog::open(&txn_log_dir(dir))?;
         let tree_writer = TreeWriter::spawn(Arc::clone(&db))?;
         let mut store = RocksStore {
@@ -220,15 +238,8 @@ impl RocksStore {
             last_applied: 0,
             floor: 0,
         };
-        match store.get_meta(MetaKey::FormatVersion.name())? {
-            Some(FORMAT_VERSION) => {}
-            Some(found) => {
-                return Err(StoreError::UnsupportedFormat {
-                    found,
-                    supported: FORMAT_VERSION,
-                })
-            }
-            None => store.put_meta_synced(MetaKey::FormatVersion.name(), FORMAT_VERSION)?,
+        if version.is_none() {
+            store.put_meta_synced(version_key, FORMAT_VERSION)?;
         }
         let logged_meta = store.get_meta(META_LAST_LOGGED)?.map_or(0, |v| v as Zxid);
         store.last_logged = logged_meta.max(store.log.last().unwrap_or(0));

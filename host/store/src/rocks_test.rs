@@ -57,19 +57,19 @@ fn conformance_suite_passes_for_rocks_store() {
     conformance::run_all(&RocksBuilder::new());
 }
 
-/// A log record damaged on disk inside the log (a valid record follows it) makes the store refuse
+/// A log record damaged on disk inside the log (a valid commit follows it) makes the store refuse
 /// to open, naming the segment file; nothing is handed out as data.
 #[test]
 fn damaged_log_record_refuses_open() {
     let b = RocksBuilder::new();
     let mut s = b.build();
-    s.commit(Batch {
-        log: (1..=3)
-            .map(|c| LogEntry::new(zxid(1, c), vec![c as u8; 100]))
-            .collect(),
-        ..Batch::default()
-    })
-    .unwrap();
+    for c in 1..=3 {
+        s.commit(Batch {
+            log: vec![LogEntry::new(zxid(1, c), vec![c as u8; 100])],
+            ..Batch::default()
+        })
+        .unwrap();
+    }
     let path = s.path().to_owned();
     let segment = s.log_segments_for_test().pop().unwrap();
     drop(s);
@@ -77,16 +77,17 @@ fn damaged_log_record_refuses_open() {
         .write(true)
         .open(&segment)
         .unwrap();
-    // Inside the first record's data: file header 16, record header 16.
-    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 16 + 50).unwrap();
+    // Inside the first record's data: file header 16, commit header 40, record header 12.
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 40 + 12 + 50).unwrap();
     drop(file);
     match RocksStore::open(&path) {
-        Err(StoreError::Corrupt { what, key, detail }) => {
-            assert_eq!(what, "log");
-            assert!(key.contains("log.0000000100000001"), "{key}");
-            assert!(detail.contains("checksum"), "{detail}");
+        Err(e @ StoreError::CorruptLog { .. }) => {
+            let msg = e.to_string();
+            assert!(msg.contains("log.0000000100000001"), "{msg}");
+            assert!(msg.contains("byte offset 16:"), "{msg}");
+            assert!(msg.contains("checksum"), "{msg}");
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        other => panic!("expected CorruptLog, got {other:?}"),
     }
 }
 
@@ -110,8 +111,8 @@ fn torn_last_log_record_is_cut_at_open() {
         .write(true)
         .open(&segment)
         .unwrap();
-    // The last record's data ends at 16 + 3 * (16 + 100).
-    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 3 * 116 - 1).unwrap();
+    // The last commit's data ends at 16 + 3 * (40 + 12 + 100).
+    std::os::unix::fs::FileExt::write_all_at(&file, &[0xee], 16 + 3 * 152 - 1).unwrap();
     drop(file);
     let mut s = RocksStore::open(&path).unwrap();
     assert_eq!(s.last_logged_zxid().unwrap(), zxid(1, 2));

@@ -1,27 +1,60 @@
-//! [`SegmentLog`]: the txn log as append-only, preallocated segment files, one `fdatasync` per group
-//! commit (ZooKeeper's `FileTxnLog` does the same with its `log.<zxid>` files).
+//! [`SegmentLog`]: the txn log as append-only, preallocated segment files, one `pwrite` and one
+//! `fdatasync` per group commit (ZooKeeper's `FileTxnLog` does the same with its `log.<zxid>` files).
 //!
 //! Layout: `<dir>/log.<zxid of the segment's first record, 16 hex digits>`. A file starts with a
-//! 16-byte header (`WAZOOLOG`, format version `u32` LE, 4 reserved bytes) followed by records:
+//! 16-byte header (`WAZOOLOG`, format version `u32` LE = 2, 4 reserved bytes) followed by frames
+//! ([`crate::frame`]): one *commit frame* per group commit (a checksummed header giving the length
+//! of the whole commit, then its records), and, once the log has rolled on to the next segment, an
+//! *end marker*. A segment's file is allocated in full before its first commit, so an append
+//! overwrites allocated blocks and its `fdatasync` does not also journal the file's growth; the
+//! rest reads as zeros. Normally the file was also filled with zeros ahead of need by a helper
+//! thread (see [`crate::segment_io::Spare`]), so that appends do not convert unwritten extents either. Format 1 (one
+//! checksum per record, no commit boundaries) is not read: a data directory that has it is refused
+//! by its store format version before the log is opened.
 //!
-//! ```text
-//! len u32 LE | crc32c u32 LE | zxid i64 LE | data      (len = 8 + data.len())
-//! ```
+//! # Recovery: a torn final commit is cut, anything else stops the node
 //!
-//! The checksum covers `len`, `zxid` and `data`. A segment's file is allocated in full before its
-//! first record, so an append overwrites allocated blocks and its `fdatasync` does not also have to
-//! journal the file's growth; the rest reads as zeros, and a zero `len` marks the end of the records.
-//! Normally the file was also filled with zeros ahead of need by a helper thread (see [`Spare`]), so
-//! that appends do not convert unwritten extents either.
+//! Rules checked at open (any breach is [`StoreError::CorruptLog`], naming the file and the byte
+//! offset):
+//! - Zxids: every record's zxid is the previous record's + 1, or starts a newer epoch (counter
+//!   arbitrary) — across commits and segments ([`crate::zxid_follows`]). The first record of a
+//!   segment has the zxid its file name says. The writer refuses anything else, so a gap or a
+//!   repeat on disk is damage.
+//! - A segment that is not the last was closed by the writer: it wrote the end marker (holding the
+//!   segment's last zxid) and `fdatasync`ed it *before* creating the next segment. So a non-last
+//!   segment must read as valid commits up to an end marker that names its last zxid, and zeros
+//!   after it; a bad commit, or zeros where the end marker should be (its end was lost), is
+//!   damage. Zxid continuity alone could not tell when the next segment starts a new epoch.
+//! - The last segment ends at the first offset `p` where no valid frame starts. If the bytes from
+//!   `p` on are all zeros, that is the clean end. Otherwise `p` is either a *torn final commit* or
+//!   damage, and the difference is whether a valid frame follows:
+//!   - A torn final commit is the last `pwrite` whose `fdatasync` never returned: nothing in it
+//!     was acknowledged. Before that write, every byte from `p` to the end of the file was zero
+//!     (preallocation, the zero-filled spare, and the zeroing of a cut tail below ensure it), and
+//!     the write covers exactly the frame's extent. So after a crash the file holds, from `p`,
+//!     pieces of that one frame (pages that made it, zeros or garbage where pages did not) and
+//!     zeros beyond it: never a valid frame *after* it, because no later frame was ever written.
+//!   - Damage to an older commit (a flipped bit, a zeroed page, a corrupted length) leaves the
+//!     later, acknowledged commits intact behind it: valid frames follow.
 //!
-//! Crash rules, checked when the log is opened:
-//! - Every segment but the last was synced in full before the next one was created: a bad record in
-//!   it is corruption ([`StoreError::Corrupt`]).
-//! - In the last segment, a bad record with nothing valid after it is a torn tail (a group commit
-//!   whose `fdatasync` never returned, so nothing in it was acknowledged): the log ends before it.
-//!   A bad record followed by a valid one is corruption. Everything after the last valid record of
-//!   the last segment is zeroed, so that no stale bytes can ever reappear behind later appends.
-//! - Zxids strictly increase across the whole log; anything else is corruption.
+//!   Hence the rule: if a valid frame (header checksum, shape, body checksum and records all
+//!   check out) starts anywhere after the bad spot, it is damage; if none does, the bad spot is a
+//!   torn final commit, cut off (zeroed) so that nothing of it can reappear behind later appends.
+//!   "After the bad spot" is searched byte by byte from `p + 1`, except when the frame at `p` has
+//!   a header whose own checksum holds: then its extent is trusted and the search starts at its
+//!   end, so that a frame-like byte string inside the torn commit's own data cannot count. That
+//!   covers a torn multi-record commit whose middle page was lost (zeros or garbage in the
+//!   middle, valid-looking record bytes after it, header intact): no valid frame follows, it is
+//!   cut whole, and the log ends exactly at the previous commit.
+//!
+//! Limits of the rule, all of which fail safe or are out of reach of any log format:
+//! - Damage to the *last* acknowledged commit, with nothing after it, looks exactly like a torn
+//!   write and is cut. Only a checksum stored elsewhere per commit (a second sync) could tell.
+//! - A torn final commit whose first page (its header) was lost is searched from `p + 1`; should
+//!   a client have stored bytes that form a complete valid frame in it, the node refuses to start
+//!   instead of cutting the tail: a false alarm, never a loss.
+//! - A last segment that reads as nothing but zeros (a crash between creating it and the first
+//!   commit into it) is removed; a whole segment zeroed by the disk looks the same.
 //!
 //! Purging removes whole segments only; the caller (the store) keeps a logical purge point on top.
 
@@ -30,100 +63,34 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
-use crate::{lower_cpu_priority, LogEntry, StoreError, Zxid};
+use crate::frame::{
+    encode_commit, encode_seal, entries_of, find_valid_frame, first_nonzero, parse_records, Cursor,
+    Kind, Step, MAX_RECORD, SEAL_LEN,
+};
+pub(crate) use crate::segment_io::preallocate;
+use crate::segment_io::{sync_dir, write_spare, zero_range, Spare};
+use crate::{zxid_follows, LogEntry, StoreError, Zxid};
 
 const MAGIC: &[u8; 8] = b"WAZOOLOG";
-const SEGMENT_VERSION: u32 = 1;
-const FILE_HEADER: u64 = 16;
-const RECORD_HEADER: usize = 16;
-/// A record longer than this is corruption (jute.maxbuffer defaults to 1 MiB; multis stay far below).
-const MAX_RECORD: usize = 256 << 20;
+/// Version 2: commit frames and end markers (version 1 had one checksum per record).
+const SEGMENT_VERSION: u32 = 2;
+pub(crate) const FILE_HEADER: u64 = 16;
 /// Preallocated size of a segment; a segment is closed once it holds this much.
 pub(crate) const SEGMENT_BYTES: u64 = 32 << 20;
-/// One sparse index entry per this many bytes of records, for seeking on reads.
+/// One sparse index entry per this many bytes of commits, for seeking on reads.
 const INDEX_STRIDE: u64 = 64 << 10;
 /// Suffix of a purged segment between its purge and its deletion.
 const PURGED_SUFFIX: &str = ".purged";
-/// Read size of sequential scans.
-const READ_CHUNK: usize = 1 << 20;
 /// The next segment's file while a helper thread prepares it (see [`Spare`]).
 const SPARE_NAME: &str = "log.spare";
+/// A truncated copy of the last segment before it is renamed over it.
+const TRUNC_NAME: &str = "log.trunc";
 /// Size of the first spare a log prepares; each later one doubles, up to the segment size. Small
 /// at first so that opening a store costs little I/O (the test suites open hundreds).
 const FIRST_SPARE_BYTES: u64 = 4 << 20;
-/// Nice value of the helper thread: it works ahead of need.
-const SPARE_NICE: i32 = 19;
 
-/// The next segment's file, allocated and filled with zeros ahead of need by a helper thread
-/// ("wazoo-logprep") under the name [`SPARE_NAME`]; a roll renames it into place.
-///
-/// Why: `fallocate` leaves *unwritten* extents (ext4, XFS). The first write to each block converts
-/// it, a metadata change that the `fdatasync` of every group commit then has to journal as well.
-/// On this machine an 8 KiB append + `fdatasync` took 150-170 µs (p50) and 65 µs of CPU into a
-/// fallocated file, and 105-110 µs and 50 µs into one whose blocks were written once before.
-/// Writing the zeros at the roll would stall the commits behind it, hence the helper; a roll that
-/// finds no spare ready falls back to a fallocated file.
-struct Spare {
-    len: u64,
-    cancel: Arc<AtomicBool>,
-    thread: JoinHandle<std::io::Result<File>>,
-}
-
-/// Body of the helper thread: writes `path` as an empty segment of `len` bytes (header, then zeros)
-/// and syncs it. Writes a chunk at a time and waits for each to reach the device, so that the log's
-/// own fsyncs never queue behind megabytes of zeros.
-fn write_spare(path: &Path, len: u64, cancel: &AtomicBool) -> std::io::Result<File> {
-    lower_cpu_priority(SPARE_NICE);
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    preallocate(&file, len).map_err(std::io::Error::other)?;
-    let mut chunk = vec![0u8; READ_CHUNK];
-    chunk[..FILE_HEADER as usize].copy_from_slice(&segment_header());
-    let mut at = 0u64;
-    while at < len {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "log closed while its next segment was prepared",
-            ));
-        }
-        let n = (len - at).min(READ_CHUNK as u64) as usize;
-        file.write_all_at(&chunk[..n], at)?;
-        if at == 0 {
-            chunk[..FILE_HEADER as usize].fill(0);
-        }
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // SAFETY: plain syscall on an open descriptor; no memory is passed. A failure only
-            // loses the pacing; the sync below still makes the file durable.
-            unsafe {
-                libc::sync_file_range(
-                    file.as_raw_fd(),
-                    at as libc::off64_t,
-                    n as libc::off64_t,
-                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                        | libc::SYNC_FILE_RANGE_WRITE
-                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                );
-            }
-        }
-        at += n as u64;
-    }
-    file.sync_all()?;
-    Ok(file)
-}
-
-fn segment_header() -> [u8; FILE_HEADER as usize] {
+pub(crate) fn segment_header() -> [u8; FILE_HEADER as usize] {
     let mut header = [0u8; FILE_HEADER as usize];
     header[0..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&SEGMENT_VERSION.to_le_bytes());
@@ -133,28 +100,42 @@ fn segment_header() -> [u8; FILE_HEADER as usize] {
 /// One segment file.
 #[derive(Debug)]
 struct Segment {
-    /// From the file name: every record's zxid is `>= first`.
+    /// From the file name: the zxid of its first record.
     first: Zxid,
     path: PathBuf,
-    /// Offset just after the last valid record.
+    /// Offset just after the last valid commit (where the end marker is, once sealed).
     end: u64,
     /// The last record's zxid.
     last: Option<Zxid>,
-    /// `(zxid, offset)` of some records, ascending: the first one and then one per [`INDEX_STRIDE`].
+    /// `(first zxid, offset)` of some commits, ascending: the first one, then one per
+    /// [`INDEX_STRIDE`].
     index: Vec<(Zxid, u64)>,
+    /// Closed by an end marker: nothing more is appended to it.
+    sealed: bool,
 }
 
 impl Segment {
-    fn note_record(&mut self, zxid: Zxid, offset: u64, len: u64) {
+    fn new(first: Zxid, path: PathBuf) -> Segment {
+        Segment {
+            first,
+            path,
+            end: FILE_HEADER,
+            last: None,
+            index: Vec::new(),
+            sealed: false,
+        }
+    }
+
+    fn note_commit(&mut self, first: Zxid, last: Zxid, offset: u64, len: u64) {
         let indexed_to = self.index.last().map_or(0, |&(_, o)| o);
         if self.index.is_empty() || offset >= indexed_to + INDEX_STRIDE {
-            self.index.push((zxid, offset));
+            self.index.push((first, offset));
         }
-        self.last = Some(zxid);
+        self.last = Some(last);
         self.end = offset + len;
     }
 
-    /// Offset of an indexed record at or before the first record with zxid `>= zxid`.
+    /// Offset of an indexed commit at or before the commit holding the first record `>= zxid`.
     fn seek(&self, zxid: Zxid) -> u64 {
         let i = self.index.partition_point(|&(z, _)| z < zxid);
         match i {
@@ -179,21 +160,14 @@ pub(crate) struct SegmentLog {
     next_spare_len: u64,
 }
 
-impl std::fmt::Debug for Spare {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Spare")
-            .field("len", &self.len)
-            .field("ready", &self.thread.is_finished())
-            .finish()
-    }
-}
-
 fn corrupt(path: &Path, offset: u64, detail: impl Into<String>) -> StoreError {
-    StoreError::Corrupt {
-        what: "log",
-        key: format!("{} at offset {offset}", path.display()),
+    let e = StoreError::CorruptLog {
+        file: path.to_owned(),
+        offset,
         detail: detail.into(),
-    }
+    };
+    tracing::error!("{e}");
+    e
 }
 
 fn segment_name(first: Zxid) -> String {
@@ -218,222 +192,46 @@ fn parse_segment_name(name: &str) -> Option<Zxid> {
     Zxid::try_from(v).ok()
 }
 
-fn crc_of(len: [u8; 4], zxid: [u8; 8], data: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&len);
-    let crc = crc32c::crc32c_append(crc, &zxid);
-    crc32c::crc32c_append(crc, data)
+/// The error for a record whose zxid does not follow `previous`.
+fn discontinuity(path: &Path, offset: u64, previous: Zxid, zxid: Zxid) -> StoreError {
+    let what = if zxid <= previous {
+        "repeats or goes back: a duplicated or misplaced record"
+    } else {
+        "leaves a gap: records between them are missing"
+    };
+    corrupt(
+        path,
+        offset,
+        format!(
+            "zxid {zxid:#x} after {previous:#x} {what} (a zxid must be the previous one + 1 or \
+             start a newer epoch)"
+        ),
+    )
 }
 
-/// Appends one encoded record to `out`.
-fn encode_record(out: &mut Vec<u8>, zxid: Zxid, data: &[u8]) {
-    let len = ((data.len() + 8) as u32).to_le_bytes();
-    let z = zxid.to_le_bytes();
-    out.extend_from_slice(&len);
-    out.extend_from_slice(&crc_of(len, z, data).to_le_bytes());
-    out.extend_from_slice(&z);
-    out.extend_from_slice(data);
-}
-
-/// [`encode_record`] for tests that write records by hand.
-#[cfg(test)]
-pub(crate) fn encode_record_for_test(out: &mut Vec<u8>, zxid: Zxid, data: &[u8]) {
-    encode_record(out, zxid, data);
-}
-
-/// What is at one offset of a segment.
-enum Parsed {
-    /// A valid record's zxid and total length.
-    Record(Zxid, usize),
-    /// Zeros: the end of the records.
-    End,
-    /// Not enough bytes in the buffer to decide; read more (or, at the file's end, a torn record).
-    Short(usize),
-    /// A record whose checksum or shape is wrong.
-    Bad(String),
-}
-
-fn parse(buf: &[u8]) -> Parsed {
-    if buf.len() < 4 {
-        return if buf.iter().all(|&b| b == 0) && !buf.is_empty() {
-            Parsed::End
-        } else {
-            Parsed::Short(RECORD_HEADER)
-        };
-    }
-    let len = u32::from_le_bytes(buf[0..4].try_into().expect("4 bytes")) as usize;
-    if len == 0 {
-        return Parsed::End;
-    }
-    if !(8..=MAX_RECORD).contains(&len) {
-        return Parsed::Bad(format!("impossible record length {len}"));
-    }
-    let total = RECORD_HEADER - 8 + len;
-    if buf.len() < total {
-        return Parsed::Short(total);
-    }
-    let stored = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
-    let zxid_bytes: [u8; 8] = buf[8..16].try_into().expect("8 bytes");
-    let actual = crc_of(
-        buf[0..4].try_into().expect("4 bytes"),
-        zxid_bytes,
-        &buf[16..total],
-    );
-    if stored != actual {
-        return Parsed::Bad(format!(
-            "checksum mismatch: stored {stored:#010x}, computed {actual:#010x}"
-        ));
-    }
-    let zxid = i64::from_le_bytes(zxid_bytes);
-    if zxid < 0 {
-        return Parsed::Bad(format!("negative zxid {zxid}"));
-    }
-    Parsed::Record(zxid, total)
-}
-
-/// Sequential reader over `[from, to)` of a segment file.
-struct Cursor<'f> {
-    file: &'f File,
-    /// File offset of `buf[0]`.
-    base: u64,
-    buf: Vec<u8>,
-    pos: usize,
-    to: u64,
-}
-
-impl<'f> Cursor<'f> {
-    fn new(file: &'f File, from: u64, to: u64) -> Cursor<'f> {
-        Cursor {
-            file,
-            base: from,
-            buf: Vec::new(),
-            pos: 0,
-            to,
-        }
-    }
-
-    fn offset(&self) -> u64 {
-        self.base + self.pos as u64
-    }
-
-    /// Reads until at least `want` bytes are available at `pos`, or the range is exhausted.
-    fn fill(&mut self, want: usize) -> Result<(), StoreError> {
-        if self.buf.len() - self.pos >= want {
-            return Ok(());
-        }
-        self.buf.drain(..self.pos);
-        self.base += self.pos as u64;
-        self.pos = 0;
-        while self.buf.len() < want {
-            let have_to = self.base + self.buf.len() as u64;
-            if have_to >= self.to {
-                return Ok(());
-            }
-            let n = (self.to - have_to).min(READ_CHUNK.max(want) as u64) as usize;
-            let start = self.buf.len();
-            self.buf.resize(start + n, 0);
-            let k = loop {
-                match self.file.read_at(&mut self.buf[start..], have_to) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    other => break other?,
-                }
-            };
-            self.buf.truncate(start + k);
-            if k == 0 {
-                // The file is shorter than the range.
-                self.to = have_to;
-            }
-        }
-        Ok(())
-    }
-
-    /// The next record as `(zxid, data, offset)`, `Ok(None)` at the end of the records; a bad or
-    /// torn record is an inner `Err` with its offset and what is wrong.
-    #[allow(clippy::type_complexity)]
-    fn next(&mut self) -> Result<Result<Option<(Zxid, &[u8], u64)>, (u64, String)>, StoreError> {
-        self.fill(RECORD_HEADER)?;
-        let offset = self.offset();
-        if self.buf.len() == self.pos {
-            return Ok(Ok(None));
-        }
-        let mut parsed = parse(&self.buf[self.pos..]);
-        if let Parsed::Short(n) = parsed {
-            self.fill(n)?;
-            parsed = parse(&self.buf[self.pos..]);
-        }
-        match parsed {
-            Parsed::Record(zxid, total) => {
-                let start = self.pos;
-                self.pos += total;
-                let data = &self.buf[start + RECORD_HEADER..start + total];
-                Ok(Ok(Some((zxid, data, offset))))
-            }
-            Parsed::End => Ok(Ok(None)),
-            Parsed::Bad(why) => Ok(Err((offset, why))),
-            Parsed::Short(_) => Ok(Err((offset, "record cut short".to_owned()))),
-        }
-    }
-}
-
-/// Zeroes `[from, to)` of `file` (keeping its allocation where the filesystem can).
-fn zero_range(file: &File, from: u64, to: u64) -> Result<(), StoreError> {
-    if to <= from {
-        return Ok(());
-    }
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: plain syscall on an open descriptor; no memory is passed.
-        let rc = unsafe {
-            libc::fallocate(
-                file.as_raw_fd(),
-                libc::FALLOC_FL_ZERO_RANGE,
-                from as libc::off_t,
-                (to - from) as libc::off_t,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    let zeros = vec![0u8; READ_CHUNK];
-    let mut at = from;
-    while at < to {
-        let n = (to - at).min(READ_CHUNK as u64) as usize;
-        file.write_all_at(&zeros[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
-}
-
-/// Allocates `[0, len)` of a new segment file.
-pub(crate) fn preallocate(file: &File, len: u64) -> Result<(), StoreError> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: plain syscall on an open descriptor; no memory is passed.
-        let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    file.set_len(len)?;
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)?.sync_all()?;
-    Ok(())
+/// Where the walk over a segment's frames stopped.
+enum Stop {
+    /// At an end marker; the offset is just after it.
+    Sealed(u64),
+    /// At zeros (or the end of the file), at this offset.
+    Zeros(u64),
+    /// At something that is not a valid frame.
+    Bad {
+        offset: u64,
+        why: String,
+        resume: u64,
+    },
 }
 
 impl SegmentLog {
-    /// Opens (creating if needed) the log in `dir`, checking every record and cutting a torn tail.
+    /// Opens (creating if needed) the log in `dir`, checking every commit and cutting a torn tail.
     pub(crate) fn open(dir: &Path) -> Result<SegmentLog, StoreError> {
         SegmentLog::open_with(dir, SEGMENT_BYTES)
     }
 
     /// [`SegmentLog::open`] with another segment size (tests use small ones).
     pub(crate) fn open_with(dir: &Path, segment_bytes: u64) -> Result<SegmentLog, StoreError> {
-        fs::create_dir_all(dir)?;
+        crate::create_dir_all_durable(dir)?;
         let mut found: Vec<(Zxid, PathBuf)> = Vec::new();
         for entry in fs::read_dir(dir)? {
             let entry = entry?;
@@ -443,8 +241,9 @@ impl SegmentLog {
                 fs::remove_file(entry.path())?;
                 continue;
             }
-            if name == SPARE_NAME {
-                // Possibly incomplete; a new one is prepared below.
+            if name == SPARE_NAME || name == TRUNC_NAME {
+                // Possibly incomplete: a spare is prepared anew below; a truncated copy that was
+                // not renamed into place means the truncation never happened.
                 fs::remove_file(entry.path())?;
                 continue;
             }
@@ -469,12 +268,8 @@ impl SegmentLog {
         let mut previous: Option<Zxid> = None;
         for (i, (first, path)) in found.into_iter().enumerate() {
             let is_last = i + 1 == count;
-            match log.scan(first, path, is_last, previous)? {
-                Some(seg) => {
-                    previous = seg.last.or(previous);
-                    log.segments.push(seg);
-                }
-                None => continue,
+            if let Some(seg) = log.scan(first, path, is_last, &mut previous)? {
+                log.segments.push(seg);
             }
         }
         if let Some(seg) = log.segments.last() {
@@ -533,14 +328,15 @@ impl SegmentLog {
         }
     }
 
-    /// Reads one segment at open. `None` for a last segment that never got a valid header or
-    /// record (a crash while it was created); it is removed.
+    /// Reads one segment at open, checking it by the rules of the module docs; `previous` is the
+    /// last zxid before it and is advanced. `None` for a last segment that holds no commit (a
+    /// crash while it was created, or its only commit was torn); it is removed.
     fn scan(
         &self,
         first: Zxid,
         path: PathBuf,
         is_last: bool,
-        previous: Option<Zxid>,
+        previous: &mut Option<Zxid>,
     ) -> Result<Option<Segment>, StoreError> {
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
         let size = file.metadata()?.len();
@@ -549,73 +345,139 @@ impl SegmentLog {
             && file.read_exact_at(&mut header, 0).is_ok()
             && &header[0..8] == MAGIC;
         if !header_ok {
-            if is_last {
-                tracing::warn!(file = %path.display(), "removing a txn log segment with no valid header (crash while it was created)");
+            // A crash while the segment was created leaves an empty file or one of zeros (the
+            // header is synced before any commit goes in); anything else lost its header later.
+            if is_last && first_nonzero(&file, 0, size)?.is_none() {
+                tracing::warn!(file = %path.display(), "removing an empty txn log segment with no header (crash while it was created)");
                 drop(file);
                 fs::remove_file(&path)?;
                 sync_dir(&self.dir)?;
                 return Ok(None);
             }
-            return Err(corrupt(&path, 0, "bad segment header"));
+            let why = if size < FILE_HEADER {
+                format!("the file is {size} bytes, shorter than its {FILE_HEADER}-byte header")
+            } else {
+                "bad segment header (no WAZOOLOG magic)".to_owned()
+            };
+            return Err(corrupt(&path, 0, why));
         }
         let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
         if version != SEGMENT_VERSION {
             return Err(corrupt(
                 &path,
                 8,
-                format!("segment format {version} is not supported (this build writes {SEGMENT_VERSION})"),
+                format!("segment format {version} is not supported (this build reads and writes {SEGMENT_VERSION})"),
             ));
         }
-        let mut seg = Segment {
-            first,
-            path: path.clone(),
-            end: FILE_HEADER,
-            last: None,
-            index: Vec::new(),
-        };
-        let mut prev = previous;
+        let mut seg = Segment::new(first, path.clone());
         let mut cursor = Cursor::new(&file, FILE_HEADER, size);
-        let bad = loop {
-            match cursor.next()? {
-                Ok(None) => break None,
-                Ok(Some((zxid, data, offset))) => {
-                    if zxid < first || prev.is_some_and(|p| zxid <= p) {
-                        return Err(corrupt(
-                            &path,
-                            offset,
-                            format!(
-                                "zxid {zxid:#x} out of order (segment starts at {first:#x}, previous {:#x})",
-                                prev.unwrap_or(0)
-                            ),
-                        ));
+        let stop = loop {
+            match cursor.next_frame()? {
+                Step::Eof => break Stop::Zeros(size),
+                Step::Zeros { offset } => break Stop::Zeros(offset),
+                Step::Bad {
+                    offset,
+                    why,
+                    extent,
+                } => {
+                    break Stop::Bad {
+                        offset,
+                        why,
+                        resume: extent.unwrap_or(offset + 1),
                     }
-                    prev = Some(zxid);
-                    let len = (RECORD_HEADER + data.len()) as u64;
-                    seg.note_record(zxid, offset, len);
                 }
-                Err((offset, why)) => break Some((offset, why)),
+                Step::Frame {
+                    offset,
+                    header,
+                    body,
+                } => {
+                    if header.kind == Kind::Seal {
+                        if header.zxid != seg.last.unwrap_or(0) {
+                            return Err(corrupt(
+                                &path,
+                                offset,
+                                format!(
+                                    "the end marker names last zxid {:#x}, but the segment's last record is {:#x}",
+                                    header.zxid,
+                                    seg.last.unwrap_or(0)
+                                ),
+                            ));
+                        }
+                        seg.sealed = true;
+                        break Stop::Sealed(offset + header.total());
+                    }
+                    let records = parse_records(&header, body).map_err(|(at, why)| {
+                        corrupt(
+                            &path,
+                            offset + (crate::frame::FRAME_HEADER + at) as u64,
+                            why,
+                        )
+                    })?;
+                    for (i, (at, zxid, _)) in records.iter().enumerate() {
+                        // The commit's own offset for its first record, the record's for others.
+                        let at = match i {
+                            0 => offset,
+                            _ => offset + (crate::frame::FRAME_HEADER + at) as u64,
+                        };
+                        if seg.last.is_none() && i == 0 && *zxid != first {
+                            return Err(corrupt(
+                                &path,
+                                at,
+                                format!(
+                                    "the first record has zxid {zxid:#x}, but the file name says {first:#x}"
+                                ),
+                            ));
+                        }
+                        if let Some(p) = *previous {
+                            if !zxid_follows(p, *zxid) {
+                                return Err(discontinuity(&path, at, p, *zxid));
+                            }
+                        }
+                        *previous = Some(*zxid);
+                    }
+                    let last = records.last().expect("a commit has records").1;
+                    seg.note_commit(header.zxid, last, offset, header.total());
+                }
             }
         };
         drop(cursor);
-        if let Some((offset, why)) = &bad {
-            if !is_last || valid_record_follows(&file, *offset, size)? {
-                return Err(corrupt(&path, *offset, why.clone()));
+        match stop {
+            Stop::Sealed(after) => {
+                if let Some(at) = first_nonzero(&file, after, size)? {
+                    return Err(corrupt(
+                        &path,
+                        at,
+                        "bytes after the segment's end marker (nothing is written there)",
+                    ));
+                }
             }
-            tracing::warn!(
-                file = %path.display(),
+            Stop::Zeros(at) if !is_last => {
+                return Err(corrupt(
+                    &path,
+                    at,
+                    "the commits end here without the segment's end marker, but later segments \
+                     exist: the end of this segment was lost",
+                ))
+            }
+            Stop::Bad { offset, why, .. } if !is_last => {
+                return Err(corrupt(&path, offset, why));
+            }
+            Stop::Zeros(at) => {
+                if first_nonzero(&file, at, size)?.is_some() {
+                    // Zeros where a commit header should be, bytes after them: the header page
+                    // of a torn commit, or a zeroed page in front of later commits.
+                    let why = "zeros where a commit header should be".to_owned();
+                    self.cut_torn_tail(&file, &seg, at, why, at + 1, size)?;
+                }
+            }
+            Stop::Bad {
                 offset,
-                reason = %why,
-                last_zxid = format_args!("{:#x}", seg.last.unwrap_or(0)),
-                "txn log ends in a torn record (a write that was never acknowledged); cutting it off"
-            );
+                why,
+                resume,
+            } => self.cut_torn_tail(&file, &seg, offset, why, resume, size)?,
         }
-        if is_last {
-            // Whatever lies past the last valid record (a torn write, sectors of it that landed
-            // after a hole) is zeroed, so that it can never be read as records behind later appends.
-            zero_range(&file, seg.end, size)?;
-            file.sync_data()?;
-        }
-        if seg.last.is_none() && is_last {
+        if is_last && seg.last.is_none() {
+            tracing::warn!(file = %path.display(), "removing a txn log segment that holds no commit (crash while it was started)");
             drop(file);
             fs::remove_file(&path)?;
             sync_dir(&self.dir)?;
@@ -624,39 +486,111 @@ impl SegmentLog {
         Ok(Some(seg))
     }
 
+    /// The last segment stops at a bad spot `at`: damage if a valid frame starts at or after
+    /// `resume`, otherwise a torn final commit, zeroed so that no byte of it can ever be read as
+    /// part of the log behind later appends.
+    fn cut_torn_tail(
+        &self,
+        file: &File,
+        seg: &Segment,
+        at: u64,
+        why: String,
+        resume: u64,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(next) = find_valid_frame(file, resume, size)? {
+            return Err(corrupt(
+                &seg.path,
+                at,
+                format!(
+                    "{why}; a valid commit follows at offset {next}, so this is damage inside the \
+                     log, not a torn final commit"
+                ),
+            ));
+        }
+        tracing::warn!(
+            file = %seg.path.display(),
+            offset = at,
+            reason = %why,
+            last_zxid = format_args!("{:#x}", seg.last.unwrap_or(0)),
+            "txn log ends in a torn commit (a write that was never acknowledged); cutting it off"
+        );
+        zero_range(file, at, size)?;
+        file.sync_data()?;
+        Ok(())
+    }
+
     /// The zxid of the last record, if any.
     pub(crate) fn last(&self) -> Option<Zxid> {
         self.segments.iter().rev().find_map(|s| s.last)
     }
 
-    /// Appends `entries` (zxids already validated by the caller) and syncs them.
+    /// Appends `entries` as one commit frame and syncs it. Refuses (writing nothing) what a reader
+    /// would refuse: a record over [`MAX_RECORD`], a zxid that does not follow the last one.
     pub(crate) fn append(&mut self, entries: &[LogEntry]) -> Result<(), StoreError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
-        self.buf.clear();
+        let mut previous = self.last();
         for e in entries {
-            encode_record(&mut self.buf, e.zxid, &e.data);
+            if e.data.len() > MAX_RECORD {
+                return Err(StoreError::RecordTooLarge {
+                    zxid: e.zxid,
+                    len: e.data.len(),
+                    max: MAX_RECORD,
+                });
+            }
+            match previous {
+                Some(p) if e.zxid <= p => {
+                    return Err(StoreError::OutOfOrder {
+                        zxid: e.zxid,
+                        previous: p,
+                    })
+                }
+                Some(p) if !zxid_follows(p, e.zxid) => {
+                    return Err(StoreError::ZxidGap {
+                        zxid: e.zxid,
+                        previous: p,
+                    })
+                }
+                _ => previous = Some(e.zxid),
+            }
         }
+        encode_commit(&mut self.buf, entries);
         let need = self.buf.len() as u64;
+        // Room is kept for the end marker, written when the log rolls on.
         let roll = match (&self.active, self.segments.last()) {
-            (Some((_, cap)), Some(seg)) => seg.end >= self.segment_bytes || seg.end + need > *cap,
+            (Some((_, cap)), Some(seg)) => {
+                seg.sealed || seg.end >= self.segment_bytes || seg.end + need + SEAL_LEN > *cap
+            }
             _ => true,
         };
         if roll {
-            self.create_segment(first.zxid, FILE_HEADER + need)?;
+            self.seal_last()?;
+            self.create_segment(first.zxid, FILE_HEADER + need + SEAL_LEN)?;
         }
         let (file, _) = self.active.as_ref().expect("an active segment");
         let seg = self.segments.last_mut().expect("an active segment");
         let start = seg.end;
         file.write_all_at(&self.buf, start)?;
         file.sync_data()?;
-        let mut offset = start;
-        for e in entries {
-            let len = (RECORD_HEADER + e.data.len()) as u64;
-            seg.note_record(e.zxid, offset, len);
-            offset += len;
+        let last = entries.last().expect("not empty").zxid;
+        seg.note_commit(first.zxid, last, start, need);
+        Ok(())
+    }
+
+    /// Closes the last segment with its end marker, durably, before a later one is created: from
+    /// then on the marker is what tells the reader where its commits end.
+    fn seal_last(&mut self) -> Result<(), StoreError> {
+        let (Some((file, _)), Some(seg)) = (&self.active, self.segments.last_mut()) else {
+            return Ok(());
+        };
+        if seg.sealed {
+            return Ok(());
         }
+        file.write_all_at(&encode_seal(seg.last.unwrap_or(0)), seg.end)?;
+        file.sync_data()?;
+        seg.sealed = true;
         Ok(())
     }
 
@@ -686,13 +620,7 @@ impl SegmentLog {
         self.next_spare_len = (self.next_spare_len * 2).min(self.segment_bytes);
         self.start_spare();
         tracing::debug!(file = %path.display(), cap, "started txn log segment");
-        self.segments.push(Segment {
-            first,
-            path,
-            end: FILE_HEADER,
-            last: None,
-            index: Vec::new(),
-        });
+        self.segments.push(Segment::new(first, path));
         self.active = Some((file, cap));
         Ok(())
     }
@@ -714,17 +642,34 @@ impl SegmentLog {
             let file = File::open(&seg.path)?;
             let mut cursor = Cursor::new(&file, seg.seek(from), seg.end);
             loop {
-                match cursor.next()? {
-                    Ok(None) => break,
-                    Ok(Some((zxid, data, _))) => {
-                        if zxid >= from && !visit(zxid, data) {
-                            return Ok(());
+                match cursor.next_frame()? {
+                    Step::Eof => break,
+                    Step::Frame {
+                        offset,
+                        header,
+                        body,
+                    } => {
+                        let records = parse_records(&header, body).map_err(|(at, why)| {
+                            corrupt(
+                                &seg.path,
+                                offset + (crate::frame::FRAME_HEADER + at) as u64,
+                                why,
+                            )
+                        })?;
+                        for (_, zxid, data) in records {
+                            if zxid >= from && !visit(zxid, &body[data]) {
+                                return Ok(());
+                            }
                         }
                     }
-                    Err((offset, why)) => {
-                        tracing::error!(file = %seg.path.display(), offset, reason = %why, "corrupt txn log record");
-                        return Err(corrupt(&seg.path, offset, why));
+                    Step::Zeros { offset } => {
+                        return Err(corrupt(
+                            &seg.path,
+                            offset,
+                            "zeros inside the log's commits (the file changed after it was opened)",
+                        ))
                     }
+                    Step::Bad { offset, why, .. } => return Err(corrupt(&seg.path, offset, why)),
                 }
             }
         }
@@ -743,30 +688,15 @@ impl SegmentLog {
         if removed_files {
             sync_dir(&self.dir)?;
         }
-        if let Some(seg) = self.segments.last_mut() {
-            if seg.last.is_some_and(|l| l > zxid) {
-                // Truncation is rare (ZAB TRUNC): a plain scan of the segment finds the cut.
-                let file = OpenOptions::new().read(true).write(true).open(&seg.path)?;
-                let mut cut = seg.end;
-                let mut kept = None;
-                let mut cursor = Cursor::new(&file, FILE_HEADER, seg.end);
-                while let Some((z, _, offset)) = cursor
-                    .next()?
-                    .map_err(|(o, why)| corrupt(&seg.path, o, why))?
-                {
-                    if z > zxid {
-                        cut = offset;
-                        break;
-                    }
-                    kept = Some(z);
-                }
-                drop(cursor);
-                zero_range(&file, cut, seg.end)?;
-                file.sync_data()?;
-                seg.end = cut;
-                seg.last = kept;
-                seg.index.retain(|&(_, o)| o < cut);
-            }
+        if self
+            .segments
+            .last()
+            .is_some_and(|s| s.last.is_some_and(|l| l > zxid))
+        {
+            self.active = None;
+            self.rewrite_last_up_to(zxid)?;
+        }
+        if let Some(seg) = self.segments.last() {
             if self.active.is_none() {
                 let file = OpenOptions::new().write(true).open(&seg.path)?;
                 let cap = file.metadata()?.len();
@@ -774,6 +704,70 @@ impl SegmentLog {
             }
         }
         Ok(self.last())
+    }
+
+    /// Replaces the last segment by a copy holding its records `<= zxid` (its first record is
+    /// one of them): written to [`TRUNC_NAME`], synced, renamed over it. A cut may fall inside a
+    /// commit, whose kept records then become a new commit; rewriting that commit in place could
+    /// tear it, and with it records that were acknowledged, hence the copy and the atomic rename.
+    fn rewrite_last_up_to(&mut self, zxid: Zxid) -> Result<(), StoreError> {
+        let seg = self.segments.last_mut().expect("checked by the caller");
+        let file = File::open(&seg.path)?;
+        let mut out = segment_header().to_vec();
+        let mut kept = Segment::new(seg.first, seg.path.clone());
+        let mut frame = Vec::new();
+        let mut cursor = Cursor::new(&file, FILE_HEADER, seg.end);
+        loop {
+            let (offset, header, body) = match cursor.next_frame()? {
+                Step::Eof => break,
+                Step::Frame {
+                    offset,
+                    header,
+                    body,
+                } => (offset, header, body),
+                Step::Zeros { offset } => {
+                    return Err(corrupt(&seg.path, offset, "zeros inside the log's commits"))
+                }
+                Step::Bad { offset, why, .. } => return Err(corrupt(&seg.path, offset, why)),
+            };
+            let records = parse_records(&header, body).map_err(|(at, why)| {
+                corrupt(
+                    &seg.path,
+                    offset + (crate::frame::FRAME_HEADER + at) as u64,
+                    why,
+                )
+            })?;
+            let keep = records.iter().take_while(|r| r.1 <= zxid).count();
+            if keep == 0 {
+                break;
+            }
+            let at = out.len() as u64;
+            if keep == records.len() {
+                out.extend_from_slice(&file_bytes(&file, offset, header.total())?);
+            } else {
+                encode_commit(&mut frame, &entries_of(&records[..keep], body));
+                out.extend_from_slice(&frame);
+            }
+            let len = out.len() as u64 - at;
+            kept.note_commit(header.zxid, records[keep - 1].1, at, len);
+            if keep < records.len() {
+                break;
+            }
+        }
+        drop(cursor);
+        drop(file);
+        let tmp = self.dir.join(TRUNC_NAME);
+        let copy = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        copy.write_all_at(&out, 0)?;
+        copy.sync_all()?;
+        fs::rename(&tmp, &seg.path)?;
+        sync_dir(&self.dir)?;
+        *seg = kept;
+        Ok(())
     }
 
     /// Deletes whole segments whose records are all `< zxid`; never the last segment. Not synced.
@@ -845,29 +839,9 @@ impl Drop for SegmentLog {
     }
 }
 
-/// Whether a valid record starts right after the (plausibly sized) bad record at `offset`: then the
-/// bad record is damage inside the log, not a torn tail.
-fn valid_record_follows(file: &File, offset: u64, size: u64) -> Result<bool, StoreError> {
-    let mut len = [0u8; 4];
-    if offset + 4 > size || file.read_exact_at(&mut len, offset).is_err() {
-        return Ok(false);
-    }
-    let len = u32::from_le_bytes(len) as usize;
-    if !(8..=MAX_RECORD).contains(&len) {
-        return Ok(false);
-    }
-    let next = offset + (RECORD_HEADER - 8 + len) as u64;
-    if next + RECORD_HEADER as u64 > size {
-        return Ok(false);
-    }
-    let mut head = [0u8; 4];
-    file.read_exact_at(&mut head, next)?;
-    let next_len = u32::from_le_bytes(head) as usize;
-    if !(8..=MAX_RECORD).contains(&next_len) || next + (RECORD_HEADER - 8 + next_len) as u64 > size
-    {
-        return Ok(false);
-    }
-    let mut rec = vec![0u8; RECORD_HEADER - 8 + next_len];
-    file.read_exact_at(&mut rec, next)?;
-    Ok(matches!(parse(&rec), Parsed::Record(..)))
+/// `len` bytes of `file` at `offset`.
+fn file_bytes(file: &File, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
 }

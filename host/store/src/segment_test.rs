@@ -76,18 +76,19 @@ fn read_stops_when_the_visitor_says_so() {
     assert_eq!(seen, vec![zxid(1, 10), zxid(1, 11), zxid(1, 12)]);
 }
 
-/// The last record of the last segment is damaged with nothing after it: a torn tail. Open cuts
-/// it; appends reuse its zxid, and after another reopen only the new records are there.
+/// The last commit of the last segment is damaged with nothing after it: a torn tail. Open cuts
+/// the whole commit (nothing in it was acknowledged); appends reuse its zxids, and after another
+/// reopen only the new records are there.
 #[test]
-fn torn_last_record_is_cut_and_never_resurrected() {
+fn torn_last_commit_is_cut_and_never_resurrected() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path());
     let kept = append(&mut log, (1..=3).map(|c| zxid(1, c)));
     append(&mut log, [zxid(1, 4), zxid(1, 5)]);
     let path = log.segment_paths().pop().unwrap();
     drop(log);
-    // Tear the last write: damage the middle of record 5 (record 4 stays whole but is part of the
-    // same unacknowledged write; only its damage decides).
+    // Tear the last write: damage the end of record 5. Record 4 is intact, but it is part of the
+    // same unacknowledged commit, which goes as a whole.
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -101,12 +102,11 @@ fn torn_last_record_is_cut_and_never_resurrected() {
     drop(file);
 
     let mut log = open(dir.path());
-    assert_eq!(log.last(), Some(zxid(1, 4)));
+    assert_eq!(log.last(), Some(zxid(1, 3)));
     let mut expected = kept.clone();
-    expected.push(entry(zxid(1, 4)));
     assert_eq!(read_all(&log, 0), expected);
-    // A shorter replacement for 5: nothing of the old record may show up behind it.
-    let replacement = LogEntry::new(zxid(1, 5), b"r".to_vec());
+    // A shorter replacement for 4: nothing of the old commit may show up behind it.
+    let replacement = LogEntry::new(zxid(1, 4), b"r".to_vec());
     log.append(std::slice::from_ref(&replacement)).unwrap();
     drop(log);
     let log = open(dir.path());
@@ -115,7 +115,8 @@ fn torn_last_record_is_cut_and_never_resurrected() {
 }
 
 /// Bytes of a torn write that landed after a hole (zeros where its first sectors should be) are
-/// zeroed at open, so a later shorter append cannot end right where a stale record starts.
+/// zeroed at open, so a later shorter append cannot end right where stale bytes start. (A
+/// *valid* commit behind the hole would be damage, not a torn tail: see the damage tests.)
 #[test]
 fn stale_bytes_after_the_end_are_zeroed_at_open() {
     let dir = tempfile::tempdir().unwrap();
@@ -123,44 +124,52 @@ fn stale_bytes_after_the_end_are_zeroed_at_open() {
     append(&mut log, [zxid(1, 1)]);
     let path = log.segment_paths().pop().unwrap();
     drop(log);
-    // A valid-looking record for zxid 1.3, 64 bytes past the end, behind zeros.
+    // A commit for zxid 1.3 whose body did not make it whole, 64 bytes past the end, behind zeros.
     let mut stale = Vec::new();
-    crate::segment::encode_record_for_test(&mut stale, zxid(1, 3), b"stale");
+    crate::frame::encode_commit(&mut stale, &[LogEntry::new(zxid(1, 3), b"stale".to_vec())]);
+    let last = stale.len() - 1;
+    stale[last] ^= 0x10;
     let file = OpenOptions::new().write(true).open(&path).unwrap();
-    let end = 16 + 16 + entry(zxid(1, 1)).data.len() as u64;
+    let end = 16 + 40 + 12 + entry(zxid(1, 1)).data.len() as u64;
     file.write_all_at(&stale, end + 64).unwrap();
     drop(file);
 
     let mut log = open(dir.path());
     assert_eq!(log.last(), Some(zxid(1, 1)));
-    // Exactly 64 bytes of record: ends where the stale record started.
-    let filler = LogEntry::new(zxid(1, 2), vec![b'f'; 64 - 16]);
+    // Exactly 64 bytes of commit: ends where the stale bytes started.
+    let filler = LogEntry::new(zxid(1, 2), vec![b'f'; 64 - 40 - 12]);
     log.append(std::slice::from_ref(&filler)).unwrap();
     drop(log);
     let log = open(dir.path());
     assert_eq!(read_all(&log, 0), vec![entry(zxid(1, 1)), filler]);
 }
 
-/// A damaged record followed by a valid one is corruption, not a torn tail: open refuses the log
+/// A damaged commit followed by a valid one is corruption, not a torn tail: open refuses the log
 /// and names the file and offset.
 #[test]
 fn damage_inside_the_last_segment_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open(dir.path());
-    append(&mut log, [zxid(1, 1), zxid(1, 2), zxid(1, 3)]);
+    for c in 1..=3 {
+        append(&mut log, [zxid(1, c)]);
+    }
     let path = log.segment_paths().pop().unwrap();
     drop(log);
     let file = OpenOptions::new().write(true).open(&path).unwrap();
-    // Inside record 1's data (header 16 + record header 16).
-    file.write_all_at(&[0x42], 16 + 16 + 2).unwrap();
+    // Inside the first commit's record data (file header 16, commit header 40, record header 12).
+    file.write_all_at(&[0x42], 16 + 40 + 12 + 2).unwrap();
     drop(file);
     match SegmentLog::open_with(dir.path(), SMALL) {
-        Err(StoreError::Corrupt { what, key, detail }) => {
-            assert_eq!(what, "log");
-            assert!(key.contains("at offset 16"), "{key}");
+        Err(StoreError::CorruptLog {
+            file,
+            offset,
+            detail,
+        }) => {
+            assert_eq!(file, path);
+            assert_eq!(offset, 16);
             assert!(detail.contains("checksum"), "{detail}");
         }
-        other => panic!("expected Corrupt, got {other:?}"),
+        other => panic!("expected CorruptLog, got {other:?}"),
     }
 }
 
@@ -187,7 +196,7 @@ fn damage_in_an_earlier_segment_is_corrupt() {
     drop(file);
     assert!(matches!(
         SegmentLog::open_with(dir.path(), SMALL),
-        Err(StoreError::Corrupt { what: "log", .. })
+        Err(StoreError::CorruptLog { file, .. }) if file == first
     ));
 }
 
@@ -202,25 +211,36 @@ fn damage_seen_by_a_read_is_corrupt() {
     file.write_all_at(&[0x42], 16 + 16 + 2).unwrap();
     let err = log.read_from(0, &mut |_, _| true).unwrap_err();
     assert!(
-        matches!(err, StoreError::Corrupt { what: "log", .. }),
+        matches!(&err, StoreError::CorruptLog { file, offset: 16, .. } if *file == path),
         "{err:?}"
     );
 }
 
-/// A last segment whose header never made it to disk (crash while it was created) is removed.
+/// A last segment that is empty or all zeros (a crash between creating it and writing its header,
+/// after its predecessor was closed) is removed, and the log goes on from its predecessor.
 #[test]
 fn last_segment_without_header_is_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut log = open(dir.path());
-    let all = append(&mut log, (1..=5).map(|c| zxid(1, c)));
-    drop(log);
-    let bogus = dir.path().join(format!("log.{:016x}", zxid(1, 6)));
-    std::fs::write(&bogus, [0u8; 10]).unwrap();
-    let mut log = open(dir.path());
-    assert!(!bogus.exists());
-    assert_eq!(read_all(&log, 0), all);
-    append(&mut log, [zxid(1, 6)]);
-    assert_eq!(log.last(), Some(zxid(1, 6)));
+    for leftover in [0usize, 10, 4096] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = open(dir.path());
+        let all = append_one_by_one(&mut log, 100);
+        let mut paths = log.segment_paths();
+        drop(log);
+        assert!(paths.len() > 2);
+        let last = paths.pop().unwrap();
+        std::fs::write(&last, vec![0u8; leftover]).unwrap();
+        let mut log = open(dir.path());
+        assert!(!last.exists());
+        // The predecessor's records, all of them: a prefix of the log.
+        let kept = read_all(&log, 0);
+        assert!(!kept.is_empty() && kept.len() < all.len());
+        assert_eq!(kept[..], all[..kept.len()]);
+        let next = kept.last().unwrap().zxid + 1;
+        append(&mut log, [next]);
+        assert_eq!(log.last(), Some(next));
+        drop(log);
+        assert_eq!(read_all(&open(dir.path()), 0).len(), kept.len() + 1);
+    }
 }
 
 #[test]
