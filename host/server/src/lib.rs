@@ -69,8 +69,14 @@ pub struct Recovered {
 }
 
 /// Opens the store, loads the persisted tree and replays the log after `last_applied`.
+///
+/// Refuses to start on a log that cannot hold every acknowledged txn: the first entry after the
+/// tree's `last_applied` must follow it ([`wazoo_store::zxid_follows`]; otherwise the entries in
+/// between are missing), and the replay must reach the store's last logged zxid.
 pub fn recover(cfg: &ServerConfig) -> Result<Recovered, ServerError> {
-    std::fs::create_dir_all(&cfg.data_dir)
+    // Each directory created here is fsynced into its parent: a crash must not lose the directory
+    // entry of a data dir whose log already acknowledged writes.
+    wazoo_store::create_dir_all_durable(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let store = RocksStore::open(&cfg.data_dir)?;
     let mut tree = load_tree(&store)?;
@@ -84,6 +90,18 @@ pub fn recover(cfg: &ServerConfig) -> Result<Recovered, ServerError> {
             break;
         }
         for e in entries {
+            if !wazoo_store::zxid_follows(after, e.zxid) {
+                let what = if replayed == 0 {
+                    format!("the persisted tree is at zxid {after:#x}")
+                } else {
+                    format!("the previous entry is {after:#x}")
+                };
+                return Err(ServerError::Corrupt(format!(
+                    "the txn log has a gap: {what} but the next logged entry is {:#x}; the \
+                     entries between them are missing",
+                    e.zxid
+                )));
+            }
             let (h, txn) = decode_txn(&e.data)
                 .map_err(|err| ServerError::Corrupt(format!("log entry {:#x}: {err}", e.zxid)))?;
             tree.apply(&h, &txn);
@@ -91,7 +109,14 @@ pub fn recover(cfg: &ServerConfig) -> Result<Recovered, ServerError> {
             replayed += 1;
         }
     }
-    let last_logged = store.last_logged_zxid()?.max(tree.last_applied());
+    let store_last = store.last_logged_zxid()?;
+    if after < store_last {
+        return Err(ServerError::Corrupt(format!(
+            "the txn log replay ended at zxid {after:#x}, but the store logged entries up to \
+             {store_last:#x}: the end of the log is missing"
+        )));
+    }
+    let last_logged = store_last.max(tree.last_applied());
     Ok(Recovered {
         tree,
         store,
@@ -322,5 +347,87 @@ mod tests {
                 Ok(_) => panic!("{bad_key}: recovery accepted a bad tree"),
             }
         }
+    }
+
+    fn txn_entry(zxid: i64) -> wazoo_store::LogEntry {
+        let header = wazoo_proto::TxnHeader {
+            session_id: 1,
+            cxid: 1,
+            zxid,
+            time: 0,
+        };
+        let txn = wazoo_proto::Txn::CloseSession {
+            ephemerals: Vec::new(),
+        };
+        wazoo_store::LogEntry::new(zxid, wazoo_proto::encode_txn(&header, &txn))
+    }
+
+    /// Logs zxids `1.1 ..= 1.n` and persists the tree at `last_applied`.
+    fn logged_store(dir: &std::path::Path, n: u32, last_applied: i64) -> RocksStore {
+        let mut store = RocksStore::open(dir).unwrap();
+        store
+            .commit(Batch {
+                log: (1..=n).map(|c| txn_entry(1 << 32 | i64::from(c))).collect(),
+                last_applied: Some(last_applied),
+                ..Batch::default()
+            })
+            .unwrap();
+        store.checkpoint().unwrap();
+        store
+    }
+
+    /// Entries between the persisted tree and the first entry left in the log are missing (here
+    /// the log was purged past the tree): recovery refuses to start instead of skipping them.
+    #[test]
+    fn recovery_refuses_a_gap_after_the_persisted_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = logged_store(dir.path(), 5, 1 << 32 | 2);
+        store.purge_log_before(1 << 32 | 5).unwrap();
+        store.checkpoint().unwrap();
+        drop(store);
+        match recover(&config(dir.path())) {
+            Err(ServerError::Corrupt(msg)) => {
+                assert!(msg.contains("gap"), "{msg}");
+                assert!(msg.contains("0x100000002"), "{msg}");
+                assert!(msg.contains("0x100000005"), "{msg}");
+            }
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("recovery skipped missing entries"),
+        }
+    }
+
+    /// The store knows entries up to 1.5 were logged, but the log's files are gone: the replay
+    /// stops short, and recovery refuses to start.
+    #[test]
+    fn recovery_refuses_a_replay_that_stops_short_of_the_last_logged_zxid() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = logged_store(dir.path(), 5, 1 << 32 | 2);
+        // A purge records the last logged zxid in meta.
+        store.purge_log_before(1 << 32 | 1).unwrap();
+        store.checkpoint().unwrap();
+        drop(store);
+        for e in std::fs::read_dir(wazoo_store::txn_log_dir(dir.path())).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        match recover(&config(dir.path())) {
+            Err(ServerError::Corrupt(msg)) => {
+                assert!(msg.contains("replay ended at zxid 0x100000002"), "{msg}");
+                assert!(msg.contains("0x100000005"), "{msg}");
+            }
+            Err(other) => panic!("expected Corrupt, got {other}"),
+            Ok(_) => panic!("recovery accepted a log missing its end"),
+        }
+    }
+
+    /// A whole log replays when it is contiguous with the tree, and the data directory (two
+    /// levels of it missing) is created.
+    #[test]
+    fn recovery_replays_a_contiguous_log_into_a_new_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a").join("data");
+        drop(logged_store(&dir, 5, 1 << 32 | 2));
+        let r = recover(&config(&dir)).unwrap();
+        assert_eq!(r.replayed, 3);
+        assert_eq!(r.last_logged, 1 << 32 | 5);
     }
 }
