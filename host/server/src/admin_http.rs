@@ -13,17 +13,27 @@ use wazoo_admin::metrics::Metrics;
 
 use crate::core::{request_stats, CoreMsg};
 
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub async fn serve(
     listener: TcpListener,
     core: mpsc::UnboundedSender<CoreMsg>,
     metrics: Arc<Metrics>,
     data_dir: PathBuf,
 ) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (mut stream, remote) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                x
+            }
             Err(e) => {
-                warn!("admin accept failed: {e}");
+                // EMFILE and the like persist until connections close: back off, do not spin.
+                warn!("admin accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };

@@ -36,6 +36,26 @@ pub struct ServerConfig {
     pub client_addr: SocketAddr,
     /// Per-IP connection limit; 0 = unlimited.
     pub max_client_cnxns: u32,
+    /// `maxCnxns` (ZooKeeper 3.6+): connection limit for the whole server; 0 = unlimited.
+    pub max_cnxns: u32,
+    /// `globalOutstandingLimit`: requests received and not yet answered, over all connections.
+    /// At the limit, connections stop reading their sockets until requests complete.
+    pub global_outstanding_limit: u32,
+    /// `wazoo.maxOutstandingPerConnection`: the same, per connection, so that one client cannot
+    /// take the whole global budget.
+    pub max_outstanding_per_connection: u32,
+    /// `largeRequestThreshold`: requests of at least this many bytes also count against
+    /// `large_request_max_bytes`.
+    pub large_request_threshold: usize,
+    /// `largeRequestMaxBytes`: bytes of large requests received and not yet applied or answered.
+    pub large_request_max_bytes: usize,
+    /// `wazoo.maxConnectionOutputBytes`: replies queued for a connection beyond which the server
+    /// processes none of its further requests until the client reads.
+    pub max_connection_output_bytes: usize,
+    /// `nio.sessionlessCnxnTimeout`: ms a connection may take to send its ConnectRequest (or four
+    /// letter word); also how long a connection's output may stay stuck before the session
+    /// timeout is known.
+    pub sessionless_cnxn_timeout_ms: u64,
     pub min_session_timeout_ms: u32,
     pub max_session_timeout_ms: u32,
     /// `4lw.commands.whitelist` as written (None = ZooKeeper's default, `srvr`).
@@ -67,6 +87,13 @@ impl ServerConfig {
             data_log_dir: None,
             client_addr: "127.0.0.1:2181".parse().expect("valid"),
             max_client_cnxns: 60,
+            max_cnxns: 0,
+            global_outstanding_limit: 1000,
+            max_outstanding_per_connection: 64,
+            large_request_threshold: 16 << 10,
+            large_request_max_bytes: 32 << 20,
+            max_connection_output_bytes: 1 << 20,
+            sessionless_cnxn_timeout_ms: 10_000,
             min_session_timeout_ms: 4000,
             max_session_timeout_ms: 40000,
             four_letter_whitelist: None,
@@ -129,6 +156,30 @@ impl ServerConfig {
                 "clientPort" => client_port = num(k, v, 0, 65535)? as u16,
                 "clientPortAddress" => client_ip = Some(ip(k, v)?),
                 "maxClientCnxns" => c.max_client_cnxns = num(k, v, 0, u32::MAX as i64)? as u32,
+                "maxCnxns" => c.max_cnxns = num(k, v, 0, u32::MAX as i64)? as u32,
+                "globalOutstandingLimit" => {
+                    c.global_outstanding_limit = num(k, v, 1, u32::MAX as i64 / 2)? as u32
+                }
+                "wazoo.maxOutstandingPerConnection" => {
+                    c.max_outstanding_per_connection = num(k, v, 1, u32::MAX as i64 / 2)? as u32
+                }
+                "largeRequestThreshold" => {
+                    // ZooKeeper's -1 (no request is large) keeps wazoo's default instead: the byte
+                    // budget is what bounds memory under a stream of big writes.
+                    let n = num(k, v, -1, i32::MAX as i64)?;
+                    if n >= 0 {
+                        c.large_request_threshold = n as usize;
+                    }
+                }
+                "largeRequestMaxBytes" => {
+                    c.large_request_max_bytes = num(k, v, 1024, u32::MAX as i64 / 2)? as usize
+                }
+                "wazoo.maxConnectionOutputBytes" => {
+                    c.max_connection_output_bytes = num(k, v, 1024, u32::MAX as i64 / 2)? as usize
+                }
+                "nio.sessionlessCnxnTimeout" => {
+                    c.sessionless_cnxn_timeout_ms = num(k, v, 1, i32::MAX as i64)? as u64
+                }
                 "minSessionTimeout" => min_timeout = Some(num(k, v, -1, i32::MAX as i64)?),
                 "maxSessionTimeout" => max_timeout = Some(num(k, v, -1, i32::MAX as i64)?),
                 "4lw.commands.whitelist" => c.four_letter_whitelist = Some(v.clone()),
@@ -160,13 +211,11 @@ impl ServerConfig {
                 | "standaloneEnabled"
                 | "admin.idleTimeout"
                 | "admin.commandURL"
-                | "globalOutstandingLimit"
                 | "syncEnabled"
                 | "electionAlg"
                 | "peerType"
                 | "serverCnxnFactory"
                 | "metricsProvider.className"
-                | "maxCnxns"
                 | "localSessionsEnabled"
                 | "localSessionsUpgradingEnabled"
                 | "secureClientPort"
@@ -297,6 +346,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("minSessionTimeout"));
+    }
+
+    #[test]
+    fn connection_limits_parse_with_zookeeper_key_names() {
+        let c = ServerConfig::parse(
+            "dataDir=/x\nmaxCnxns=7\nglobalOutstandingLimit=50\nlargeRequestMaxBytes=2097152\n\
+             largeRequestThreshold=-1\nzookeeper.nio.sessionlessCnxnTimeout=1500\n\
+             wazoo.maxOutstandingPerConnection=9\nwazoo.maxConnectionOutputBytes=65536\n",
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!((c.max_cnxns, c.global_outstanding_limit), (7, 50));
+        assert_eq!(c.large_request_max_bytes, 2 << 20);
+        assert_eq!(
+            c.large_request_threshold,
+            ServerConfig::standalone_default().large_request_threshold
+        );
+        assert_eq!(c.sessionless_cnxn_timeout_ms, 1500);
+        assert_eq!(c.max_outstanding_per_connection, 9);
+        assert_eq!(c.max_connection_output_bytes, 65536);
+        assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
+        let e = ServerConfig::parse("dataDir=/x\nglobalOutstandingLimit=0\n", Path::new("/"));
+        assert!(e.unwrap_err().to_string().contains("globalOutstandingLimit"));
     }
 
     #[test]

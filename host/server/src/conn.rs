@@ -1,17 +1,34 @@
-//! Client connections: the accept loop (with `maxClientCnxns` per IP), four-letter-word detection on
-//! the first 4 bytes, the handshake frame, request framing and decoding (done here, off the core
-//! task), and a writer task that batches everything queued into one socket write.
+//! Client connections: the accept loop (with `maxClientCnxns` per IP and `maxCnxns` in all),
+//! four-letter-word detection on the first 4 bytes, the handshake frame (within
+//! `nio.sessionlessCnxnTimeout`), request framing and decoding (done here, off the core task),
+//! admission into the outstanding-request budgets, and a writer task that batches everything
+//! queued into one socket write.
 //!
 //! Bad input closes only the offending connection, with one log line saying why.
+//!
+//! Memory per client is bounded with backpressure, never with errors:
+//! - Before reading a request's body, the connection takes its places in the budgets: one of
+//!   `wazoo.maxOutstandingPerConnection`, one of `globalOutstandingLimit`, and, for a request of
+//!   at least `largeRequestThreshold` bytes, its size from `largeRequestMaxBytes`. The request
+//!   holds them (an [`Admission`]) until it is answered (a read) or applied (a write). At a limit
+//!   the connection stops reading its socket, and TCP pushes back on the client.
+//! - The core processes no further request of a connection whose queued output has reached
+//!   `wazoo.maxConnectionOutputBytes` (see `core.rs`), so replies a client does not read never
+//!   pile up past about one reply more than that.
+//! - Output that makes no progress for the session's timeout (or `nio.sessionlessCnxnTimeout`
+//!   before it is known), even after the peer has closed its side, closes the connection and
+//!   frees it; a connection counts against `maxClientCnxns`/`maxCnxns` until then.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 use wazoo_admin::fourletter::{not_whitelisted_message, render, FourLetterWord, Whitelist};
 use wazoo_proto::frame::{frame_len, FrameLen};
@@ -19,13 +36,83 @@ use wazoo_proto::request::RequestError;
 use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::config::ServerConfig;
-use crate::core::{request_stats, ConnId, CoreMsg};
+use crate::core::{mono_ms, request_stats, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
     core: mpsc::UnboundedSender<CoreMsg>,
     whitelist: Whitelist,
-    per_ip: Mutex<HashMap<IpAddr, u32>>,
+    cnxns: Mutex<Cnxns>,
+    /// `globalOutstandingLimit`.
+    requests: Arc<Semaphore>,
+    /// `largeRequestMaxBytes`.
+    large_bytes: Arc<Semaphore>,
+}
+
+/// Open connections, in all and per client address.
+#[derive(Default)]
+struct Cnxns {
+    total: u32,
+    per_ip: HashMap<IpAddr, u32>,
+}
+
+/// A connection's place in the connection limits, held by its reader and its writer task: it is
+/// given back only when both have ended, that is when the socket is closed.
+struct CnxnSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for CnxnSlot {
+    fn drop(&mut self) {
+        let mut c = self.shared.cnxns.lock().unwrap_or_else(|e| e.into_inner());
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// What a request holds from its receipt until it is done (a read answered, a write applied):
+/// its places in the connection's and the server's outstanding-request budgets. Dropping it gives
+/// them back, and a connection waiting for them reads on.
+#[derive(Debug)]
+pub struct Admission {
+    _conn: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Admission {
+    /// Waits for a request of `len` bytes to fit the budgets (the connection's first, so that a
+    /// connection at its own limit never holds places in the global ones while it waits).
+    async fn acquire(shared: &Shared, conn: &Arc<Semaphore>, len: usize) -> Admission {
+        let closed = "the budgets are never closed";
+        let _conn = conn.clone().acquire_owned().await.expect(closed);
+        let _global = shared.requests.clone().acquire_owned().await.expect(closed);
+        let _bytes = if len >= shared.cfg.large_request_threshold {
+            // A request larger than the whole budget takes all of it.
+            let n = len.min(shared.cfg.large_request_max_bytes) as u32;
+            Some(
+                shared
+                    .large_bytes
+                    .clone()
+                    .acquire_many_owned(n)
+                    .await
+                    .expect(closed),
+            )
+        } else {
+            None
+        };
+        Admission {
+            _conn,
+            _global,
+            _bytes,
+        }
+    }
 }
 
 /// Accepts client connections until the listener fails.
@@ -36,85 +123,143 @@ pub async fn accept_loop(
 ) {
     let shared = Arc::new(Shared {
         whitelist: Whitelist::parse(cfg.four_letter_whitelist.as_deref(), false),
+        requests: Arc::new(Semaphore::new(cfg.global_outstanding_limit as usize)),
+        large_bytes: Arc::new(Semaphore::new(cfg.large_request_max_bytes)),
         cfg,
         core,
-        per_ip: Mutex::new(HashMap::new()),
+        cnxns: Mutex::new(Cnxns::default()),
     });
     let mut next_id: ConnId = 1;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, remote) = match listener.accept().await {
-            Ok(x) => x,
+            Ok(x) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                x
+            }
             Err(e) => {
-                warn!("accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                // EMFILE and the like persist until connections close: back off, do not spin.
+                warn!("accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
-        let max = shared.cfg.max_client_cnxns;
-        {
-            let mut m = shared.per_ip.lock().expect("not poisoned");
-            let n = m.entry(remote.ip()).or_insert(0);
-            if max > 0 && *n >= max {
-                warn!(%remote, limit = max, "too many connections from this address (maxClientCnxns); closing");
-                continue;
-            }
-            *n += 1;
-        }
+        let Some(slot) = take_slot(&shared, remote) else {
+            continue;
+        };
         let id = next_id;
         next_id += 1;
-        let shared = shared.clone();
         tokio::spawn(async move {
-            connection(id, stream, remote, &shared).await;
-            let mut m = shared.per_ip.lock().expect("not poisoned");
-            if let Some(n) = m.get_mut(&remote.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&remote.ip());
-                }
-            }
+            let shared = Arc::clone(&slot.shared);
+            connection(id, stream, remote, &shared, Arc::new(slot)).await;
         });
     }
 }
 
-async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &Shared) {
-    let _ = stream.set_nodelay(true);
-    let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut first = [0u8; 4];
-    if rd.read_exact(&mut first).await.is_err() {
-        return;
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A place for a new connection from `remote` within `maxCnxns` and `maxClientCnxns`, or None
+/// (logged; the socket is dropped, which closes it).
+fn take_slot(shared: &Arc<Shared>, remote: SocketAddr) -> Option<CnxnSlot> {
+    let (max_ip, max_all) = (shared.cfg.max_client_cnxns, shared.cfg.max_cnxns);
+    let mut c = shared.cnxns.lock().unwrap_or_else(|e| e.into_inner());
+    if max_all > 0 && c.total >= max_all {
+        warn!(%remote, limit = max_all, "too many connections (maxCnxns); closing");
+        return None;
     }
+    let n = c.per_ip.entry(remote.ip()).or_insert(0);
+    if max_ip > 0 && *n >= max_ip {
+        warn!(%remote, limit = max_ip, "too many connections from this address (maxClientCnxns); closing");
+        return None;
+    }
+    *n += 1;
+    c.total += 1;
+    Some(CnxnSlot {
+        shared: Arc::clone(shared),
+        ip: remote.ip(),
+    })
+}
+
+/// Reads the ConnectRequest (or a four-letter word, answered here). None: the connection is done.
+async fn handshake(
+    rd: &mut BufReader<OwnedReadHalf>,
+    wr: &mut Option<OwnedWriteHalf>,
+    remote: SocketAddr,
+    shared: &Shared,
+) -> Option<ConnectRequest> {
+    let mut first = [0u8; 4];
+    rd.read_exact(&mut first).await.ok()?;
     if let Some(cmd) = FourLetterWord::from_bytes(first) {
-        four_letter(cmd, wr, shared).await;
-        return;
+        four_letter(cmd, wr.take().expect("not taken yet"), shared).await;
+        return None;
     }
     let max = shared.cfg.jute_max_buffer;
     let len = match frame_len(first, max) {
         FrameLen::Len(n) => n,
         FrameLen::Invalid(len) => {
             warn!(%remote, len, max, "closing connection: handshake length is negative or exceeds jute.maxbuffer");
-            return;
+            return None;
         }
     };
     let mut payload = vec![0u8; len];
     if rd.read_exact(&mut payload).await.is_err() {
         debug!(%remote, "connection closed during handshake");
-        return;
+        return None;
     }
-    let req = match ConnectRequest::decode(&payload) {
-        Ok(r) => r,
+    match ConnectRequest::decode(&payload) {
+        Ok(r) => Some(r),
         Err(e) => {
             warn!(%remote, "closing connection: malformed ConnectRequest: {e}");
+            None
+        }
+    }
+}
+
+async fn connection(
+    id: ConnId,
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: &Shared,
+    slot: Arc<CnxnSlot>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut wr = Some(wr);
+    let sessionless = Duration::from_millis(shared.cfg.sessionless_cnxn_timeout_ms);
+    let req = match tokio::time::timeout(sessionless, handshake(&mut rd, &mut wr, remote, shared))
+        .await
+    {
+        Ok(Some(req)) => req,
+        Ok(None) => return,
+        Err(_) => {
+            info!(%remote, ms = sessionless.as_millis() as u64, "closing connection: no ConnectRequest within nio.sessionlessCnxnTimeout");
             return;
         }
     };
+    let received_ms = mono_ms();
     let out = Arc::new(ConnOut {
-        wr,
+        wr: wr.take().expect("kept for a client connection"),
         state: Mutex::new(OutState::default()),
         wake: Notify::new(),
+        last_received: AtomicI64::new(received_ms),
+        queued: AtomicUsize::new(0),
+        drain_wanted: AtomicBool::new(false),
+        stall_ms: AtomicU64::new(shared.cfg.sessionless_cnxn_timeout_ms),
     });
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(writer(Arc::clone(&out), stop_tx));
+    tokio::spawn(writer(
+        Arc::clone(&out),
+        stop_tx,
+        id,
+        shared.core.clone(),
+        Arc::clone(&slot),
+    ));
+    let conn_budget = Arc::new(Semaphore::new(
+        shared.cfg.max_outstanding_per_connection as usize,
+    ));
     if shared
         .core
         .send(CoreMsg::Connect {
@@ -122,18 +267,20 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
             remote,
             req,
             out: Arc::clone(&out),
+            received_ms,
         })
         .is_err()
     {
         out.close();
         return;
     }
+    let max = shared.cfg.jute_max_buffer;
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max) => f,
+            f = read_frame(&mut rd, max, shared, &conn_budget) => f,
             _ = &mut stop_rx => break,
         };
-        let payload = match frame {
+        let (payload, admit) = match frame {
             Ok(Some(p)) => p,
             Ok(None) => break,
             Err(FrameError::Length(len)) => {
@@ -146,6 +293,9 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
             }
             Err(FrameError::Io) => break,
         };
+        // Activity as of receipt: the core may get to this frame only after a stall.
+        let received_ms = mono_ms();
+        out.last_received.store(received_ms, Ordering::Relaxed);
         let msg = match decode_request(&payload) {
             Ok((h, req)) => CoreMsg::Request {
                 conn: id,
@@ -153,6 +303,8 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
                 op: h.op,
                 req: Ok(req),
                 size: payload.len() + 4,
+                received_ms,
+                admit,
             },
             Err(RequestError::Header(e)) => {
                 warn!(%remote, "closing connection: frame too short for a request header: {e}");
@@ -168,6 +320,8 @@ async fn connection(id: ConnId, stream: TcpStream, remote: SocketAddr, shared: &
                     op: opcode,
                     req: Err(ErrorCode::MarshallingError),
                     size: payload.len() + 4,
+                    received_ms,
+                    admit,
                 }
             }
         };
@@ -187,10 +341,14 @@ enum FrameError {
     Io,
 }
 
+/// Reads the next request frame, admitted into the budgets before its body is read (so that a
+/// connection at a limit reads nothing more, and the body's memory is within the budget).
 async fn read_frame(
     rd: &mut BufReader<OwnedReadHalf>,
     max: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
+    shared: &Shared,
+    conn_budget: &Arc<Semaphore>,
+) -> Result<Option<(Vec<u8>, Admission)>, FrameError> {
     let mut len = [0u8; 4];
     match rd.read_exact(&mut len).await {
         Ok(_) => {}
@@ -201,6 +359,7 @@ async fn read_frame(
         FrameLen::Len(n) => n,
         FrameLen::Invalid(l) => return Err(FrameError::Length(l)),
     };
+    let admit = Admission::acquire(shared, conn_budget, n + 4).await;
     let mut payload = vec![0u8; n];
     rd.read_exact(&mut payload).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -209,7 +368,7 @@ async fn read_frame(
             FrameError::Io
         }
     })?;
-    Ok(Some(payload))
+    Ok(Some((payload, admit)))
 }
 
 /// A connection's outgoing side, shared by the core and the connection's writer task. The core
@@ -222,12 +381,26 @@ pub struct ConnOut {
     state: Mutex<OutState>,
     /// Wakes the writer task: bytes were queued, or the connection is to close.
     wake: Notify,
+    /// [`mono_ms`] of the last frame received: session activity that the core's expiry counts
+    /// even while the frame still waits in its inbox.
+    last_received: AtomicI64,
+    /// Bytes queued for the writer task and being written by it (mirrors `state`, read by the
+    /// core without the lock).
+    queued: AtomicUsize,
+    /// The core holds back this connection's requests until its output drains: the writer tells
+    /// it (`CoreMsg::Drained`) when it has written everything queued.
+    drain_wanted: AtomicBool,
+    /// How long queued output may make no progress before the connection is closed: the
+    /// session's timeout once negotiated.
+    stall_ms: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct OutState {
     /// Bytes waiting for the writer task, after the ones it is writing.
     pending: Vec<u8>,
+    /// Bytes the writer task took from `pending` and has not finished writing.
+    in_write: usize,
     /// The writer task is writing bytes taken from `pending`: nothing may overtake them.
     writing: bool,
     /// Close once everything sent before is written.
@@ -264,8 +437,36 @@ impl ConnOut {
         } else {
             st.pending.extend_from_slice(bytes);
         }
+        self.queued.store(st.pending.len() + st.in_write, Ordering::SeqCst);
         drop(st);
         self.wake.notify_one();
+    }
+
+    /// Bytes sent to this connection and not yet taken by its socket.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Asks the writer task to send `CoreMsg::Drained` once everything queued is written. The
+    /// caller checks [`queued`](Self::queued) again afterwards: the writer may have drained just
+    /// before the request (both sides use SeqCst, so one of them sees the other).
+    pub fn want_drained(&self) {
+        self.drain_wanted.store(true, Ordering::SeqCst);
+    }
+
+    /// Withdraws [`want_drained`](Self::want_drained).
+    pub fn drained_not_wanted(&self) {
+        self.drain_wanted.store(false, Ordering::SeqCst);
+    }
+
+    /// Output stuck for this long closes the connection (the negotiated session timeout).
+    pub fn set_stall_timeout(&self, ms: u64) {
+        self.stall_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// [`mono_ms`] when this connection last received a frame.
+    pub fn last_received(&self) -> i64 {
+        self.last_received.load(Ordering::Relaxed)
     }
 
     /// Closes the connection once everything sent before has been written.
@@ -276,8 +477,15 @@ impl ConnOut {
 }
 
 /// The writer task: writes what the core could not write at once, and closes the connection when
-/// told to (or when a write fails), then stops the reader.
-async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
+/// told to, when a write fails or when output makes no progress for the stall timeout; then it
+/// stops the reader. It holds the connection's slot in the connection limits until it ends.
+async fn writer(
+    out: Arc<ConnOut>,
+    stop: oneshot::Sender<()>,
+    id: ConnId,
+    core: mpsc::UnboundedSender<CoreMsg>,
+    _slot: Arc<CnxnSlot>,
+) {
     let mut chunk: Vec<u8> = Vec::new();
     loop {
         let wait = {
@@ -285,8 +493,13 @@ async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
             if st.failed {
                 break;
             }
+            st.in_write = 0;
             if st.pending.is_empty() {
                 st.writing = false;
+                out.queued.store(0, Ordering::SeqCst);
+                if out.drain_wanted.swap(false, Ordering::SeqCst) {
+                    let _ = core.send(CoreMsg::Drained { conn: id });
+                }
                 if st.close {
                     break;
                 }
@@ -294,6 +507,7 @@ async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
             } else {
                 std::mem::swap(&mut chunk, &mut st.pending);
                 st.writing = true;
+                st.in_write = chunk.len();
                 false
             }
         };
@@ -302,9 +516,22 @@ async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
             out.wake.notified().await;
             continue;
         }
-        if let Err(e) = write_all(&out.wr, &chunk).await {
-            debug!("write to client failed: {e}");
-            out.lock().failed = true;
+        let stall = Duration::from_millis(out.stall_ms.load(Ordering::Relaxed));
+        if let Err(e) = write_all(&out.wr, &chunk, stall).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                info!(
+                    bytes = chunk.len(),
+                    ms = stall.as_millis() as u64,
+                    "closing connection: the client read none of its pending replies for its session timeout"
+                );
+            } else {
+                debug!("write to client failed: {e}");
+            }
+            let mut st = out.lock();
+            st.failed = true;
+            // Nothing more will be written: free what was queued.
+            st.pending = Vec::new();
+            out.queued.store(0, Ordering::SeqCst);
             break;
         }
         chunk.clear();
@@ -316,9 +543,13 @@ async fn writer(out: Arc<ConnOut>, stop: oneshot::Sender<()>) {
     let _ = stop.send(());
 }
 
-async fn write_all(wr: &OwnedWriteHalf, mut buf: &[u8]) -> std::io::Result<()> {
+/// Writes `buf`; fails with `TimedOut` when the socket takes no byte for `stall`.
+async fn write_all(wr: &OwnedWriteHalf, mut buf: &[u8], stall: Duration) -> std::io::Result<()> {
     while !buf.is_empty() {
-        wr.writable().await?;
+        match tokio::time::timeout(stall, wr.writable()).await {
+            Ok(r) => r?,
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
         match wr.try_write(buf) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => buf = &buf[n..],

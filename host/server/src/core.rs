@@ -34,7 +34,7 @@ use wazoo_tree::{
 };
 
 use crate::config::ServerConfig;
-pub use crate::conn::ConnOut;
+pub use crate::conn::{Admission, ConnOut};
 
 pub type ConnId = u64;
 
@@ -54,6 +54,17 @@ const OUT_BUF_KEEP: usize = 64 * 1024;
 /// `Core::hand_over_batch`.
 const INLINE_COMMIT_MAX: usize = 4;
 
+/// Reads of one connection queued behind its unapplied writes, beyond which its further requests
+/// wait unprocessed (see `Core::can_take`). Each such read may answer up to a frame's worth of
+/// data when the write ahead of it applies, all at once, so this bounds that burst of output; it
+/// costs nothing else, since those reads could not be answered earlier anyway.
+const MAX_QUEUED_READS: usize = 16;
+
+/// Tree bytes applied (data of creates and setData) that make the core stage the tree's changes
+/// before `TREE_STAGE_DIRTY` nodes are dirty: a stream of large setData would otherwise keep
+/// thousands of megabyte-sized encodings in the storage batch.
+const TREE_STAGE_BYTES: usize = 16 << 20;
+
 /// Messages to the core task.
 pub enum CoreMsg {
     Connect {
@@ -61,6 +72,8 @@ pub enum CoreMsg {
         remote: SocketAddr,
         req: ConnectRequest,
         out: ConnTx,
+        /// [`mono_ms`] when the connection read the ConnectRequest.
+        received_ms: i64,
     },
     /// A decoded request; `Err` is an undecodable record (answered MARSHALLINGERROR, in order).
     Request {
@@ -70,12 +83,25 @@ pub enum CoreMsg {
         req: Result<Request, ErrorCode>,
         /// Frame size in bytes, for the metrics.
         size: usize,
+        /// [`mono_ms`] when the connection read the frame: the session's activity time.
+        received_ms: i64,
+        /// Its place in the outstanding-request budgets, held until it is answered or applied.
+        admit: Admission,
     },
     Closed {
         conn: ConnId,
     },
+    /// The connection's writer has written all queued output (asked for by the core when it held
+    /// back the connection's requests: `ConnOut::want_drained`).
+    Drained {
+        conn: ConnId,
+    },
     Durable(CommitReport),
-    Tick,
+    /// Session expiry, as of `at_ms` ([`mono_ms`] when the timer fired, not when the core gets to
+    /// it: a tick that waited behind a stall must not count the stall against sessions).
+    Tick {
+        at_ms: i64,
+    },
     ContainerCheck,
     Stats(oneshot::Sender<ServerStats>),
 }
@@ -98,7 +124,19 @@ enum Queued {
         op: i32,
         req: Result<Request, ErrorCode>,
         at: Instant,
+        _admit: Admission,
     },
+}
+
+/// A request received while its connection could take no more (see `Core::can_take`), kept
+/// unprocessed, in order: its session is checked and it is prepped when its turn comes.
+struct Parked {
+    xid: i32,
+    op: i32,
+    req: Result<Request, ErrorCode>,
+    received_ms: i64,
+    at: Instant,
+    admit: Admission,
 }
 
 #[derive(Default)]
@@ -123,6 +161,10 @@ struct Conn {
     auth: AuthInfo,
     out: ConnTx,
     queue: VecDeque<Queued>,
+    /// Number of `Queued::Read` in `queue`.
+    queued_reads: usize,
+    /// Requests received and not processed yet, in order.
+    parked: VecDeque<Parked>,
     buf: Writer,
     closing: bool,
     established_ms: i64,
@@ -133,6 +175,9 @@ struct InFlight {
     header: TxnHeader,
     txn: Txn,
     origin: Option<ConnId>,
+    /// The client request's place in the budgets: its memory (request, txn, log entry) lives
+    /// until the txn is applied, whether or not its connection still exists.
+    admit: Option<Admission>,
 }
 
 /// The core's state.
@@ -158,7 +203,16 @@ pub struct Core {
     applied_since_purge: u64,
     /// The `last_applied` of the last staged tree changes.
     staged_applied: Zxid,
+    /// Node data bytes applied since the tree's changes were last staged.
+    applied_bytes: usize,
     version: String,
+}
+
+/// Milliseconds on the server's monotonic clock (since its first reading), shared by the
+/// connection tasks, which stamp what they receive, and the core, which tracks sessions with it.
+pub fn mono_ms() -> i64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64
 }
 
 pub fn wall_ms() -> i64 {
@@ -188,8 +242,9 @@ impl Core {
         let now_ms = wall_ms();
         let mut tracker = SessionTracker::new(cfg.tick_time_ms as i64);
         // Sessions that were open before a restart get a full timeout to come back.
+        let now = mono_ms();
         for (id, s) in tree.sessions() {
-            tracker.add(*id, s.timeout, 0);
+            tracker.add(*id, s.timeout, now);
         }
         let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
@@ -217,12 +272,9 @@ impl Core {
             metrics,
             applied_since_purge: 0,
             staged_applied,
+            applied_bytes: 0,
             version,
         }
-    }
-
-    fn mono_ms(&self) -> i64 {
-        self.started.elapsed().as_millis() as i64
     }
 
     /// Runs until the message channel closes or storage fails.
@@ -252,17 +304,21 @@ impl Core {
                 remote,
                 req,
                 out,
-            } => self.on_connect(conn, remote, req, out),
+                received_ms,
+            } => self.on_connect(conn, remote, req, out, received_ms),
             CoreMsg::Request {
                 conn,
                 xid,
                 op,
                 req,
                 size,
-            } => self.on_request(conn, xid, op, req, size),
+                received_ms,
+                admit,
+            } => self.on_request(conn, xid, op, req, size, received_ms, admit),
             CoreMsg::Closed { conn } => self.on_closed(conn),
+            CoreMsg::Drained { conn } => self.pump(conn),
             CoreMsg::Durable(report) => return self.on_durable(report),
-            CoreMsg::Tick => self.on_tick(),
+            CoreMsg::Tick { at_ms } => self.on_tick(at_ms),
             CoreMsg::ContainerCheck => self.on_container_check(),
             CoreMsg::Stats(tx) => {
                 let _ = tx.send(self.stats());
@@ -273,7 +329,14 @@ impl Core {
 
     // ---- connections and sessions ----
 
-    fn on_connect(&mut self, id: ConnId, remote: SocketAddr, req: ConnectRequest, out: ConnTx) {
+    fn on_connect(
+        &mut self,
+        id: ConnId,
+        remote: SocketAddr,
+        req: ConnectRequest,
+        out: ConnTx,
+        received_ms: i64,
+    ) {
         let mut conn = Conn {
             remote,
             session: 0,
@@ -281,6 +344,8 @@ impl Core {
             auth: AuthInfo::for_ip(&remote.ip().to_string()),
             out,
             queue: VecDeque::new(),
+            queued_reads: 0,
+            parked: VecDeque::new(),
             buf: Writer::new(),
             closing: false,
             established_ms: wall_ms(),
@@ -297,6 +362,8 @@ impl Core {
             return;
         }
         let timeout = self.cfg.negotiate_timeout(req.timeout);
+        // A client that reads none of its replies for its session timeout is gone.
+        conn.out.set_stall_timeout(timeout as u64);
         if req.session_id == 0 {
             let session = self.alloc_session_id();
             let mut passwd = vec![0u8; 16];
@@ -309,6 +376,10 @@ impl Core {
             });
             self.conns.insert(id, conn);
             self.session_conn.insert(session, id);
+            // Tracked from now on, as ZooKeeper's prep does (`trackSession`): the requests pipelined
+            // behind the handshake are checked against it like any other, and a closeSession among
+            // them marks it closing before anything after it is prepped.
+            self.tracker.add(session, timeout, received_ms);
             self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
             return;
         }
@@ -333,7 +404,8 @@ impl Core {
             }
             self.drop_conn(old);
         }
-        self.tracker.touch(req.session_id, self.mono_ms());
+        // The client is told `timeout`; the tracker expires the session by the same one.
+        self.tracker.resume(req.session_id, timeout, received_ms);
         let passwd = self
             .tree
             .session(req.session_id)
@@ -378,11 +450,17 @@ impl Core {
         self.drop_conn(id);
     }
 
-    fn on_tick(&mut self) {
+    fn on_tick(&mut self, now: i64) {
         self.stage_tree_changes();
         self.submit_batch();
-        let now = self.mono_ms();
-        for session in self.tracker.expire(now) {
+        // What a session's connection received counts even if the request still waits in the
+        // inbox behind this tick (ZooKeeper touches sessions on the receiving thread).
+        let (conns, session_conn) = (&self.conns, &self.session_conn);
+        let last_received = |session: i64| {
+            let c = conns.get(session_conn.get(&session)?)?;
+            Some(c.out.last_received())
+        };
+        for session in self.tracker.expire(now, last_received) {
             info!(session = format_args!("{session:#x}"), "session expired");
             let _ = self.submit_close_session(session, None);
         }
@@ -469,20 +547,31 @@ impl Core {
             header,
             txn,
             origin,
+            admit: None,
         });
+    }
+
+    /// Keeps a client request's budget places with the txn just logged for it, until it applies.
+    fn hold_until_applied(&mut self, admit: Admission) {
+        if let Some(f) = self.inflight.back_mut() {
+            f.admit = Some(admit);
+        }
     }
 
     // ---- requests ----
 
+    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         id: ConnId,
         xid: i32,
-        opcode: i32,
+        op: i32,
         req: Result<Request, ErrorCode>,
         size: usize,
+        received_ms: i64,
+        admit: Admission,
     ) {
-        let now = Instant::now();
+        let at = Instant::now();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -491,17 +580,83 @@ impl Core {
         }
         conn.stats.received += 1;
         self.metrics.packet_received(size as u64);
+        conn.parked.push_back(Parked {
+            xid,
+            op,
+            req,
+            received_ms,
+            at,
+            admit,
+        });
+        self.pump(id);
+    }
+
+    /// Whether a connection can take its next request now: its queued output is under
+    /// `wazoo.maxConnectionOutputBytes` (else its writer is asked to report when it has drained)
+    /// and fewer than [`MAX_QUEUED_READS`] reads wait behind its writes (else the apply of the
+    /// write ahead pumps it). Requests it cannot take wait unprocessed in `parked`, where they
+    /// hold their budget places, so that the connection soon stops reading its socket.
+    fn can_take(c: &Conn, max_output: usize) -> bool {
+        if c.queued_reads >= MAX_QUEUED_READS {
+            return false;
+        }
+        if c.buf.buf.len() + c.out.queued() < max_output {
+            return true;
+        }
+        c.out.want_drained();
+        // The writer may have drained between the check and the request: look again.
+        if c.buf.buf.len() + c.out.queued() < max_output {
+            c.out.drained_not_wanted();
+            return true;
+        }
+        false
+    }
+
+    /// Processes a connection's parked requests, in order, while it can take them.
+    fn pump(&mut self, id: ConnId) {
+        let max_output = self.cfg.max_connection_output_bytes;
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing || c.parked.is_empty() || !Self::can_take(c, max_output) {
+                return;
+            }
+            let p = c.parked.pop_front().expect("not empty");
+            self.process(id, p);
+        }
+    }
+
+    /// Checks a request against its session and preps it (a write) or answers or queues it (a
+    /// read), in its connection's order.
+    fn process(&mut self, id: ConnId, p: Parked) {
+        let Parked {
+            xid,
+            op: opcode,
+            req,
+            received_ms,
+            at: now,
+            admit,
+        } = p;
+        let conn = self.conns.get_mut(&id).expect("pumped connections exist");
         let session = conn.session;
-        // A request pipelined behind the handshake: the createSession txn is ahead of it in the log.
-        let creating = matches!(conn.queue.front(), Some(Queued::Handshake { .. }));
         let remote = conn.remote;
-        let now_ms = self.mono_ms();
-        let touched = self.tracker.touch(session, now_ms) || creating;
+        // Every request is checked against its session as it stands now, in arrival order (as
+        // ZooKeeper's PrepRequestProcessor does with `checkSession`), a request pipelined behind
+        // the handshake included: the session is tracked from the ConnectRequest on. Once closing
+        // (closeSession prepped, or expired), writes are prepped as SESSIONEXPIRED error txns and
+        // reads, pings and watch registrations are answered SESSIONEXPIRED.
+        let valid = self.tracker.touch(session, received_ms);
+        let req = match req {
+            Ok(r) if !valid && !r.is_write() && checks_session(&r) => Err(ErrorCode::SessionExpired),
+            other => other,
+        };
         if let Err(code) = req {
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
                 warn!(%remote, op = op::name(opcode), "undecodable request record: replying {code}");
                 let zxid = self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
+                self.hold_until_applied(admit);
                 self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
                 return;
             }
@@ -512,11 +667,13 @@ impl Core {
             if conn.queue.is_empty() {
                 self.answer(id, xid, opcode, req, now);
             } else {
+                conn.queued_reads += 1;
                 conn.queue.push_back(Queued::Read {
                     xid,
                     op: opcode,
                     req,
                     at: now,
+                    _admit: admit,
                 });
             }
             return;
@@ -524,6 +681,7 @@ impl Core {
         let req = req.expect("writes decoded");
         if let Request::CloseSession = req {
             let zxid = self.submit_close_session(session, Some(id));
+            self.hold_until_applied(admit);
             self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
             return;
         }
@@ -536,7 +694,7 @@ impl Core {
             &req,
             PrepCtx {
                 session_id: session,
-                session_valid: touched,
+                session_valid: valid,
                 auth: &conn.auth,
                 zxid,
                 time,
@@ -566,6 +724,7 @@ impl Core {
             txn,
             Some(id),
         );
+        self.hold_until_applied(admit);
     }
 
     /// Queues a write's place in its connection's reply order; the reply goes out when `zxid` is
@@ -606,7 +765,9 @@ impl Core {
         let req = match req {
             Ok(r) => r,
             Err(code) => {
-                warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
+                if code == ErrorCode::MarshallingError {
+                    warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
+                }
                 reply(conn, &self.metrics, xid, opcode, last, Err(code), at);
                 self.dirty.push(id);
                 return;
@@ -680,6 +841,7 @@ impl Core {
                     session_id: conn.session,
                     watcher: id,
                     auth: &conn.auth,
+                    max_reply: self.cfg.jute_max_buffer,
                 };
                 let result = read(&self.tree, &mut self.watches, ctx, &req)
                     .unwrap_or(Err(ErrorCode::Unimplemented));
@@ -725,7 +887,7 @@ impl Core {
             let f = self.inflight.pop_front().expect("front exists");
             self.apply(f);
         }
-        if self.tree.dirty_count() >= TREE_STAGE_DIRTY {
+        if self.tree.dirty_count() >= TREE_STAGE_DIRTY || self.applied_bytes >= TREE_STAGE_BYTES {
             self.stage_tree_changes();
         }
         self.maybe_purge();
@@ -738,6 +900,7 @@ impl Core {
     /// times is written once.
     fn stage_tree_changes(&mut self) {
         let applied = self.tree.last_applied();
+        self.applied_bytes = 0;
         if self.tree.dirty_count() == 0 && self.staged_applied == applied {
             return;
         }
@@ -783,6 +946,7 @@ impl Core {
     }
 
     fn apply(&mut self, f: InFlight) {
+        self.applied_bytes += txn_data_len(&f.txn);
         let applied = self.tree.apply(&f.header, &f.txn);
         self.pending.applied(f.header.zxid);
         self.applied_since_purge += 1;
@@ -804,8 +968,9 @@ impl Core {
         }
         let session = f.header.session_id;
         match &f.txn {
-            Txn::CreateSession { timeout, passwd } => {
-                self.tracker.add(session, *timeout, self.mono_ms());
+            Txn::CreateSession { passwd, .. } => {
+                // The tracker has had the session since its ConnectRequest (`on_connect`): adding
+                // it here would revive one that a pipelined closeSession already marked closing.
                 if let Some(c) = f.origin.and_then(|o| self.conns.get_mut(&o)) {
                     if let Some(Queued::Handshake { read_only, timeout }) = c.queue.pop_front() {
                         let resp = ConnectResponse {
@@ -818,6 +983,7 @@ impl Core {
                         c.buf.buf.extend_from_slice(&resp.encode_frame());
                         self.dirty.push(f.origin.expect("origin"));
                         self.drain_reads(f.origin.expect("origin"));
+                        self.pump(f.origin.expect("origin"));
                     }
                 }
                 return;
@@ -842,6 +1008,11 @@ impl Core {
         let Some(c) = self.conns.get_mut(&origin) else {
             return;
         };
+        if c.closing {
+            // Its closeSession was answered: ZooKeeper closes the connection after that reply,
+            // and nothing prepped behind the close reaches the client.
+            return;
+        }
         match c.queue.pop_front() {
             Some(Queued::Write {
                 xid,
@@ -872,6 +1043,7 @@ impl Core {
                 }
                 self.dirty.push(origin);
                 self.drain_reads(origin);
+                self.pump(origin);
             }
             other => {
                 error!(
@@ -896,7 +1068,11 @@ impl Core {
             }
             match c.queue.front() {
                 Some(Queued::Read { .. }) => {
-                    if let Some(Queued::Read { xid, op, req, at }) = c.queue.pop_front() {
+                    if let Some(Queued::Read {
+                        xid, op, req, at, ..
+                    }) = c.queue.pop_front()
+                    {
+                        c.queued_reads -= 1;
                         self.answer(id, xid, op, req, at);
                     }
                 }
@@ -909,21 +1085,32 @@ impl Core {
     /// `idle`: nothing else is waiting in the inbox, so the batch may be committed right here
     /// (see `hand_over_batch`).
     fn flush(&mut self, idle: bool) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for id in dirty {
-            let Some(c) = self.conns.get_mut(&id) else {
-                continue;
-            };
-            if !c.buf.buf.is_empty() {
-                c.out.send(&c.buf.buf);
-                c.buf.buf.clear();
-                if c.buf.buf.capacity() > OUT_BUF_KEEP {
-                    c.buf.buf.shrink_to(OUT_BUF_KEEP);
+        // Sending may let a connection whose requests wait for its output take more (the socket
+        // took the bytes at once): pump those, and send again, until nothing moves.
+        while !self.dirty.is_empty() {
+            let dirty = std::mem::take(&mut self.dirty);
+            let mut waiting = Vec::new();
+            for id in dirty {
+                let Some(c) = self.conns.get_mut(&id) else {
+                    continue;
+                };
+                if !c.buf.buf.is_empty() {
+                    c.out.send(&c.buf.buf);
+                    c.buf.buf.clear();
+                    if c.buf.buf.capacity() > OUT_BUF_KEEP {
+                        c.buf.buf.shrink_to(OUT_BUF_KEEP);
+                    }
+                }
+                if c.closing {
+                    c.out.close();
+                    self.drop_conn(id);
+                } else if !c.parked.is_empty() {
+                    waiting.push(id);
                 }
             }
-            if c.closing {
-                c.out.close();
-                self.drop_conn(id);
+            waiting.dedup();
+            for id in waiting {
+                self.pump(id);
             }
         }
         // Replies first: an idle commit below blocks this task for an fsync.
@@ -1174,6 +1361,25 @@ fn build_reply(opcode: i32, sub_ops: &[i32], outcome: OpOutcome) -> Result<Respo
     })
 }
 
+/// Node data bytes a txn writes into the tree.
+fn txn_data_len(txn: &Txn) -> usize {
+    match txn {
+        Txn::Create { data, .. } | Txn::SetData { data, .. } => data.as_ref().map_or(0, Vec::len),
+        Txn::Multi(ops) => ops.iter().map(txn_data_len).sum(),
+        _ => 0,
+    }
+}
+
+/// Whether ZooKeeper's prep checks the session of this non-write request (`checkSession` for
+/// sync, the reads, ping, setWatches, removeWatches, addWatch, whoAmI): auth is the connection's
+/// own business, and an unsupported opcode is answered UNIMPLEMENTED whatever the session.
+fn checks_session(req: &Request) -> bool {
+    !matches!(
+        req,
+        Request::Auth { .. } | Request::Unknown(_) | Request::Check { .. } | Request::Sasl { .. }
+    )
+}
+
 /// Periodic messages for session expiry and the container manager.
 pub fn spawn_timers(cfg: &ServerConfig, tx: mpsc::UnboundedSender<CoreMsg>) {
     let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
@@ -1183,7 +1389,7 @@ pub fn spawn_timers(cfg: &ServerConfig, tx: mpsc::UnboundedSender<CoreMsg>) {
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             iv.tick().await;
-            if t2.send(CoreMsg::Tick).is_err() {
+            if t2.send(CoreMsg::Tick { at_ms: mono_ms() }).is_err() {
                 return;
             }
         }
