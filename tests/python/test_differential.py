@@ -23,7 +23,11 @@ import difflib
 import json
 import random
 
+import struct
+
 import pytest
+
+import zkwire
 
 from zkwire import (AddWatchMode, CreateFlags, ERR_NAMES, MultiOp, MultiResult, OPEN_ACL_UNSAFE, Op, Stat,
                     create_body, create_ttl_body, digest_id)
@@ -140,6 +144,29 @@ class Transcript:
                                             "events": self.events(r.events)})
         c.wait_closed(10.0)
         c.close()
+        self.barrier(exclude=None)
+
+    def pipelined_close(self, path):
+        """A new session sends ConnectRequest, closeSession, create(path, EPHEMERAL) and getData(path,
+        watch) back to back, without waiting: every frame it gets until the server closes the socket."""
+        c = zkwire.Conn(self.srv.host, self.srv.port, handshake=False)
+        try:
+            c.send_raw(zkwire.frame(zkwire.connect_request(timeout_ms=30000))
+                       + zkwire.frame(struct.pack(">ii", 1, Op.CLOSE_SESSION))
+                       + zkwire.frame(struct.pack(">ii", 2, Op.CREATE)
+                                      + create_body(path, b"x", flags=CreateFlags.EPHEMERAL))
+                       + zkwire.frame(struct.pack(">ii", 3, Op.GET_DATA) + zkwire.path_watch_body(path, True)))
+            frames = [f"connect response ({len(c.read_frame())} bytes)"]
+            while True:
+                try:
+                    r = c.read_any(timeout=10.0)
+                except zkwire.ConnectionClosed:
+                    break
+                frames.append({"xid": r.xid, "zxid": self.z(r.zxid), "err": ERR_NAMES.get(r.err, r.err)})
+        finally:
+            c.close()
+        self.ops += 1
+        self.emit(f"pipelined connect, closeSession, create {path} EPHEMERAL, getData", frames)
         self.barrier(exclude=None)
 
     def barrier(self, exclude):
@@ -313,6 +340,12 @@ def hand_written(t: Transcript):
     op("A", "getChildren2 /d", lambda c: c.get_children2("/d"))
     op("A", "delete /d/cont/child", lambda c: c.delete("/d/cont/child"))
 
+    # An ephemeral pipelined behind closeSession (before the handshake even completed) is refused
+    # with SESSIONEXPIRED (its reply never arrives: the connection closes after the close's reply).
+    op("B", "exists /d/orphan watch", lambda c: c.exists("/d/orphan", True))
+    t.pipelined_close("/d/orphan")
+    op("A", "exists /d/orphan", lambda c: c.exists("/d/orphan"))
+
 
 def random_mix(t: Transcript, rng: random.Random, n: int):
     t.connect("E")
@@ -451,7 +484,51 @@ def test_scripted_replies_are_identical_to_real_zookeeper(target, zk_server_fact
     compare(ref, got, "zookeeper", cand_name, tmp_path)
 
 
-def test_script_is_deterministic_in_what_it_sends():
-    """The random part depends only on the seed (never on replies), so both servers get the same requests."""
-    a, b = random.Random(SEED), random.Random(SEED)
-    assert [a.random() for _ in range(100)] == [b.random() for _ in range(100)]
+class _Reply:
+    def __init__(self, err):
+        self.err, self.ok, self.value, self.xid, self.zxid, self.events = err, err == 0, None, 0, 0, []
+
+
+class _RecordingConn:
+    """Stands in for a connection: records each call the script makes and answers with a reply drawn
+    from ``answers``."""
+
+    def __init__(self, log, name, answers):
+        self.log, self.name, self.answers = log, name, answers
+
+    def __getattr__(self, method):
+        def call(*args, **kw):
+            self.log.append((self.name, method, repr(args), repr(sorted(kw.items()))))
+            return _Reply(self.answers.choice([0, 0, -101, -110, -103, -111]))
+        return call
+
+
+class _RecordingTranscript:
+    """The part of Transcript that random_mix uses, recording requests instead of sending them."""
+
+    def __init__(self, answers_seed):
+        self.log = []
+        self.answers = random.Random(answers_seed)
+
+    def connect(self, name, timeout_ms=30000, auth=None):
+        self.log.append((name, "connect", repr(timeout_ms), repr(auth)))
+
+    def close_session(self, name):
+        self.log.append((name, "closeSession", "", ""))
+
+    def op(self, name, desc, fn):
+        return fn(_RecordingConn(self.log, name, self.answers))
+
+
+def test_random_mix_sends_the_same_requests_whatever_the_replies():
+    """Both servers get the same requests only if the random part depends on the seed and never on a
+    reply: run it against two recorders whose replies differ, and compare every request made."""
+    a, b = _RecordingTranscript(1), _RecordingTranscript(2)
+    random_mix(a, random.Random(SEED), RANDOM_OPS)
+    random_mix(b, random.Random(SEED), RANDOM_OPS)
+    assert len(a.log) > RANDOM_OPS
+    assert a.log == b.log
+    # The recorder sees the requests themselves: another seed makes other ones.
+    c = _RecordingTranscript(1)
+    random_mix(c, random.Random(SEED + 1), RANDOM_OPS)
+    assert c.log != a.log

@@ -4,6 +4,8 @@ connection sent before it, and requests may follow the ConnectRequest before its
 client does this). Checked against wazoo and real ZooKeeper alike.
 """
 
+import struct
+
 import zkwire
 from zkwire import Err, Op
 
@@ -68,3 +70,49 @@ def test_a_client_that_stops_reading_gets_every_reply_in_order_and_stalls_no_one
         r = slow.read_reply(xid, Op.GET_DATA)
         assert r.err == Err.OK and r.value[0] == big
     assert slow.read_reply(marker, Op.EXISTS).err == Err.OK
+
+
+def _pipelined_close_then_ephemeral(port: int, path: str):
+    """ConnectRequest, closeSession, create(path, EPHEMERAL) and getData(path), sent back to back
+    without waiting for any reply. Returns every frame the server sent before it closed the socket."""
+    c = zkwire.Conn("127.0.0.1", port, handshake=False)
+    try:
+        c.send_raw(zkwire.frame(zkwire.connect_request(timeout_ms=10000))
+                   + zkwire.frame(struct.pack(">ii", 1, Op.CLOSE_SESSION))
+                   + zkwire.frame(struct.pack(">ii", 2, Op.CREATE)
+                                  + zkwire.create_body(path, b"x", flags=zkwire.CreateFlags.EPHEMERAL))
+                   + zkwire.frame(struct.pack(">ii", 3, Op.GET_DATA) + zkwire.path_watch_body(path, True)))
+        connect = c.read_frame()
+        replies = []
+        while True:
+            try:
+                replies.append(c.read_any(timeout=10.0))
+            except zkwire.ConnectionClosed:
+                return connect, replies
+    finally:
+        c.close()
+
+
+def test_an_ephemeral_pipelined_behind_a_close_session_is_never_created(server, wire):
+    """zk-protocol.md §2.3: requests are prepped in order; PrepRequestProcessor marks the session
+    closing at closeSession and checkSession then refuses every later request of it (SESSIONEXPIRED).
+    The connection closes after the closeSession reply, so the refused create's reply never arrives,
+    and no ephemeral may outlive its session."""
+    connect, replies = _pipelined_close_then_ephemeral(server.port, "/pipelined-orphan")
+    assert len(connect) in (36, 37), connect
+    assert [(r.xid, r.err) for r in replies] == [(1, Err.OK)], replies
+    other = wire()
+    assert other.exists("/pipelined-orphan").err == Err.NONODE
+    assert "/pipelined-orphan" not in (other.get_ephemerals("/").value or [])
+
+
+def test_a_pipelined_close_leaves_no_ephemeral_across_a_restart(wazoo_server_factory):
+    srv = wazoo_server_factory()
+    _pipelined_close_then_ephemeral(srv.port, "/orphan")
+    srv.restart(kill=True)
+    with srv.wire() as c:
+        assert c.exists("/orphan").err == Err.NONODE
+    # A graceful restart loads the persisted tree instead of replaying the log: nothing there either.
+    srv.restart()
+    with srv.wire() as c:
+        assert c.exists("/orphan").err == Err.NONODE

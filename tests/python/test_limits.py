@@ -1,0 +1,153 @@
+"""Bounded memory per client, with backpressure rather than errors (README "Limits"): a client that pipelines
+big reads and never reads its replies, or streams large writes faster than the disk takes them, costs the
+server a bounded amount of memory and gets every reply, complete and in order, once it reads again; a
+connection whose output makes no progress for its session timeout is closed, even half-closed, and keeps its
+place in ``maxClientCnxns`` until its socket is closed; a connection that sends no ConnectRequest within
+``nio.sessionlessCnxnTimeout`` is closed; ``maxCnxns`` limits connections in all.
+
+wazoo only: these are the server's own resource rules (ZooKeeper's differ: it closes oversized requests and
+has no output bound at all). Memory is read from /proc/<pid>/status: VmHWM is the peak resident size, so a
+transient pile-up between two samples is still seen.
+"""
+
+import socket
+import struct
+import time
+
+import pytest
+
+import zkwire
+from zkwire import ConnectionClosed, Err, Op, WireTimeout
+
+MIB = 1 << 20
+# Just under the default jute.maxbuffer (1048575) with the setData request's own fields.
+BIG = 1_000_000
+
+
+def status_kib(srv, field: str) -> int:
+    with open(f"/proc/{srv.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} missing from /proc/{srv.proc.pid}/status")
+
+
+def settle(srv, seconds: float = 0.5) -> int:
+    """Resident KiB once the server is idle."""
+    time.sleep(seconds)
+    return status_kib(srv, "VmRSS")
+
+
+@pytest.fixture
+def srv(wazoo_server_factory):
+    return wazoo_server_factory(tick_time=500, name="limits")
+
+
+def test_pipelined_big_reads_never_read_cost_bounded_memory_and_all_arrive_in_order(srv, wire):
+    """400 getData of a ~1 MB node, pipelined without reading: before the bound the server built all 400
+    replies (about 400 MB). Now it answers while the connection's queued output is under
+    wazoo.maxConnectionOutputBytes and holds the rest unprocessed until the client reads."""
+    setup = wire(srv)
+    data = bytes(range(256)) * (BIG // 256)
+    assert setup.create("/big", data).err == Err.OK
+    base = settle(srv)
+    hog = wire(srv, timeout_ms=10000)
+    xids = [hog.send(Op.GET_DATA, zkwire.path_watch_body("/big", False)) for _ in range(400)]
+    time.sleep(2.0)
+    # Another client is served meanwhile.
+    assert setup.create("/while-hogged", b"x").err == Err.OK
+    peak = status_kib(srv, "VmHWM")
+    assert peak - base < 100 * 1024, f"peak RSS grew by {(peak - base) // 1024} MiB"
+    for xid in xids:
+        r = hog.read_reply(xid, Op.GET_DATA)
+        assert r.err == Err.OK and r.value[0] == data
+    assert hog.exists("/big").err == Err.OK
+
+
+def test_a_stream_of_large_writes_faster_than_the_disk_costs_bounded_memory(srv, wire):
+    """400 setData of ~1 MB pipelined as fast as the socket takes them: the server admits requests of at least
+    largeRequestThreshold bytes only within largeRequestMaxBytes (32 MiB), so it reads the rest of the
+    stream only as writes are applied. Before the bound it read all 400 MB into its queues at once."""
+    c = wire(srv, timeout_ms=10000)
+    assert c.create("/stream", b"").err == Err.OK
+    base = settle(srv)
+    blob = b"\x5a" * BIG
+    xids = [c.send(Op.SET_DATA, zkwire.set_data_body("/stream", blob, -1)) for _ in range(400)]
+    versions = [c.read_reply(xid, Op.SET_DATA, timeout=120).value.version for xid in xids]
+    assert versions == list(range(1, 401))
+    peak = status_kib(srv, "VmHWM")
+    assert peak - base < 160 * 1024, f"peak RSS grew by {(peak - base) // 1024} MiB"
+
+
+def test_a_half_closed_connection_with_unread_output_is_closed_and_holds_its_slot_until_then(
+        wazoo_server_factory):
+    """A client sends requests whose replies fill its socket, shuts down its sending side and never reads.
+    The server closes it once its output has made no progress for the session timeout, frees what was
+    queued, and counts the connection against maxClientCnxns until the socket is really closed (before,
+    the count was given back when the reading side saw EOF, while the socket and its buffer lived on)."""
+    srv = wazoo_server_factory(tick_time=500, name="half-closed", extra_cfg={"maxClientCnxns": "2"})
+    with srv.wire() as setup:
+        assert setup.create("/big", b"\x01" * BIG).err == Err.OK
+    time.sleep(0.5)  # the closed setup connection's place comes back
+    hog = srv.wire(timeout_ms=2000)
+    assert hog.negotiated_timeout == 2000
+    # 100 MB of replies: more than the kernel's socket buffers can take (tcp_rmem allows 32 MiB here).
+    hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+    for _ in range(100):
+        hog.send(Op.GET_DATA, zkwire.path_watch_body("/big", False))
+    hog.sock.shutdown(socket.SHUT_WR)
+    time.sleep(0.5)
+    other = srv.wire()
+    # The hog's socket is open: a third connection from this address is over maxClientCnxns.
+    with pytest.raises((ConnectionClosed, ConnectionResetError, BrokenPipeError, WireTimeout)):
+        srv.wire(io_timeout=3.0)
+    # Stuck output is closed after the 2 s session timeout (plus whatever the socket took meanwhile).
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            third = srv.wire(io_timeout=3.0)
+            break
+        except (ConnectionClosed, ConnectionResetError, BrokenPipeError, WireTimeout):
+            assert time.monotonic() < deadline, "the stuck half-closed connection was never closed"
+            time.sleep(0.5)
+    third.close()
+    got = hog.wait_closed(timeout=10.0)
+    assert len(got) < 100 * BIG, "the server wrote every reply, so nothing was stuck"
+    hog.close()
+    assert other.exists("/big").err == Err.OK
+
+
+def test_a_connection_that_sends_no_connect_request_is_closed(wazoo_server_factory):
+    srv = wazoo_server_factory(tick_time=500, name="sessionless",
+                               extra_cfg={"zookeeper.nio.sessionlessCnxnTimeout": "1000"})
+    silent = socket.create_connection(("127.0.0.1", srv.port))
+    partial = socket.create_connection(("127.0.0.1", srv.port))
+    partial.sendall(struct.pack(">i", 44) + b"\x00" * 10)  # a ConnectRequest that never completes
+    try:
+        for s in (silent, partial):
+            s.settimeout(10.0)
+            assert s.recv(100) == b"", "expected the server to close the connection"
+    finally:
+        silent.close()
+        partial.close()
+    assert "nio.sessionlessCnxnTimeout" in srv.log_since(0)
+
+
+def test_max_cnxns_limits_connections_in_all(wazoo_server_factory):
+    srv = wazoo_server_factory(tick_time=500, name="maxcnxns", extra_cfg={"maxCnxns": "3"})
+    conns = [srv.wire() for _ in range(3)]
+    with pytest.raises((ConnectionClosed, ConnectionResetError, BrokenPipeError, WireTimeout)):
+        srv.wire(io_timeout=3.0)
+    conns.pop().close()
+    # The closed connection's place comes back once the server has seen it close.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            conns.append(srv.wire(io_timeout=3.0))
+            break
+        except (ConnectionClosed, ConnectionResetError, BrokenPipeError, WireTimeout):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    for c in conns:
+        assert c.exists("/").err == Err.OK
+        c.close()
