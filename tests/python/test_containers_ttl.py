@@ -2,6 +2,8 @@
 has had a child and is empty again (one that never had a child stays, maxNeverUsedIntervalMs being 0), a
 TTL node goes once it has no children and its mtime is older than its TTL, and a setData resets that
 clock. Watchers see NodeDeleted. The reaper runs every 200 ms here (znode.container.checkIntervalMs).
+Nothing waits on a fixed sleep for a deletion: tests wait for the condition, and where a node must survive
+they compare it with a twin created in the same multi.
 """
 
 import time
@@ -10,7 +12,7 @@ import pytest
 
 import harness
 import zkwire
-from zkwire import CreateFlags, Err, EventType
+from zkwire import CreateFlags, Err, EventType, Op, create_ttl_body
 
 INTERVAL_MS = 200
 
@@ -45,25 +47,46 @@ def test_container_that_never_had_a_child_stays(srv, wire):
 
 
 def test_ttl_node_without_children_expires_and_one_with_children_stays(srv, wire):
+    ttl = 300
     c = wire(srv)
-    assert c.create_ttl("/ttl-a", b"x", ttl=300).ok
-    assert c.create_ttl("/ttl-b", b"x", ttl=300).ok
-    assert c.create("/ttl-b/child").ok
+    assert c.create_ttl("/ttl-a", b"x", ttl=ttl).ok
+    # /ttl-b gets its child in the same multi: it is never childless, however slow this machine is.
+    r = c.multi([zkwire.MultiOp(Op.CREATE_TTL, create_ttl_body("/ttl-b", b"x", zkwire.OPEN_ACL_UNSAFE,
+                                                               CreateFlags.PERSISTENT_WITH_TTL, ttl)),
+                 zkwire.MultiOp.create("/ttl-b/child")])
+    assert r.ok and [m.err for m in r.value] == [0, 0], r
     harness.wait_until(lambda: c.exists("/ttl-a").err == Err.NONODE, timeout=10,
                        what="the TTL node to expire")
+    # The reaper has seen /ttl-b past its TTL at least once by now; give it a few more passes.
+    time.sleep(3 * INTERVAL_MS / 1000)
     assert c.exists("/ttl-b").ok
 
 
 def test_set_data_resets_the_ttl_clock(srv, wire):
+    ttl = 2500
     c = wire(srv)
-    assert c.create_ttl("/ttl-c", b"x", ttl=1500).ok
-    deadline = time.monotonic() + 3.0
-    # Keep touching it for longer than its TTL: it must survive.
-    while time.monotonic() < deadline:
-        assert c.set_data("/ttl-c", b"y").ok
-        time.sleep(0.3)
+    # Created together: /ttl-c is touched with setData, /ttl-d is left alone. Once the reaper has taken
+    # /ttl-d, /ttl-c's creation is older than its TTL too: only the setData calls can be keeping it.
+    r = c.multi([zkwire.MultiOp(Op.CREATE_TTL, create_ttl_body(p, b"x", zkwire.OPEN_ACL_UNSAFE,
+                                                               CreateFlags.PERSISTENT_WITH_TTL, ttl))
+                 for p in ("/ttl-c", "/ttl-d")])
+    assert r.ok, r
+    touches = []
+    gone_at = None
+    deadline = time.monotonic() + ttl / 1000 + 15
+    # Touch /ttl-c every 100 ms (a margin of ~2.4 s against a stalled machine) until /ttl-d has been gone
+    # for a few reaper passes.
+    while gone_at is None or time.monotonic() < gone_at + 3 * INTERVAL_MS / 1000:
+        assert time.monotonic() < deadline, "the untouched TTL node never expired"
+        touches.append(time.monotonic())
+        r = c.set_data("/ttl-c", b"y")
+        gaps = [b - a for a, b in zip(touches, touches[1:])]
+        assert r.ok, f"{r}: the touched TTL node expired; longest gap between touches {max(gaps, default=0):.2f}s"
+        if gone_at is None and c.exists("/ttl-d").err == Err.NONODE:
+            gone_at = time.monotonic()
+        time.sleep(0.1)
     assert c.exists("/ttl-c").ok
-    harness.wait_until(lambda: c.exists("/ttl-c").err == Err.NONODE, timeout=10,
+    harness.wait_until(lambda: c.exists("/ttl-c").err == Err.NONODE, timeout=ttl / 1000 + 10,
                        what="the TTL node to expire once left alone")
 
 

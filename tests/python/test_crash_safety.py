@@ -17,9 +17,40 @@ from harness import wait_until
 from zkwire import ConnectionClosed, CreateFlags, DecodeError, Err, MultiOp, WireTimeout
 
 TICK = 200
-WRITER_TIMEOUT = 5 * TICK          # sessions that will not come back
-RETURNING_TIMEOUT = 20 * TICK      # the session that resumes after the restart (max allowed)
+# Sessions that will not come back: 10 ticks, so that a writer thread starved for a second on a loaded
+# machine does not expire while it is still writing.
+WRITER_TIMEOUT = 10 * TICK
+# The session that resumes after the restart: pinged while the writers run (which may take up to
+# WRITE_PHASE_LIMIT on a slow machine) and given a long timeout (maxSessionTimeout is raised to it) for
+# the kill, the restart and its resumption.
+RETURNING_TIMEOUT = 30000
+WRITE_PHASE_LIMIT = 60
 WRITERS = 4
+
+
+class Pinger(threading.Thread):
+    """Pings one connection (used by no other thread meanwhile) until stopped."""
+
+    def __init__(self, conn, every):
+        super().__init__(daemon=True)
+        self.conn, self.every = conn, every
+        self.stop_flag = threading.Event()
+        self.failure = None
+
+    def run(self):
+        while not self.stop_flag.wait(self.every):
+            try:
+                r = self.conn.ping()
+                assert r.ok, r
+            except BaseException as e:  # noqa: BLE001
+                self.failure = e
+                return
+
+    def finish(self):
+        self.stop_flag.set()
+        self.join(15)
+        assert not self.is_alive(), "the pinger is stuck"
+        assert self.failure is None, f"pinging the returning session failed: {self.failure!r}"
 
 
 class Writer(threading.Thread):
@@ -78,15 +109,18 @@ def crash_round(srv, round_no):
     ret_eph = f"/crash/returning-r{round_no}"
     assert returning.create(ret_eph, b"", flags=CreateFlags.EPHEMERAL).ok
     assert setup.close_session().ok
+    pinger = Pinger(returning, every=1.0)
+    pinger.start()
 
     writers = [Writer(srv, i, round_no) for i in range(WRITERS)]
     for w in writers:
         w.start()
-    wait_until(lambda: sum(w.count for w in writers) >= 300 or all(not w.is_alive() for w in writers), 60,
-               what="300 acknowledged writes")
+    wait_until(lambda: sum(w.count for w in writers) >= 300 or all(not w.is_alive() for w in writers),
+               WRITE_PHASE_LIMIT, what="300 acknowledged writes")
     for w in writers:
-        if not w.is_alive() and not w.count:
-            pytest.fail(f"writer {w.idx} failed before the crash: {w.failure!r}")
+        if not w.is_alive():
+            pytest.fail(f"writer {w.idx} stopped before the crash after {w.count} writes: {w.failure!r}")
+    pinger.finish()
     srv.kill()
     for w in writers:
         w.join(15)
@@ -153,7 +187,7 @@ def crash_round(srv, round_no):
 
 
 def test_acknowledged_writes_survive_sigkill_and_multis_are_all_or_nothing(server_factory):
-    srv = server_factory(tick_time=TICK, name="crash")
+    srv = server_factory(tick_time=TICK, name="crash", max_session_timeout=RETURNING_TIMEOUT)
     for round_no in range(2):
         n = crash_round(srv, round_no)
         assert n >= 100, f"round {round_no}: only {n} acknowledged creates before the crash"

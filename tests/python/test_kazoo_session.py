@@ -6,7 +6,8 @@ gets the "expired" handshake (timeOut 0, sessionId 0, 16 zero bytes); the negoti
 [minSessionTimeout, maxSessionTimeout] (defaults 2 and 20 ticks); handshake details (readOnly echo rule,
 client zxid ahead of the server).
 
-The server here uses tickTime=200 ms so expiry tests take about a second.
+The server here uses tickTime=200 ms so expiry tests take about two seconds. Lower bounds on expiry are
+measured from the instant before the victim's last request was sent, so a slow test cannot shorten them.
 """
 
 import socket
@@ -42,19 +43,28 @@ def _event_waiter():
 
 
 def test_session_without_pings_expires_and_its_ephemerals_are_deleted(srv, kz, base):
-    timeout = 4 * TICK
+    # 10 ticks (2 s): a loaded machine can stall this test for a second without the victim expiring
+    # before it is set up; the lower bound below is measured from the victim's last request.
+    timeout = 10 * TICK
     watcher = kz()
     watcher.ensure_path(base)
     victim = srv.wire(timeout_ms=timeout)
     assert victim.negotiated_timeout == timeout
-    assert victim.create(base + "/eph", b"", flags=CreateFlags.EPHEMERAL).ok
-    assert victim.create(base + "/eph-seq-", b"", flags=CreateFlags.EPHEMERAL_SEQUENTIAL).ok
     cb, got, events = _event_waiter()
-    assert watcher.exists(base + "/eph", watch=cb) is not None
-    last_activity = time.monotonic()
+    # The watch is set before the ephemeral exists (NodeCreated, then NodeDeleted): no race with expiry.
+    assert watcher.exists(base + "/eph", watch=cb) is None
+    assert victim.create(base + "/eph-seq-", b"", flags=CreateFlags.EPHEMERAL_SEQUENTIAL).ok
+    last_activity = time.monotonic()   # the victim's last request is sent after this instant
+    assert victim.create(base + "/eph", b"", flags=CreateFlags.EPHEMERAL).ok
     # The victim keeps its socket open but sends nothing more (no pings).
-    assert got.wait(timeout / 1000 + TICK / 1000 + 5.0), "ephemeral not deleted after session timeout"
-    ev, at = events[0]
+    assert got.wait(10), "no NodeCreated for the ephemeral"
+    got.clear()
+    assert events[0][0].type == EventType.CREATED
+    st = watcher.exists(base + "/eph", watch=cb)
+    assert st is not None and st.ephemeralOwner == victim.session_id, \
+        f"the victim expired {time.monotonic() - last_activity:.2f}s after its last request (timeout {timeout} ms)"
+    assert got.wait(timeout / 1000 + TICK / 1000 + 10.0), "ephemeral not deleted after session timeout"
+    ev, at = events[1]
     assert (ev.type, ev.path) == (EventType.DELETED, base + "/eph")
     elapsed = at - last_activity
     assert elapsed >= 0.75 * timeout / 1000, f"session expired after {elapsed:.3f}s, before its {timeout}ms"
@@ -72,29 +82,33 @@ def test_abruptly_closed_connection_keeps_session_until_timeout_then_expires(srv
     timeout = 10 * TICK
     watcher = kz()
     victim = srv.wire(timeout_ms=timeout)
-    assert victim.create(base, b"", flags=CreateFlags.EPHEMERAL).ok
     cb, got, events = _event_waiter()
-    watcher.exists(base, watch=cb)
+    assert watcher.exists(base, watch=cb) is None
+    last_activity = time.monotonic()   # the victim's last request is sent after this instant
+    assert victim.create(base, b"", flags=CreateFlags.EPHEMERAL).ok
     victim.close()                     # no closeSession
-    closed_at = time.monotonic()
-    st = watcher.exists(base)
-    if time.monotonic() - closed_at < 0.5 * timeout / 1000:
+    assert got.wait(10) and events[0][0].type == EventType.CREATED
+    got.clear()
+    st = watcher.exists(base, watch=cb)
+    if time.monotonic() - last_activity < 0.5 * timeout / 1000:
         assert st is not None and st.ephemeralOwner == victim.session_id, \
             "a dropped TCP connection must not end the session before its timeout"
-    assert got.wait(timeout / 1000 + TICK / 1000 + 5.0)
-    assert events[0][0].type == EventType.DELETED
-    assert events[0][1] - closed_at >= 0.75 * timeout / 1000
+    assert got.wait(timeout / 1000 + TICK / 1000 + 10.0)
+    assert events[1][0].type == EventType.DELETED
+    assert events[1][1] - last_activity >= 0.75 * timeout / 1000
 
 
 def test_pings_keep_a_session_alive_past_its_timeout(srv, kz, base):
-    timeout = 4 * TICK
+    # 6 ticks (1.2 s) with a ping every 150 ms: only a stall of a second would let it lapse; the test
+    # runs for 2.5 timeouts.
+    timeout = 6 * TICK
     c = srv.wire(timeout_ms=timeout)
     assert c.create(base, b"", flags=CreateFlags.EPHEMERAL).ok
-    end = time.monotonic() + 3 * timeout / 1000
+    end = time.monotonic() + 2.5 * timeout / 1000
     while time.monotonic() < end:
         r = c.ping()
         assert r.xid == -2 and r.err == 0 and r.body == b""
-        time.sleep(timeout / 1000 / 4)
+        time.sleep(timeout / 1000 / 8)
     r = c.exists(base)
     assert r.ok and r.value.ephemeralOwner == c.session_id
     assert c.close_session().ok

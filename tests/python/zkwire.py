@@ -376,6 +376,21 @@ def path_body(path: str) -> bytes:
     return Writer().ustring(path).getvalue()
 
 
+def set_watches_body(relative_zxid: int, data: Sequence[str] = (), exist: Sequence[str] = (),
+                     child: Sequence[str] = ()) -> bytes:
+    """SetWatches (101): relativeZxid, dataWatches, existWatches, childWatches."""
+    return (Writer().long(relative_zxid).string_vector(list(data)).string_vector(list(exist))
+            .string_vector(list(child)).getvalue())
+
+
+def set_watches2_body(relative_zxid: int, data: Sequence[str] = (), exist: Sequence[str] = (),
+                      child: Sequence[str] = (), persistent: Sequence[str] = (),
+                      persistent_recursive: Sequence[str] = ()) -> bytes:
+    """SetWatches2 (105): SetWatches' lists, then persistentWatches and persistentRecursiveWatches."""
+    return (Writer().raw(set_watches_body(relative_zxid, data, exist, child))
+            .string_vector(list(persistent)).string_vector(list(persistent_recursive)).getvalue())
+
+
 class MultiOp:
     """One sub-operation of a multi / multiRead request."""
 
@@ -776,6 +791,18 @@ class Conn:
 
     def close_session(self) -> Reply:
         return self.request(Op.CLOSE_SESSION)
+
+    def set_watches(self, relative_zxid: int, data=(), exist=(), child=()) -> Reply:
+        """SetWatches (101) with xid -8, as clients send it after a reconnect; notifications the server
+        sends for changes after ``relative_zxid`` arrive in reply.events when they precede the reply."""
+        return self.request(Op.SET_WATCHES, set_watches_body(relative_zxid, data, exist, child),
+                            xid=SET_WATCHES_XID)
+
+    def set_watches2(self, relative_zxid: int, data=(), exist=(), child=(), persistent=(),
+                     persistent_recursive=()) -> Reply:
+        """SetWatches2 (105) with xid -8: also re-registers persistent and persistent-recursive watches."""
+        return self.request(Op.SET_WATCHES2, set_watches2_body(relative_zxid, data, exist, child, persistent,
+                                                               persistent_recursive), xid=SET_WATCHES_XID)
 
 
 # ---------------------------------------------------------------------------------------------------------
