@@ -31,7 +31,9 @@ pub const VERSION: &str = concat!("3.8.0-wazoo-", env!("CARGO_PKG_VERSION"));
 pub enum ServerError {
     #[error("cannot create data directory {0}: {1}")]
     DataDir(String, std::io::Error),
-    #[error("storage: {0}")]
+    /// The store's own message says what failed and where (`{:#}` would print it twice if this
+    /// variant added a prefix: `#[from]` makes it the source too).
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("corrupt state in the data directory: {0}")]
     Corrupt(String),
