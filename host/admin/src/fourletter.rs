@@ -315,7 +315,7 @@ fn render_srvr(out: &mut String, stats: &ServerStats, with_clients: bool) {
     );
     let _ = writeln!(out, "Received: {}", stats.packets_received);
     let _ = writeln!(out, "Sent: {}", stats.packets_sent);
-    let _ = writeln!(out, "Connections: {}", stats.connections.len());
+    let _ = writeln!(out, "Connections: {}", stats.connection_count);
     let _ = writeln!(out, "Outstanding: {}", stats.outstanding_requests);
     let _ = writeln!(out, "Zxid: 0x{}", java_hex(stats.zxid));
     let _ = writeln!(out, "Mode: {}", srvr_mode(stats));
@@ -409,10 +409,11 @@ fn render_dump(out: &mut String, stats: &ServerStats) {
         }
         _ => {
             out.push_str("Session ");
+            // Closing sessions are no longer in the expiry queue (as in ZooKeeper).
             let items: Vec<(i64, String)> = stats
                 .sessions
                 .iter()
-                .map(|s| (s.expires_at_ms, format!("0x{}", java_hex(s.id))))
+                .filter_map(|s| Some((s.expires_at_ms?, format!("0x{}", java_hex(s.id)))))
                 .collect();
             write_expiry_queue(out, &items);
         }
@@ -438,10 +439,10 @@ fn render_dump(out: &mut String, stats: &ServerStats) {
     let items: Vec<(i64, String)> = stats
         .connections
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let mut line = String::new();
             write_connection(&mut line, c, false);
-            (c.expires_at_ms, line)
+            Some((c.expires_at_ms?, line))
         })
         .collect();
     write_expiry_queue(out, &items);
@@ -512,7 +513,7 @@ pub(crate) fn monitor_values(stats: &ServerStats) -> Vec<(String, MonitorValue)>
     put("min_latency", int(stats.latency.min));
     put("packets_received", int(stats.packets_received));
     put("packets_sent", int(stats.packets_sent));
-    put("num_alive_connections", int(stats.connections.len() as u64));
+    put("num_alive_connections", int(stats.connection_count));
     put("outstanding_requests", int(stats.outstanding_requests));
     put("uptime", int(stats.uptime_ms));
     put("znode_count", int(stats.node_count));
@@ -609,6 +610,7 @@ mod tests {
             avg: 0.5,
             max: 3,
         };
+        s.connection_count = 2;
         s.connections = vec![
             ConnectionStats {
                 remote: "127.0.0.1:5555".into(),
@@ -627,7 +629,7 @@ mod tests {
                 min_latency_ms: 0,
                 avg_latency_ms: 1.75,
                 max_latency_ms: 3,
-                expires_at_ms: 1_700_000_030_000,
+                expires_at_ms: Some(1_700_000_030_000),
             },
             ConnectionStats {
                 remote: "[::1]:40000".into(),
@@ -637,7 +639,7 @@ mod tests {
                 sent: 0,
                 last_op: "NA".into(),
                 last_cxid: -1,
-                expires_at_ms: 1_700_000_010_000,
+                expires_at_ms: Some(1_700_000_010_000),
                 ..ConnectionStats::default()
             },
         ];
@@ -892,19 +894,19 @@ mod tests {
             SessionDump {
                 id: 0x2,
                 timeout_ms: 10_000,
-                expires_at_ms: 1_700_000_020_000,
+                expires_at_ms: Some(1_700_000_020_000),
                 ephemerals: vec![],
             },
             SessionDump {
                 id: 0x1,
                 timeout_ms: 30_000,
-                expires_at_ms: 1_700_000_030_000,
+                expires_at_ms: Some(1_700_000_030_000),
                 ephemerals: vec!["/lock/a".into(), "/lock/b".into()],
             },
             SessionDump {
                 id: 0x3,
                 timeout_ms: 30_000,
-                expires_at_ms: 1_700_000_030_000,
+                expires_at_ms: Some(1_700_000_030_000),
                 ephemerals: vec![],
             },
         ];
@@ -929,6 +931,23 @@ mod tests {
              est=1700000000000,to=30000,lcxid=0x3,lzxid=0x2a,lresp=123456,llat=1,minlat=0,\
              avglat=1,maxlat=3)\n"
         );
+        // A closing session has left the expiry queue; its ephemerals are still listed, as are
+        // connections; a connection whose session is closing is not in the connection queue.
+        s.sessions[1].expires_at_ms = None;
+        s.connections[0].expires_at_ms = None;
+        let text = render(FourLetterWord::Dump, &s);
+        assert!(text.starts_with(
+            "SessionTracker dump:\n\
+             Session Sets (2)/(2):\n\
+             1 expire at Tue Nov 14 22:13:40 UTC 2023:\n\
+             \t0x2\n\
+             1 expire at Tue Nov 14 22:13:50 UTC 2023:\n\
+             \t0x3\n\
+             ephemeral nodes dump:\n\
+             Sessions with Ephemerals (1):\n\
+             0x1:\n"
+        ));
+        assert!(text.ends_with("Connections dump:\nConnections Sets (0)/(0):\n"));
         s.mode = ServerMode::Follower;
         let text = render(FourLetterWord::Dump, &s);
         assert!(text.starts_with(
@@ -951,7 +970,7 @@ mod tests {
         });
         s.counters = vec![("commit_count", 9)];
         s.summaries = vec![(
-            "snapshottime",
+            "dbinittime",
             SummarySnapshot {
                 count: 1,
                 sum: 5,
@@ -1020,7 +1039,7 @@ mod tests {
             "zk_max_fsynctime",
             "zk_cnt_fsynctime",
             "zk_sum_fsynctime",
-            "zk_avg_snapshottime",
+            "zk_avg_dbinittime",
             "zk_avg_readlatency",
             "zk_p50_readlatency",
             "zk_p999_readlatency",
@@ -1037,7 +1056,7 @@ mod tests {
         assert!(text.contains("zk_connection_drop_probability\t0.0\n"));
         assert!(text.contains("zk_min_client_response_size\t-1\n"));
         assert!(text.contains("zk_avg_fsynctime\t0.0\n"));
-        assert!(text.contains("zk_avg_snapshottime\t5.0\n"));
+        assert!(text.contains("zk_avg_dbinittime\t5.0\n"));
         assert!(text.contains("zk_p99_readlatency\t3\n"));
         assert!(!text.contains("zk_p50_updatelatency"));
 

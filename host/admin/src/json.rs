@@ -92,9 +92,9 @@ pub fn render_json(name_or_alias: &str, stats: &ServerStats) -> Option<Value> {
             let mut sessions: Vec<_> = stats.sessions.iter().collect();
             sessions.sort_by_key(|s| (s.expires_at_ms, s.id));
             for s in &sessions {
-                let ids = expiry
-                    .entry(s.expires_at_ms.to_string())
-                    .or_insert_with(|| json!([]));
+                // Closing sessions are no longer in the expiry queue.
+                let Some(at) = s.expires_at_ms else { continue };
+                let ids = expiry.entry(at.to_string()).or_insert_with(|| json!([]));
                 if let Value::Array(ids) = ids {
                     ids.push(s.id.into());
                 }
@@ -187,7 +187,7 @@ fn server_stats(s: &ServerStats) -> Value {
         "data_dir_size": s.data_dir_size,
         "log_dir_size": s.log_dir_size,
         "server_state": mode.as_str(),
-        "num_alive_client_connections": s.connections.len(),
+        "num_alive_client_connections": s.connection_count,
         "uptime": s.uptime_ms,
         "provider_null": false,
         "fsync_threshold_exceed_count": s.fsync_threshold_exceed_count,
@@ -280,6 +280,7 @@ mod tests {
             ("clientPortListenBacklog".into(), "-1".into()),
         ];
         s.env = vec![("os.name".into(), "Linux".into())];
+        s.connection_count = 1;
         s.connections = vec![ConnectionStats {
             remote: "127.0.0.1:5555".into(),
             interest_ops: 1,
@@ -294,13 +295,13 @@ mod tests {
             SessionDump {
                 id: 7,
                 timeout_ms: 4000,
-                expires_at_ms: 2000,
+                expires_at_ms: Some(2000),
                 ephemerals: vec!["/e".into()],
             },
             SessionDump {
                 id: 8,
                 timeout_ms: 4000,
-                expires_at_ms: 2000,
+                expires_at_ms: Some(2000),
                 ephemerals: vec![],
             },
         ];

@@ -8,6 +8,9 @@
 //! - [`http`]: a minimal HTTP/1.1 request-head parser, router and response encoder for the admin
 //!   port.
 //! - [`stats`]: [`ServerStats`], the snapshot every renderer reads.
+//! - [`published`]: the gauges a server's core task publishes and the [`StaticInfo`] fixed at
+//!   startup, from which most commands are answered without asking the core
+//!   ([`published_stats`]).
 //!
 //! There is no I/O, clock or runtime here: the server reads sockets, performs the side effects a
 //! command asks for ([`AdminAction`]), fills a [`ServerStats`] and writes what these functions
@@ -18,6 +21,7 @@ pub mod http;
 mod javafmt;
 pub mod json;
 pub mod metrics;
+pub mod published;
 pub mod stats;
 
 pub use fourletter::{
@@ -33,6 +37,7 @@ pub use json::{canonical_name, command_action, command_names, render_json};
 pub use metrics::{
     render_prometheus, Counter, Histogram, HistogramSnapshot, Metrics, Op, Summary, SummaryKind,
 };
+pub use published::{published_stats, GaugeValues, Gauges, StaticInfo};
 pub use stats::{
     BufferSizeStats, ConnectionStats, LatencySummary, LeaderStats, Percentiles, ServerMode,
     ServerStats, SessionDump, SummarySnapshot,

@@ -431,60 +431,33 @@ impl Summary {
 }
 
 /// ZooKeeper `ServerMetrics` counters the server can bump with [`Metrics::inc`] / [`Metrics::add`].
+///
+/// Only counters wazoo measures are listed: a counter that is never bumped would show a zero that
+/// looks like a measurement. ZooKeeper's ensemble counters (proposals, elections, DIFF/SNAP syncs,
+/// learner proposals and commits) join when the ensemble exists; the ones for behaviours wazoo does
+/// not have are left out: request throttling and large-request rejection (wazoo makes requests wait
+/// for budget, it never drops or rejects them), connection drops (no drop probability), stale
+/// requests and replies, digest mismatches. Connection accepts and rejections are not counted yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// Bytes of client packets received (fed by [`Metrics::packet_received`]).
     BytesReceived,
-    /// Bytes of responses sent (excluding watch notifications).
+    /// Bytes of responses sent, watch notifications excluded (fed by
+    /// [`Metrics::client_response_size`]).
     ResponseBytes,
-    /// Bytes of watch notifications sent.
-    WatchBytes,
-    ConnectionRequest,
-    ConnectionRejected,
-    ConnectionDrop,
+    /// Transactions applied to the tree (the server bumps it once per applied txn).
     CommitCount,
-    ProposalCount,
-    LookingCount,
-    DiffCount,
-    SnapCount,
+    /// Sessions expired by the session tracker (not closed by their client).
     StaleSessionsExpired,
-    SessionlessConnectionsExpired,
-    StaleRequests,
-    StaleRequestsDropped,
-    StaleReplies,
-    ThrottledOps,
-    LargeRequestsRejected,
-    DigestMismatches,
-    UnrecoverableError,
-    LearnerProposalReceived,
-    LearnerCommitReceived,
 }
 
 impl Counter {
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 4;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
-        Counter::WatchBytes,
-        Counter::ConnectionRequest,
-        Counter::ConnectionRejected,
-        Counter::ConnectionDrop,
         Counter::CommitCount,
-        Counter::ProposalCount,
-        Counter::LookingCount,
-        Counter::DiffCount,
-        Counter::SnapCount,
         Counter::StaleSessionsExpired,
-        Counter::SessionlessConnectionsExpired,
-        Counter::StaleRequests,
-        Counter::StaleRequestsDropped,
-        Counter::StaleReplies,
-        Counter::ThrottledOps,
-        Counter::LargeRequestsRejected,
-        Counter::DigestMismatches,
-        Counter::UnrecoverableError,
-        Counter::LearnerProposalReceived,
-        Counter::LearnerCommitReceived,
     ];
 
     /// The mntr key (without `zk_`).
@@ -503,95 +476,17 @@ impl Counter {
             Counter::ResponseBytes => (
                 "response_bytes",
                 "response_bytes_total",
-                "Bytes of client responses sent.",
+                "Bytes of client responses sent (watch notifications excluded).",
             ),
-            Counter::WatchBytes => (
-                "watch_bytes",
-                "watch_bytes_total",
-                "Bytes of watch notifications sent.",
+            Counter::CommitCount => (
+                "commit_count",
+                "commits_total",
+                "Transactions applied to the tree.",
             ),
-            Counter::ConnectionRequest => (
-                "connection_request_count",
-                "connection_requests_total",
-                "Client connection requests.",
-            ),
-            Counter::ConnectionRejected => (
-                "connection_rejected",
-                "connections_rejected_total",
-                "Client connections rejected.",
-            ),
-            Counter::ConnectionDrop => (
-                "connection_drop_count",
-                "connections_dropped_total",
-                "Client connections dropped by the server.",
-            ),
-            Counter::CommitCount => ("commit_count", "commits_total", "Transactions committed."),
-            Counter::ProposalCount => (
-                "proposal_count",
-                "proposals_total",
-                "Transactions proposed by this leader.",
-            ),
-            Counter::LookingCount => (
-                "looking_count",
-                "elections_total",
-                "Times this server entered leader election.",
-            ),
-            Counter::DiffCount => ("diff_count", "diff_syncs_total", "Learner syncs by DIFF."),
-            Counter::SnapCount => ("snap_count", "snap_syncs_total", "Learner syncs by SNAP."),
             Counter::StaleSessionsExpired => (
                 "stale_sessions_expired",
                 "stale_sessions_expired_total",
-                "Sessions expired while disconnected.",
-            ),
-            Counter::SessionlessConnectionsExpired => (
-                "sessionless_connections_expired",
-                "sessionless_connections_expired_total",
-                "Connections closed before establishing a session.",
-            ),
-            Counter::StaleRequests => (
-                "stale_requests",
-                "stale_requests_total",
-                "Requests whose connection had closed.",
-            ),
-            Counter::StaleRequestsDropped => (
-                "stale_requests_dropped",
-                "stale_requests_dropped_total",
-                "Stale requests dropped.",
-            ),
-            Counter::StaleReplies => (
-                "stale_replies",
-                "stale_replies_total",
-                "Replies to connections that had closed.",
-            ),
-            Counter::ThrottledOps => (
-                "throttled_ops",
-                "throttled_ops_total",
-                "Requests throttled.",
-            ),
-            Counter::LargeRequestsRejected => (
-                "large_requests_rejected",
-                "large_requests_rejected_total",
-                "Requests rejected for size.",
-            ),
-            Counter::DigestMismatches => (
-                "digest_mismatches_count",
-                "digest_mismatches_total",
-                "Tree digest mismatches detected.",
-            ),
-            Counter::UnrecoverableError => (
-                "unrecoverable_error_count",
-                "unrecoverable_errors_total",
-                "Unrecoverable errors.",
-            ),
-            Counter::LearnerProposalReceived => (
-                "learner_proposal_received_count",
-                "learner_proposals_received_total",
-                "Proposals received from the leader.",
-            ),
-            Counter::LearnerCommitReceived => (
-                "learner_commit_received_count",
-                "learner_commits_received_total",
-                "Commits received from the leader.",
+                "Sessions expired by the session tracker.",
             ),
         }
     }
@@ -600,51 +495,37 @@ impl Counter {
 /// ZooKeeper `ServerMetrics` summaries (besides fsync/read/update latency, which [`Metrics`]
 /// keeps itself) recorded with [`Metrics::observe`]. Units are ZooKeeper's: milliseconds for
 /// times, plain numbers for sizes and counts.
+///
+/// Only summaries wazoo measures are listed (see [`Counter`]): the ensemble's (election, sync,
+/// proposal, quorum ack and propagation latencies, unavailable time) join with the ensemble;
+/// snapshot times have no meaning here (the tree is persisted continuously, not snapshotted), and
+/// startup is measured as a whole ([`SummaryKind::DbInitTime`]) and in replayed txns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SummaryKind {
-    SnapshotTime,
+    /// Time to recover the database at startup (tree load and log replay), ms.
     DbInitTime,
-    ElectionTime,
-    FollowerSyncTime,
-    ObserverSyncTime,
-    UnavailableTime,
-    LeaderUnavailableTime,
+    /// Transactions written per group commit (one log write and fsync).
     SyncProcessorBatchSize,
-    PropagationLatency,
-    ProposalLatency,
-    QuorumAckLatency,
-    CommitPropagationLatency,
+    /// Watches triggered by a node creation (events that triggered none are not recorded, as in
+    /// ZooKeeper's `WatchManager`).
     NodeCreatedWatchCount,
     NodeDeletedWatchCount,
     NodeChangedWatchCount,
     NodeChildrenWatchCount,
+    /// Transactions replayed from the log at startup.
     StartupTxnsLoaded,
-    StartupTxnsLoadTime,
-    StartupSnapLoadTime,
 }
 
 impl SummaryKind {
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 7;
     pub const ALL: [SummaryKind; SummaryKind::COUNT] = [
-        SummaryKind::SnapshotTime,
         SummaryKind::DbInitTime,
-        SummaryKind::ElectionTime,
-        SummaryKind::FollowerSyncTime,
-        SummaryKind::ObserverSyncTime,
-        SummaryKind::UnavailableTime,
-        SummaryKind::LeaderUnavailableTime,
         SummaryKind::SyncProcessorBatchSize,
-        SummaryKind::PropagationLatency,
-        SummaryKind::ProposalLatency,
-        SummaryKind::QuorumAckLatency,
-        SummaryKind::CommitPropagationLatency,
         SummaryKind::NodeCreatedWatchCount,
         SummaryKind::NodeDeletedWatchCount,
         SummaryKind::NodeChangedWatchCount,
         SummaryKind::NodeChildrenWatchCount,
         SummaryKind::StartupTxnsLoaded,
-        SummaryKind::StartupTxnsLoadTime,
-        SummaryKind::StartupSnapLoadTime,
     ];
 
     /// The mntr name (keys `zk_avg_<name>`, ...).
@@ -655,65 +536,15 @@ impl SummaryKind {
     /// (mntr name, Prometheus name without `wazoo_`, help).
     fn info(self) -> (&'static str, &'static str, &'static str) {
         match self {
-            SummaryKind::SnapshotTime => (
-                "snapshottime",
-                "snapshot_time_milliseconds",
-                "Time to write a snapshot.",
-            ),
             SummaryKind::DbInitTime => (
                 "dbinittime",
                 "db_init_time_milliseconds",
                 "Time to load the database at startup.",
             ),
-            SummaryKind::ElectionTime => (
-                "election_time",
-                "election_time_milliseconds",
-                "Time spent in leader election.",
-            ),
-            SummaryKind::FollowerSyncTime => (
-                "follower_sync_time",
-                "follower_sync_time_milliseconds",
-                "Time for a follower to sync with the leader.",
-            ),
-            SummaryKind::ObserverSyncTime => (
-                "observer_sync_time",
-                "observer_sync_time_milliseconds",
-                "Time for an observer to sync with the leader.",
-            ),
-            SummaryKind::UnavailableTime => (
-                "unavailable_time",
-                "unavailable_time_milliseconds",
-                "Time this server could not serve.",
-            ),
-            SummaryKind::LeaderUnavailableTime => (
-                "leader_unavailable_time",
-                "leader_unavailable_time_milliseconds",
-                "Time the leader could not serve.",
-            ),
             SummaryKind::SyncProcessorBatchSize => (
                 "sync_processor_batch_size",
                 "group_commit_batch_size",
                 "Transactions written per group-commit fsync.",
-            ),
-            SummaryKind::PropagationLatency => (
-                "propagation_latency",
-                "propagation_latency_milliseconds",
-                "Time from proposal to commit applied on this server.",
-            ),
-            SummaryKind::ProposalLatency => (
-                "proposal_latency",
-                "proposal_latency_milliseconds",
-                "Time from a request entering the leader to its proposal being committed.",
-            ),
-            SummaryKind::QuorumAckLatency => (
-                "quorum_ack_latency",
-                "quorum_ack_latency_milliseconds",
-                "Time from proposal to a quorum of acks.",
-            ),
-            SummaryKind::CommitPropagationLatency => (
-                "commit_propagation_latency",
-                "commit_propagation_latency_milliseconds",
-                "Time from commit on the leader to commit on this learner.",
             ),
             SummaryKind::NodeCreatedWatchCount => (
                 "node_created_watch_count",
@@ -740,19 +571,13 @@ impl SummaryKind {
                 "startup_txns_loaded",
                 "Transactions replayed at startup.",
             ),
-            SummaryKind::StartupTxnsLoadTime => (
-                "startup_txns_load_time",
-                "startup_txns_load_time_milliseconds",
-                "Time to replay the log at startup.",
-            ),
-            SummaryKind::StartupSnapLoadTime => (
-                "startup_snap_load_time",
-                "startup_snap_load_time_milliseconds",
-                "Time to load the snapshot at startup.",
-            ),
         }
     }
 }
+
+/// ZooKeeper's default `fsync.warningthresholdms`: an fsync slower than this is counted in
+/// `fsync_threshold_exceed_count`.
+pub const FSYNC_WARNING_THRESHOLD_US: u64 = 1_000_000;
 
 /// The server's hot-path metrics. Every update is a relaxed atomic operation; nothing locks.
 #[derive(Debug)]
@@ -822,15 +647,14 @@ impl Metrics {
         }
     }
 
-    /// One fsync (or group-commit flush) that took `duration_us`.
+    /// One fsync (or group-commit flush) that took `duration_us`; one slower than
+    /// [`FSYNC_WARNING_THRESHOLD_US`] is also counted in `fsync_threshold_exceed_count`.
     pub fn record_fsync(&self, duration_us: u64) {
         self.fsync_hist.observe_us(duration_us);
         self.fsync_us.record(duration_us);
-    }
-
-    /// An fsync exceeded the slow-fsync warning threshold.
-    pub fn fsync_threshold_exceeded(&self) {
-        self.fsync_threshold_exceeded.fetch_add(1, Relaxed);
+        if duration_us > FSYNC_WARNING_THRESHOLD_US {
+            self.fsync_threshold_exceeded.fetch_add(1, Relaxed);
+        }
     }
 
     /// A client packet of `bytes` bytes (including its length prefix) was received.
@@ -850,8 +674,10 @@ impl Metrics {
         self.auth_failed.fetch_add(1, Relaxed);
     }
 
-    /// A serialized client response of `bytes` bytes (mntr's `*_client_response_size`).
+    /// A serialized client response of `bytes` bytes (mntr's `*_client_response_size` and
+    /// `response_bytes`).
     pub fn client_response_size(&self, bytes: u64) {
+        self.counters[Counter::ResponseBytes as usize].fetch_add(bytes, Relaxed);
         let v = i64::try_from(bytes).unwrap_or(i64::MAX);
         self.response_size_last.store(v, Relaxed);
         let _ = self
@@ -873,6 +699,22 @@ impl Metrics {
     /// Records a value into one of the summaries.
     pub fn observe(&self, s: SummaryKind, value: u64) {
         self.summaries[s as usize].record(value);
+    }
+
+    /// An event of wire type `event_type` (1 created, 2 deleted, 3 data changed, 4 children
+    /// changed) triggered `watches` watches. As ZooKeeper's `WatchManager`, an event that
+    /// triggered none is not recorded.
+    pub fn watches_triggered(&self, event_type: i32, watches: usize) {
+        let kind = match event_type {
+            1 => SummaryKind::NodeCreatedWatchCount,
+            2 => SummaryKind::NodeDeletedWatchCount,
+            3 => SummaryKind::NodeChangedWatchCount,
+            4 => SummaryKind::NodeChildrenWatchCount,
+            _ => return,
+        };
+        if watches > 0 {
+            self.observe(kind, watches as u64);
+        }
     }
 
     /// Requests of `op` answered so far.
@@ -1151,7 +993,7 @@ pub fn render_prometheus(stats: &ServerStats, metrics: &Metrics) -> String {
     p.gauge(
         "connections",
         "Live client connections.",
-        &stats.connections.len().to_string(),
+        &stats.connection_count.to_string(),
     );
     p.gauge(
         "outstanding_requests",
@@ -1359,7 +1201,7 @@ mod tests {
         m.client_response_size(30);
         m.client_response_size(20);
         m.inc(Counter::CommitCount);
-        m.observe(SummaryKind::SnapshotTime, 12);
+        m.observe(SummaryKind::DbInitTime, 12);
         let mut s = ServerStats::new("v");
         m.fill_stats(&mut s);
         assert_eq!(s.packets_received, 2);
@@ -1393,7 +1235,7 @@ mod tests {
         let snap = s
             .summaries
             .iter()
-            .find(|(n, _)| *n == "snapshottime")
+            .find(|(n, _)| *n == "dbinittime")
             .map(|(_, v)| *v)
             .unwrap();
         assert_eq!((snap.count, snap.max), (1, 12));
@@ -1409,6 +1251,113 @@ mod tests {
         assert!(s.counters.contains(&("commit_count", 0)));
         // Prometheus per-op totals survive srst.
         assert_eq!(m.requests(Op::GetData), 2);
+    }
+
+    /// mntr and /metrics list only what wazoo measures: none of ZooKeeper's ensemble, snapshot,
+    /// throttling or rejection metrics, which would read as measured zeros.
+    #[test]
+    fn never_updated_metrics_are_not_reported() {
+        let m = Metrics::new();
+        let mut s = ServerStats::new("v");
+        m.fill_stats(&mut s);
+        let mntr = crate::render(crate::FourLetterWord::Mntr, &s);
+        let prom = render_prometheus(&s, &m);
+        for absent in [
+            "proposal_count",
+            "looking_count",
+            "diff_count",
+            "snap_count",
+            "learner_proposal_received_count",
+            "learner_commit_received_count",
+            "throttled_ops",
+            "large_requests_rejected",
+            "connection_rejected",
+            "connection_request_count",
+            "connection_drop_count",
+            "sessionless_connections_expired",
+            "stale_requests",
+            "stale_replies",
+            "digest_mismatches_count",
+            "unrecoverable_error_count",
+            "watch_bytes",
+            "snapshottime",
+            "election_time",
+            "follower_sync_time",
+            "observer_sync_time",
+            "unavailable_time",
+            "propagation_latency",
+            "proposal_latency",
+            "quorum_ack_latency",
+            "startup_snap_load_time",
+            "startup_txns_load_time",
+        ] {
+            assert!(
+                !mntr.contains(&format!("_{absent}\t")),
+                "mntr lists {absent}"
+            );
+        }
+        for absent in [
+            "proposals_total",
+            "elections_total",
+            "throttled_ops_total",
+            "large_requests_rejected_total",
+            "election_time_milliseconds",
+            "snapshot_time_milliseconds",
+            "quorum_ack_latency_milliseconds",
+        ] {
+            assert!(!prom.contains(absent), "/metrics lists {absent}");
+        }
+        for present in [
+            "zk_bytes_received_count\t0\n",
+            "zk_response_bytes\t0\n",
+            "zk_commit_count\t0\n",
+            "zk_stale_sessions_expired\t0\n",
+            "zk_cnt_sync_processor_batch_size\t0\n",
+            "zk_cnt_node_created_watch_count\t0\n",
+            "zk_cnt_dbinittime\t0\n",
+            "zk_cnt_startup_txns_loaded\t0\n",
+        ] {
+            assert!(mntr.contains(present), "{present:?} not in\n{mntr}");
+        }
+    }
+
+    /// Each listed counter and summary moves when its event happens.
+    #[test]
+    fn listed_metrics_move_with_their_events() {
+        let m = Metrics::new();
+        m.packet_received(40);
+        m.client_response_size(16);
+        m.client_response_size(24);
+        m.inc(Counter::CommitCount);
+        m.add(Counter::StaleSessionsExpired, 2);
+        m.record_fsync(500);
+        m.record_fsync(1_500_000);
+        m.watches_triggered(1, 2);
+        m.watches_triggered(2, 1);
+        m.watches_triggered(3, 0); // triggered nothing: not recorded
+        m.watches_triggered(4, 3);
+        m.watches_triggered(4, 5);
+        m.observe(SummaryKind::SyncProcessorBatchSize, 7);
+        let mut s = ServerStats::new("v");
+        m.fill_stats(&mut s);
+        let mntr = crate::render(crate::FourLetterWord::Mntr, &s);
+        for line in [
+            "zk_bytes_received_count\t40\n",
+            "zk_response_bytes\t40\n",
+            "zk_commit_count\t1\n",
+            "zk_stale_sessions_expired\t2\n",
+            "zk_cnt_node_created_watch_count\t1\n",
+            "zk_sum_node_created_watch_count\t2\n",
+            "zk_cnt_node_deleted_watch_count\t1\n",
+            "zk_cnt_node_changed_watch_count\t0\n",
+            "zk_cnt_node_children_watch_count\t2\n",
+            "zk_max_node_children_watch_count\t5\n",
+            "zk_max_sync_processor_batch_size\t7\n",
+            "zk_cnt_fsynctime\t2\n",
+        ] {
+            assert!(mntr.contains(line), "{line:?} not in\n{mntr}");
+        }
+        assert_eq!(s.fsync_threshold_exceed_count, 1);
     }
 
     #[test]
@@ -1671,7 +1620,7 @@ mod tests {
         m.record_fsync(150);
         m.packet_received(10);
         m.inc(Counter::CommitCount);
-        m.observe(SummaryKind::ElectionTime, 200);
+        m.observe(SummaryKind::DbInitTime, 200);
         let mut s = ServerStats::new("3.8.0-wazoo \"quoted\"\\ \nnewline");
         s.zxid = 0x5_0000_0007;
         s.node_count = 4;
@@ -1705,7 +1654,7 @@ mod tests {
             "wazoo_zxid_epoch 5\n",
             "wazoo_zxid_counter 7\n",
             "wazoo_commits_total 1\n",
-            "wazoo_election_time_milliseconds_sum 200\n",
+            "wazoo_db_init_time_milliseconds_sum 200\n",
             "wazoo_open_fds 10\n",
             "wazoo_learners 0\n",
         ] {

@@ -2,10 +2,11 @@
 //! records inside it.
 //!
 //! The server builds one `ServerStats` per admin request (four-letter word, `/commands/<name>` or
-//! `/metrics`), filling the fields it owns (tree, sessions, watches, connections, configuration) and
-//! letting [`crate::Metrics::fill_stats`] fill the fields that come from the hot-path counters
-//! (packets, latency, fsync, the mntr counters and summaries). Nothing here does I/O or reads a
-//! clock: every time is given by the server.
+//! `/metrics`) from what its core task publishes ([`crate::published`]: gauges, static
+//! configuration) and [`crate::Metrics::fill_stats`] (packets, latency, fsync, the mntr counters
+//! and summaries). Only the commands that list tables (`cons`, `stat`, `dump`, `wchc`, `wchp`,
+//! `wchs`) add what the server walks for them: `connections`, `sessions`, the watch tables.
+//! Nothing here does I/O or reads a clock: every time is given by the server.
 
 use std::fmt;
 
@@ -117,10 +118,11 @@ pub struct LeaderStats {
 pub struct ConnectionStats {
     /// Peer address as `SocketAddr` displays it: `127.0.0.1:5555` or `[::1]:5555`.
     pub remote: String,
-    /// NIO interest ops as ZooKeeper prints them in `[..]`: 1 = reading, 0 = suspended,
-    /// 5 = reading and writing.
+    /// NIO interest ops as ZooKeeper prints them in `[..]`: 1 = reading, 0 = suspended (the
+    /// server reads no more requests from the connection until some are done), 5 = reading and
+    /// writing.
     pub interest_ops: u32,
-    /// Requests received and not yet answered.
+    /// Requests received and not yet answered (or applied, for writes).
     pub queued: u64,
     pub received: u64,
     pub sent: u64,
@@ -144,8 +146,8 @@ pub struct ConnectionStats {
     pub avg_latency_ms: f64,
     pub max_latency_ms: u64,
     /// Wall-clock time at which the connection expires if idle, ms since the Unix epoch; `dump`
-    /// groups connections by it.
-    pub expires_at_ms: i64,
+    /// groups connections by it. `None`: not scheduled to expire (its session is closing).
+    pub expires_at_ms: Option<i64>,
 }
 
 /// One session for `dump`.
@@ -154,8 +156,9 @@ pub struct SessionDump {
     pub id: i64,
     pub timeout_ms: i32,
     /// Wall-clock time the session expires if not touched, ms since the Unix epoch; `dump` groups
-    /// sessions by it (ZooKeeper's expiry buckets).
-    pub expires_at_ms: i64,
+    /// sessions by it (ZooKeeper's expiry buckets). `None`: no longer scheduled (closing), listed
+    /// with its ephemerals only.
+    pub expires_at_ms: Option<i64>,
     /// Paths of the ephemeral nodes the session owns.
     pub ephemerals: Vec<String>,
 }
@@ -178,7 +181,10 @@ pub struct ServerStats {
     pub zxid: i64,
     pub node_count: u64,
     pub approximate_data_size: u64,
-    /// Live client connections (their count is `srvr`'s `Connections:`).
+    /// Live client connections: `srvr`'s `Connections:`, mntr's `num_alive_connections`.
+    pub connection_count: u64,
+    /// The connections themselves, filled only for the commands that list them (`cons`, `stat`,
+    /// `dump`).
     pub connections: Vec<ConnectionStats>,
     pub outstanding_requests: u64,
     pub packets_received: u64,
@@ -247,6 +253,7 @@ impl Default for ServerStats {
             zxid: 0,
             node_count: 0,
             approximate_data_size: 0,
+            connection_count: 0,
             connections: Vec::new(),
             outstanding_requests: 0,
             packets_received: 0,
@@ -291,6 +298,20 @@ impl ServerStats {
         ServerStats {
             version: version.into(),
             ..ServerStats::default()
+        }
+    }
+
+    /// Sets the data and txn log directory sizes (`dirs`), and the `dataDirSize` and `dataLogSize`
+    /// lines of `conf`.
+    pub fn set_dir_sizes(&mut self, data: u64, log: u64) {
+        self.data_dir_size = data;
+        self.log_dir_size = log;
+        for (key, value) in &mut self.config {
+            match key.as_str() {
+                "dataDirSize" => *value = data.to_string(),
+                "dataLogSize" => *value = log.to_string(),
+                _ => {}
+            }
         }
     }
 

@@ -1,26 +1,327 @@
-//! The HTTP admin endpoint (ZooKeeper's AdminServer keys): `/metrics` in Prometheus format and the
-//! four-letter commands as JSON under `/commands/`. Parsing and rendering live in `wazoo-admin`.
+//! The admin surface: what the four-letter words (`conn.rs` hands them here) and the HTTP admin
+//! endpoint (`/metrics` in Prometheus format, the four-letter commands as JSON under
+//! `/commands/`) answer, and how they get it without holding up client requests. Parsing and
+//! rendering live in `wazoo-admin`.
+//!
+//! Where each answer comes from:
+//! - `ruok`: nothing; it is `imok` whenever the listener accepts (ZooKeeper answers `imok` when
+//!   serving), without asking the core.
+//! - `srvr`, `stat`'s header, `mntr`, `conf`, `envi`, `isro`, `dirs`, `gtmk`, `/metrics` and the
+//!   same `/commands/*`: the gauges the core publishes ([`wazoo_admin::Gauges`]: once per burst
+//!   the O(1) values, once per tick the counts that sum over connections or sessions), the
+//!   metrics, and the configuration fixed at startup ([`Published`]). No message to the core.
+//!   The directory sizes (`dirs`, `conf`, the JSON and Prometheus forms) are read from disk here.
+//! - `cons`, `stat`'s client list and `dump` walk the core's tables in pieces: one message gets
+//!   the ids of every session and connection (integers only, no strings copied), then each
+//!   further message asks for at most [`ADMIN_CHUNK`] sessions or connections, and a session
+//!   piece stops after [`ADMIN_CHUNK`] ephemeral paths ([`SessionChunk::resume`] says where the
+//!   next piece starts, within a session if need be). The core answers each message in time
+//!   bounded by the piece, and client requests queued meanwhile are served between pieces.
+//!   Chosen over copy-on-write snapshots: no cost at all on the hot path, only when asked. The
+//!   listing is consistent within a piece, not across pieces (ZooKeeper's walks its concurrent
+//!   maps just as loosely); sessions or connections gone in between are left out.
+//! - `wchs`, `wchc`, `wchp`: one message each; the watch registry (`wazoo-tree`) offers its
+//!   tables only whole, so the core walks them in one piece (`wchs` counts distinct paths).
+//!
+//! A server's [`Published`] is found from its `Arc<ServerConfig>` ([`register`], by the core at
+//! startup; [`published_for`]): the connection tasks and this endpoint share that `Arc` with the
+//! core.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
-use wazoo_admin::http::{parse_request_head, route};
+use wazoo_admin::fourletter::{render, AdminAction, FourLetterWord};
+use wazoo_admin::http::{action_for, parse_request_head, route};
+use wazoo_admin::json::canonical_name;
 use wazoo_admin::metrics::Metrics;
+use wazoo_admin::published::{published_stats, Gauges, StaticInfo};
+use wazoo_admin::stats::{ServerStats, SessionDump};
 
-use crate::core::{request_stats, CoreMsg};
+use crate::config::ServerConfig;
+use crate::core::{AdminQuery, CoreMsg, ADMIN_CHUNK};
 
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a server publishes for its admin commands.
+pub struct Published {
+    pub gauges: Arc<Gauges>,
+    pub metrics: Arc<Metrics>,
+    pub info: StaticInfo,
+    started: Instant,
+}
+
+impl Published {
+    pub fn new(cfg: &ServerConfig, metrics: Arc<Metrics>, version: String) -> Arc<Published> {
+        Arc::new(Published {
+            gauges: Arc::new(Gauges::new()),
+            metrics,
+            info: static_info(cfg, version),
+            started: Instant::now(),
+        })
+    }
+
+    /// The stats of the commands served from published values (see the module docs).
+    pub fn stats(&self) -> ServerStats {
+        let uptime = self.started.elapsed().as_millis() as u64;
+        published_stats(&self.info, &self.gauges.read(), &self.metrics, uptime)
+    }
+}
+
+fn static_info(cfg: &ServerConfig, version: String) -> StaticInfo {
+    let config = vec![
+        ("clientPort".into(), cfg.client_addr.port().to_string()),
+        ("secureClientPort".into(), "-1".into()),
+        ("dataDir".into(), cfg.data_dir.display().to_string()),
+        ("dataDirSize".into(), "0".into()),
+        (
+            "dataLogDir".into(),
+            cfg.data_log_dir
+                .as_ref()
+                .unwrap_or(&cfg.data_dir)
+                .display()
+                .to_string(),
+        ),
+        ("dataLogSize".into(), "0".into()),
+        ("tickTime".into(), cfg.tick_time_ms.to_string()),
+        ("maxClientCnxns".into(), cfg.max_client_cnxns.to_string()),
+        (
+            "minSessionTimeout".into(),
+            cfg.min_session_timeout_ms.to_string(),
+        ),
+        (
+            "maxSessionTimeout".into(),
+            cfg.max_session_timeout_ms.to_string(),
+        ),
+        ("clientPortListenBacklog".into(), "-1".into()),
+        ("serverId".into(), cfg.server_id.to_string()),
+    ];
+    StaticInfo {
+        version,
+        mode: Default::default(),
+        server_id: cfg.server_id as i64,
+        config,
+        env: crate::env_lines(),
+    }
+}
+
+type Registry = Vec<(Weak<ServerConfig>, Arc<Published>)>;
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes `published` the admin state of the server running with `cfg`.
+pub fn register(cfg: &Arc<ServerConfig>, published: Arc<Published>) {
+    let mut r = registry();
+    r.retain(|(c, _)| c.strong_count() > 0 && c.as_ptr() != Arc::as_ptr(cfg));
+    r.push((Arc::downgrade(cfg), published));
+}
+
+/// The admin state of the server running with `cfg`, once its core has started.
+pub fn published_for(cfg: &Arc<ServerConfig>) -> Option<Arc<Published>> {
+    registry()
+        .iter()
+        .find(|(c, _)| c.as_ptr() == Arc::as_ptr(cfg))
+        .map(|(_, p)| p.clone())
+}
+
+/// A piece of the session listing ([`AdminQuery::Sessions`]).
+#[derive(Debug, Default)]
+pub struct SessionChunk {
+    /// The sessions of the piece, in the order asked; the last one may be partial (see `resume`).
+    pub sessions: Vec<SessionDump>,
+    /// Where the next piece starts: (index among the ids asked, ephemerals of that session
+    /// already sent). `None`: every id asked was answered.
+    pub resume: Option<(usize, usize)>,
+}
+
+/// Which watch table [`AdminQuery::Watches`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchQuery {
+    /// `wchs`: the counts.
+    Summary,
+    /// `wchc`: watched paths by session.
+    BySession,
+    /// `wchp`: watching sessions by path.
+    ByPath,
+}
+
+/// The answer to [`AdminQuery::Watches`]: the counts for `Summary`, one table otherwise.
+#[derive(Debug, Default)]
+pub struct WatchTables {
+    pub watch_count: u64,
+    pub watched_paths: u64,
+    pub watching_connections: u64,
+    pub by_session: Vec<(i64, Vec<String>)>,
+    pub by_path: Vec<(String, Vec<i64>)>,
+}
+
+/// What a command lists beyond the published values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lists {
+    Nothing,
+    Connections,
+    /// Sessions with their ephemerals, and connections.
+    Dump,
+    Watches(WatchQuery),
+}
+
+fn lists_for_word(cmd: FourLetterWord) -> Lists {
+    match cmd {
+        FourLetterWord::Cons | FourLetterWord::Stat => Lists::Connections,
+        FourLetterWord::Dump => Lists::Dump,
+        FourLetterWord::Wchs => Lists::Watches(WatchQuery::Summary),
+        FourLetterWord::Wchc => Lists::Watches(WatchQuery::BySession),
+        FourLetterWord::Wchp => Lists::Watches(WatchQuery::ByPath),
+        _ => Lists::Nothing,
+    }
+}
+
+/// `path`: `/metrics`, `/commands/<name or alias>`, ...
+fn lists_for_path(path: &str) -> Lists {
+    let name = path
+        .strip_prefix("/commands/")
+        .map(|n| n.strip_suffix('/').unwrap_or(n));
+    match name.and_then(canonical_name) {
+        Some("connections" | "stats") => Lists::Connections,
+        Some("dump") => Lists::Dump,
+        Some("watch_summary") => Lists::Watches(WatchQuery::Summary),
+        Some("watches") => Lists::Watches(WatchQuery::BySession),
+        Some("watches_by_path") => Lists::Watches(WatchQuery::ByPath),
+        _ => Lists::Nothing,
+    }
+}
+
+/// Asks the core one question and waits for its answer.
+async fn ask<T>(
+    core: &mpsc::UnboundedSender<CoreMsg>,
+    query: impl FnOnce(oneshot::Sender<T>) -> AdminQuery,
+) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    core.send(CoreMsg::Admin(query(tx))).ok()?;
+    rx.await.ok()
+}
+
+/// Adds the listed tables to `stats`, asking the core in pieces (see the module docs).
+async fn add_lists(
+    stats: &mut ServerStats,
+    lists: Lists,
+    core: &mpsc::UnboundedSender<CoreMsg>,
+) -> Option<()> {
+    if lists == Lists::Nothing {
+        return Some(());
+    }
+    if let Lists::Watches(what) = lists {
+        let t = ask(core, |reply| AdminQuery::Watches { what, reply }).await?;
+        if what == WatchQuery::Summary {
+            stats.watch_count = t.watch_count;
+            stats.watched_paths = t.watched_paths;
+            stats.watching_connections = t.watching_connections;
+        }
+        stats.watches_by_session = t.by_session;
+        stats.watches_by_path = t.by_path;
+        return Some(());
+    }
+    let (mut session_ids, mut conn_ids) = ask(core, AdminQuery::Ids).await?;
+    conn_ids.sort_unstable();
+    for ids in conn_ids.chunks(ADMIN_CHUNK) {
+        let ids = ids.to_vec();
+        let conns = ask(core, |reply| AdminQuery::Conns { ids, reply }).await?;
+        stats.connections.extend(conns);
+    }
+    if lists == Lists::Dump {
+        session_ids.sort_unstable();
+        stats.sessions = session_listing(&session_ids, core).await?;
+    }
+    Some(())
+}
+
+/// The sessions `ids` with their ephemerals, piece by piece.
+async fn session_listing(
+    ids: &[i64],
+    core: &mpsc::UnboundedSender<CoreMsg>,
+) -> Option<Vec<SessionDump>> {
+    let mut out: Vec<SessionDump> = Vec::with_capacity(ids.len());
+    let (mut next, mut skip) = (0usize, 0usize);
+    while next < ids.len() {
+        let end = ids.len().min(next + ADMIN_CHUNK);
+        let piece = ids[next..end].to_vec();
+        let chunk = ask(core, |reply| AdminQuery::Sessions {
+            ids: piece,
+            skip,
+            reply,
+        })
+        .await?;
+        for s in chunk.sessions {
+            // A session continued from the previous piece.
+            match out.last_mut() {
+                Some(last) if skip > 0 && last.id == s.id => last.ephemerals.extend(s.ephemerals),
+                _ => out.push(s),
+            }
+            skip = 0;
+        }
+        match chunk.resume {
+            Some((i, sent)) => {
+                next += i;
+                skip = sent;
+            }
+            None => next = end,
+        }
+    }
+    Some(out)
+}
+
+/// Sets the data and txn log directory sizes (the persisted tree's RocksDB files and the log
+/// segments, as ZooKeeper reports its snapshot and log directories), read here rather than on the
+/// core.
+fn add_dir_sizes(stats: &mut ServerStats, data_dir: &Path) {
+    stats.set_dir_sizes(
+        wazoo_store::dir_file_bytes(data_dir),
+        wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(data_dir)),
+    );
+}
+
+/// Performs a command's side effect. `crst` (per-connection statistics) is not implemented: it
+/// would need the core, and its reply says what ZooKeeper's says.
+fn perform(action: Option<AdminAction>, p: &Published) {
+    if action == Some(AdminAction::ResetServerStats) {
+        p.metrics.reset();
+    }
+}
+
+/// The reply to a whitelisted four-letter word; `None` if the server is shutting down.
+pub async fn four_letter_text(
+    cmd: FourLetterWord,
+    cfg: &Arc<ServerConfig>,
+    core: &mpsc::UnboundedSender<CoreMsg>,
+) -> Option<String> {
+    if cmd == FourLetterWord::Ruok {
+        return Some(render(cmd, &ServerStats::default()));
+    }
+    let p = published_for(cfg)?;
+    perform(cmd.action(), &p);
+    let mut stats = p.stats();
+    if matches!(cmd, FourLetterWord::Dirs | FourLetterWord::Conf) {
+        add_dir_sizes(&mut stats, &cfg.data_dir);
+    }
+    if stats.serving {
+        add_lists(&mut stats, lists_for_word(cmd), core).await?;
+    }
+    Some(render(cmd, &stats))
+}
+
 pub async fn serve(
     listener: TcpListener,
     core: mpsc::UnboundedSender<CoreMsg>,
-    metrics: Arc<Metrics>,
-    data_dir: PathBuf,
+    cfg: Arc<ServerConfig>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -31,15 +332,17 @@ pub async fn serve(
             }
             Err(e) => {
                 // EMFILE and the like persist until connections close: back off, do not spin.
-                warn!("admin accept failed: {e}; retrying in {} ms", backoff.as_millis());
+                warn!(
+                    "admin accept failed: {e}; retrying in {} ms",
+                    backoff.as_millis()
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
         let core = core.clone();
-        let metrics = metrics.clone();
-        let data_dir = data_dir.clone();
+        let cfg = cfg.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -52,10 +355,20 @@ pub async fn serve(
                 match parse_request_head(&buf) {
                     Ok(None) => continue,
                     Ok(Some(req)) => {
-                        let Some(stats) = request_stats(&core, &data_dir).await else {
+                        let Some(p) = published_for(&cfg) else {
                             return;
                         };
-                        break route(&req, &stats, &metrics);
+                        perform(action_for(&req), &p);
+                        let mut stats = p.stats();
+                        add_dir_sizes(&mut stats, &cfg.data_dir);
+                        if stats.serving
+                            && add_lists(&mut stats, lists_for_path(&req.path), &core)
+                                .await
+                                .is_none()
+                        {
+                            return;
+                        }
+                        break route(&req, &stats, &p.metrics);
                     }
                     Err(e) => {
                         warn!(%remote, "bad admin request: {e}");
@@ -66,5 +379,66 @@ pub async fn serve(
             let _ = stream.write_all(&resp.to_bytes()).await;
             let _ = stream.shutdown().await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_asked_per_command() {
+        assert_eq!(lists_for_word(FourLetterWord::Srvr), Lists::Nothing);
+        assert_eq!(lists_for_word(FourLetterWord::Mntr), Lists::Nothing);
+        assert_eq!(lists_for_word(FourLetterWord::Stat), Lists::Connections);
+        assert_eq!(lists_for_word(FourLetterWord::Dump), Lists::Dump);
+        assert_eq!(lists_for_path("/metrics"), Lists::Nothing);
+        assert_eq!(lists_for_path("/commands/mntr"), Lists::Nothing);
+        assert_eq!(lists_for_path("/commands/cons/"), Lists::Connections);
+        assert_eq!(
+            lists_for_path("/commands/wchp"),
+            Lists::Watches(WatchQuery::ByPath)
+        );
+    }
+
+    /// `srvr` and `mntr` are answered with the core's inbox never read: a core that answers
+    /// nothing (its receiver is held, never polled) does not delay them.
+    #[tokio::test]
+    async fn published_words_need_no_core() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Arc::new(ServerConfig {
+            data_dir: dir.path().to_owned(),
+            ..ServerConfig::standalone_default()
+        });
+        let p = Published::new(&cfg, Arc::new(Metrics::new()), "3.8.0-test".into());
+        p.gauges.set_serving(true);
+        p.gauges.publish_burst(5, 3, 0, 0, 1, 1);
+        register(&cfg, p);
+        let (tx, _rx) = mpsc::unbounded_channel();
+        for (cmd, needle) in [
+            (FourLetterWord::Ruok, "imok"),
+            (FourLetterWord::Srvr, "Node count: 3\n"),
+            (FourLetterWord::Mntr, "zk_znode_count\t3\n"),
+            (FourLetterWord::Isro, "rw"),
+            (FourLetterWord::Envi, "zookeeper.version=3.8.0-test\n"),
+            (FourLetterWord::Conf, "dataDirSize="),
+            (FourLetterWord::Dirs, "datadir_size: "),
+        ] {
+            let text = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                four_letter_text(cmd, &cfg, &tx),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{cmd:?} waited for the core"))
+            .unwrap();
+            assert!(text.contains(needle), "{cmd:?}: {text}");
+        }
+        // A listing does ask the core.
+        let wait = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            four_letter_text(FourLetterWord::Cons, &cfg, &tx),
+        )
+        .await;
+        assert!(wait.is_err(), "cons answered without the core");
     }
 }

@@ -30,13 +30,13 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
-use wazoo_admin::fourletter::{not_whitelisted_message, render, FourLetterWord, Whitelist};
+use wazoo_admin::fourletter::{not_whitelisted_message, FourLetterWord, Whitelist};
 use wazoo_proto::frame::{frame_len, FrameLen};
 use wazoo_proto::request::RequestError;
 use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::config::ServerConfig;
-use crate::core::{mono_ms, request_stats, ConnId, CoreMsg};
+use crate::core::{mono_ms, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
@@ -560,12 +560,14 @@ async fn write_all(wr: &OwnedWriteHalf, mut buf: &[u8], stall: Duration) -> std:
     Ok(())
 }
 
+/// Answers a four-letter word: `ruok` at once, most others from what the core publishes, the
+/// listings in pieces from the core (see `admin_http`).
 async fn four_letter(cmd: FourLetterWord, mut wr: OwnedWriteHalf, shared: &Shared) {
     let text = if !shared.whitelist.allows(cmd) {
         not_whitelisted_message(cmd)
     } else {
-        match request_stats(&shared.core, &shared.cfg.data_dir).await {
-            Some(stats) => render(cmd, &stats),
+        match crate::admin_http::four_letter_text(cmd, &shared.cfg, &shared.core).await {
+            Some(text) => text,
             None => return,
         }
     };

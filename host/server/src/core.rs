@@ -20,8 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rand::RngCore;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-use wazoo_admin::metrics::{Metrics, Op};
-use wazoo_admin::stats::{ConnectionStats, ServerStats, SessionDump};
+use wazoo_admin::metrics::{Counter, Metrics, Op, SummaryKind};
+use wazoo_admin::published::Gauges;
+use wazoo_admin::stats::{ConnectionStats, SessionDump};
 use wazoo_proto::{
     encode_notification, encode_reply, encode_txn, op, perms, ConnectRequest, ConnectResponse,
     ErrorCode, MultiOp, OpResult, Request, Response, Txn, TxnHeader, Writer, Zxid,
@@ -33,6 +34,7 @@ use wazoo_tree::{
     ReadCtx, SessionTracker, WatchRegistry,
 };
 
+use crate::admin_http::{Published, SessionChunk, WatchQuery, WatchTables};
 use crate::config::ServerConfig;
 pub use crate::conn::{Admission, ConnOut};
 
@@ -103,8 +105,39 @@ pub enum CoreMsg {
         at_ms: i64,
     },
     ContainerCheck,
-    Stats(oneshot::Sender<ServerStats>),
+    /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
+    /// `wchp`); every other command is answered from the published gauges, without the core.
+    Admin(AdminQuery),
 }
+
+/// A piece of an admin listing. The core answers each in time bounded by the size of the piece
+/// ([`ADMIN_CHUNK`] entries; see `admin_http` for the protocol), except the watch tables, which
+/// it walks whole ([`AdminQuery::Watches`]).
+pub enum AdminQuery {
+    /// The ids of every session (of the tree) and every connection: integers only.
+    Ids(oneshot::Sender<(Vec<i64>, Vec<ConnId>)>),
+    /// The sessions `ids`, in order, with their ephemerals, the first one's from its `skip`th
+    /// path on; the piece ends after [`ADMIN_CHUNK`] paths (see [`SessionChunk::resume`]).
+    /// Sessions closed since are left out.
+    Sessions {
+        ids: Vec<i64>,
+        skip: usize,
+        reply: oneshot::Sender<SessionChunk>,
+    },
+    /// The connections `ids` (closed ones left out).
+    Conns {
+        ids: Vec<ConnId>,
+        reply: oneshot::Sender<Vec<ConnectionStats>>,
+    },
+    /// The watch tables: `WatchRegistry` offers them only whole, so this one is not bounded.
+    Watches {
+        what: WatchQuery,
+        reply: oneshot::Sender<WatchTables>,
+    },
+}
+
+/// Entries (sessions, connections, ephemeral paths) of an admin listing per core message.
+pub const ADMIN_CHUNK: usize = 1024;
 
 enum Queued {
     /// The createSession txn of this connection is not applied yet.
@@ -198,14 +231,15 @@ pub struct Core {
     next_zxid: Zxid,
     next_session_id: i64,
     dirty: Vec<ConnId>,
-    started: Instant,
     metrics: Arc<Metrics>,
+    /// Published for the admin commands: once per burst (`publish_burst`) and per tick
+    /// (`publish_tables`).
+    gauges: Arc<Gauges>,
     applied_since_purge: u64,
     /// The `last_applied` of the last staged tree changes.
     staged_applied: Zxid,
     /// Node data bytes applied since the tree's changes were last staged.
     applied_bytes: usize,
-    version: String,
 }
 
 /// Milliseconds on the server's monotonic clock (since its first reading), shared by the
@@ -248,6 +282,9 @@ impl Core {
         }
         let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
+        let published = Published::new(&cfg, metrics.clone(), version);
+        let gauges = published.gauges.clone();
+        crate::admin_http::register(&cfg, published);
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
         Core {
             prep_cfg: PrepConfig {
@@ -268,17 +305,18 @@ impl Core {
             next_zxid,
             next_session_id,
             dirty: Vec::new(),
-            started: Instant::now(),
             metrics,
+            gauges,
             applied_since_purge: 0,
             staged_applied,
             applied_bytes: 0,
-            version,
         }
     }
 
     /// Runs until the message channel closes or storage fails.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) -> Result<(), CoreError> {
+        self.publish_tables();
+        self.gauges.set_serving(true);
         self.flush(false);
         while let Some(msg) = rx.recv().await {
             self.handle(msg)?;
@@ -320,9 +358,7 @@ impl Core {
             CoreMsg::Durable(report) => return self.on_durable(report),
             CoreMsg::Tick { at_ms } => self.on_tick(at_ms),
             CoreMsg::ContainerCheck => self.on_container_check(),
-            CoreMsg::Stats(tx) => {
-                let _ = tx.send(self.stats());
-            }
+            CoreMsg::Admin(q) => self.admin(q),
         }
         Ok(())
     }
@@ -462,8 +498,10 @@ impl Core {
         };
         for session in self.tracker.expire(now, last_received) {
             info!(session = format_args!("{session:#x}"), "session expired");
+            self.metrics.inc(Counter::StaleSessionsExpired);
             let _ = self.submit_close_session(session, None);
         }
+        self.publish_tables();
     }
 
     fn on_container_check(&mut self) {
@@ -868,6 +906,10 @@ impl Core {
         }
         self.metrics
             .record_fsync(report.duration.as_micros() as u64);
+        if report.entries > 0 {
+            self.metrics
+                .observe(SummaryKind::SyncProcessorBatchSize, report.entries as u64);
+        }
         let mut durable: Option<Zxid> = None;
         while let Some(&(seq, z)) = self.submitted.front() {
             if seq > report.seq {
@@ -948,11 +990,15 @@ impl Core {
     fn apply(&mut self, f: InFlight) {
         self.applied_bytes += txn_data_len(&f.txn);
         let applied = self.tree.apply(&f.header, &f.txn);
+        self.metrics.inc(Counter::CommitCount);
         self.pending.applied(f.header.zxid);
         self.applied_since_purge += 1;
         let zxid = applied.zxid;
         for ev in &applied.events {
-            for w in self.watches.trigger(ev.kind, &ev.path) {
+            let triggered = self.watches.trigger(ev.kind, &ev.path);
+            self.metrics
+                .watches_triggered(ev.kind as i32, triggered.len());
+            for w in triggered {
                 if let Some(c) = self.conns.get_mut(&w) {
                     // ZOOKEEPER-4799 (3.8.4+): events are only delivered to readers of the node.
                     if check_acl(&ev.acl, perms::READ, &c.auth).is_err() {
@@ -1115,6 +1161,7 @@ impl Core {
         }
         // Replies first: an idle commit below blocks this task for an fsync.
         self.hand_over_batch(idle);
+        self.publish_burst();
     }
 
     /// Hands the storage batch (log entries and/or tree changes) to the group committer.
@@ -1147,118 +1194,186 @@ impl Core {
         }
     }
 
-    // ---- stats ----
+    // ---- admin: published gauges and bounded listings ----
 
-    fn stats(&self) -> ServerStats {
-        let mut s = ServerStats::new(self.version.clone());
-        s.serving = true;
-        s.zxid = self.tree.last_applied();
-        s.node_count = self.tree.node_count() as u64;
-        s.approximate_data_size = self.tree.approximate_data_size();
-        // The directory sizes (`dirs`, `conf`) are filled in by `request_stats`, off this task.
-        s.outstanding_requests = self.inflight.len() as u64;
-        s.uptime_ms = self.started.elapsed().as_millis() as u64;
-        s.watch_count = self.watches.watch_count() as u64;
-        s.watched_paths = self.watches.path_count() as u64;
-        s.watching_connections = self.watches.watcher_count() as u64;
-        s.ephemerals_count = self.tree.ephemeral_count() as u64;
-        s.global_sessions = self.tree.sessions().len() as u64;
-        s.server_id = self.cfg.server_id as i64;
-        let now = wall_ms();
-        let mut sessions: Vec<SessionDump> = self
-            .tree
-            .sessions()
-            .iter()
-            .map(|(id, e)| SessionDump {
-                id: *id,
-                timeout_ms: e.timeout,
-                expires_at_ms: 0,
-                ephemerals: self.tree.ephemerals_of(*id).cloned().collect(),
-            })
-            .collect();
-        sessions.sort_by_key(|d| d.id);
-        s.sessions = sessions;
-        let conn_ids: HashMap<ConnId, i64> =
-            self.conns.iter().map(|(k, c)| (*k, c.session)).collect();
-        s.watches_by_session = self
-            .watches
-            .by_watcher()
-            .into_iter()
-            .map(|(w, p)| (conn_ids.get(&w).copied().unwrap_or(0), p))
-            .collect();
-        s.watches_by_path = self
-            .watches
-            .by_path()
-            .into_iter()
-            .map(|(p, ws)| {
-                (
-                    p,
-                    ws.iter()
-                        .map(|w| conn_ids.get(w).copied().unwrap_or(0))
-                        .collect(),
-                )
-            })
-            .collect();
-        for c in self.conns.values() {
-            let st = &c.stats;
-            s.connections.push(ConnectionStats {
-                remote: c.remote.to_string(),
-                interest_ops: 1,
-                queued: c.queue.len() as u64,
-                received: st.received,
-                sent: st.sent,
-                session_id: c.session,
-                last_op: st.last_op.to_string(),
-                established_ms: c.established_ms,
-                timeout_ms: c.timeout,
-                last_cxid: st.last_cxid as i64,
-                last_zxid: st.last_zxid,
-                last_response_ms: st.last_response_ms,
-                last_latency_ms: st.last_latency_ms,
-                min_latency_ms: if st.count > 0 { st.min_latency_ms } else { 0 },
-                avg_latency_ms: if st.count > 0 {
-                    st.total_latency_ms as f64 / st.count as f64
-                } else {
-                    0.0
-                },
-                max_latency_ms: st.max_latency_ms,
-                expires_at_ms: now + c.timeout as i64,
-            });
+    /// Once per burst: six relaxed stores of values known without a walk.
+    fn publish_burst(&self) {
+        self.gauges.publish_burst(
+            self.tree.last_applied(),
+            self.tree.node_count() as u64,
+            self.tree.approximate_data_size(),
+            self.inflight.len() as u64,
+            self.conns.len() as u64,
+            self.tree.sessions().len() as u64,
+        );
+    }
+
+    /// Once per tick: the counts that walk the sessions with ephemerals and the watching
+    /// connections (a sum of their sizes, no copies).
+    fn publish_tables(&self) {
+        self.gauges.publish_tables(
+            self.tree.ephemeral_count() as u64,
+            self.watches.watch_count() as u64,
+            self.watches.watcher_count() as u64,
+        );
+    }
+
+    fn admin(&self, q: AdminQuery) {
+        match q {
+            AdminQuery::Ids(reply) => {
+                let sessions = self.tree.sessions().keys().copied().collect();
+                let conns = self.conns.keys().copied().collect();
+                let _ = reply.send((sessions, conns));
+            }
+            AdminQuery::Sessions { ids, skip, reply } => {
+                let _ = reply.send(self.session_chunk(&ids, skip));
+            }
+            AdminQuery::Conns { ids, reply } => {
+                let clock = Clock::now();
+                let conns = ids
+                    .iter()
+                    .take(ADMIN_CHUNK)
+                    .filter_map(|id| Some(self.conn_stats(self.conns.get(id)?, &clock)))
+                    .collect();
+                let _ = reply.send(conns);
+            }
+            AdminQuery::Watches { what, reply } => {
+                let _ = reply.send(self.watch_tables(what));
+            }
         }
-        s.config = vec![
-            ("clientPort".into(), self.cfg.client_addr.port().to_string()),
-            ("secureClientPort".into(), "-1".into()),
-            ("dataDir".into(), self.cfg.data_dir.display().to_string()),
-            ("dataDirSize".into(), s.data_dir_size.to_string()),
-            (
-                "dataLogDir".into(),
-                self.cfg
-                    .data_log_dir
-                    .as_ref()
-                    .unwrap_or(&self.cfg.data_dir)
-                    .display()
-                    .to_string(),
-            ),
-            ("dataLogSize".into(), s.log_dir_size.to_string()),
-            ("tickTime".into(), self.cfg.tick_time_ms.to_string()),
-            (
-                "maxClientCnxns".into(),
-                self.cfg.max_client_cnxns.to_string(),
-            ),
-            (
-                "minSessionTimeout".into(),
-                self.cfg.min_session_timeout_ms.to_string(),
-            ),
-            (
-                "maxSessionTimeout".into(),
-                self.cfg.max_session_timeout_ms.to_string(),
-            ),
-            ("clientPortListenBacklog".into(), "-1".into()),
-            ("serverId".into(), self.cfg.server_id.to_string()),
-        ];
-        s.env = crate::env_lines();
-        self.metrics.fill_stats(&mut s);
-        s
+    }
+
+    /// Up to [`ADMIN_CHUNK`] ephemeral paths of the sessions `ids` (the first from its `skip`th).
+    fn session_chunk(&self, ids: &[i64], mut skip: usize) -> SessionChunk {
+        let clock = Clock::now();
+        let mut budget = ADMIN_CHUNK;
+        let mut sessions = Vec::new();
+        for (i, &id) in ids.iter().enumerate().take(ADMIN_CHUNK) {
+            if budget == 0 {
+                return SessionChunk {
+                    sessions,
+                    resume: Some((i, 0)),
+                };
+            }
+            let Some(entry) = self.tree.session(id) else {
+                skip = 0;
+                continue;
+            };
+            let mut paths = self.tree.ephemerals_of(id).skip(skip);
+            let ephemerals: Vec<String> = paths.by_ref().take(budget).cloned().collect();
+            budget -= ephemerals.len();
+            // The budget ran out within this session: the next piece continues it.
+            let more = budget == 0 && paths.next().is_some();
+            let sent = skip + ephemerals.len();
+            skip = 0;
+            sessions.push(SessionDump {
+                id,
+                timeout_ms: entry.timeout,
+                expires_at_ms: self.tracker.expires_at(id).map(|t| clock.wall(t)),
+                ephemerals,
+            });
+            if more {
+                return SessionChunk {
+                    sessions,
+                    resume: Some((i, sent)),
+                };
+            }
+        }
+        let done = ids.len().min(ADMIN_CHUNK);
+        SessionChunk {
+            sessions,
+            resume: (done < ids.len()).then_some((done, 0)),
+        }
+    }
+
+    fn conn_stats(&self, c: &Conn, clock: &Clock) -> ConnectionStats {
+        let st = &c.stats;
+        // Requests holding a place in the connection's budget: parked, queued reads, unapplied
+        // writes (the handshake holds none). With all of them held, its reader waits for one
+        // to finish: it does not read (ZooKeeper's interest ops 0).
+        let held = c.parked.len() + c.queue.len()
+            - usize::from(matches!(c.queue.front(), Some(Queued::Handshake { .. })));
+        let reading = held < self.cfg.max_outstanding_per_connection as usize;
+        ConnectionStats {
+            remote: c.remote.to_string(),
+            interest_ops: u32::from(reading),
+            queued: held as u64,
+            received: st.received,
+            sent: st.sent,
+            session_id: c.session,
+            last_op: st.last_op.to_string(),
+            established_ms: c.established_ms,
+            timeout_ms: c.timeout,
+            last_cxid: st.last_cxid as i64,
+            last_zxid: st.last_zxid,
+            last_response_ms: st.last_response_ms,
+            last_latency_ms: st.last_latency_ms,
+            min_latency_ms: if st.count > 0 { st.min_latency_ms } else { 0 },
+            avg_latency_ms: if st.count > 0 {
+                st.total_latency_ms as f64 / st.count as f64
+            } else {
+                0.0
+            },
+            max_latency_ms: st.max_latency_ms,
+            // The connection is closed when its session expires.
+            expires_at_ms: self.tracker.expires_at(c.session).map(|t| clock.wall(t)),
+        }
+    }
+
+    fn watch_tables(&self, what: WatchQuery) -> WatchTables {
+        let session_of = |w: &ConnId| self.conns.get(w).map_or(0, |c| c.session);
+        let mut t = WatchTables::default();
+        match what {
+            WatchQuery::Summary => {
+                t.watch_count = self.watches.watch_count() as u64;
+                t.watched_paths = self.watches.path_count() as u64;
+                t.watching_connections = self.watches.watcher_count() as u64;
+            }
+            WatchQuery::BySession => {
+                t.by_session = self
+                    .watches
+                    .by_watcher()
+                    .into_iter()
+                    .map(|(w, p)| (session_of(&w), p))
+                    .collect();
+            }
+            WatchQuery::ByPath => {
+                t.by_path = self
+                    .watches
+                    .by_path()
+                    .into_iter()
+                    .map(|(p, ws)| (p, ws.iter().map(session_of).collect()))
+                    .collect();
+            }
+        }
+        t
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        self.gauges.set_serving(false);
+    }
+}
+
+/// The server's monotonic clock ([`mono_ms`]) and the wall clock, read together: converts one
+/// to the other.
+struct Clock {
+    mono: i64,
+    wall: i64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            mono: mono_ms(),
+            wall: wall_ms(),
+        }
+    }
+
+    /// The wall-clock time of monotonic time `mono`.
+    fn wall(&self, mono: i64) -> i64 {
+        self.wall + (mono - self.mono)
     }
 }
 
@@ -1295,33 +1410,6 @@ fn reply(
     st.total_latency_ms += ms;
     st.count += 1;
     st.last_response_ms = wall_ms();
-}
-
-/// Asks the core for its [`ServerStats`], then adds the sizes of the data and txn log directories
-/// (`dirs`, `conf`: the persisted tree's RocksDB files and the log segments, as ZooKeeper reports
-/// its snapshot and log directories). The directories are read here, on the requester's task:
-/// on the core they would stall every request behind each `mntr` or `/metrics` scrape.
-pub async fn request_stats(
-    core: &mpsc::UnboundedSender<CoreMsg>,
-    data_dir: &std::path::Path,
-) -> Option<ServerStats> {
-    let (tx, rx) = oneshot::channel();
-    core.send(CoreMsg::Stats(tx)).ok()?;
-    let mut s = rx.await.ok()?;
-    let (data, log) = (
-        wazoo_store::dir_file_bytes(data_dir),
-        wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(data_dir)),
-    );
-    s.data_dir_size = data;
-    s.log_dir_size = log;
-    for (key, value) in &mut s.config {
-        match key.as_str() {
-            "dataDirSize" => *value = data.to_string(),
-            "dataLogSize" => *value = log.to_string(),
-            _ => {}
-        }
-    }
-    Some(s)
 }
 
 /// Maps an applied outcome to the client reply for the request's opcode.

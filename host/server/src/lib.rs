@@ -17,7 +17,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
-use wazoo_admin::metrics::Metrics;
+use wazoo_admin::metrics::{Metrics, SummaryKind};
 use wazoo_proto::decode_txn;
 use wazoo_store::{Batch, GroupCommitter, RocksStore, Store, StoreError};
 use wazoo_tree::{DataTree, LoadEntry};
@@ -201,6 +201,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         last_logged,
         replayed,
     } = recover(&cfg)?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.observe(SummaryKind::DbInitTime, t0.elapsed().as_millis() as u64);
+    metrics.observe(SummaryKind::StartupTxnsLoaded, replayed as u64);
     info!(
         nodes = tree.node_count(),
         sessions = tree.sessions().len(),
@@ -244,7 +247,6 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
             let _ = durable_tx.send(core::CoreMsg::Durable(report));
         }),
     );
-    let metrics = Arc::new(Metrics::new());
     let core = core::Core::new(
         cfg.clone(),
         tree,
@@ -260,12 +262,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     tokio::spawn(conn::accept_loop(listener, cfg.clone(), tx.clone()));
     if let Some(l) = admin {
         info!(addr = %cfg.admin_addr, "admin server: /metrics, /commands");
-        tokio::spawn(admin_http::serve(
-            l,
-            tx.clone(),
-            metrics,
-            cfg.data_dir.clone(),
-        ));
+        tokio::spawn(admin_http::serve(l, tx.clone(), cfg.clone()));
     }
     drop(tx);
     tokio::select! {

@@ -139,6 +139,15 @@ impl SessionTracker {
         self.sessions.is_empty()
     }
 
+    /// When the session expires unless it sees activity first (the end of its bucket), on the
+    /// clock the tracker is given; `None` if it is not tracked or no longer scheduled (closing).
+    pub fn expires_at(&self, id: i64) -> Option<i64> {
+        self.sessions
+            .get(&id)
+            .filter(|s| !s.closing && s.expire_at > 0)
+            .map(|s| s.expire_at)
+    }
+
     /// When the next bucket expires, if any.
     pub fn next_expiry(&self) -> Option<i64> {
         self.buckets.keys().next().copied()
@@ -197,6 +206,18 @@ mod tests {
         assert_eq!(t.expire(6000, none), vec![1]);
         assert!(!t.is_valid(1));
         assert!(t.expire(100_000, none).is_empty());
+    }
+
+    #[test]
+    fn expires_at_is_the_end_of_the_sessions_bucket() {
+        let mut t = SessionTracker::new(2000);
+        t.add(1, 4000, 1000);
+        assert_eq!(t.expires_at(1), Some(6000));
+        assert!(t.touch(1, 3000));
+        assert_eq!(t.expires_at(1), Some(8000));
+        assert_eq!(t.expires_at(2), None);
+        t.set_closing(1);
+        assert_eq!(t.expires_at(1), None);
     }
 
     #[test]
