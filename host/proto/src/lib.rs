@@ -22,4 +22,4 @@ pub use records::{
 };
 pub use request::{decode_request, op, CreateRequest, MultiOp, ReadOp, Request, SetWatches};
 pub use response::{encode_notification, encode_reply, OpResult, Response};
-pub use txn::{decode_txn, encode_txn, Txn, TxnHeader, MAX_TXN_LEN};
+pub use txn::{decode_txn, encode_txn, Txn, TxnHeader, MAX_TXN_LEN, TXN_HEADER_LEN};

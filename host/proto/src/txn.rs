@@ -78,26 +78,34 @@ mod tag {
 }
 
 impl Txn {
-    /// A close upper estimate of this txn's encoded size (without the header), so that encoding
-    /// allocates once.
-    fn encoded_len_hint(&self) -> usize {
+    /// This txn's exact encoded size (without the header): what [`Txn::write`] appends. Prep
+    /// compares it (plus [`TXN_HEADER_LEN`]) with [`MAX_TXN_LEN`] before it hands a txn out, and
+    /// `encode_txn` allocates it once.
+    pub fn encoded_len(&self) -> usize {
+        // A jute buffer or string is its length (4 bytes) then its bytes; null is length -1.
+        let buf = |len: usize| 4 + len;
+        let data_len = |d: &Option<Vec<u8>>| buf(d.as_ref().map_or(0, Vec::len));
         let acl_len = |acl: &[Acl]| -> usize {
-            acl.iter()
-                .map(|a| 12 + a.id.scheme.len() + a.id.id.len())
-                .sum()
+            4 + acl
+                .iter()
+                .map(|a| 4 + buf(a.id.scheme.len()) + buf(a.id.id.len()))
+                .sum::<usize>()
         };
-        let data_len = |d: &Option<Vec<u8>>| d.as_ref().map_or(0, Vec::len);
-        16 + match self {
-            Txn::CreateSession { passwd, .. } => passwd.len(),
-            Txn::CloseSession { ephemerals } => ephemerals.iter().map(|p| 4 + p.len()).sum(),
+        // Every txn starts with its type tag.
+        4 + match self {
+            Txn::CreateSession { passwd, .. } => 4 + buf(passwd.len()),
+            Txn::CloseSession { ephemerals } => {
+                4 + ephemerals.iter().map(|p| buf(p.len())).sum::<usize>()
+            }
             Txn::Create {
                 path, data, acl, ..
-            } => 24 + path.len() + data_len(data) + acl_len(acl),
-            Txn::Delete { path } | Txn::Check { path, .. } => 8 + path.len(),
-            Txn::SetData { path, data, .. } => 12 + path.len() + data_len(data),
-            Txn::SetAcl { path, acl, .. } => 12 + path.len() + acl_len(acl),
+            } => buf(path.len()) + data_len(data) + acl_len(acl) + 8 + 4,
+            Txn::Delete { path } => buf(path.len()),
+            Txn::SetData { path, data, .. } => buf(path.len()) + data_len(data) + 4,
+            Txn::SetAcl { path, acl, .. } => buf(path.len()) + acl_len(acl) + 4,
+            Txn::Check { path, .. } => buf(path.len()) + 4,
             Txn::Error { .. } => 4,
-            Txn::Multi(ops) => ops.iter().map(|o| 8 + o.encoded_len_hint()).sum(),
+            Txn::Multi(ops) => 4 + ops.iter().map(Txn::encoded_len).sum::<usize>(),
         }
     }
 
@@ -221,7 +229,7 @@ impl Txn {
 }
 
 /// Encoded size of a [`TxnHeader`].
-const TXN_HEADER_LEN: usize = 28;
+pub const TXN_HEADER_LEN: usize = 28;
 
 /// The largest encoded txn (header + record, as [`encode_txn`] returns it) that the server may
 /// write to its log, and so the largest a log reader accepts back: the store's record limit is
@@ -235,7 +243,7 @@ pub const MAX_TXN_LEN: usize = 64 << 20;
 
 /// Encodes header + txn (the value stored in the log and sent in PROPOSALs).
 pub fn encode_txn(header: &TxnHeader, txn: &Txn) -> Vec<u8> {
-    let mut w = Writer::with_capacity(TXN_HEADER_LEN + txn.encoded_len_hint());
+    let mut w = Writer::with_capacity(TXN_HEADER_LEN + txn.encoded_len());
     w.i64(header.session_id)
         .i32(header.cxid)
         .i64(header.zxid)
@@ -304,10 +312,10 @@ mod tests {
         assert!(decode_txn(&bytes).is_err());
     }
 
-    /// The size estimate covers the encoding of every kind of txn, so `encode_txn` allocates once
-    /// (its buffer never grows).
+    /// `encoded_len` is exact for every kind of txn (null and empty data, ACLs, nested multi), so
+    /// prep's size check is exact and `encode_txn` allocates once (its buffer never grows).
     #[test]
-    fn size_hint_covers_every_encoding() {
+    fn encoded_len_is_exact_for_every_txn() {
         let h = TxnHeader {
             session_id: 7,
             cxid: 1,
@@ -363,19 +371,15 @@ mod tests {
                 .cloned()
                 .collect(),
         );
-        for t in all.iter().chain([&multi, &Txn::Multi(vec![])]) {
+        let empty_data = Txn::SetData {
+            path: "/s".into(),
+            data: Some(vec![]),
+            version: 1,
+        };
+        for t in all.iter().chain([&multi, &Txn::Multi(vec![]), &empty_data]) {
             let bytes = encode_txn(&h, t);
-            assert!(
-                bytes.len() <= TXN_HEADER_LEN + t.encoded_len_hint(),
-                "{t:?}: {} > {}",
-                bytes.len(),
-                TXN_HEADER_LEN + t.encoded_len_hint()
-            );
-            assert_eq!(
-                bytes.capacity(),
-                TXN_HEADER_LEN + t.encoded_len_hint(),
-                "{t:?} grew"
-            );
+            assert_eq!(bytes.len(), TXN_HEADER_LEN + t.encoded_len(), "{t:?}");
+            assert_eq!(bytes.capacity(), bytes.len(), "{t:?} grew");
         }
     }
 }
