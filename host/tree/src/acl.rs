@@ -2,13 +2,13 @@
 //! (`PrepRequestProcessor.fixupACL`), the auth schemes (world, auth, digest, ip, super), and an
 //! interning cache so that nodes share identical ACL lists.
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
 use sha1::{Digest, Sha1};
-use wazoo_proto::{perms, Acl, ErrorCode, Id};
+use wazoo_proto::{perms, Acl, ErrorCode, Id, MAX_TXN_LEN};
 
 /// A shared, immutable ACL list.
 pub type AclList = Arc<[Acl]>;
@@ -132,38 +132,74 @@ fn is_authenticated_scheme(scheme: &str) -> bool {
     matches!(scheme, "digest" | "sasl" | "x509")
 }
 
-/// `PrepRequestProcessor.fixupACL`: de-duplicate, reject empty lists and invalid ids, expand `auth`.
+/// Lists up to this long are de-duplicated by comparing each entry with the ones before it (at
+/// most 120 comparisons, no allocation); longer ones through a hash set.
+const SHORT_ACL: usize = 16;
+
+/// The encoded size of one ACL entry in a txn (perms, then scheme and id as jute strings).
+fn encoded_entry_len(id: &Id) -> usize {
+    4 + 4 + id.scheme.len() + 4 + id.id.len()
+}
+
+/// `PrepRequestProcessor.fixupACL`: de-duplicate (keeping the first occurrence of each entry, in
+/// order, as `removeDuplicates` does), reject empty lists and invalid ids, expand `auth`.
+///
+/// Linear in the list: repeats are found with a hash set (ZooKeeper's `List.contains` per entry
+/// is quadratic, and prep runs this before the parent and existence checks, so a request of 200k
+/// distinct entries cost minutes). The expanded list is refused with MARSHALLINGERROR once its
+/// encoding passes [`MAX_TXN_LEN`]: `auth` entries times the caller's auth ids can multiply a
+/// request far past what a txn may hold, and this stops before allocating it. Every validity check
+/// runs first, so a list that ZooKeeper answers INVALIDACL for still gets INVALIDACL.
 pub fn fixup_acl(acl: &[Acl], auth: &AuthInfo) -> Result<Vec<Acl>, ErrorCode> {
     if acl.is_empty() {
         return Err(ErrorCode::InvalidAcl);
     }
-    // One pass: a repeat of an earlier entry is skipped, every other entry is checked and copied
-    // once (the usual world:anyone list is a single clone).
+    let mut authed = auth
+        .ids
+        .iter()
+        .filter(|cid| is_authenticated_scheme(&cid.scheme))
+        .peekable();
+    let has_authed = authed.peek().is_some();
+    for a in acl {
+        let valid = (a.id.scheme == "world" && a.id.id == "anyone")
+            || (a.id.scheme == "auth" && has_authed)
+            || provider_accepts(&a.id.scheme, &a.id.id);
+        if !valid {
+            return Err(ErrorCode::InvalidAcl);
+        }
+    }
+    // One pass: a repeat of an earlier entry is skipped, every other entry is copied once (the
+    // usual world:anyone list is a single clone). A short list (nearly all of them) is searched
+    // directly; a long one through a hash set, so that the pass stays linear.
+    let mut seen: Option<FastSet<&Acl>> = (acl.len() > SHORT_ACL)
+        .then(|| FastSet::with_capacity_and_hasher(acl.len(), Default::default()));
     let mut out = Vec::with_capacity(acl.len());
+    let mut size = 4usize;
     for (i, a) in acl.iter().enumerate() {
-        if acl[..i].contains(a) {
+        let repeat = match seen.as_mut() {
+            Some(set) => !set.insert(a),
+            None => acl[..i].contains(a),
+        };
+        if repeat {
             continue;
         }
-        if a.id.scheme == "world" && a.id.id == "anyone" {
-            out.push(a.clone());
-        } else if a.id.scheme == "auth" {
-            let mut any = false;
-            for cid in &auth.ids {
-                if is_authenticated_scheme(&cid.scheme) {
-                    any = true;
-                    out.push(Acl {
-                        perms: a.perms,
-                        id: cid.clone(),
-                    });
+        if a.id.scheme == "auth" {
+            for cid in authed.clone() {
+                size += encoded_entry_len(cid);
+                if size > MAX_TXN_LEN {
+                    return Err(ErrorCode::MarshallingError);
                 }
+                out.push(Acl {
+                    perms: a.perms,
+                    id: cid.clone(),
+                });
             }
-            if !any {
-                return Err(ErrorCode::InvalidAcl);
-            }
-        } else if provider_accepts(&a.id.scheme, &a.id.id) {
-            out.push(a.clone());
         } else {
-            return Err(ErrorCode::InvalidAcl);
+            size += encoded_entry_len(&a.id);
+            if size > MAX_TXN_LEN {
+                return Err(ErrorCode::MarshallingError);
+            }
+            out.push(a.clone());
         }
     }
     Ok(out)
@@ -294,6 +330,34 @@ mod tests {
             fixup_acl(&[Acl::new(7, "auth", "")], &authed).unwrap(),
             vec![Acl::new(7, "digest", "u:h")]
         );
+    }
+
+    /// ZooKeeper's `removeDuplicates` keeps the first occurrence of each entry, in order. At 200k
+    /// distinct entries the de-duplication must be linear (it was quadratic: minutes in prep).
+    #[test]
+    fn fixup_keeps_first_occurrences_in_order_at_200k_entries() {
+        let anon = AuthInfo::for_ip("127.0.0.1");
+        let distinct: Vec<Acl> = (0..200_000usize)
+            .map(|i| {
+                Acl::new(
+                    31,
+                    "ip",
+                    &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+                )
+            })
+            .collect();
+        let mut input = Vec::new();
+        for (i, a) in distinct.iter().enumerate() {
+            input.push(a.clone());
+            // Repeats of earlier entries, and one that differs only in perms (not a repeat).
+            if i % 3 == 0 {
+                input.push(distinct[i / 2].clone());
+            }
+        }
+        input.push(Acl::new(1, "ip", "10.0.0.0"));
+        let mut want = distinct.clone();
+        want.push(Acl::new(1, "ip", "10.0.0.0"));
+        assert_eq!(fixup_acl(&input, &anon).unwrap(), want);
     }
 
     #[test]
