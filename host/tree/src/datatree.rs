@@ -20,6 +20,7 @@ use wazoo_proto::{Acl, ErrorCode, EventType, Stat, Txn, TxnHeader, Zxid};
 use crate::acl::AclList;
 use crate::blob::{self, Blob};
 use crate::children::{ChildTable, NodeId};
+use crate::close_order::java_hash_set_order;
 use crate::node::{encode_node, owner_kind, stat_of, NodeMeta, OwnerKind};
 use crate::path;
 
@@ -922,13 +923,28 @@ impl DataTree {
                 OpOutcome::SessionCreated
             }
             Txn::CloseSession { ephemerals } => {
-                let mut paths: Vec<String> = ephemerals.clone();
-                // Whatever else the session still owns goes too (ZooKeeper's killSession).
-                for p in self.ephemerals_of(h.session_id) {
-                    if !paths.contains(p) {
+                // Prep no longer lists the paths: the session's ephemerals are what the index
+                // holds now (see `Prep::close_session`). Logs written before that list them; like
+                // ZooKeeper's killSession, apply deletes the listed paths, in their order, then
+                // whatever else the session still owns. The union is the right set: the two agree
+                // whenever the pipeline keeps its ordering guarantee, and if they ever did not,
+                // an ephemeral missing from the list would outlive its session forever, while a
+                // listed path the session no longer owns is skipped by the owner check below.
+                // A hash set keeps this linear (it compared every path with every other).
+                let mut listed: FastSet<&str> =
+                    FastSet::with_capacity_and_hasher(ephemerals.len(), Default::default());
+                let mut paths: Vec<String> = Vec::with_capacity(ephemerals.len());
+                for p in ephemerals {
+                    if listed.insert(p.as_str()) {
                         paths.push(p.clone());
                     }
                 }
+                let rest: Vec<(String, Zxid)> = self
+                    .ephemerals_of(h.session_id)
+                    .filter(|p| !listed.contains(p.as_str()))
+                    .map(|p| (p.clone(), self.get(p).map_or(0, |n| n.meta().czxid)))
+                    .collect();
+                paths.extend(java_hash_set_order(rest));
                 for p in paths {
                     if self.get(&p).is_some_and(|n| n.meta().owner == h.session_id) {
                         self.delete_node(&p, h.zxid, ev);
@@ -1282,6 +1298,54 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// A closeSession txn without paths (what prep writes now) deletes the session's ephemerals in
+    /// the order ZooKeeper's closeSession lists them (its HashSet iteration order), the order real
+    /// ZooKeeper 3.8 produced for these two paths in the differential test.
+    #[test]
+    fn close_session_deletes_indexed_ephemerals_in_zookeepers_order() {
+        let mut t = DataTree::new();
+        for (z, p) in [(1, "/d"), (2, "/d/r"), (3, "/d/r/a")] {
+            t.apply(&h(z, 0), &create(p, 0, 1));
+        }
+        t.apply(&h(5, 9), &create("/d/r/a/a0000000001", 9, 1));
+        t.apply(&h(9, 9), &create("/d/r/a0000000004", 9, 2));
+        let a = t.apply(&h(10, 9), &Txn::CloseSession { ephemerals: vec![] });
+        let deleted: Vec<&str> = a
+            .events
+            .iter()
+            .filter(|e| e.kind == EventType::NodeDeleted)
+            .map(|e| e.path.as_str())
+            .collect();
+        assert_eq!(deleted, vec!["/d/r/a0000000004", "/d/r/a/a0000000001"]);
+        assert_eq!(t.digest(), t.recompute_digest());
+    }
+
+    /// Replaying an old log's closeSession that lists all of a session's 100k ephemerals is
+    /// linear (each indexed path used to be looked for in the list: over 70 s in debug), and
+    /// deletes each once.
+    #[test]
+    fn close_session_replay_of_a_listed_txn_with_100k_ephemerals_is_linear() {
+        const N: i64 = 100_000;
+        let mut t = DataTree::new();
+        t.apply(&h(1, 0), &create("/e", 0, 1));
+        let mut listed = Vec::new();
+        for i in 0..N {
+            let p = format!("/e/n{i}");
+            t.apply(&h(2 + i, 9), &create(&p, 9, 1 + i as i32));
+            listed.push(p);
+        }
+        let a = t.apply(&h(N + 2, 9), &Txn::CloseSession { ephemerals: listed });
+        let deleted = a
+            .events
+            .iter()
+            .filter(|e| e.kind == EventType::NodeDeleted)
+            .count();
+        assert_eq!(deleted, N as usize);
+        assert_eq!(t.ephemeral_count(), 0);
+        assert_eq!(t.get("/e").unwrap().child_count(), 0);
+        assert_eq!(t.digest(), t.recompute_digest());
     }
 
     #[test]

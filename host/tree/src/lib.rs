@@ -9,6 +9,7 @@
 pub mod acl;
 mod blob;
 mod children;
+mod close_order;
 pub mod datatree;
 pub mod hash;
 pub mod node;

@@ -5,10 +5,13 @@
 
 use std::collections::VecDeque;
 
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use std::sync::Arc;
 
-use wazoo_proto::{perms, CreateMode, CreateRequest, ErrorCode, MultiOp, Request, Txn, Zxid};
+use wazoo_proto::{
+    perms, CreateMode, CreateRequest, ErrorCode, MultiOp, Request, Txn, Zxid, MAX_TXN_LEN,
+    TXN_HEADER_LEN,
+};
 
 use crate::acl::{check_acl, fixup_acl, AclList, AuthInfo};
 use crate::datatree::DataTree;
@@ -91,10 +94,15 @@ struct Prep<'a> {
     pending: &'a mut PendingChanges,
     ctx: PrepCtx<'a>,
     cfg: &'a PrepConfig,
-    /// Previous records of paths this txn changed, to roll back on failure; kept for a multi only
-    /// (`multi`): a single op records its changes last, after every check that can fail.
-    saved: Vec<(String, Option<ChangeRecord>)>,
-    multi: bool,
+    /// For each change this txn recorded, in order, the path's record before it (None: no
+    /// pending record), to roll back on failure by restoring them in reverse. A path changed
+    /// twice is saved twice, which costs a record per change instead of a search per change (a
+    /// multi of 200k ops used to scan the list for the path before every change).
+    saved: Vec<(Arc<str>, Option<ChangeRecord>)>,
+    /// Whether changes are saved for a rollback: every request but closeSession, which cannot
+    /// fail and may delete 100k ephemerals. A single op records its changes after every check
+    /// that can fail, but its txn can still be refused as too large (see [`prep`]).
+    undoable: bool,
 }
 
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -131,27 +139,34 @@ impl Prep<'_> {
     }
 
     fn put(&mut self, p: &str, rec: ChangeRecord) {
-        if self.multi && !self.saved.iter().any(|(s, _)| s == p) {
-            self.saved
-                .push((p.to_string(), self.pending.by_path.get(p).cloned()));
-        }
         let key = match self.pending.by_path.get_key_value(p) {
             Some((k, _)) => Arc::clone(k),
             None => Arc::from(p),
         };
-        self.pending.by_path.insert(Arc::clone(&key), rec);
-        self.pending.order.push_back((self.ctx.zxid, key));
+        let prev = self.pending.by_path.insert(Arc::clone(&key), rec);
+        self.pending
+            .order
+            .push_back((self.ctx.zxid, Arc::clone(&key)));
+        if self.undoable {
+            self.saved.push((key, prev));
+        }
     }
 
     fn rollback(&mut self) {
+        // Newest first: a path changed twice ends up with the record it had before the first.
         for (p, prev) in self.saved.drain(..).rev() {
             match prev {
-                Some(r) => self.pending.by_path.insert(Arc::from(p), r),
-                None => self.pending.by_path.remove(p.as_str()),
+                Some(r) => self.pending.by_path.insert(p, r),
+                None => self.pending.by_path.remove(&*p),
             };
         }
+        // This txn's entries are the newest, at the back: popping them costs what the txn added,
+        // not a scan of every outstanding change (a failed write behind 100k outstanding ones
+        // used to walk all of them).
         let z = self.ctx.zxid;
-        self.pending.order.retain(|(oz, _)| *oz != z);
+        while self.pending.order.back().is_some_and(|(oz, _)| *oz == z) {
+            self.pending.order.pop_back();
+        }
     }
 
     fn check_session(&self) -> Result<(), ErrorCode> {
@@ -373,12 +388,20 @@ impl Prep<'_> {
         })
     }
 
-    /// The session's ephemerals as the pipeline will see them: applied ones not pending deletion,
-    /// plus pending creates.
+    /// closeSession: records the deletion of the session's ephemerals as the pipeline will see
+    /// them (applied ones not pending deletion, plus pending creates), so that later preps of the
+    /// batch see them gone.
+    ///
+    /// The txn does not list them: apply deletes what the tree's ephemeral index holds for the
+    /// session, which is the same set (every create of the session prepped before this close is
+    /// applied before it, and the core preps no create for a closing session after it). A list
+    /// would make the txn grow with the session's ephemerals, past the log's record limit
+    /// ([`MAX_TXN_LEN`]) for a session with many long paths, and such a log could not be read
+    /// back at restart. Apply also derives ZooKeeper's deletion (event) order from the paths.
     fn close_session(&mut self) -> Txn {
         let s = self.ctx.session_id;
-        // (path, czxid, pending): applied ephemerals not pending deletion, then pending creates.
-        let mut found: Vec<(String, Zxid, bool)> = Vec::new();
+        // A set: an applied ephemeral with a pending change (say setData) appears in both sources.
+        let mut paths: FastSet<String> = FastSet::default();
         for p in self.tree.ephemerals_of(s) {
             if self
                 .pending
@@ -386,25 +409,23 @@ impl Prep<'_> {
                 .get(p.as_str())
                 .is_none_or(|r| r.meta.is_some())
             {
-                let czxid = self.tree.get(p).map_or(0, |n| n.meta().czxid);
-                found.push((p.clone(), czxid, false));
+                paths.insert(p.clone());
             }
         }
         for (p, r) in &self.pending.by_path {
-            if let Some(m) = r.meta.filter(|m| m.owner == s) {
-                if !found.iter().any(|(f, _, _)| f.as_str() == &**p) {
-                    found.push((p.to_string(), m.czxid, true));
-                }
+            if r.meta.is_some_and(|m| m.owner == s) && !paths.contains(&**p) {
+                paths.insert(p.to_string());
             }
         }
-        let paths = java_hash_set_order(found);
         for p in &paths {
             let parent = path::parent(p).unwrap_or("/");
             if let (Some(prec), Some(nrec)) = (self.record(parent), self.record(p)) {
                 self.remove(p, parent, prec, nrec);
             }
         }
-        Txn::CloseSession { ephemerals: paths }
+        Txn::CloseSession {
+            ephemerals: Vec::new(),
+        }
     }
 
     fn multi_op(&mut self, op: &MultiOp) -> Result<Txn, ErrorCode> {
@@ -442,43 +463,6 @@ impl Prep<'_> {
     }
 }
 
-/// Java's `String.hashCode` (over UTF-16 code units) spread as `HashMap.hash` does.
-fn java_hash(s: &str) -> u32 {
-    let mut h: i32 = 0;
-    for u in s.encode_utf16() {
-        h = h.wrapping_mul(31).wrapping_add(u as i32);
-    }
-    let h = h as u32;
-    h ^ (h >> 16)
-}
-
-/// The table size of a `HashSet` that received `n` adds one by one (default 16, doubling past 3/4).
-fn grown_capacity(n: usize) -> u32 {
-    let mut cap = 16usize;
-    while n > cap * 3 / 4 {
-        cap *= 2;
-    }
-    cap as u32
-}
-
-/// The order in which ZooKeeper lists a closing session's ephemerals: it iterates
-/// `new HashSet<>(ephemerals)` (capacity `max(n/.75+1, 16)` rounded up to a power of two), whose
-/// source was filled in creation order; pending creates are added afterwards. Reproducing it makes the
-/// closeSession txn, and so the order of its NodeDeleted events, the same as ZooKeeper's.
-fn java_hash_set_order(mut found: Vec<(String, Zxid, bool)>) -> Vec<String> {
-    let applied = found.iter().filter(|f| !f.2).count();
-    let orig_cap = grown_capacity(applied);
-    let copy_cap = ((applied as f32 / 0.75) as usize + 1)
-        .max(16)
-        .next_power_of_two() as u32;
-    let final_cap = grown_capacity(found.len()).max(copy_cap);
-    found.sort_by_key(|(p, czxid, pending)| {
-        let h = java_hash(p);
-        (h & (final_cap - 1), *pending, h & (orig_cap - 1), *czxid)
-    });
-    found.into_iter().map(|(p, _, _)| p).collect()
-}
-
 /// Preps a write request into the txn that will be logged at `ctx.zxid`. Failures are returned as
 /// error txns (`Txn::Error`, or a `Txn::Multi` of error results for a multi), never as `Err`: like
 /// ZooKeeper, a failed write is still a txn.
@@ -495,13 +479,33 @@ pub fn prep(
         ctx,
         cfg,
         saved: Vec::new(),
-        multi: matches!(req, Request::Multi(_)),
+        undoable: !matches!(req, Request::CloseSession),
+    };
+    // A txn whose encoding would pass MAX_TXN_LEN (the log's record limit: a larger one could not
+    // be read back at restart) is refused with MARSHALLINGERROR, the code ZooKeeper's prep gives
+    // a request it fails to turn into a txn for any reason other than a KeeperException. It is a
+    // whole-request error, for a multi too (ZooKeeper's prep fails the whole multi on such an
+    // exception). The size is exact and checked last, so every ZooKeeper check keeps its
+    // precedence; only an ACL whose `auth` expansion alone is too large is refused earlier, in
+    // `fixup_acl`, before it is built.
+    let too_large = Txn::Error {
+        err: ErrorCode::MarshallingError.code(),
     };
     if let Request::Multi(ops) = req {
         let mut txns = Vec::with_capacity(ops.len());
+        // Header, multi tag and count; each sub-txn is added as it is prepped, so a multi stops
+        // at the op that passes the limit instead of building all of them.
+        let mut size = TXN_HEADER_LEN + Txn::Multi(Vec::new()).encoded_len();
         for (i, op) in ops.iter().enumerate() {
             match p.multi_op(op) {
-                Ok(t) => txns.push(t),
+                Ok(t) => {
+                    size += t.encoded_len();
+                    if size > MAX_TXN_LEN {
+                        p.rollback();
+                        return too_large;
+                    }
+                    txns.push(t);
+                }
                 Err(code) => {
                     p.rollback();
                     let mut res: Vec<Txn> = (0..i).map(|_| Txn::Error { err: 0 }).collect();
@@ -516,33 +520,14 @@ pub fn prep(
         return Txn::Multi(txns);
     }
     match p.single(req) {
+        Ok(t) if TXN_HEADER_LEN + t.encoded_len() > MAX_TXN_LEN => {
+            p.rollback();
+            too_large
+        }
         Ok(t) => t,
         Err(code) => {
             p.rollback();
             Txn::Error { err: code.code() }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn java_string_hash_matches_the_jvm() {
-        // "abc".hashCode() == 96354 in Java; HashMap.hash spreads it with h ^ (h >>> 16).
-        assert_eq!(java_hash("abc"), 96354 ^ (96354 >> 16));
-        // Non-ASCII goes through UTF-16 code units: "é".hashCode() == 233.
-        assert_eq!(java_hash("é"), 233);
-    }
-
-    #[test]
-    fn close_session_order_follows_hash_buckets_then_creation() {
-        let order = java_hash_set_order(vec![
-            ("/d/r/a/a0000000001".into(), 5, false),
-            ("/d/r/a0000000004".into(), 9, false),
-        ]);
-        // The order real ZooKeeper 3.8 produced for these two paths (differential test).
-        assert_eq!(order, vec!["/d/r/a0000000004", "/d/r/a/a0000000001"]);
     }
 }

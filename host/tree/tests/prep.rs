@@ -1,7 +1,9 @@
 //! Prep + apply conversations pinned to `PrepRequestProcessor` / `DataTree` semantics
 //! (zk-protocol.md §5.3, §8.1–§8.5, §8.7).
 
-use wazoo_proto::{Acl, CreateRequest, ErrorCode, MultiOp, Request, Txn, TxnHeader};
+use wazoo_proto::{
+    encode_txn, Acl, CreateRequest, ErrorCode, Id, MultiOp, Request, Txn, TxnHeader, MAX_TXN_LEN,
+};
 use wazoo_tree::{prep, AuthInfo, DataTree, OpOutcome, PendingChanges, PrepConfig, PrepCtx};
 
 struct Harness {
@@ -249,10 +251,22 @@ fn close_session_includes_pending_ephemerals() {
     let mut h = Harness::new();
     h.run(create("/e1", 1));
     h.prep(create("/e2", 1)); // outstanding, not yet applied
+                              // The txn lists no paths: apply takes them from the tree's index, where /e2 is by then.
     let t = h.prep(Request::CloseSession);
-    match t {
-        Txn::CloseSession { ephemerals } => assert_eq!(ephemerals, vec!["/e1", "/e2"]),
-        other => panic!("{other:?}"),
+    assert_eq!(t, Txn::CloseSession { ephemerals: vec![] });
+    // Later preps of the batch see both gone.
+    for p in ["/e1", "/e2"] {
+        let t = h.prep(Request::Delete {
+            path: p.into(),
+            version: -1,
+        });
+        assert_eq!(
+            t,
+            Txn::Error {
+                err: ErrorCode::NoNode.code()
+            },
+            "{p}"
+        );
     }
     h.apply_all();
     assert!(h.tree.get("/e1").is_none() && h.tree.get("/e2").is_none());
@@ -271,4 +285,264 @@ fn expired_session_cannot_write() {
     };
     let t = prep(&h.tree, &mut h.pending, &create("/x", 0), ctx, &h.cfg);
     assert_eq!(t, Txn::Error { err: -112 });
+}
+
+fn create_req(path: &str, flags: i32, acl: Vec<Acl>) -> CreateRequest {
+    CreateRequest {
+        op: 1,
+        path: path.into(),
+        data: Some(b"v".to_vec()),
+        acl,
+        flags,
+        ttl: -1,
+    }
+}
+
+fn ip_acl(n: usize) -> Vec<Acl> {
+    (0..n)
+        .map(|i| {
+            Acl::new(
+                31,
+                "ip",
+                &format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255),
+            )
+        })
+        .collect()
+}
+
+/// ZooKeeper runs `fixupACL` before it looks at the parent: an invalid ACL wins over a missing
+/// parent, and a valid ACL of 200k distinct entries under a missing parent answers NONODE at the
+/// cost of one linear pass (the de-duplication used to be quadratic: minutes for this request).
+#[test]
+fn create_with_200k_acl_entries_under_a_missing_parent_answers_nonode_in_linear_time() {
+    let mut h = Harness::new();
+    let mut acl = ip_acl(200_000);
+    let t = h.prep(Request::Create(create_req("/missing/x", 0, acl.clone())));
+    assert_eq!(
+        t,
+        Txn::Error {
+            err: ErrorCode::NoNode.code()
+        }
+    );
+    acl.push(Acl::new(31, "ip", "not-an-ip"));
+    let t = h.prep(Request::Create(create_req("/missing/x", 0, acl)));
+    assert_eq!(
+        t,
+        Txn::Error {
+            err: ErrorCode::InvalidAcl.code()
+        }
+    );
+    assert!(h.pending.is_empty());
+}
+
+/// A failing write rolls back only its own change records: its cost does not grow with the
+/// number of outstanding changes of other txns (the rollback used to scan all of them, so 200k
+/// failing writes pipelined behind 100k outstanding changes took 2*10^10 steps).
+#[test]
+fn failed_writes_cost_nothing_per_outstanding_change() {
+    const N: usize = 50_000;
+    let mut h = Harness::new();
+    h.run(create("/p", 0));
+    h.prep(Request::Multi(
+        (0..N)
+            .map(|i| MultiOp::Create(create_req(&format!("/p/n{i}"), 0, Acl::open_unsafe())))
+            .collect(),
+    ));
+    let outstanding = h.pending.len();
+    assert_eq!(outstanding, 2 * N);
+    let bad = Request::Delete {
+        path: "/".into(),
+        version: -1,
+    };
+    for _ in 0..4 * N {
+        // Straight to prep, as one zxid: only the cost of the failure is measured.
+        let ctx = PrepCtx {
+            session_id: h.session,
+            session_valid: true,
+            auth: &h.auth,
+            zxid: h.zxid + 1,
+            time: 0,
+        };
+        let t = prep(&h.tree, &mut h.pending, &bad, ctx, &h.cfg);
+        assert_eq!(
+            t,
+            Txn::Error {
+                err: ErrorCode::BadArguments.code()
+            }
+        );
+    }
+    assert_eq!(h.pending.len(), outstanding);
+    h.apply_all();
+    assert_eq!(h.tree.get("/p").unwrap().stat().num_children, N as i32);
+}
+
+/// A multi of 100k creates that fails on its last op preps and rolls back in linear time (each
+/// change record used to be checked against every record saved before it) and leaves no trace.
+#[test]
+fn multi_of_100k_ops_preps_and_rolls_back_in_linear_time() {
+    const N: usize = 100_000;
+    let mut h = Harness::new();
+    h.run(create("/p", 0));
+    let mut ops: Vec<MultiOp> = (0..N)
+        .map(|i| MultiOp::Create(create_req(&format!("/p/n{i}"), 0, Acl::open_unsafe())))
+        .collect();
+    ops.push(MultiOp::Check {
+        path: "/missing".into(),
+        version: -1,
+    });
+    match h.prep(Request::Multi(ops)) {
+        Txn::Multi(res) => {
+            assert_eq!(res.len(), N + 1);
+            assert!(res[..N].iter().all(|r| *r == Txn::Error { err: 0 }));
+            assert_eq!(
+                res[N],
+                Txn::Error {
+                    err: ErrorCode::NoNode.code()
+                }
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.pending.is_empty());
+    assert_eq!(created_path(&h.run(create("/p/n0", 0))), "/p/n0");
+    assert_eq!(h.tree.get("/p").unwrap().stat().cversion, 1);
+}
+
+/// closeSession of a session with 40k ephemerals (half applied, half still outstanding) preps
+/// and applies in linear time (both used to compare every path with every other), deletes them
+/// all, and keeps the incremental digest equal to a recomputation.
+#[test]
+fn close_session_of_40k_ephemerals_preps_and_applies_in_linear_time() {
+    const N: usize = 40_000;
+    let mut h = Harness::new();
+    h.run(create("/e", 0));
+    let ephemerals = |prefix: &str| {
+        Request::Multi(
+            (0..N / 2)
+                .map(|i| {
+                    MultiOp::Create(create_req(
+                        &format!("/e/{prefix}{i}"),
+                        1,
+                        Acl::open_unsafe(),
+                    ))
+                })
+                .collect(),
+        )
+    };
+    h.prep(ephemerals("a"));
+    h.apply_all();
+    h.prep(ephemerals("b"));
+    h.prep(Request::CloseSession);
+    // Later preps of the same batch see the ephemerals gone: /e is empty.
+    assert_eq!(
+        h.prep(Request::Delete {
+            path: "/e".into(),
+            version: -1
+        }),
+        Txn::Delete { path: "/e".into() }
+    );
+    h.apply_all();
+    assert!(h.pending.is_empty());
+    assert!(h.tree.get("/e").is_none());
+    assert_eq!(h.tree.ephemeral_count(), 0);
+    let digest = h.tree.digest();
+    assert_eq!(digest, h.tree.recompute_digest());
+}
+
+/// The closeSession txn does not list the session's ephemerals (apply takes them from the tree's
+/// index), so its size is the same for a session with no ephemeral and one with 1000 ephemerals
+/// of 4 KiB paths: no session can make a txn over the log's record limit.
+#[test]
+fn close_session_txn_size_does_not_grow_with_the_ephemerals() {
+    let hdr = TxnHeader {
+        session_id: 0x11,
+        cxid: 0,
+        zxid: 1,
+        time: 0,
+    };
+    let mut h = Harness::new();
+    let empty = encode_txn(&hdr, &h.prep(Request::CloseSession)).len();
+    assert!(empty <= MAX_TXN_LEN);
+    h.apply_all();
+    h.session = 0x12;
+    let long = "x".repeat(4096);
+    for i in 0..1000 {
+        h.prep(create(&format!("/{long}{i}"), 1));
+        if i == 500 {
+            h.apply_all();
+        }
+    }
+    let close = h.prep(Request::CloseSession);
+    assert_eq!(encode_txn(&hdr, &close).len(), empty);
+    h.apply_all();
+    assert_eq!(h.tree.ephemeral_count(), 0);
+    assert_eq!(h.tree.node_count(), DataTree::new().node_count());
+}
+
+/// A write whose txn would be larger than MAX_TXN_LEN (the log's record limit) is answered
+/// MARSHALLINGERROR, the code ZooKeeper's prep gives a request it cannot turn into a txn, and
+/// leaves no outstanding change behind. The ways there: an ACL `auth` entry expanded over many
+/// (here long) auth ids, a multi whose sub-txns each fit but not together, and large data with a
+/// raised jute.maxbuffer.
+#[test]
+fn a_write_whose_txn_would_exceed_the_log_limit_is_refused_with_marshalling_error() {
+    let refused = Txn::Error {
+        err: ErrorCode::MarshallingError.code(),
+    };
+    let mut h = Harness::new();
+    h.run(create("/d", 0));
+    let long = "u".repeat(1 << 20);
+    for i in 0..10 {
+        h.auth.add(Id::new("digest", format!("{long}{i}:h")));
+    }
+    // 7 entries x 10 ids x 1 MiB: 70 MiB of ACL.
+    let auth_acl = |n: i32| (1..=n).map(|p| Acl::new(p, "auth", "")).collect::<Vec<_>>();
+    let t = h.prep(Request::Create(create_req("/big", 0, auth_acl(7))));
+    assert_eq!(t, refused);
+    assert!(h.pending.is_empty());
+    // Two creates of 40 MiB each.
+    let t = h.prep(Request::Multi(vec![
+        MultiOp::Create(create_req("/a", 0, auth_acl(4))),
+        MultiOp::Create(create_req("/b", 0, auth_acl(4))),
+    ]));
+    assert_eq!(t, refused);
+    assert!(h.pending.is_empty());
+    // 65 setData of 1 MiB each; a single setData of 65 MiB.
+    let mib = Some(vec![7u8; 1 << 20]);
+    let set = |n| {
+        (0..n)
+            .map(|_| MultiOp::SetData {
+                path: "/d".into(),
+                data: mib.clone(),
+                version: -1,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(h.prep(Request::Multi(set(65))), refused);
+    let t = h.prep(Request::SetData {
+        path: "/d".into(),
+        data: Some(vec![7u8; 65 << 20]),
+        version: -1,
+    });
+    assert_eq!(t, refused);
+    assert!(h.pending.is_empty());
+    h.apply_all();
+    assert_eq!(h.tree.get("/").unwrap().meta().cversion, 1);
+    assert_eq!(h.tree.get("/d").unwrap().stat().version, 0);
+    // Just under the limit still goes through, and encodes within it.
+    let t = h.prep(Request::Multi(set(63)));
+    assert!(matches!(&t, Txn::Multi(ops) if ops.len() == 63 && !t.is_error()));
+    assert!(encode_txn(&hdr0(), &t).len() <= MAX_TXN_LEN);
+    let t = h.prep(Request::Create(create_req("/ok", 0, auth_acl(6))));
+    assert!(matches!(t, Txn::Create { .. }), "60 MiB of ACL fits");
+    assert!(encode_txn(&hdr0(), &t).len() <= MAX_TXN_LEN);
+}
+
+fn hdr0() -> TxnHeader {
+    TxnHeader {
+        session_id: 0,
+        cxid: 0,
+        zxid: 0,
+        time: 0,
+    }
 }
