@@ -38,6 +38,17 @@ def settle(srv, seconds: float = 0.5) -> int:
     return status_kib(srv, "VmRSS")
 
 
+def mntr(srv) -> dict:
+    out = {}
+    for line in srv.four_letter("mntr").splitlines():
+        k, _, v = line.partition("\t")
+        try:
+            out[k] = int(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
 @pytest.fixture
 def srv(wazoo_server_factory):
     return wazoo_server_factory(tick_time=500, name="limits")
@@ -131,6 +142,7 @@ def test_a_connection_that_sends_no_connect_request_is_closed(wazoo_server_facto
         silent.close()
         partial.close()
     assert "nio.sessionlessCnxnTimeout" in srv.log_since(0)
+    assert mntr(srv)["zk_sessionless_connections_expired"] == 2
 
 
 REFUSED = (ConnectionClosed, ConnectionResetError, BrokenPipeError, WireTimeout)
@@ -156,6 +168,13 @@ def test_max_cnxns_limits_connections_in_all(wazoo_server_factory):
         srv.wire(io_timeout=3.0)
     conns.pop().close()
     conns.append(connect_once_free(srv))
+    conns.pop().close()
+    # A four-letter word needs a connection place too.
+    deadline = time.monotonic() + 10
+    while "zk_connection_rejected" not in (stats := mntr(srv)):
+        assert time.monotonic() < deadline, "mntr never got a connection place"
+        time.sleep(0.2)
+    assert stats["zk_connection_rejected"] >= 1
     for c in conns:
         assert c.exists("/").err == Err.OK
         c.close()

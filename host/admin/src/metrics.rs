@@ -449,15 +449,24 @@ pub enum Counter {
     CommitCount,
     /// Sessions expired by the session tracker (not closed by their client).
     StaleSessionsExpired,
+    /// Client connections accepted within the connection limits.
+    ConnectionRequest,
+    /// Client connections refused by `maxClientCnxns` or `maxCnxns`.
+    ConnectionRejected,
+    /// Connections closed for sending no ConnectRequest within `nio.sessionlessCnxnTimeout`.
+    SessionlessConnectionsExpired,
 }
 
 impl Counter {
-    pub const COUNT: usize = 4;
+    pub const COUNT: usize = 7;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
         Counter::CommitCount,
         Counter::StaleSessionsExpired,
+        Counter::ConnectionRequest,
+        Counter::ConnectionRejected,
+        Counter::SessionlessConnectionsExpired,
     ];
 
     /// The mntr key (without `zk_`).
@@ -487,6 +496,21 @@ impl Counter {
                 "stale_sessions_expired",
                 "stale_sessions_expired_total",
                 "Sessions expired by the session tracker.",
+            ),
+            Counter::ConnectionRequest => (
+                "connection_request_count",
+                "connection_requests_total",
+                "Client connections accepted within the connection limits.",
+            ),
+            Counter::ConnectionRejected => (
+                "connection_rejected",
+                "connections_rejected_total",
+                "Client connections refused by maxClientCnxns or maxCnxns.",
+            ),
+            Counter::SessionlessConnectionsExpired => (
+                "sessionless_connections_expired",
+                "sessionless_connections_expired_total",
+                "Connections closed for sending no ConnectRequest in time.",
             ),
         }
     }

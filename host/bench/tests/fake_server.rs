@@ -215,7 +215,10 @@ fn rate_paces_the_requests_to_the_offered_load() {
     let sent = f.seen.lock().unwrap().by_op[&op::EXISTS];
     // 1.2 s of issuing / 10 ms per session = 120 due times each, +1 for rounding.
     let bound = 4 * (1200 / 10 + 1);
-    assert!(sent <= bound, "{sent} exists requests sent in 1.2 s at 400/s (at most {bound})");
+    assert!(
+        sent <= bound,
+        "{sent} exists requests sent in 1.2 s at 400/s (at most {bound})"
+    );
     assert!(sent > 0);
     // Every request sent was answered and counted once (warm-up and drain included); the window
     // counts a part of them.

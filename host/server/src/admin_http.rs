@@ -23,12 +23,11 @@
 //! - `wchs`, `wchc`, `wchp`: one message each; the watch registry (`wazoo-tree`) offers its
 //!   tables only whole, so the core walks them in one piece (`wchs` counts distinct paths).
 //!
-//! A server's [`Published`] is found from its `Arc<ServerConfig>` ([`register`], by the core at
-//! startup; [`published_for`]): the connection tasks and this endpoint share that `Arc` with the
-//! core.
+//! A server's [`Published`] is made at startup (`run`) and handed to the core, which updates its
+//! gauges, and to the connection listener and this endpoint, which read them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -108,29 +107,6 @@ fn static_info(cfg: &ServerConfig, version: String) -> StaticInfo {
         config,
         env: crate::env_lines(),
     }
-}
-
-type Registry = Vec<(Weak<ServerConfig>, Arc<Published>)>;
-
-static REGISTRY: Mutex<Registry> = Mutex::new(Vec::new());
-
-fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Makes `published` the admin state of the server running with `cfg`.
-pub fn register(cfg: &Arc<ServerConfig>, published: Arc<Published>) {
-    let mut r = registry();
-    r.retain(|(c, _)| c.strong_count() > 0 && c.as_ptr() != Arc::as_ptr(cfg));
-    r.push((Arc::downgrade(cfg), published));
-}
-
-/// The admin state of the server running with `cfg`, once its core has started.
-pub fn published_for(cfg: &Arc<ServerConfig>) -> Option<Arc<Published>> {
-    registry()
-        .iter()
-        .find(|(c, _)| c.as_ptr() == Arc::as_ptr(cfg))
-        .map(|(_, p)| p.clone())
 }
 
 /// A piece of the session listing ([`AdminQuery::Sessions`]).
@@ -300,14 +276,14 @@ fn perform(action: Option<AdminAction>, p: &Published) {
 /// The reply to a whitelisted four-letter word; `None` if the server is shutting down.
 pub async fn four_letter_text(
     cmd: FourLetterWord,
-    cfg: &Arc<ServerConfig>,
+    cfg: &ServerConfig,
+    p: &Published,
     core: &mpsc::UnboundedSender<CoreMsg>,
 ) -> Option<String> {
     if cmd == FourLetterWord::Ruok {
         return Some(render(cmd, &ServerStats::default()));
     }
-    let p = published_for(cfg)?;
-    perform(cmd.action(), &p);
+    perform(cmd.action(), p);
     let mut stats = p.stats();
     if matches!(cmd, FourLetterWord::Dirs | FourLetterWord::Conf) {
         add_dir_sizes(&mut stats, &cfg.data_dir);
@@ -322,6 +298,7 @@ pub async fn serve(
     listener: TcpListener,
     core: mpsc::UnboundedSender<CoreMsg>,
     cfg: Arc<ServerConfig>,
+    published: Arc<Published>,
 ) {
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -343,6 +320,7 @@ pub async fn serve(
         };
         let core = core.clone();
         let cfg = cfg.clone();
+        let published = published.clone();
         tokio::spawn(async move {
             let mut buf = Vec::with_capacity(1024);
             let mut chunk = [0u8; 1024];
@@ -355,10 +333,8 @@ pub async fn serve(
                 match parse_request_head(&buf) {
                     Ok(None) => continue,
                     Ok(Some(req)) => {
-                        let Some(p) = published_for(&cfg) else {
-                            return;
-                        };
-                        perform(action_for(&req), &p);
+                        let p = &published;
+                        perform(action_for(&req), p);
                         let mut stats = p.stats();
                         add_dir_sizes(&mut stats, &cfg.data_dir);
                         if stats.serving
@@ -413,7 +389,6 @@ mod tests {
         let p = Published::new(&cfg, Arc::new(Metrics::new()), "3.8.0-test".into());
         p.gauges.set_serving(true);
         p.gauges.publish_burst(5, 3, 0, 0, 1, 1);
-        register(&cfg, p);
         let (tx, _rx) = mpsc::unbounded_channel();
         for (cmd, needle) in [
             (FourLetterWord::Ruok, "imok"),
@@ -426,7 +401,7 @@ mod tests {
         ] {
             let text = tokio::time::timeout(
                 std::time::Duration::from_secs(5),
-                four_letter_text(cmd, &cfg, &tx),
+                four_letter_text(cmd, &cfg, &p, &tx),
             )
             .await
             .unwrap_or_else(|_| panic!("{cmd:?} waited for the core"))
@@ -436,7 +411,7 @@ mod tests {
         // A listing does ask the core.
         let wait = tokio::time::timeout(
             std::time::Duration::from_millis(200),
-            four_letter_text(FourLetterWord::Cons, &cfg, &tx),
+            four_letter_text(FourLetterWord::Cons, &cfg, &p, &tx),
         )
         .await;
         assert!(wait.is_err(), "cons answered without the core");

@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(c.max_connection_output_bytes, 65536);
         assert!(c.unknown_keys.is_empty(), "{:?}", c.unknown_keys);
         let e = ServerConfig::parse("dataDir=/x\nglobalOutstandingLimit=0\n", Path::new("/"));
-        assert!(e.unwrap_err().to_string().contains("globalOutstandingLimit"));
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("globalOutstandingLimit"));
     }
 
     #[test]

@@ -31,15 +31,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 use wazoo_admin::fourletter::{not_whitelisted_message, FourLetterWord, Whitelist};
+use wazoo_admin::metrics::Counter;
 use wazoo_proto::frame::{frame_len, FrameLen};
 use wazoo_proto::request::RequestError;
 use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
+use crate::admin_http::Published;
 use crate::config::ServerConfig;
 use crate::core::{mono_ms, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
+    /// Gauges and metrics for the four-letter words, and the connection counters.
+    published: Arc<Published>,
     core: mpsc::UnboundedSender<CoreMsg>,
     whitelist: Whitelist,
     cnxns: Mutex<Cnxns>,
@@ -120,6 +124,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     cfg: Arc<ServerConfig>,
     core: mpsc::UnboundedSender<CoreMsg>,
+    published: Arc<Published>,
 ) {
     let shared = Arc::new(Shared {
         whitelist: Whitelist::parse(cfg.four_letter_whitelist.as_deref(), false),
@@ -127,6 +132,7 @@ pub async fn accept_loop(
         large_bytes: Arc::new(Semaphore::new(cfg.large_request_max_bytes)),
         cfg,
         core,
+        published,
         cnxns: Mutex::new(Cnxns::default()),
     });
     let mut next_id: ConnId = 1;
@@ -164,18 +170,22 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// (logged; the socket is dropped, which closes it).
 fn take_slot(shared: &Arc<Shared>, remote: SocketAddr) -> Option<CnxnSlot> {
     let (max_ip, max_all) = (shared.cfg.max_client_cnxns, shared.cfg.max_cnxns);
+    let metrics = &shared.published.metrics;
     let mut c = shared.cnxns.lock().unwrap_or_else(|e| e.into_inner());
     if max_all > 0 && c.total >= max_all {
         warn!(%remote, limit = max_all, "too many connections (maxCnxns); closing");
+        metrics.inc(Counter::ConnectionRejected);
         return None;
     }
     let n = c.per_ip.entry(remote.ip()).or_insert(0);
     if max_ip > 0 && *n >= max_ip {
         warn!(%remote, limit = max_ip, "too many connections from this address (maxClientCnxns); closing");
+        metrics.inc(Counter::ConnectionRejected);
         return None;
     }
     *n += 1;
     c.total += 1;
+    metrics.inc(Counter::ConnectionRequest);
     Some(CnxnSlot {
         shared: Arc::clone(shared),
         ip: remote.ip(),
@@ -236,6 +246,10 @@ async fn connection(
         Ok(None) => return,
         Err(_) => {
             info!(%remote, ms = sessionless.as_millis() as u64, "closing connection: no ConnectRequest within nio.sessionlessCnxnTimeout");
+            shared
+                .published
+                .metrics
+                .inc(Counter::SessionlessConnectionsExpired);
             return;
         }
     };
@@ -437,7 +451,8 @@ impl ConnOut {
         } else {
             st.pending.extend_from_slice(bytes);
         }
-        self.queued.store(st.pending.len() + st.in_write, Ordering::SeqCst);
+        self.queued
+            .store(st.pending.len() + st.in_write, Ordering::SeqCst);
         drop(st);
         self.wake.notify_one();
     }
@@ -566,7 +581,9 @@ async fn four_letter(cmd: FourLetterWord, mut wr: OwnedWriteHalf, shared: &Share
     let text = if !shared.whitelist.allows(cmd) {
         not_whitelisted_message(cmd)
     } else {
-        match crate::admin_http::four_letter_text(cmd, &shared.cfg, &shared.core).await {
+        match crate::admin_http::four_letter_text(cmd, &shared.cfg, &shared.published, &shared.core)
+            .await
+        {
             Some(text) => text,
             None => return,
         }

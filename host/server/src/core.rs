@@ -271,7 +271,7 @@ impl Core {
         first_batch: Batch,
         next_zxid: Zxid,
         metrics: Arc<Metrics>,
-        version: String,
+        published: Arc<Published>,
     ) -> Core {
         let now_ms = wall_ms();
         let mut tracker = SessionTracker::new(cfg.tick_time_ms as i64);
@@ -282,9 +282,7 @@ impl Core {
         }
         let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
-        let published = Published::new(&cfg, metrics.clone(), version);
         let gauges = published.gauges.clone();
-        crate::admin_http::register(&cfg, published);
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
         Core {
             prep_cfg: PrepConfig {
@@ -686,7 +684,9 @@ impl Core {
         // reads, pings and watch registrations are answered SESSIONEXPIRED.
         let valid = self.tracker.touch(session, received_ms);
         let req = match req {
-            Ok(r) if !valid && !r.is_write() && checks_session(&r) => Err(ErrorCode::SessionExpired),
+            Ok(r) if !valid && !r.is_write() && checks_session(&r) => {
+                Err(ErrorCode::SessionExpired)
+            }
             other => other,
         };
         if let Err(code) = req {

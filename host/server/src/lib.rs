@@ -247,6 +247,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
             let _ = durable_tx.send(core::CoreMsg::Durable(report));
         }),
     );
+    let published = admin_http::Published::new(&cfg, metrics.clone(), VERSION.to_string());
     let core = core::Core::new(
         cfg.clone(),
         tree,
@@ -254,15 +255,20 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         first,
         last_logged + 1,
         metrics.clone(),
-        VERSION.to_string(),
+        published.clone(),
     );
     core::spawn_timers(&cfg, tx.clone());
     let core_task = tokio::spawn(core.run(rx));
     info!(addr = %cfg.client_addr, "serving ZooKeeper clients");
-    tokio::spawn(conn::accept_loop(listener, cfg.clone(), tx.clone()));
+    tokio::spawn(conn::accept_loop(
+        listener,
+        cfg.clone(),
+        tx.clone(),
+        published.clone(),
+    ));
     if let Some(l) = admin {
         info!(addr = %cfg.admin_addr, "admin server: /metrics, /commands");
-        tokio::spawn(admin_http::serve(l, tx.clone(), cfg.clone()));
+        tokio::spawn(admin_http::serve(l, tx.clone(), cfg.clone(), published));
     }
     drop(tx);
     tokio::select! {
