@@ -191,7 +191,7 @@ def test_cons_and_dump_list_thousands_completely(wazoo_only, wazoo_server_factor
 
 
 NEVER_MEASURED = ["proposal_count", "looking_count", "diff_count", "snap_count", "throttled_ops",
-                  "large_requests_rejected", "connection_rejected", "connection_drop_count",
+                  "large_requests_rejected", "connection_drop_count",
                   "learner_proposal_received_count", "avg_election_time", "avg_snapshottime",
                   "avg_quorum_ack_latency", "avg_propagation_latency", "digest_mismatches_count"]
 
@@ -205,6 +205,9 @@ def test_mntr_lists_measured_metrics_only_and_they_move(wazoo_only, wazoo_server
         assert f"zk_{key}" not in m0, key
     assert int(m0["zk_cnt_dbinittime"]) == 1
     commits0 = int(m0["zk_commit_count"])
+    # The readiness probe's connection and this mntr's (the mntr connection counts before it answers).
+    assert int(m0["zk_connection_request_count"]) >= 2
+    assert int(m0["zk_connection_rejected"]) == 0
 
     with Conn(harness.HOST, srv.port) as w, Conn(harness.HOST, srv.port) as c:
         w.exists("/watched", watch=True)   # NONODE, with an exist watch

@@ -340,8 +340,9 @@ def hand_written(t: Transcript):
     op("A", "getChildren2 /d", lambda c: c.get_children2("/d"))
     op("A", "delete /d/cont/child", lambda c: c.delete("/d/cont/child"))
 
-    # An ephemeral pipelined behind closeSession (before the handshake even completed) is refused
-    # with SESSIONEXPIRED (its reply never arrives: the connection closes after the close's reply).
+    # An ephemeral pipelined behind closeSession (before the handshake even completed) is never
+    # created: ZooKeeper drops it (the session is closing), taking no zxid, and the connection closes
+    # after the close's reply.
     op("B", "exists /d/orphan watch", lambda c: c.exists("/d/orphan", True))
     t.pipelined_close("/d/orphan")
     op("A", "exists /d/orphan", lambda c: c.exists("/d/orphan"))

@@ -95,9 +95,9 @@ def _pipelined_close_then_ephemeral(port: int, path: str):
 
 def test_an_ephemeral_pipelined_behind_a_close_session_is_never_created(server, wire):
     """zk-protocol.md §2.3: requests are prepped in order; PrepRequestProcessor marks the session
-    closing at closeSession and checkSession then refuses every later request of it (SESSIONEXPIRED).
-    The connection closes after the closeSession reply, so the refused create's reply never arrives,
-    and no ephemeral may outlive its session."""
+    closing at closeSession, and every later request of it is then dropped (touchSession fails) or,
+    if it raced past that, refused by checkSession (SESSIONEXPIRED). The connection closes after the
+    closeSession reply, so no reply of the create arrives, and no ephemeral may outlive its session."""
     connect, replies = _pipelined_close_then_ephemeral(server.port, "/pipelined-orphan")
     assert len(connect) in (36, 37), connect
     assert [(r.xid, r.err) for r in replies] == [(1, Err.OK)], replies

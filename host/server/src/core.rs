@@ -62,6 +62,13 @@ const INLINE_COMMIT_MAX: usize = 4;
 /// costs nothing else, since those reads could not be answered earlier anyway.
 const MAX_QUEUED_READS: usize = 16;
 
+/// Bytes of large writes (requests of at least `largeRequestThreshold`) prepped and not yet applied,
+/// beyond which the next large write waits for one to apply: at most about this much bulk data rides
+/// each group commit, so the fsync that small writes share with it stays short (one 1 MiB setData
+/// after another would otherwise fill every commit with megabytes). Writers of large requests take
+/// turns (`Core::waiting_large`). At least one large write is always allowed.
+const LARGE_WRITES_IN_FLIGHT: usize = 1 << 20;
+
 /// Tree bytes applied (data of creates and setData) that make the core stage the tree's changes
 /// before `TREE_STAGE_DIRTY` nodes are dirty: a stream of large setData would otherwise keep
 /// thousands of megabyte-sized encodings in the storage batch.
@@ -167,6 +174,8 @@ struct Parked {
     xid: i32,
     op: i32,
     req: Result<Request, ErrorCode>,
+    /// Frame size in bytes.
+    size: usize,
     received_ms: i64,
     at: Instant,
     admit: Admission,
@@ -198,6 +207,8 @@ struct Conn {
     queued_reads: usize,
     /// Requests received and not processed yet, in order.
     parked: VecDeque<Parked>,
+    /// In `Core::waiting_large`.
+    waiting_large: bool,
     buf: Writer,
     closing: bool,
     established_ms: i64,
@@ -211,6 +222,8 @@ struct InFlight {
     /// The client request's place in the budgets: its memory (request, txn, log entry) lives
     /// until the txn is applied, whether or not its connection still exists.
     admit: Option<Admission>,
+    /// Its bytes in `Core::large_in_flight` (a large write), else 0.
+    large: usize,
 }
 
 /// The core's state.
@@ -240,6 +253,11 @@ pub struct Core {
     staged_applied: Zxid,
     /// Node data bytes applied since the tree's changes were last staged.
     applied_bytes: usize,
+    /// Bytes of large writes prepped and not yet applied (see [`LARGE_WRITES_IN_FLIGHT`]).
+    large_in_flight: usize,
+    /// Connections whose next request is a large write waiting for `large_in_flight` to drop, in
+    /// the order they started waiting.
+    waiting_large: VecDeque<ConnId>,
 }
 
 /// Milliseconds on the server's monotonic clock (since its first reading), shared by the
@@ -308,6 +326,8 @@ impl Core {
             applied_since_purge: 0,
             staged_applied,
             applied_bytes: 0,
+            large_in_flight: 0,
+            waiting_large: VecDeque::new(),
         }
     }
 
@@ -380,6 +400,7 @@ impl Core {
             queue: VecDeque::new(),
             queued_reads: 0,
             parked: VecDeque::new(),
+            waiting_large: false,
             buf: Writer::new(),
             closing: false,
             established_ms: wall_ms(),
@@ -584,6 +605,7 @@ impl Core {
             txn,
             origin,
             admit: None,
+            large: 0,
         });
     }
 
@@ -620,6 +642,7 @@ impl Core {
             xid,
             op,
             req,
+            size,
             received_ms,
             at,
             admit,
@@ -651,6 +674,7 @@ impl Core {
     /// Processes a connection's parked requests, in order, while it can take them.
     fn pump(&mut self, id: ConnId) {
         let max_output = self.cfg.max_connection_output_bytes;
+        let threshold = self.cfg.large_request_threshold;
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
                 return;
@@ -658,14 +682,67 @@ impl Core {
             if c.closing || c.parked.is_empty() || !Self::can_take(c, max_output) {
                 return;
             }
+            let front = c.parked.front().expect("not empty");
+            if is_large_write(front, threshold) {
+                let size = front.size;
+                let fits = self.large_in_flight == 0
+                    || self.large_in_flight + size <= LARGE_WRITES_IN_FLIGHT;
+                let first = self.waiting_large.front().is_none_or(|w| *w == id);
+                if !(fits && first) {
+                    if !c.waiting_large {
+                        c.waiting_large = true;
+                        self.waiting_large.push_back(id);
+                    }
+                    return;
+                }
+                if c.waiting_large {
+                    c.waiting_large = false;
+                    self.waiting_large.pop_front();
+                }
+            }
             let p = c.parked.pop_front().expect("not empty");
             self.process(id, p);
+        }
+    }
+
+    /// Gives the connections waiting to send a large write their turns, in the order they started
+    /// waiting, after one applied. A connection whose turn has come but that cannot take requests
+    /// for another reason (it does not read its replies) loses its place and queues again when it
+    /// is pumped next, so it never holds the others up.
+    fn pump_waiting_large(&mut self) {
+        let max_output = self.cfg.max_connection_output_bytes;
+        let threshold = self.cfg.large_request_threshold;
+        while let Some(&id) = self.waiting_large.front() {
+            let ready = self.conns.get(&id).is_some_and(|c| {
+                !c.closing
+                    && c.parked
+                        .front()
+                        .is_some_and(|p| is_large_write(p, threshold))
+                    && Self::can_take(c, max_output)
+            });
+            if !ready {
+                self.waiting_large.pop_front();
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.waiting_large = false;
+                }
+                continue;
+            }
+            self.pump(id);
+            if self.waiting_large.front() == Some(&id) {
+                // Its turn, but the large writes in flight leave no room yet.
+                return;
+            }
         }
     }
 
     /// Checks a request against its session and preps it (a write) or answers or queues it (a
     /// read), in its connection's order.
     fn process(&mut self, id: ConnId, p: Parked) {
+        let large = if is_large_write(&p, self.cfg.large_request_threshold) {
+            p.size
+        } else {
+            0
+        };
         let Parked {
             xid,
             op: opcode,
@@ -673,22 +750,28 @@ impl Core {
             received_ms,
             at: now,
             admit,
+            ..
         } = p;
         let conn = self.conns.get_mut(&id).expect("pumped connections exist");
         let session = conn.session;
         let remote = conn.remote;
-        // Every request is checked against its session as it stands now, in arrival order (as
-        // ZooKeeper's PrepRequestProcessor does with `checkSession`), a request pipelined behind
-        // the handshake included: the session is tracked from the ConnectRequest on. Once closing
-        // (closeSession prepped, or expired), writes are prepped as SESSIONEXPIRED error txns and
-        // reads, pings and watch registrations are answered SESSIONEXPIRED.
+        // Every request is checked against its session as it stands now, in arrival order, a
+        // request pipelined behind the handshake included: the session is tracked from the
+        // ConnectRequest on. A request of a closing session (its closeSession prepped, or expired)
+        // is dropped unanswered, taking no zxid, as ZooKeeper drops a request whose
+        // `touchSession` fails (MissingSessionException in `submitRequestNow`); the connection
+        // closes when the closeSession applies. So no ephemeral is ever created for a closed or
+        // closing session, and prep's own check (`session_valid`, SESSIONEXPIRED) is a backstop.
         let valid = self.tracker.touch(session, received_ms);
-        let req = match req {
-            Ok(r) if !valid && !r.is_write() && checks_session(&r) => {
-                Err(ErrorCode::SessionExpired)
-            }
-            other => other,
-        };
+        if !valid && req.as_ref().map_or(true, checks_session) {
+            debug!(
+                %remote,
+                session = format_args!("{session:#x}"),
+                op = op::name(opcode),
+                "dropping a request of a closing or expired session"
+            );
+            return;
+        }
         if let Err(code) = req {
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
@@ -763,6 +846,10 @@ impl Core {
             Some(id),
         );
         self.hold_until_applied(admit);
+        if let Some(f) = self.inflight.back_mut() {
+            f.large = large;
+            self.large_in_flight += large;
+        }
     }
 
     /// Queues a write's place in its connection's reply order; the reply goes out when `zxid` is
@@ -929,6 +1016,9 @@ impl Core {
             let f = self.inflight.pop_front().expect("front exists");
             self.apply(f);
         }
+        if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
+            self.pump_waiting_large();
+        }
         if self.tree.dirty_count() >= TREE_STAGE_DIRTY || self.applied_bytes >= TREE_STAGE_BYTES {
             self.stage_tree_changes();
         }
@@ -989,6 +1079,9 @@ impl Core {
 
     fn apply(&mut self, f: InFlight) {
         self.applied_bytes += txn_data_len(&f.txn);
+        if f.large > 0 {
+            self.large_in_flight -= f.large;
+        }
         let applied = self.tree.apply(&f.header, &f.txn);
         self.metrics.inc(Counter::CommitCount);
         self.pending.applied(f.header.zxid);
@@ -1449,6 +1542,11 @@ fn build_reply(opcode: i32, sub_ops: &[i32], outcome: OpOutcome) -> Result<Respo
     })
 }
 
+/// Whether a request is a write of at least `threshold` bytes (see [`LARGE_WRITES_IN_FLIGHT`]).
+fn is_large_write(p: &Parked, threshold: usize) -> bool {
+    p.size >= threshold && matches!(&p.req, Ok(r) if r.is_write())
+}
+
 /// Node data bytes a txn writes into the tree.
 fn txn_data_len(txn: &Txn) -> usize {
     match txn {
@@ -1458,9 +1556,9 @@ fn txn_data_len(txn: &Txn) -> usize {
     }
 }
 
-/// Whether ZooKeeper's prep checks the session of this non-write request (`checkSession` for
-/// sync, the reads, ping, setWatches, removeWatches, addWatch, whoAmI): auth is the connection's
-/// own business, and an unsupported opcode is answered UNIMPLEMENTED whatever the session.
+/// Whether a request needs a live session: auth is the connection's own business (ZooKeeper
+/// handles it before the request is submitted), and an unsupported opcode is answered
+/// UNIMPLEMENTED whatever the session.
 fn checks_session(req: &Request) -> bool {
     !matches!(
         req,
