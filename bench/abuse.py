@@ -72,8 +72,9 @@ class RssSampler(threading.Thread):
 class Hostiles:
     """The hostile clients, each a thread that stops at `halt` (sockets are closed to unblock sends)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, kinds: List[str]) -> None:
         self.port = port
+        self.kinds = kinds
         self.halt = threading.Event()
         self.socks: List[socket.socket] = []
         self.lock = threading.Lock()
@@ -89,7 +90,9 @@ class Hostiles:
             self.counts[k] += 1
 
     def start(self) -> None:
-        targets = [self.bigread, self.setstream, self.halfclosed] + [self.srvr] * 20
+        by_kind = {"bigread": [self.bigread], "setstream": [self.setstream],
+                   "halfclosed": [self.halfclosed], "srvr": [self.srvr] * 20}
+        targets = [t for k in self.kinds for t in by_kind[k]]
         for t in targets:
             th = threading.Thread(target=self._guard, args=(t,), daemon=True)
             th.start()
@@ -184,7 +187,7 @@ def run_one(runner: Runner, opts, system: str, pair: int) -> dict:
         out["idle_rss_mib"] = idle / 1024
         sampler = RssSampler(m.proc.pid)
         sampler.start()
-        hostiles = Hostiles(m.port)
+        hostiles = Hostiles(m.port, opts.hostile_kinds)
         hostiles.start()
         time.sleep(2.0)   # let the hostile clients reach their steady state first
         code, busy, err = runner.bench(cluster.servers, args + ["--prefix", "/busy"], timeout)
@@ -250,7 +253,11 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--keep-dirs", action="store_true")
     ap.add_argument("--cleanup-each", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--hostiles", default="bigread,setstream,halfclosed,srvr",
+                    help="which hostile clients run (comma list; default all four)")
+    ap.add_argument("--systems", default="wazoo,zookeeper")
     opts = ap.parse_args(argv)
+    opts.hostile_kinds = [k for k in opts.hostiles.split(",") if k]
     import atexit
     atexit.register(compare._kill_leftovers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -262,12 +269,13 @@ def main(argv: List[str]) -> int:
     runner = Runner(opts, bench_cmd, wazoo_bin)
     results = []
     for pair in range(opts.pairs):
-        for system in ("wazoo", "zookeeper"):
+        for system in opts.systems.split(","):
             r = run_one(runner, opts, system, pair)
             results.append(r)
             print(f"  pair {pair + 1} {system:<9} " + json.dumps({k: v for k, v in r.items() if k != "error"})
                   + (f"\n    ERROR: {r['error'][:2000]}" if r.get("error") else ""), flush=True)
-    shutil.rmtree(runner.base, ignore_errors=True)
+    if not opts.keep_dirs:
+        shutil.rmtree(runner.base, ignore_errors=True)
     info = compare.machine()
     text = (f"# Abuse benchmark, {dt.datetime.now().isoformat(timespec='seconds')}\n\n"
             f"`bench/abuse.py {' '.join(argv)}` on {info.get('host')} ({info.get('nproc')} cores), "
