@@ -170,6 +170,17 @@ fn corrupt(path: &Path, offset: u64, detail: impl Into<String>) -> StoreError {
     e
 }
 
+/// The records of the commit frame at `offset` of `path`; a bad one is corruption at its own offset.
+fn records_at(
+    path: &Path,
+    offset: u64,
+    header: &crate::frame::Header,
+    body: &[u8],
+) -> Result<Vec<crate::frame::RecordAt>, StoreError> {
+    parse_records(header, body)
+        .map_err(|(at, why)| corrupt(path, offset + (crate::frame::FRAME_HEADER + at) as u64, why))
+}
+
 fn segment_name(first: Zxid) -> String {
     format!("log.{:016x}", first as u64)
 }
@@ -406,13 +417,7 @@ impl SegmentLog {
                         seg.sealed = true;
                         break Stop::Sealed(offset + header.total());
                     }
-                    let records = parse_records(&header, body).map_err(|(at, why)| {
-                        corrupt(
-                            &path,
-                            offset + (crate::frame::FRAME_HEADER + at) as u64,
-                            why,
-                        )
-                    })?;
+                    let records = records_at(&path, offset, &header, body)?;
                     for (i, (at, zxid, _)) in records.iter().enumerate() {
                         // The commit's own offset for its first record, the record's for others.
                         let at = match i {
@@ -649,13 +654,7 @@ impl SegmentLog {
                         header,
                         body,
                     } => {
-                        let records = parse_records(&header, body).map_err(|(at, why)| {
-                            corrupt(
-                                &seg.path,
-                                offset + (crate::frame::FRAME_HEADER + at) as u64,
-                                why,
-                            )
-                        })?;
+                        let records = records_at(&seg.path, offset, &header, body)?;
                         for (_, zxid, data) in records {
                             if zxid >= from && !visit(zxid, &body[data]) {
                                 return Ok(());
@@ -730,13 +729,7 @@ impl SegmentLog {
                 }
                 Step::Bad { offset, why, .. } => return Err(corrupt(&seg.path, offset, why)),
             };
-            let records = parse_records(&header, body).map_err(|(at, why)| {
-                corrupt(
-                    &seg.path,
-                    offset + (crate::frame::FRAME_HEADER + at) as u64,
-                    why,
-                )
-            })?;
+            let records = records_at(&seg.path, offset, &header, body)?;
             let keep = records.iter().take_while(|r| r.1 <= zxid).count();
             if keep == 0 {
                 break;
