@@ -1,0 +1,180 @@
+//! The core's side of the admin commands: the gauges it publishes (once per burst, once per
+//! tick) and the listings it answers in bounded pieces (`AdminQuery`).
+
+use super::*;
+
+impl Core {
+    /// Once per burst: six relaxed stores of values known without a walk.
+    pub(super) fn publish_burst(&self) {
+        self.gauges.publish_burst(
+            self.tree.last_applied(),
+            self.tree.node_count() as u64,
+            self.tree.approximate_data_size(),
+            self.inflight.len() as u64,
+            self.conns.len() as u64,
+            self.tree.sessions().len() as u64,
+        );
+    }
+
+    /// Once per tick: the counts that walk the sessions with ephemerals and the watching
+    /// connections (a sum of their sizes, no copies).
+    pub(super) fn publish_tables(&self) {
+        self.gauges.publish_tables(
+            self.tree.ephemeral_count() as u64,
+            self.watches.watch_count() as u64,
+            self.watches.watcher_count() as u64,
+        );
+    }
+
+    pub(super) fn admin(&self, q: AdminQuery) {
+        match q {
+            AdminQuery::Ids(reply) => {
+                let sessions = self.tree.sessions().keys().copied().collect();
+                let conns = self.conns.keys().copied().collect();
+                let _ = reply.send((sessions, conns));
+            }
+            AdminQuery::Sessions { ids, skip, reply } => {
+                let _ = reply.send(self.session_chunk(&ids, skip));
+            }
+            AdminQuery::Conns { ids, reply } => {
+                let clock = Clock::now();
+                let conns = ids
+                    .iter()
+                    .take(ADMIN_CHUNK)
+                    .filter_map(|id| Some(self.conn_stats(self.conns.get(id)?, &clock)))
+                    .collect();
+                let _ = reply.send(conns);
+            }
+            AdminQuery::Watches { what, reply } => {
+                let _ = reply.send(self.watch_tables(what));
+            }
+        }
+    }
+
+    /// Up to [`ADMIN_CHUNK`] ephemeral paths of the sessions `ids` (the first from its `skip`th).
+    fn session_chunk(&self, ids: &[i64], mut skip: usize) -> SessionChunk {
+        let clock = Clock::now();
+        let mut budget = ADMIN_CHUNK;
+        let mut sessions = Vec::new();
+        for (i, &id) in ids.iter().enumerate().take(ADMIN_CHUNK) {
+            if budget == 0 {
+                return SessionChunk {
+                    sessions,
+                    resume: Some((i, 0)),
+                };
+            }
+            let Some(entry) = self.tree.session(id) else {
+                skip = 0;
+                continue;
+            };
+            let mut paths = self.tree.ephemerals_of(id).skip(skip);
+            let ephemerals: Vec<String> = paths.by_ref().take(budget).cloned().collect();
+            budget -= ephemerals.len();
+            // The budget ran out within this session: the next piece continues it.
+            let more = budget == 0 && paths.next().is_some();
+            let sent = skip + ephemerals.len();
+            skip = 0;
+            sessions.push(SessionDump {
+                id,
+                timeout_ms: entry.timeout,
+                expires_at_ms: self.tracker.expires_at(id).map(|t| clock.wall(t)),
+                ephemerals,
+            });
+            if more {
+                return SessionChunk {
+                    sessions,
+                    resume: Some((i, sent)),
+                };
+            }
+        }
+        let done = ids.len().min(ADMIN_CHUNK);
+        SessionChunk {
+            sessions,
+            resume: (done < ids.len()).then_some((done, 0)),
+        }
+    }
+
+    fn conn_stats(&self, c: &Conn, clock: &Clock) -> ConnectionStats {
+        let st = &c.stats;
+        // Requests holding a place in the connection's budget: parked, queued reads, unapplied
+        // writes (the handshake holds none). With all of them held, its reader waits for one
+        // to finish: it does not read (ZooKeeper's interest ops 0).
+        let held = c.parked.len() + c.queue.len()
+            - usize::from(matches!(c.queue.front(), Some(Queued::Handshake { .. })));
+        let reading = held < self.cfg.max_outstanding_per_connection as usize;
+        ConnectionStats {
+            remote: c.remote.to_string(),
+            interest_ops: u32::from(reading),
+            queued: held as u64,
+            received: st.received,
+            sent: st.sent,
+            session_id: c.session,
+            last_op: st.last_op.to_string(),
+            established_ms: c.established_ms,
+            timeout_ms: c.timeout,
+            last_cxid: st.last_cxid as i64,
+            last_zxid: st.last_zxid,
+            last_response_ms: st.last_response_ms,
+            last_latency_ms: st.last_latency_ms,
+            min_latency_ms: if st.count > 0 { st.min_latency_ms } else { 0 },
+            avg_latency_ms: if st.count > 0 {
+                st.total_latency_ms as f64 / st.count as f64
+            } else {
+                0.0
+            },
+            max_latency_ms: st.max_latency_ms,
+            // The connection is closed when its session expires.
+            expires_at_ms: self.tracker.expires_at(c.session).map(|t| clock.wall(t)),
+        }
+    }
+
+    fn watch_tables(&self, what: WatchQuery) -> WatchTables {
+        let session_of = |w: &ConnId| self.conns.get(w).map_or(0, |c| c.session);
+        let mut t = WatchTables::default();
+        match what {
+            WatchQuery::Summary => {
+                t.watch_count = self.watches.watch_count() as u64;
+                t.watched_paths = self.watches.path_count() as u64;
+                t.watching_connections = self.watches.watcher_count() as u64;
+            }
+            WatchQuery::BySession => {
+                t.by_session = self
+                    .watches
+                    .by_watcher()
+                    .into_iter()
+                    .map(|(w, p)| (session_of(&w), p))
+                    .collect();
+            }
+            WatchQuery::ByPath => {
+                t.by_path = self
+                    .watches
+                    .by_path()
+                    .into_iter()
+                    .map(|(p, ws)| (p, ws.iter().map(session_of).collect()))
+                    .collect();
+            }
+        }
+        t
+    }
+}
+
+/// The server's monotonic clock ([`mono_ms`]) and the wall clock, read together: converts one
+/// to the other.
+struct Clock {
+    mono: i64,
+    wall: i64,
+}
+
+impl Clock {
+    fn now() -> Clock {
+        Clock {
+            mono: mono_ms(),
+            wall: wall_ms(),
+        }
+    }
+
+    /// The wall-clock time of monotonic time `mono`.
+    fn wall(&self, mono: i64) -> i64 {
+        self.wall + (mono - self.mono)
+    }
+}

@@ -1,0 +1,240 @@
+//! Durability and apply: once a batch is durable its txns are applied in order, watches fire,
+//! replies (and the reads queued behind them) go out; the tree's changes are staged for the store.
+
+use super::*;
+
+impl Core {
+    pub(super) fn on_durable(&mut self, report: CommitReport) -> Result<(), CoreError> {
+        if let Err(e) = &report.result {
+            error!("storage failure, stopping: {e}");
+            return Err(CoreError::Storage(e.to_string()));
+        }
+        self.metrics
+            .record_fsync(report.duration.as_micros() as u64);
+        if report.entries > 0 {
+            self.metrics
+                .observe(SummaryKind::SyncProcessorBatchSize, report.entries as u64);
+        }
+        let mut durable: Option<Zxid> = None;
+        while let Some(&(seq, z)) = self.submitted.front() {
+            if seq > report.seq {
+                break;
+            }
+            self.submitted.pop_front();
+            durable = Some(durable.map_or(z, |d: Zxid| d.max(z)));
+        }
+        let Some(durable) = durable else {
+            return Ok(());
+        };
+        while self
+            .inflight
+            .front()
+            .is_some_and(|f| f.header.zxid <= durable)
+        {
+            let f = self.inflight.pop_front().expect("front exists");
+            self.apply(f);
+        }
+        if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
+            self.pump_waiting_large();
+        }
+        if self.tree.dirty_count() >= TREE_STAGE_DIRTY || self.applied_bytes >= TREE_STAGE_BYTES {
+            self.stage_tree_changes();
+        }
+        self.maybe_purge();
+        Ok(())
+    }
+
+    /// Moves the tree's dirty nodes and sessions, with `last_applied`, into the storage batch. The
+    /// two always travel together: a persisted `last_applied` describes the persisted tree exactly.
+    /// Between stages the log covers the changes (a restart replays it), and a node changed many
+    /// times is written once.
+    pub(super) fn stage_tree_changes(&mut self) {
+        let applied = self.tree.last_applied();
+        self.applied_bytes = 0;
+        if self.tree.dirty_count() == 0 && self.staged_applied == applied {
+            return;
+        }
+        for (k, v) in self.tree.take_changes() {
+            match v {
+                Some(v) => self.batch.tree_puts.push((k, v)),
+                None => self.batch.tree_deletes.push(k),
+            }
+        }
+        self.batch.last_applied = Some(applied);
+        self.staged_applied = applied;
+    }
+
+    pub(super) fn maybe_purge(&mut self) {
+        let retain = self.cfg.log_retain_txns;
+        let every = (retain / 4).clamp(100, 25_000);
+        if self.applied_since_purge < every || retain == 0 {
+            return;
+        }
+        self.applied_since_purge = 0;
+        let below = self.tree.last_applied() - retain as i64;
+        if below <= 0 {
+            return;
+        }
+        self.stage_tree_changes();
+        // Runs on the storage thread after the batches submitted so far, so the tree state that
+        // covers the purged entries is queued first. `with_store` blocks until its turn, so it is
+        // called from a blocking thread, never from this task.
+        self.submit_batch();
+        let committer = self.committer.clone();
+        tokio::task::spawn_blocking(move || {
+            committer.with_store(move |s| {
+                if let Err(e) = s.purge_log_before(below) {
+                    warn!("log purge failed: {e}");
+                } else {
+                    info!(
+                        below = format_args!("{below:#x}"),
+                        "purged log entries older than the retention window"
+                    );
+                }
+            })
+        });
+    }
+
+    pub(super) fn apply(&mut self, f: InFlight) {
+        self.applied_bytes += txn_data_len(&f.txn);
+        if f.large > 0 {
+            self.large_in_flight -= f.large;
+        }
+        let applied = self.tree.apply(&f.header, &f.txn);
+        self.metrics.inc(Counter::CommitCount);
+        self.pending.applied(f.header.zxid);
+        self.applied_since_purge += 1;
+        let zxid = applied.zxid;
+        for ev in &applied.events {
+            let triggered = self.watches.trigger(ev.kind, &ev.path);
+            self.metrics
+                .watches_triggered(ev.kind as i32, triggered.len());
+            for w in triggered {
+                if let Some(c) = self.conns.get_mut(&w) {
+                    // ZOOKEEPER-4799 (3.8.4+): events are only delivered to readers of the node.
+                    if check_acl(&ev.acl, perms::READ, &c.auth).is_err() {
+                        continue;
+                    }
+                    let before = c.buf.buf.len();
+                    encode_notification(&mut c.buf, -1, ev.kind as i32, &ev.path);
+                    c.stats.sent += 1;
+                    self.metrics.packet_sent((c.buf.buf.len() - before) as u64);
+                    self.dirty.push(w);
+                }
+            }
+        }
+        let session = f.header.session_id;
+        match &f.txn {
+            Txn::CreateSession { passwd, .. } => {
+                // The tracker has had the session since its ConnectRequest (`on_connect`): adding
+                // it here would revive one that a pipelined closeSession already marked closing.
+                if let Some(c) = f.origin.and_then(|o| self.conns.get_mut(&o)) {
+                    if let Some(Queued::Handshake { read_only, timeout }) = c.queue.pop_front() {
+                        let resp = ConnectResponse {
+                            protocol_version: 0,
+                            timeout,
+                            session_id: session,
+                            passwd: passwd.clone(),
+                            read_only: read_only.map(|_| false),
+                        };
+                        c.buf.buf.extend_from_slice(&resp.encode_frame());
+                        self.dirty.push(f.origin.expect("origin"));
+                        self.drain_reads(f.origin.expect("origin"));
+                        self.pump(f.origin.expect("origin"));
+                    }
+                }
+                return;
+            }
+            Txn::CloseSession { .. } => {
+                self.tracker.remove(session);
+                if let Some(cid) = self.session_conn.remove(&session) {
+                    if Some(cid) != f.origin {
+                        if let Some(c) = self.conns.get_mut(&cid) {
+                            c.closing = true;
+                            c.session = 0;
+                            self.dirty.push(cid);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        let Some(origin) = f.origin else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&origin) else {
+            return;
+        };
+        if c.closing {
+            // Its closeSession was answered: ZooKeeper closes the connection after that reply,
+            // and nothing prepped behind the close reaches the client.
+            return;
+        }
+        match c.queue.pop_front() {
+            Some(Queued::Write {
+                xid,
+                op: opcode,
+                zxid: qz,
+                sub_ops,
+                at,
+            }) if qz == zxid => {
+                let result = build_reply(opcode, &sub_ops, applied.outcome);
+                if let Err(code) = &result {
+                    debug!(
+                        session = format_args!("{session:#x}"),
+                        op = op::name(opcode),
+                        "write failed: {code}"
+                    );
+                }
+                reply(
+                    c,
+                    &self.metrics,
+                    xid,
+                    opcode,
+                    zxid,
+                    result.as_ref().map_err(|e| *e),
+                    at,
+                );
+                if opcode == op::CLOSE_SESSION {
+                    c.closing = true;
+                }
+                self.dirty.push(origin);
+                self.drain_reads(origin);
+                self.pump(origin);
+            }
+            other => {
+                error!(
+                    zxid,
+                    "reply queue out of step with applied txns; closing connection"
+                );
+                drop(other);
+                c.closing = true;
+                self.dirty.push(origin);
+            }
+        }
+    }
+
+    /// Answers the reads queued behind a connection's write, up to its next write.
+    pub(super) fn drain_reads(&mut self, id: ConnId) {
+        loop {
+            let Some(c) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if c.closing {
+                return;
+            }
+            match c.queue.front() {
+                Some(Queued::Read { .. }) => {
+                    if let Some(Queued::Read {
+                        xid, op, req, at, ..
+                    }) = c.queue.pop_front()
+                    {
+                        c.queued_reads -= 1;
+                        self.answer(id, xid, op, req, at);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+}
