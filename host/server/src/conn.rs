@@ -38,7 +38,7 @@ use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::admin_http::Published;
 use crate::config::ServerConfig;
-use crate::core::{mono_ms, ConnId, CoreMsg};
+use crate::core::{mono_ms, ClientRequest, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
@@ -313,12 +313,14 @@ async fn connection(
         let msg = match decode_request(&payload) {
             Ok((h, req)) => CoreMsg::Request {
                 conn: id,
-                xid: h.xid,
-                op: h.op,
-                req: Ok(req),
-                size: payload.len() + 4,
-                received_ms,
-                admit,
+                request: ClientRequest {
+                    xid: h.xid,
+                    op: h.op,
+                    req: Ok(req),
+                    size: payload.len() + 4,
+                    received_ms,
+                    admit,
+                },
             },
             Err(RequestError::Header(e)) => {
                 warn!(%remote, "closing connection: frame too short for a request header: {e}");
@@ -330,12 +332,14 @@ async fn connection(
                 info!(%remote, op, "undecodable request: {err}");
                 CoreMsg::Request {
                     conn: id,
-                    xid,
-                    op: opcode,
-                    req: Err(ErrorCode::MarshallingError),
-                    size: payload.len() + 4,
-                    received_ms,
-                    admit,
+                    request: ClientRequest {
+                        xid,
+                        op: opcode,
+                        req: Err(ErrorCode::MarshallingError),
+                        size: payload.len() + 4,
+                        received_ms,
+                        admit,
+                    },
                 }
             }
         };

@@ -19,17 +19,7 @@ const MAX_QUEUED_READS: usize = 16;
 pub(super) const LARGE_WRITES_IN_FLIGHT: usize = 1 << 20;
 
 impl Core {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_request(
-        &mut self,
-        id: ConnId,
-        xid: i32,
-        op: i32,
-        req: Result<Request, ErrorCode>,
-        size: usize,
-        received_ms: i64,
-        admit: Admission,
-    ) {
+    pub(super) fn on_request(&mut self, id: ConnId, r: ClientRequest) {
         let at = Instant::now();
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -38,20 +28,12 @@ impl Core {
             return;
         }
         conn.stats.received += 1;
-        self.metrics.packet_received(size as u64);
-        let p = Parked {
-            xid,
-            op,
-            req,
-            size,
-            received_ms,
-            at,
-            admit,
-        };
+        self.metrics.packet_received(r.size as u64);
+        let p = Parked { r, at };
         // The usual case, straight through: nothing waits before it, the connection can take it,
         // and it is not a large write (which may have to wait its turn: `pump`).
         if conn.parked.is_empty()
-            && !is_large_write(&p, self.cfg.large_request_threshold)
+            && !is_large_write(&p.r, self.cfg.large_request_threshold)
             && Self::can_take(conn, self.cfg.max_connection_output_bytes)
         {
             self.process(id, p);
@@ -94,8 +76,8 @@ impl Core {
                 return;
             }
             let front = c.parked.front().expect("not empty");
-            if is_large_write(front, threshold) {
-                let size = front.size;
+            if is_large_write(&front.r, threshold) {
+                let size = front.r.size;
                 let fits = self.large_in_flight == 0
                     || self.large_in_flight + size <= LARGE_WRITES_IN_FLIGHT;
                 let first = self.waiting_large.front().is_none_or(|w| *w == id);
@@ -128,7 +110,7 @@ impl Core {
                 !c.closing
                     && c.parked
                         .front()
-                        .is_some_and(|p| is_large_write(p, threshold))
+                        .is_some_and(|p| is_large_write(&p.r, threshold))
                     && Self::can_take(c, max_output)
             });
             if !ready {
@@ -148,6 +130,6 @@ impl Core {
 }
 
 /// Whether a request is a write of at least `threshold` bytes (see [`LARGE_WRITES_IN_FLIGHT`]).
-pub(super) fn is_large_write(p: &Parked, threshold: usize) -> bool {
-    p.size >= threshold && matches!(&p.req, Ok(r) if r.is_write())
+pub(super) fn is_large_write(r: &ClientRequest, threshold: usize) -> bool {
+    r.size >= threshold && matches!(&r.req, Ok(req) if req.is_write())
 }

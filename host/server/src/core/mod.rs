@@ -88,18 +88,9 @@ pub enum CoreMsg {
         /// [`mono_ms`] when the connection read the ConnectRequest.
         received_ms: i64,
     },
-    /// A decoded request; `Err` is an undecodable record (answered MARSHALLINGERROR, in order).
     Request {
         conn: ConnId,
-        xid: i32,
-        op: i32,
-        req: Result<Request, ErrorCode>,
-        /// Frame size in bytes, for the metrics.
-        size: usize,
-        /// [`mono_ms`] when the connection read the frame: the session's activity time.
-        received_ms: i64,
-        /// Its place in the outstanding-request budgets, held until it is answered or applied.
-        admit: Admission,
+        request: ClientRequest,
     },
     Closed {
         conn: ConnId,
@@ -172,17 +163,26 @@ enum Queued {
     },
 }
 
-/// A request received while its connection could take no more (see `Core::can_take`), kept
-/// unprocessed, in order: its session is checked and it is prepped when its turn comes.
-struct Parked {
-    xid: i32,
-    op: i32,
-    req: Result<Request, ErrorCode>,
+/// A request as its connection read and decoded it.
+pub struct ClientRequest {
+    pub xid: i32,
+    pub op: i32,
+    /// `Err`: an undecodable record (answered MARSHALLINGERROR, in order).
+    pub req: Result<Request, ErrorCode>,
     /// Frame size in bytes.
-    size: usize,
-    received_ms: i64,
+    pub size: usize,
+    /// [`mono_ms`] when the connection read the frame: the session's activity time.
+    pub received_ms: i64,
+    /// Its place in the outstanding-request budgets, held until it is answered or applied.
+    pub admit: Admission,
+}
+
+/// A request on the core, from its arrival (`at`, for its latency) until it is processed; it waits
+/// in its connection's `parked` while the connection can take no more (see `Core::can_take`), and
+/// its session is checked and it is prepped when its turn comes.
+struct Parked {
+    r: ClientRequest,
     at: Instant,
-    admit: Admission,
 }
 
 #[derive(Default)]
@@ -374,15 +374,7 @@ impl Core {
                 out,
                 received_ms,
             } => self.on_connect(conn, remote, req, out, received_ms),
-            CoreMsg::Request {
-                conn,
-                xid,
-                op,
-                req,
-                size,
-                received_ms,
-                admit,
-            } => self.on_request(conn, xid, op, req, size, received_ms, admit),
+            CoreMsg::Request { conn, request } => self.on_request(conn, request),
             CoreMsg::Closed { conn } => self.on_closed(conn),
             CoreMsg::Drained { conn } => self.pump(conn),
             CoreMsg::Durable(report) => return self.on_durable(report),
@@ -621,29 +613,35 @@ impl Core {
         });
     }
 
-    /// Keeps a client request's budget places with the txn just logged for it, until it applies.
-    fn hold_until_applied(&mut self, admit: Admission) {
+    /// Keeps a client request's budget places (and, for a large write, its bytes in
+    /// `large_in_flight`) with the txn just logged for it, until it applies.
+    fn hold_until_applied(&mut self, admit: Admission, large: usize) {
         if let Some(f) = self.inflight.back_mut() {
             f.admit = Some(admit);
+            f.large = large;
+            self.large_in_flight += large;
         }
     }
 
     /// Checks a request against its session and preps it (a write) or answers or queues it (a
     /// read), in its connection's order.
     fn process(&mut self, id: ConnId, p: Parked) {
-        let large = if is_large_write(&p, self.cfg.large_request_threshold) {
-            p.size
+        let large = if is_large_write(&p.r, self.cfg.large_request_threshold) {
+            p.r.size
         } else {
             0
         };
         let Parked {
-            xid,
-            op: opcode,
-            req,
-            received_ms,
+            r:
+                ClientRequest {
+                    xid,
+                    op: opcode,
+                    req,
+                    received_ms,
+                    admit,
+                    ..
+                },
             at: now,
-            admit,
-            ..
         } = p;
         let conn = self.conns.get_mut(&id).expect("pumped connections exist");
         let session = conn.session;
@@ -670,7 +668,7 @@ impl Core {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
                 warn!(%remote, op = op::name(opcode), "undecodable request record: replying {code}");
                 let zxid = self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
-                self.hold_until_applied(admit);
+                self.hold_until_applied(admit, 0);
                 self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
                 return;
             }
@@ -695,7 +693,7 @@ impl Core {
         let req = req.expect("writes decoded");
         if let Request::CloseSession = req {
             let zxid = self.submit_close_session(session, Some(id));
-            self.hold_until_applied(admit);
+            self.hold_until_applied(admit, 0);
             self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
             return;
         }
@@ -738,11 +736,7 @@ impl Core {
             txn,
             Some(id),
         );
-        self.hold_until_applied(admit);
-        if let Some(f) = self.inflight.back_mut() {
-            f.large = large;
-            self.large_in_flight += large;
-        }
+        self.hold_until_applied(admit, large);
     }
 
     /// Queues a write's place in its connection's reply order; the reply goes out when `zxid` is
