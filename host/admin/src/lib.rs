@@ -4,7 +4,8 @@
 //!   4 bytes of a client connection, the `4lw.commands.whitelist`, and ZooKeeper 3.8's exact text
 //!   replies.
 //! - [`json`]: the AdminServer's `/commands/<name>` JSON replies.
-//! - [`metrics`]: lock-free hot-path metrics and the Prometheus `/metrics` exposition.
+//! - [`metrics`]: lock-free hot-path metrics.
+//! - [`prometheus`]: their Prometheus `/metrics` exposition.
 //! - [`http`]: a minimal HTTP/1.1 request-head parser, router and response encoder for the admin
 //!   port.
 //! - [`stats`]: [`ServerStats`], the snapshot every renderer reads.
@@ -21,6 +22,7 @@ pub mod http;
 mod javafmt;
 pub mod json;
 pub mod metrics;
+pub mod prometheus;
 pub mod published;
 pub mod stats;
 
