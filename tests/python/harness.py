@@ -81,6 +81,20 @@ def four_letter(port: int, cmd: str, timeout: float = 5.0) -> str:
     return zkwire.four_letter(HOST, port, cmd, timeout)
 
 
+def files_in(d: Path) -> List[tuple]:
+    """(name, size) of the regular files directly in ``d``. A running server renames and unlinks files
+    there (purged log segments, RocksDB compaction), so a file listed may be gone before it is stat'ed
+    (CI saw a `log.*.purged` vanish in between): a file gone is simply not counted."""
+    out = []
+    for e in os.scandir(d):
+        try:
+            if e.is_file(follow_symlinks=False):
+                out.append((e.name, e.stat(follow_symlinks=False).st_size))
+        except FileNotFoundError:
+            pass
+    return sorted(out)
+
+
 def wait_until(pred, timeout: float, interval: float = 0.02, what: str = "condition"):
     """Poll ``pred`` until it returns a truthy value; return it, or raise AssertionError after timeout."""
     deadline = time.monotonic() + timeout

@@ -35,7 +35,7 @@ def reported_conf(srv) -> tuple[int, int]:
 
 
 def _files_in(d: Path) -> int:
-    return sum(e.stat().st_size for e in os.scandir(d) if e.is_file(follow_symlinks=False))
+    return sum(n for _, n in harness.files_in(d))
 
 
 def _files_under(d: Path) -> int:

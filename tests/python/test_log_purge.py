@@ -6,7 +6,6 @@ the persisted tree, not from the purged log). wazoo only: ZooKeeper keeps its lo
 it.
 """
 
-import os
 import re
 
 import pytest
@@ -29,9 +28,8 @@ BATCH = 48
 
 
 def log_dir_bytes(srv) -> tuple[int, list]:
-    d = srv.data_dir / "txnlog"
-    files = [(e.name, e.stat().st_size) for e in os.scandir(d) if e.is_file(follow_symlinks=False)]
-    return sum(n for _, n in files), sorted(files)
+    files = harness.files_in(srv.data_dir / "txnlog")
+    return sum(n for _, n in files), files
 
 
 def wazoo_only(target):
