@@ -63,14 +63,17 @@ unsafe impl GlobalAlloc for Mimalloc {
     }
 }
 
-/// mimalloc's `mi_option_arena_eager_commit` and `mi_option_purge_delay` (positions 4 and 15 of
-/// `mi_option_e`, the same in mimalloc v2 and v3; the crate exports no names for them).
+/// mimalloc's `mi_option_arena_eager_commit` (position 4 of `mi_option_e`, the same in mimalloc v2
+/// and v3; the crate exports no name for it).
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Memory is a headline number: commit arena memory only as it is used, and give freed pages back
-/// at once instead of after mimalloc's default 10 ms delay (with 1M znodes: RSS 342 -> 273 MiB,
-/// no measurable throughput cost). The `MIMALLOC_*` environment variables still apply when set.
+/// Memory is a headline number: commit arena memory only as it is used. Freed pages go back to the
+/// OS after mimalloc's default purge delay (10 ms). An immediate purge (delay 0) was tried for RSS
+/// and is not worth it: with 1M znodes it saves under 3 MiB today (205 vs 208 MiB), while every
+/// request or reply of 512 KiB or more (a huge allocation in mimalloc) then faults its pages in
+/// afresh: a stream of 1 MB setData cost 8.3 ms of server CPU per MB with delay 0 and 4.4 with the
+/// default (server CPU seconds over a 10 s stream, divided by MB sent; 2026-12-07). The
+/// `MIMALLOC_*` environment variables still apply when set.
 ///
 /// It must run before the first allocation reserves mimalloc's first arena, so it is a constructor
 /// (`.init_array`), run before `main` and before the Rust runtime allocates anything.
@@ -85,19 +88,10 @@ static TUNE_ALLOCATOR: extern "C" fn() = {
 };
 
 fn tune_allocator() {
-    for (option, env, value) in [
-        (
-            MI_OPTION_ARENA_EAGER_COMMIT,
-            "MIMALLOC_ARENA_EAGER_COMMIT",
-            0,
-        ),
-        (MI_OPTION_PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0),
-    ] {
-        if std::env::var_os(env).is_none() {
-            // SAFETY: sets a process-wide allocator option; called once at startup before any
-            // other thread exists.
-            unsafe { libmimalloc_sys::mi_option_set(option, value) };
-        }
+    if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
+        // SAFETY: sets a process-wide allocator option; called once at startup before any other
+        // thread exists.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     }
     // RocksDB (C++) allocates through glibc's malloc. Once glibc's dynamic mmap threshold has
     // risen past a memtable's 1 MiB arena blocks, they come from malloc heaps that keep them
