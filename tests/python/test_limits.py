@@ -12,10 +12,12 @@ transient pile-up between two samples is still seen.
 
 import socket
 import struct
+import threading
 import time
 
 import pytest
 
+import harness
 import zkwire
 from zkwire import ConnectionClosed, Err, Op, WireTimeout
 
@@ -198,3 +200,57 @@ def test_each_group_commit_carries_at_most_one_large_write(srv, wire):
     stats = mntr(srv)
     assert stats["zk_cnt_sync_processor_batch_size"] >= 60
     assert stats["zk_max_sync_processor_batch_size"] == 1, stats["zk_max_sync_processor_batch_size"]
+
+
+def test_large_writes_are_paced_while_others_are_served_and_not_when_alone(wazoo_server_factory):
+    """wazoo.largeWriteBytesPerSecond (README "Limits"): while other requests are being served, large
+    writes (at least largeRequestThreshold bytes) go at no more than that rate, so that one client
+    streaming big setData cannot take the server from everyone else; with no one else to serve they are
+    not paced. Before the pacer, a 1 MB setData stream kept ~250 MB/s flowing on the 2-core machine and cut
+    16x8 creates beside it 4x. A low rate (2 MiB/s) makes the two cases far apart on any machine: the
+    stream alone writes many times the rate, beside a busy reader no more than rate x time plus the
+    bucket's burst and the writes already in flight."""
+    rate = 2 * MIB
+    srv = wazoo_server_factory(tick_time=500, name="pace",
+                               extra_cfg={"wazoo.largeWriteBytesPerSecond": str(rate)})
+    writer = srv.wire(timeout_ms=10000)
+    assert writer.create("/pace", b"").err == Err.OK
+    blob = b"\x61" * (100 * 1024)
+    inflight = 8
+
+    def stream(seconds: float) -> int:
+        """Bytes of setData answered within `seconds`, 8 in flight."""
+        xids = [writer.send(Op.SET_DATA, zkwire.set_data_body("/pace", blob, -1)) for _ in range(inflight)]
+        done, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert writer.read_reply(xids.pop(0), Op.SET_DATA, timeout=30).err == Err.OK
+            done += len(blob)
+            xids.append(writer.send(Op.SET_DATA, zkwire.set_data_body("/pace", blob, -1)))
+        for x in xids:
+            assert writer.read_reply(x, Op.SET_DATA, timeout=30).err == Err.OK
+        return done
+
+    alone = stream(2.0)
+    assert alone > 4 * rate * 2.0, f"alone the stream must not be paced: {alone / MIB:.1f} MiB in 2 s"
+
+    stop = threading.Event()
+    reads = [0]
+
+    def reader():
+        c = srv.wire(timeout_ms=10000)
+        while not stop.is_set():
+            assert c.exists("/pace").err == Err.OK
+            reads[0] += 1
+        c.close()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    try:
+        harness.wait_until(lambda: reads[0] > 10, timeout=10, what="the reader to run")
+        busy = stream(3.0)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    most = rate * 3.0 + rate / 10 + (inflight + 1) * len(blob)
+    assert busy <= most, f"beside a reader: {busy / MIB:.1f} MiB in 3 s, more than {most / MIB:.1f}"
+    assert busy > 0

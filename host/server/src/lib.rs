@@ -257,7 +257,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         metrics.clone(),
         published.clone(),
     );
-    core::spawn_timers(&cfg, tx.clone());
+    core::spawn_timers(&cfg, tx.clone(), core.pace_wakeups());
     let core_task = tokio::spawn(core.run(rx));
     info!(addr = %cfg.client_addr, "serving ZooKeeper clients");
     tokio::spawn(conn::accept_loop(

@@ -1,7 +1,8 @@
 //! Flow control on the core: a connection's requests wait unprocessed (`Parked`, holding their
 //! budget places, so that the connection soon stops reading its socket) while its queued output
 //! is over `wazoo.maxConnectionOutputBytes` or too many of its reads wait behind its writes, and
-//! large writes take turns so that each group commit carries at most about a megabyte of them.
+//! large writes take turns so that each group commit carries at most about a megabyte of them, at
+//! the pace `LargeWritePacer` sets while others are served.
 
 use super::*;
 
@@ -30,10 +31,15 @@ impl Core {
         conn.stats.received += 1;
         self.metrics.packet_received(r.size as u64);
         let p = Parked { r, at };
+        let large = is_large_write(&p.r, self.cfg.large_request_threshold);
+        if !large && p.r.op != op::PING {
+            // Pings cost nothing and a bulk writer's own session pings too.
+            self.pacer.served_other(at);
+        }
         // The usual case, straight through: nothing waits before it, the connection can take it,
         // and it is not a large write (which may have to wait its turn: `pump`).
         if conn.parked.is_empty()
-            && !is_large_write(&p.r, self.cfg.large_request_threshold)
+            && !large
             && Self::can_take(conn, self.cfg.max_connection_output_bytes)
         {
             self.process(id, p);
@@ -81,7 +87,17 @@ impl Core {
                 let fits = self.large_in_flight == 0
                     || self.large_in_flight + size <= LARGE_WRITES_IN_FLIGHT;
                 let first = self.waiting_large.front().is_none_or(|w| *w == id);
-                if !(fits && first) {
+                let paced = fits && first && {
+                    match self.pacer.admit(size, Instant::now()) {
+                        Ok(()) => false,
+                        Err(at) => {
+                            // Every request notifies the timer task, the same instant included.
+                            self.pace_wake.send_replace(Some(at));
+                            true
+                        }
+                    }
+                };
+                if !(fits && first) || paced {
                     if !c.waiting_large {
                         c.waiting_large = true;
                         self.waiting_large.push_back(id);

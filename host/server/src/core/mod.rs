@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 use wazoo_admin::metrics::{Counter, Metrics, Op, SummaryKind};
 use wazoo_admin::published::Gauges;
@@ -45,9 +45,11 @@ pub use crate::conn::{Admission, ConnOut};
 mod admin;
 mod apply;
 mod flow;
+mod pace;
 mod reply;
 
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
+use pace::LargeWritePacer;
 
 use reply::{build_reply, reply};
 
@@ -107,6 +109,9 @@ pub enum CoreMsg {
         at_ms: i64,
     },
     ContainerCheck,
+    /// The instant the core asked for (`Core::pace_wakeups`) has come: large writes waiting for
+    /// their pace may go.
+    PaceLarge,
     /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
     /// `wchp`); every other command is answered from the published gauges, without the core.
     Admin(AdminQuery),
@@ -259,9 +264,14 @@ pub struct Core {
     applied_bytes: usize,
     /// Bytes of large writes prepped and not yet applied (see [`LARGE_WRITES_IN_FLIGHT`]).
     large_in_flight: usize,
-    /// Connections whose next request is a large write waiting for `large_in_flight` to drop, in
-    /// the order they started waiting.
+    /// Connections whose next request is a large write waiting for `large_in_flight` to drop or
+    /// for the pacer, in the order they started waiting.
     waiting_large: VecDeque<ConnId>,
+    /// Holds large writes to their rate while others are served (see [`pace`]).
+    pacer: LargeWritePacer,
+    /// When the core wants a [`CoreMsg::PaceLarge`] (the pacer's retry instant), read by the timer
+    /// task `spawn_timers` starts.
+    pace_wake: watch::Sender<Option<Instant>>,
 }
 
 /// Milliseconds on the server's monotonic clock, shared by the connection tasks, which stamp
@@ -314,6 +324,7 @@ impl Core {
         let sid = cfg.server_id as i64;
         let gauges = published.gauges.clone();
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
+        let large_write_rate = cfg.large_write_bytes_per_second;
         Core {
             prep_cfg: PrepConfig {
                 extended_types: cfg.extended_types_enabled,
@@ -340,7 +351,14 @@ impl Core {
             applied_bytes: 0,
             large_in_flight: 0,
             waiting_large: VecDeque::new(),
+            pacer: LargeWritePacer::new(large_write_rate),
+            pace_wake: watch::channel(None).0,
         }
+    }
+
+    /// The instants at which the core wants a [`CoreMsg::PaceLarge`]; for [`spawn_timers`].
+    pub fn pace_wakeups(&self) -> watch::Receiver<Option<Instant>> {
+        self.pace_wake.subscribe()
     }
 
     /// Runs until the message channel closes or storage fails.
@@ -380,6 +398,7 @@ impl Core {
             CoreMsg::Durable(report) => return self.on_durable(report),
             CoreMsg::Tick { at_ms } => self.on_tick(at_ms),
             CoreMsg::ContainerCheck => self.on_container_check(),
+            CoreMsg::PaceLarge => self.pump_waiting_large(),
             CoreMsg::Admin(q) => self.admin(q),
         }
         Ok(())
@@ -964,8 +983,41 @@ fn checks_session(req: &Request) -> bool {
     )
 }
 
-/// Periodic messages for session expiry and the container manager.
-pub fn spawn_timers(cfg: &ServerConfig, tx: mpsc::UnboundedSender<CoreMsg>) {
+/// Starts the timers that feed the core: session ticks, container checks, and the large-write pace
+/// wake-ups the core asks for through `pace` (see [`Core::pace_wakeups`]).
+pub fn spawn_timers(
+    cfg: &ServerConfig,
+    tx: mpsc::UnboundedSender<CoreMsg>,
+    mut pace: watch::Receiver<Option<Instant>>,
+) {
+    let t3 = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let at = *pace.borrow_and_update();
+            match at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {
+                            if t3.send(CoreMsg::PaceLarge).is_err() {
+                                return;
+                            }
+                            // Then for the core's next request (it notifies even when it asks
+                            // for the same instant again).
+                            if pace.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                        r = pace.changed() => if r.is_err() { return },
+                    }
+                }
+                None => {
+                    if pace.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
     let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
     let t2 = tx.clone();
     tokio::spawn(async move {
