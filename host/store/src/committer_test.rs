@@ -144,6 +144,7 @@ fn merge_keeps_order_and_last_write_wins() {
             tree_puts: vec![put("/x", "1"), put("/y", "1")],
             tree_deletes: vec![b"/z".to_vec()],
             last_applied: Some(1),
+            ..Batch::default()
         },
         Batch {
             log: vec![
@@ -153,6 +154,7 @@ fn merge_keeps_order_and_last_write_wins() {
             tree_puts: vec![put("/z", "2")],
             tree_deletes: vec![b"/x".to_vec()],
             last_applied: Some(2),
+            ..Batch::default()
         },
         Batch {
             tree_puts: vec![put("/x", "3"), put("/w", "3")],
@@ -187,6 +189,7 @@ fn merge_with_one_tree_batch_keeps_its_changes_as_they_are() {
         tree_puts: vec![put("/b", "1"), put("/a", "1")],
         tree_deletes: vec![b"/c".to_vec()],
         last_applied: Some(2),
+        ..Batch::default()
     };
     for at in 0..3 {
         let mut parts: Vec<Batch> = (1..=3).map(log_batch).collect();
@@ -433,6 +436,7 @@ fn report_counts_entries_and_bytes() {
         tree_puts: vec![(vec![1; 3], vec![2; 4])],
         tree_deletes: vec![vec![9; 5]],
         last_applied: None,
+        ..Batch::default()
     });
     let r = reports.recv().unwrap();
     assert_eq!((r.seq, r.batches, r.entries, r.bytes), (1, 1, 2, 42));

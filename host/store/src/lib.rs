@@ -118,7 +118,10 @@ impl LogEntry {
 /// One atomic unit written by the storage worker: everything that arrived while the previous sync ran.
 ///
 /// Within one batch, `tree_puts` are applied in order (a later put of the same key wins) and then
-/// `tree_deletes`; a key that is both put and deleted in the same batch ends up deleted.
+/// `tree_deletes`; a key that is both put and deleted in the same batch ends up deleted. `meta` is
+/// durable when the commit returns, written after the batch's log entries: a crash may leave the
+/// log ahead of the meta, never the meta ahead of the log (ZAB's currentEpoch must not claim a
+/// history that is not on disk; see zab-reference.md on durable-write ordering).
 /// [`Batch::merge`] combines several batches into one with the same effect as committing them one
 /// after the other.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -130,6 +133,13 @@ pub struct Batch {
     pub tree_deletes: Vec<Vec<u8>>,
     /// Stored in meta in the same atomic write.
     pub last_applied: Option<Zxid>,
+    /// Server meta values (the ZAB epochs), in order (a later value of the same key wins); durable
+    /// on return, never before the batch's log entries. [`MetaKey::FormatVersion`] is rejected.
+    pub meta: Vec<(MetaKey, u64)>,
+    /// After the rest of the batch: [`Store::purge_log_before`] this zxid. It rides the batch so
+    /// that the tree state covering the purged entries is committed first, and so that the core
+    /// never calls the store itself.
+    pub purge_before: Option<Zxid>,
 }
 
 impl Batch {
@@ -139,6 +149,8 @@ impl Batch {
             && self.tree_puts.is_empty()
             && self.tree_deletes.is_empty()
             && self.last_applied.is_none()
+            && self.meta.is_empty()
+            && self.purge_before.is_none()
     }
 
     /// Payload bytes the batch hands to the store: log data plus tree keys and values.
@@ -183,6 +195,8 @@ impl Batch {
                 if b.last_applied.is_some() {
                     first.last_applied = b.last_applied;
                 }
+                first.meta.extend(b.meta);
+                first.purge_before = first.purge_before.max(b.purge_before);
             }
             return first;
         }
@@ -199,8 +213,12 @@ impl Batch {
         };
         let mut log = std::mem::take(&mut first.log);
         let mut last_applied = None;
+        let mut meta = Vec::new();
+        let mut purge_before = None;
         for batch in std::iter::once(first).chain(batches) {
             log.extend(batch.log);
+            meta.extend(batch.meta);
+            purge_before = purge_before.max(batch.purge_before);
             for (k, v) in batch.tree_puts {
                 record(k, Some(v));
             }
@@ -224,6 +242,8 @@ impl Batch {
             tree_puts,
             tree_deletes,
             last_applied,
+            meta,
+            purge_before,
         }
     }
 }
@@ -496,6 +516,9 @@ pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<
                 "last_applied {applied} is negative"
             )));
         }
+    }
+    for (key, _) in &batch.meta {
+        check_writable_meta(*key)?;
     }
     Ok(batch.log.last().map(|e| e.zxid))
 }

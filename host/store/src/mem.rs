@@ -3,8 +3,8 @@
 //! It models a disk behind a page cache, with the weakest durability the [`Store`] contract allows.
 //! Every write goes to the *current* state at once (what the running process reads back) and is
 //! queued as unsynced, in one of two queues:
-//! - log and meta writes, made durable by the next synced call ([`Store::commit`] with log entries,
-//!   [`Store::put_meta_u64`], [`Store::truncate_log_after`]), like an fsync of the txn log;
+//! - log and meta writes, made durable by the next synced call ([`Store::commit`] with log entries
+//!   or meta, [`Store::put_meta_u64`], [`Store::truncate_log_after`]), like an fsync of the txn log;
 //! - tree writes and `last_applied`, made durable only by [`Store::checkpoint`], like RocksDB
 //!   flushing its memtables (the real store may flush earlier; the model never does).
 //!
@@ -90,6 +90,10 @@ struct Inner {
     commits: u64,
     syncs: u64,
     fail_writes: bool,
+    /// The durable values (or absence) of the meta keys that the last commit with log entries
+    /// wrote: that commit's meta is written after its log, so if its last record is torn (see
+    /// [`MemStore::crash_with_torn_tail`]) its meta never reached the disk either.
+    torn_meta_undo: Vec<(&'static str, Option<u64>)>,
 }
 
 impl Inner {
@@ -102,6 +106,7 @@ impl Inner {
             commits: 0,
             syncs: 0,
             fail_writes: false,
+            torn_meta_undo: Vec::new(),
         }
     }
 
@@ -183,13 +188,19 @@ impl MemStore {
     }
 
     /// Like [`MemStore::crash`], and the last durable log record is torn (its fsync never
-    /// returned). As the segment log does on open, the torn record is cut off: the log ends at the
+    /// returned), so the meta its batch carried was never written either. As the segment log does on open, the torn record is cut off: the log ends at the
     /// record before it. Same as `crash` when the durable log is empty.
     pub fn crash_with_torn_tail(&self) -> MemStore {
         let mut durable = self.lock().durable.clone();
         if let Some((zxid, _)) = durable.log.pop_last() {
             let previous = durable.log.last_key_value().map_or(0, |(&z, _)| z);
             durable.meta.insert(META_LAST_LOGGED, previous as u64);
+            for (key, value) in &self.lock().torn_meta_undo {
+                match value {
+                    Some(v) => durable.meta.insert(key, *v),
+                    None => durable.meta.remove(key),
+                };
+            }
             tracing::debug!(zxid, "MemStore: tore and cut the last durable log record");
         }
         MemStore::from_inner(Inner::from_durable(durable))
@@ -236,6 +247,7 @@ impl Store for MemStore {
         inner.check_fault()?;
         let last_logged = inner.current.meta_zxid(META_LAST_LOGGED);
         let new_last = validate_batch(&batch, last_logged)?;
+        let purge_before = batch.purge_before;
         let sync = !batch.log.is_empty();
         for entry in batch.log {
             let raw = record::encode(&record::log_key(entry.zxid), &entry.data);
@@ -254,10 +266,27 @@ impl Store for MemStore {
         if let Some(applied) = batch.last_applied {
             inner.write(Op::Meta(META_LAST_APPLIED, applied as u64));
         }
+        // Meta rides the log's sync: queued after the batch's log entries, durable with them, and
+        // torn with its last record.
+        if sync {
+            inner.torn_meta_undo = batch
+                .meta
+                .iter()
+                .map(|(k, _)| (k.name(), inner.durable.meta.get(k.name()).copied()))
+                .collect();
+        }
+        let sync = sync || !batch.meta.is_empty();
+        for (key, value) in batch.meta {
+            inner.write(Op::Meta(key.name(), value));
+        }
         if sync {
             inner.sync();
         }
         inner.commits += 1;
+        drop(inner);
+        if let Some(below) = purge_before {
+            self.purge_log_before(below)?;
+        }
         Ok(())
     }
 

@@ -181,3 +181,30 @@ fn corrupt_tree_value_is_reported() {
     );
     assert_eq!(visited, 0);
 }
+
+/// A batch's meta is written after its log entries: when its last record is torn (the fsync never
+/// returned), the meta it carried is lost with it and the earlier durable values come back, so
+/// currentEpoch never vouches for a history that is not on disk. Meta of an earlier, whole batch
+/// stays.
+#[test]
+fn a_torn_last_record_takes_the_meta_of_its_batch_with_it() {
+    let mut s = MemStore::new();
+    s.commit(Batch {
+        meta: vec![(MetaKey::CurrentEpoch, 1)],
+        ..log(&[zxid(1, 1)])
+    })
+    .unwrap();
+    s.commit(Batch {
+        meta: vec![(MetaKey::CurrentEpoch, 2), (MetaKey::AcceptedEpoch, 2)],
+        ..log(&[zxid(2, 1)])
+    })
+    .unwrap();
+    let torn = s.crash_with_torn_tail();
+    assert_eq!(torn.last_logged_zxid().unwrap(), zxid(1, 1));
+    assert_eq!(torn.get_meta_u64(MetaKey::CurrentEpoch).unwrap(), Some(1));
+    assert_eq!(torn.get_meta_u64(MetaKey::AcceptedEpoch).unwrap(), None);
+    let whole = s.crash();
+    assert_eq!(whole.last_logged_zxid().unwrap(), zxid(2, 1));
+    assert_eq!(whole.get_meta_u64(MetaKey::CurrentEpoch).unwrap(), Some(2));
+    assert_eq!(whole.get_meta_u64(MetaKey::AcceptedEpoch).unwrap(), Some(2));
+}

@@ -275,8 +275,19 @@ impl RocksStore {
 
     /// Writes a meta value through RocksDB's WAL, synced.
     fn put_meta_synced(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.put_metas_synced([(name, value)])
+    }
+
+    /// Writes meta values in one atomic write, synced (RocksDB's WAL) before it returns.
+    fn put_metas_synced<'a>(
+        &self,
+        values: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Result<(), StoreError> {
         let mut wb = WriteBatch::default();
-        wb.put_cf(self.cf(CF_META)?, name, record::encode_u64(name, value));
+        let cf = self.cf(CF_META)?;
+        for (name, value) in values {
+            wb.put_cf(cf, name, record::encode_u64(name, value));
+        }
         self.db.write_opt(wb, &write_options(true))?;
         Ok(())
     }
@@ -349,6 +360,11 @@ impl Store for RocksStore {
         if let Some(zxid) = new_last {
             self.last_logged = zxid;
         }
+        // Then the meta (the epochs), synced: never durable ahead of the log entries it may vouch
+        // for (currentEpoch after the synced history), durable when the commit returns.
+        if !batch.meta.is_empty() {
+            self.put_metas_synced(batch.meta.iter().map(|(k, v)| (k.name(), *v)))?;
+        }
         if !batch.tree_puts.is_empty()
             || !batch.tree_deletes.is_empty()
             || batch.last_applied.is_some()
@@ -364,6 +380,9 @@ impl Store for RocksStore {
         }
         if let Some(applied) = applied {
             self.last_applied = applied;
+        }
+        if let Some(below) = batch.purge_before {
+            self.purge_log_before(below)?;
         }
         tracing::trace!(entries = batch.log.len(), "committed batch");
         Ok(())
@@ -461,11 +480,11 @@ impl Store for RocksStore {
         if persisted < zxid {
             self.flush(false)?;
         }
-        tracing::debug!(
+        tracing::info!(
             before = format_args!("{zxid:#x}"),
             persisted_applied = format_args!("{persisted:#x}"),
             segments_removed = removed,
-            "purged txn log"
+            "purged log entries below `before`"
         );
         Ok(())
     }

@@ -75,24 +75,11 @@ impl Core {
         if below <= 0 {
             return;
         }
+        // The purge rides the batch, after the tree changes staged here that cover the purged
+        // entries (the store logs it).
         self.stage_tree_changes();
-        // Runs on the storage thread after the batches submitted so far, so the tree state that
-        // covers the purged entries is queued first. `with_store` blocks until its turn, so it is
-        // called from a blocking thread, never from this task.
+        self.batch.purge_before = Some(below);
         self.submit_batch();
-        let committer = self.committer.clone();
-        tokio::task::spawn_blocking(move || {
-            committer.with_store(move |s| {
-                if let Err(e) = s.purge_log_before(below) {
-                    warn!("log purge failed: {e}");
-                } else {
-                    info!(
-                        below = format_args!("{below:#x}"),
-                        "purged log entries older than the retention window"
-                    );
-                }
-            })
-        });
     }
 
     pub(super) fn apply(&mut self, f: InFlight) {
