@@ -250,12 +250,17 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     let published = admin_http::Published::new(&cfg, metrics.clone(), VERSION.to_string());
     let core = core::Core::new(
         cfg.clone(),
-        tree,
+        core::Recovered {
+            tree,
+            first_batch: first,
+            next_zxid: last_logged + 1,
+        },
         committer,
-        first,
-        last_logged + 1,
         metrics.clone(),
         published.clone(),
+        core::Now::read(),
+        // Session passwords come from this seed: OS randomness, 256 bits.
+        rand::random(),
     );
     core::spawn_timers(&cfg, tx.clone(), core.pace_wakeups());
     let core_task = tokio::spawn(core.run(rx));

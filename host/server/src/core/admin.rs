@@ -37,7 +37,7 @@ impl Core {
                 let _ = reply.send(self.session_chunk(&ids, skip));
             }
             AdminQuery::Conns { ids, reply } => {
-                let clock = Clock::now();
+                let clock = Clock::at(&self.now);
                 let conns = ids
                     .iter()
                     .take(ADMIN_CHUNK)
@@ -53,7 +53,7 @@ impl Core {
 
     /// Up to [`ADMIN_CHUNK`] ephemeral paths of the sessions `ids` (the first from its `skip`th).
     fn session_chunk(&self, ids: &[i64], mut skip: usize) -> SessionChunk {
-        let clock = Clock::now();
+        let clock = Clock::at(&self.now);
         let mut budget = ADMIN_CHUNK;
         let mut sessions = Vec::new();
         for (i, &id) in ids.iter().enumerate().take(ADMIN_CHUNK) {
@@ -166,10 +166,10 @@ struct Clock {
 }
 
 impl Clock {
-    fn now() -> Clock {
+    fn at(now: &Now) -> Clock {
         Clock {
-            mono: mono_ms(),
-            wall: wall_ms(),
+            mono: now.mono_ms,
+            wall: now.wall_ms,
         }
     }
 

@@ -176,11 +176,10 @@ impl Core {
                 reply(
                     c,
                     &self.metrics,
-                    xid,
-                    opcode,
+                    ReplyTo { xid, opcode, at },
                     zxid,
                     result.as_ref().map_err(|e| *e),
-                    at,
+                    &self.now,
                 );
                 if opcode == op::CLOSE_SESSION {
                     c.closing = true;

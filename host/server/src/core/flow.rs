@@ -21,7 +21,7 @@ pub(super) const LARGE_WRITES_IN_FLIGHT: usize = 1 << 20;
 
 impl Core {
     pub(super) fn on_request(&mut self, id: ConnId, r: ClientRequest) {
-        let at = Instant::now();
+        let at = self.now.at;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -88,7 +88,7 @@ impl Core {
                     || self.large_in_flight + size <= LARGE_WRITES_IN_FLIGHT;
                 let first = self.waiting_large.front().is_none_or(|w| *w == id);
                 let paced = fits && first && {
-                    match self.pacer.admit(size, Instant::now()) {
+                    match self.pacer.admit(size, self.now.at) {
                         Ok(()) => false,
                         Err(at) => {
                             // Every request notifies the timer task, the same instant included.

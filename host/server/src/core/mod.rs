@@ -21,7 +21,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rand::RngCore;
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 use wazoo_admin::metrics::{Counter, Metrics, Op, SummaryKind};
@@ -51,7 +52,7 @@ mod reply;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 use pace::LargeWritePacer;
 
-use reply::{build_reply, reply};
+use reply::{build_reply, reply, ReplyTo};
 
 pub type ConnId = u64;
 
@@ -272,6 +273,10 @@ pub struct Core {
     /// When the core wants a [`CoreMsg::PaceLarge`] (the pacer's retry instant), read by the timer
     /// task `spawn_timers` starts.
     pace_wake: watch::Sender<Option<Instant>>,
+    /// The time of the input being handled (see [`Now`]).
+    now: Now,
+    /// Session passwords; seeded by the runtime, so a simulator's run is reproducible.
+    rng: StdRng,
 }
 
 /// Milliseconds on the server's monotonic clock, shared by the connection tasks, which stamp
@@ -296,6 +301,67 @@ pub fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The time an input is handled at, as the runtime read it (`ClockReader`): the core reads no
+/// clock itself, so a simulator can drive it with its own time.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    /// For latencies and pacing.
+    pub at: Instant,
+    /// [`mono_ms`]: sessions (the connections stamp requests on this clock).
+    pub mono_ms: i64,
+    /// Wall-clock ms: txn times (ctime, mtime), connection statistics.
+    pub wall_ms: i64,
+}
+
+impl Now {
+    /// The clocks, now (for the runtime; the core is handed its `Now`).
+    pub fn read() -> Now {
+        Now {
+            at: Instant::now(),
+            mono_ms: mono_ms(),
+            wall_ms: wall_ms(),
+        }
+    }
+}
+
+/// Reads [`Now`] for the run loop: an `Instant` per input (what a request's latency is measured
+/// with), the two ms clocks derived from it and read again every second (so the wall clock
+/// follows a stepped system clock within a second, and no input pays for three clock reads).
+struct ClockReader {
+    base: Now,
+}
+
+impl ClockReader {
+    const REBASE: Duration = Duration::from_secs(1);
+
+    fn new() -> ClockReader {
+        ClockReader { base: Now::read() }
+    }
+
+    fn now(&mut self) -> Now {
+        let at = Instant::now();
+        let since = at.saturating_duration_since(self.base.at);
+        if since >= Self::REBASE {
+            self.base = Now::read();
+            return self.base;
+        }
+        let ms = since.as_millis() as i64;
+        Now {
+            at,
+            mono_ms: self.base.mono_ms + ms,
+            wall_ms: self.base.wall_ms + ms,
+        }
+    }
+}
+
+/// What recovery hands the core: the tree as of the last applied txn, the first storage batch
+/// (tree changes recovery staged), and the zxid after the last logged one.
+pub struct Recovered {
+    pub tree: DataTree,
+    pub first_batch: Batch,
+    pub next_zxid: Zxid,
+}
+
 /// The result of [`Core::run`]: a storage failure stops the node.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
@@ -304,21 +370,27 @@ pub enum CoreError {
 }
 
 impl Core {
+    /// A core over the recovered state, handing batches to `committer`; `now` and `seed` (session
+    /// passwords) come from the runtime.
     pub fn new(
         cfg: Arc<ServerConfig>,
-        tree: DataTree,
+        recovered: Recovered,
         committer: GroupCommitter,
-        first_batch: Batch,
-        next_zxid: Zxid,
         metrics: Arc<Metrics>,
         published: Arc<Published>,
+        now: Now,
+        seed: [u8; 32],
     ) -> Core {
-        let now_ms = wall_ms();
+        let Recovered {
+            tree,
+            first_batch,
+            next_zxid,
+        } = recovered;
+        let now_ms = now.wall_ms;
         let mut tracker = SessionTracker::new(cfg.tick_time_ms as i64);
         // Sessions that were open before a restart get a full timeout to come back.
-        let now = mono_ms();
         for (id, s) in tree.sessions() {
-            tracker.add(*id, s.timeout, now);
+            tracker.add(*id, s.timeout, now.mono_ms);
         }
         let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
@@ -353,6 +425,8 @@ impl Core {
             waiting_large: VecDeque::new(),
             pacer: LargeWritePacer::new(large_write_rate),
             pace_wake: watch::channel(None).0,
+            now,
+            rng: StdRng::from_seed(seed),
         }
     }
 
@@ -366,12 +440,13 @@ impl Core {
         self.publish_tables();
         self.gauges.set_serving(true);
         self.flush(false);
+        let mut clock = ClockReader::new();
         while let Some(msg) = rx.recv().await {
-            self.handle(msg)?;
+            self.handle(clock.now(), msg)?;
             let mut idle = false;
             for _ in 0..4096 {
                 match rx.try_recv() {
-                    Ok(m) => self.handle(m)?,
+                    Ok(m) => self.handle(clock.now(), m)?,
                     Err(_) => {
                         idle = true;
                         break;
@@ -383,7 +458,9 @@ impl Core {
         Ok(())
     }
 
-    fn handle(&mut self, msg: CoreMsg) -> Result<(), CoreError> {
+    /// Handles one input at `now`.
+    fn handle(&mut self, now: Now, msg: CoreMsg) -> Result<(), CoreError> {
+        self.now = now;
         match msg {
             CoreMsg::Connect {
                 conn,
@@ -426,7 +503,7 @@ impl Core {
             waiting_large: false,
             buf: Writer::new(),
             closing: false,
-            established_ms: wall_ms(),
+            established_ms: self.now.wall_ms,
             stats: ConnStats::default(),
         };
         if req.last_zxid_seen > self.tree.last_applied() {
@@ -445,7 +522,7 @@ impl Core {
         if req.session_id == 0 {
             let session = self.alloc_session_id();
             let mut passwd = vec![0u8; 16];
-            rand::rng().fill_bytes(&mut passwd);
+            self.rng.fill_bytes(&mut passwd);
             conn.session = session;
             conn.timeout = timeout;
             conn.queue.push_back(Queued::Handshake {
@@ -549,7 +626,7 @@ impl Core {
     fn on_container_check(&mut self) {
         let candidates = self
             .tree
-            .container_candidates(wall_ms(), self.cfg.container_max_never_used_ms);
+            .container_candidates(self.now.wall_ms, self.cfg.container_max_never_used_ms);
         let mut auth = AuthInfo::default();
         auth.add(wazoo_proto::Id::new("super", ""));
         for path in candidates {
@@ -578,7 +655,7 @@ impl Core {
         origin: Option<ConnId>,
     ) -> Zxid {
         let zxid = self.alloc_zxid();
-        let time = wall_ms();
+        let time = self.now.wall_ms;
         let ctx = PrepCtx {
             session_id: session,
             session_valid: true,
@@ -610,7 +687,7 @@ impl Core {
                 session_id: session,
                 cxid,
                 zxid,
-                time: wall_ms(),
+                time: self.now.wall_ms,
             },
             txn,
             origin,
@@ -717,7 +794,7 @@ impl Core {
             return;
         }
         let zxid = self.alloc_zxid();
-        let time = wall_ms();
+        let time = self.now.wall_ms;
         let conn = self.conns.get(&id).expect("present");
         let txn = prep(
             &self.tree,
@@ -799,7 +876,14 @@ impl Core {
                 if code == ErrorCode::MarshallingError {
                     warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
                 }
-                reply(conn, &self.metrics, xid, opcode, last, Err(code), at);
+                reply(
+                    conn,
+                    &self.metrics,
+                    ReplyTo { xid, opcode, at },
+                    last,
+                    Err(code),
+                    &self.now,
+                );
                 self.dirty.push(id);
                 return;
             }
@@ -808,11 +892,10 @@ impl Core {
             Request::Ping => reply(
                 conn,
                 &self.metrics,
-                xid,
-                opcode,
+                ReplyTo { xid, opcode, at },
                 last,
                 Ok(&Response::Empty),
-                at,
+                &self.now,
             ),
             Request::Auth { scheme, auth, .. } => {
                 let ip = conn.remote.ip().to_string();
@@ -824,17 +907,23 @@ impl Core {
                         reply(
                             conn,
                             &self.metrics,
-                            xid,
-                            opcode,
+                            ReplyTo { xid, opcode, at },
                             0,
                             Ok(&Response::Empty),
-                            at,
+                            &self.now,
                         );
                     }
                     Err(code) => {
                         warn!(remote = %conn.remote, %scheme, "auth failed: unknown scheme; closing connection");
                         self.metrics.auth_failed();
-                        reply(conn, &self.metrics, xid, opcode, 0, Err(code), at);
+                        reply(
+                            conn,
+                            &self.metrics,
+                            ReplyTo { xid, opcode, at },
+                            0,
+                            Err(code),
+                            &self.now,
+                        );
                         conn.closing = true;
                     }
                 }
@@ -847,11 +936,10 @@ impl Core {
                 reply(
                     conn,
                     &self.metrics,
-                    xid,
-                    opcode,
+                    ReplyTo { xid, opcode, at },
                     last,
                     Ok(&Response::Empty),
-                    at,
+                    &self.now,
                 );
             }
             Request::Unknown(_) | Request::Check { .. } | Request::Sasl { .. } => {
@@ -859,11 +947,10 @@ impl Core {
                 reply(
                     conn,
                     &self.metrics,
-                    xid,
-                    opcode,
+                    ReplyTo { xid, opcode, at },
                     -1,
                     Err(ErrorCode::Unimplemented),
-                    at,
+                    &self.now,
                 );
                 conn.closing = true;
             }
@@ -879,11 +966,10 @@ impl Core {
                 reply(
                     conn,
                     &self.metrics,
-                    xid,
-                    opcode,
+                    ReplyTo { xid, opcode, at },
                     last,
                     result.as_ref().map_err(|e| *e),
-                    at,
+                    &self.now,
                 );
             }
         }

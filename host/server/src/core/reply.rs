@@ -2,20 +2,28 @@
 
 use super::*;
 
+/// The request a reply answers: its xid and opcode, and when the core took it (its latency runs
+/// from there to the input at which the reply is encoded).
+pub(super) struct ReplyTo {
+    pub xid: i32,
+    pub opcode: i32,
+    pub at: Instant,
+}
+
 /// Encodes a reply into the connection's buffer and updates its statistics.
 pub(super) fn reply(
     c: &mut Conn,
     metrics: &Metrics,
-    xid: i32,
-    opcode: i32,
+    to: ReplyTo,
     zxid: Zxid,
     result: Result<&Response, ErrorCode>,
-    at: Instant,
+    now: &Now,
 ) {
+    let ReplyTo { xid, opcode, at } = to;
     let before = c.buf.buf.len();
     encode_reply(&mut c.buf, xid, zxid, result);
     let size = (c.buf.buf.len() - before) as u64;
-    let lat = at.elapsed();
+    let lat = now.at.saturating_duration_since(at);
     metrics.record_request(Op::from_opcode(opcode), lat.as_micros() as u64);
     metrics.packet_sent(size);
     metrics.client_response_size(size);
@@ -34,7 +42,7 @@ pub(super) fn reply(
     st.max_latency_ms = st.max_latency_ms.max(ms);
     st.total_latency_ms += ms;
     st.count += 1;
-    st.last_response_ms = wall_ms();
+    st.last_response_ms = now.wall_ms;
 }
 
 /// Maps an applied outcome to the client reply for the request's opcode.
