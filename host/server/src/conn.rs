@@ -91,6 +91,21 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Places in budgets of its own, for the core's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Admission {
+        let one = || {
+            Arc::new(Semaphore::new(1))
+                .try_acquire_owned()
+                .expect("a fresh semaphore has a permit")
+        };
+        Admission {
+            _conn: one(),
+            _global: one(),
+            _bytes: None,
+        }
+    }
+
     /// Waits for a request of `len` bytes to fit the budgets (the connection's first, so that a
     /// connection at its own limit never holds places in the global ones while it waits).
     async fn acquire(shared: &Shared, conn: &Arc<Semaphore>, len: usize) -> Admission {
@@ -280,7 +295,7 @@ async fn connection(
             conn: id,
             remote,
             req,
-            out: Arc::clone(&out),
+            out: out.clone(),
             received_ms,
         })
         .is_err()
@@ -492,6 +507,30 @@ impl ConnOut {
     pub fn close(&self) {
         self.lock().close = true;
         self.wake.notify_one();
+    }
+}
+
+impl crate::core::ConnSink for ConnOut {
+    fn send(&self, bytes: &[u8]) {
+        ConnOut::send(self, bytes)
+    }
+    fn queued(&self) -> usize {
+        ConnOut::queued(self)
+    }
+    fn want_drained(&self) {
+        ConnOut::want_drained(self)
+    }
+    fn drained_not_wanted(&self) {
+        ConnOut::drained_not_wanted(self)
+    }
+    fn set_stall_timeout(&self, ms: u64) {
+        ConnOut::set_stall_timeout(self, ms)
+    }
+    fn last_received(&self) -> i64 {
+        ConnOut::last_received(self)
+    }
+    fn close(&self) {
+        ConnOut::close(self)
     }
 }
 

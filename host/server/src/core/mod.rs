@@ -19,7 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -44,11 +44,18 @@ use crate::config::ServerConfig;
 pub use crate::conn::{Admission, ConnOut};
 
 mod admin;
+mod answer;
 mod apply;
+mod clock;
+#[cfg(test)]
+mod core_test;
 mod flow;
 mod pace;
 mod reply;
+mod session;
 
+use clock::ClockReader;
+pub use clock::{mono_ms, spawn_timers, wall_ms, Now};
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 use pace::LargeWritePacer;
 
@@ -60,8 +67,29 @@ pub type ConnId = u64;
 /// SipHash: several lookups per request, and SipHash was about 1.5% of getData 16x8's samples.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A connection's outgoing side (see [`ConnOut`]).
-pub type ConnTx = Arc<ConnOut>;
+/// A connection's outgoing side as the core sees it: where its replies go, and what the core
+/// learns back for flow control and session liveness. The runtime's is [`ConnOut`] (the socket and
+/// its writer task); the core's unit tests use their own.
+pub trait ConnSink: Send + Sync {
+    /// Sends whole frames, in order; never blocks.
+    fn send(&self, bytes: &[u8]);
+    /// Bytes sent and not yet taken by the peer.
+    fn queued(&self) -> usize;
+    /// Asks for a [`CoreMsg::Drained`] once everything queued is written (the caller checks
+    /// [`queued`](Self::queued) again afterwards).
+    fn want_drained(&self);
+    /// Withdraws [`want_drained`](Self::want_drained).
+    fn drained_not_wanted(&self);
+    /// Output stuck for this long closes the connection (the negotiated session timeout).
+    fn set_stall_timeout(&self, ms: u64);
+    /// [`mono_ms`] when the connection last received a frame.
+    fn last_received(&self) -> i64;
+    /// Closes the connection once everything sent before has been written.
+    fn close(&self);
+}
+
+/// A connection's outgoing side (see [`ConnSink`]).
+pub type ConnTx = Arc<dyn ConnSink>;
 
 /// Dirty tree entries (nodes and sessions) that make the core stage them for the store before the
 /// next tick: bounds the memory they hold and the log a restart replays. Staging encodes every
@@ -279,81 +307,6 @@ pub struct Core {
     rng: StdRng,
 }
 
-/// Milliseconds on the server's monotonic clock, shared by the connection tasks, which stamp
-/// every frame they receive, and the core, which tracks sessions with it. The coarse clock
-/// (`CLOCK_MONOTONIC_COARSE`, a few ms resolution, plenty for tick-bucketed session expiry) is read
-/// without touching the clock source: `Instant::now` per frame was about 1% of getData 16x8.
-pub fn mono_ms() -> i64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on every Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    debug_assert_eq!(rc, 0);
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
-}
-
-pub fn wall_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The time an input is handled at, as the runtime read it (`ClockReader`): the core reads no
-/// clock itself, so a simulator can drive it with its own time.
-#[derive(Clone, Copy, Debug)]
-pub struct Now {
-    /// For latencies and pacing.
-    pub at: Instant,
-    /// [`mono_ms`]: sessions (the connections stamp requests on this clock).
-    pub mono_ms: i64,
-    /// Wall-clock ms: txn times (ctime, mtime), connection statistics.
-    pub wall_ms: i64,
-}
-
-impl Now {
-    /// The clocks, now (for the runtime; the core is handed its `Now`).
-    pub fn read() -> Now {
-        Now {
-            at: Instant::now(),
-            mono_ms: mono_ms(),
-            wall_ms: wall_ms(),
-        }
-    }
-}
-
-/// Reads [`Now`] for the run loop: an `Instant` per input (what a request's latency is measured
-/// with), the two ms clocks derived from it and read again every second (so the wall clock
-/// follows a stepped system clock within a second, and no input pays for three clock reads).
-struct ClockReader {
-    base: Now,
-}
-
-impl ClockReader {
-    const REBASE: Duration = Duration::from_secs(1);
-
-    fn new() -> ClockReader {
-        ClockReader { base: Now::read() }
-    }
-
-    fn now(&mut self) -> Now {
-        let at = Instant::now();
-        let since = at.saturating_duration_since(self.base.at);
-        if since >= Self::REBASE {
-            self.base = Now::read();
-            return self.base;
-        }
-        let ms = since.as_millis() as i64;
-        Now {
-            at,
-            mono_ms: self.base.mono_ms + ms,
-            wall_ms: self.base.wall_ms + ms,
-        }
-    }
-}
-
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
 /// (tree changes recovery staged), and the zxid after the last logged one.
 pub struct Recovered {
@@ -479,160 +432,6 @@ impl Core {
             CoreMsg::Admin(q) => self.admin(q),
         }
         Ok(())
-    }
-
-    // ---- connections and sessions ----
-
-    fn on_connect(
-        &mut self,
-        id: ConnId,
-        remote: SocketAddr,
-        req: ConnectRequest,
-        out: ConnTx,
-        received_ms: i64,
-    ) {
-        let mut conn = Conn {
-            remote,
-            session: 0,
-            timeout: 0,
-            auth: AuthInfo::for_ip(&remote.ip().to_string()),
-            out,
-            queue: VecDeque::new(),
-            queued_reads: 0,
-            parked: VecDeque::new(),
-            waiting_large: false,
-            buf: Writer::new(),
-            closing: false,
-            established_ms: self.now.wall_ms,
-            stats: ConnStats::default(),
-        };
-        if req.last_zxid_seen > self.tree.last_applied() {
-            info!(
-                %remote,
-                client_zxid = format_args!("{:#x}", req.last_zxid_seen),
-                server_zxid = format_args!("{:#x}", self.tree.last_applied()),
-                "refusing connection: client has seen a later zxid than this server"
-            );
-            conn.out.close();
-            return;
-        }
-        let timeout = self.cfg.negotiate_timeout(req.timeout);
-        // A client that reads none of its replies for its session timeout is gone.
-        conn.out.set_stall_timeout(timeout as u64);
-        if req.session_id == 0 {
-            let session = self.alloc_session_id();
-            let mut passwd = vec![0u8; 16];
-            self.rng.fill_bytes(&mut passwd);
-            conn.session = session;
-            conn.timeout = timeout;
-            conn.queue.push_back(Queued::Handshake {
-                read_only: req.read_only,
-                timeout,
-            });
-            self.conns.insert(id, conn);
-            self.session_conn.insert(session, id);
-            // Tracked from now on, as ZooKeeper's prep does (`trackSession`): the requests pipelined
-            // behind the handshake are checked against it like any other, and a closeSession among
-            // them marks it closing before anything after it is prepped.
-            self.tracker.add(session, timeout, received_ms);
-            self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
-            return;
-        }
-        let valid = self
-            .tree
-            .session(req.session_id)
-            .is_some_and(|s| s.passwd == req.passwd)
-            && self.tracker.is_valid(req.session_id);
-        if !valid {
-            debug!(%remote, session = format_args!("{:#x}", req.session_id), "session expired or unknown");
-            conn.out
-                .send(&ConnectResponse::expired(req.read_only).encode_frame());
-            conn.out.close();
-            return;
-        }
-        // Resume: the session moves to this connection.
-        if let Some(old) = self.session_conn.insert(req.session_id, id) {
-            if let Some(c) = self.conns.get_mut(&old) {
-                c.session = 0;
-                c.closing = true;
-                c.out.close();
-            }
-            self.drop_conn(old);
-        }
-        // The client is told `timeout`; the tracker expires the session by the same one.
-        self.tracker.resume(req.session_id, timeout, received_ms);
-        let passwd = self
-            .tree
-            .session(req.session_id)
-            .map(|s| s.passwd.clone())
-            .unwrap_or_default();
-        conn.session = req.session_id;
-        conn.timeout = timeout;
-        let resp = ConnectResponse {
-            protocol_version: 0,
-            timeout,
-            session_id: req.session_id,
-            passwd,
-            read_only: req.read_only.map(|_| false),
-        };
-        conn.buf.buf.extend_from_slice(&resp.encode_frame());
-        self.conns.insert(id, conn);
-        self.dirty.push(id);
-    }
-
-    fn alloc_session_id(&mut self) -> i64 {
-        loop {
-            let id = self.next_session_id;
-            self.next_session_id = self.next_session_id.wrapping_add(1);
-            if id != 0 && id != i64::MIN && self.tree.session(id).is_none() {
-                return id;
-            }
-        }
-    }
-
-    fn drop_conn(&mut self, id: ConnId) {
-        if let Some(c) = self.conns.remove(&id) {
-            // Ends the writer task once it has written what was sent (it holds the socket too).
-            c.out.close();
-            self.watches.remove_watcher(id);
-            if c.session != 0 && self.session_conn.get(&c.session) == Some(&id) {
-                self.session_conn.remove(&c.session);
-            }
-        }
-    }
-
-    fn on_closed(&mut self, id: ConnId) {
-        self.drop_conn(id);
-    }
-
-    fn on_tick(&mut self, now: i64) {
-        self.stage_tree_changes();
-        self.submit_batch();
-        // What a session's connection received counts even if the request still waits in the
-        // inbox behind this tick (ZooKeeper touches sessions on the receiving thread).
-        let (conns, session_conn) = (&self.conns, &self.session_conn);
-        let last_received = |session: i64| {
-            let c = conns.get(session_conn.get(&session)?)?;
-            Some(c.out.last_received())
-        };
-        for session in self.tracker.expire(now, last_received) {
-            info!(session = format_args!("{session:#x}"), "session expired");
-            self.metrics.inc(Counter::StaleSessionsExpired);
-            let _ = self.submit_close_session(session, None);
-        }
-        self.publish_tables();
-    }
-
-    fn on_container_check(&mut self) {
-        let candidates = self
-            .tree
-            .container_candidates(self.now.wall_ms, self.cfg.container_max_never_used_ms);
-        let mut auth = AuthInfo::default();
-        auth.add(wazoo_proto::Id::new("super", ""));
-        for path in candidates {
-            debug!(%path, "deleting empty container or expired TTL node");
-            self.prep_internal(0, &auth, &Request::DeleteContainer { path }, None);
-        }
     }
 
     fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) -> Zxid {
@@ -857,125 +656,6 @@ impl Core {
         }
     }
 
-    /// Answers a non-write request now (its turn in the connection's order has come).
-    fn answer(
-        &mut self,
-        id: ConnId,
-        xid: i32,
-        opcode: i32,
-        req: Result<Request, ErrorCode>,
-        at: Instant,
-    ) {
-        let last = self.tree.last_applied();
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let req = match req {
-            Ok(r) => r,
-            Err(code) => {
-                if code == ErrorCode::MarshallingError {
-                    warn!(remote = %conn.remote, op = op::name(opcode), "undecodable request record: replying {code}");
-                }
-                reply(
-                    conn,
-                    &self.metrics,
-                    ReplyTo { xid, opcode, at },
-                    last,
-                    Err(code),
-                    &self.now,
-                );
-                self.dirty.push(id);
-                return;
-            }
-        };
-        match &req {
-            Request::Ping => reply(
-                conn,
-                &self.metrics,
-                ReplyTo { xid, opcode, at },
-                last,
-                Ok(&Response::Empty),
-                &self.now,
-            ),
-            Request::Auth { scheme, auth, .. } => {
-                let ip = conn.remote.ip().to_string();
-                match authenticate(scheme, auth, &ip, self.cfg.super_digest.as_deref()) {
-                    Ok(ids) => {
-                        for i in ids {
-                            conn.auth.add(i);
-                        }
-                        reply(
-                            conn,
-                            &self.metrics,
-                            ReplyTo { xid, opcode, at },
-                            0,
-                            Ok(&Response::Empty),
-                            &self.now,
-                        );
-                    }
-                    Err(code) => {
-                        warn!(remote = %conn.remote, %scheme, "auth failed: unknown scheme; closing connection");
-                        self.metrics.auth_failed();
-                        reply(
-                            conn,
-                            &self.metrics,
-                            ReplyTo { xid, opcode, at },
-                            0,
-                            Err(code),
-                            &self.now,
-                        );
-                        conn.closing = true;
-                    }
-                }
-            }
-            Request::SetWatches(sw) => {
-                for (kind, path) in set_watches(&self.tree, &mut self.watches, id, sw) {
-                    encode_notification(&mut conn.buf, -1, kind as i32, &path);
-                    conn.stats.sent += 1;
-                }
-                reply(
-                    conn,
-                    &self.metrics,
-                    ReplyTo { xid, opcode, at },
-                    last,
-                    Ok(&Response::Empty),
-                    &self.now,
-                );
-            }
-            Request::Unknown(_) | Request::Check { .. } | Request::Sasl { .. } => {
-                warn!(remote = %conn.remote, op = opcode, "unsupported opcode: replying UNIMPLEMENTED and closing");
-                reply(
-                    conn,
-                    &self.metrics,
-                    ReplyTo { xid, opcode, at },
-                    -1,
-                    Err(ErrorCode::Unimplemented),
-                    &self.now,
-                );
-                conn.closing = true;
-            }
-            _ => {
-                let ctx = ReadCtx {
-                    session_id: conn.session,
-                    watcher: id,
-                    auth: &conn.auth,
-                    max_reply: self.cfg.jute_max_buffer,
-                };
-                let result = read(&self.tree, &mut self.watches, ctx, &req)
-                    .unwrap_or(Err(ErrorCode::Unimplemented));
-                reply(
-                    conn,
-                    &self.metrics,
-                    ReplyTo { xid, opcode, at },
-                    last,
-                    result.as_ref().map_err(|e| *e),
-                    &self.now,
-                );
-            }
-        }
-        self.dirty.push(id);
-    }
-
     /// Submits the storage batch and hands each touched connection its bytes.
     /// `idle`: nothing else is waiting in the inbox, so the batch may be committed right here
     /// (see `hand_over_batch`).
@@ -1067,65 +747,4 @@ fn checks_session(req: &Request) -> bool {
         req,
         Request::Auth { .. } | Request::Unknown(_) | Request::Check { .. } | Request::Sasl { .. }
     )
-}
-
-/// Starts the timers that feed the core: session ticks, container checks, and the large-write pace
-/// wake-ups the core asks for through `pace` (see [`Core::pace_wakeups`]).
-pub fn spawn_timers(
-    cfg: &ServerConfig,
-    tx: mpsc::UnboundedSender<CoreMsg>,
-    mut pace: watch::Receiver<Option<Instant>>,
-) {
-    let t3 = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let at = *pace.borrow_and_update();
-            match at {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {
-                            if t3.send(CoreMsg::PaceLarge).is_err() {
-                                return;
-                            }
-                            // Then for the core's next request (it notifies even when it asks
-                            // for the same instant again).
-                            if pace.changed().await.is_err() {
-                                return;
-                            }
-                        }
-                        r = pace.changed() => if r.is_err() { return },
-                    }
-                }
-                None => {
-                    if pace.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
-    let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
-    let t2 = tx.clone();
-    tokio::spawn(async move {
-        let mut iv = tokio::time::interval(tick);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            iv.tick().await;
-            if t2.send(CoreMsg::Tick { at_ms: mono_ms() }).is_err() {
-                return;
-            }
-        }
-    });
-    let every = Duration::from_millis(cfg.container_check_interval_ms.max(10));
-    tokio::spawn(async move {
-        let mut iv = tokio::time::interval(every);
-        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        iv.tick().await;
-        loop {
-            iv.tick().await;
-            if tx.send(CoreMsg::ContainerCheck).is_err() {
-                return;
-            }
-        }
-    });
 }

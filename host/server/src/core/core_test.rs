@@ -1,0 +1,401 @@
+//! Unit tests of the core's sequencing rules, driven one input at a time with injected time
+//! ([`Now`]): a `MemStore` behind the group committer, whose completions the test feeds back as
+//! inputs, and connections that record the bytes the core sends them.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{mpsc as std_mpsc, Mutex};
+use std::time::Duration;
+
+use wazoo_proto::{Acl, ConnectResponse, CreateRequest};
+use wazoo_store::MemStore;
+
+use super::*;
+
+/// A connection that keeps what the core sends it; its peer reads everything at once.
+#[derive(Default)]
+struct TestSink {
+    out: Mutex<Vec<u8>>,
+    closed: AtomicBool,
+    /// What the connection's reader would stamp: a frame received, not yet handled by the core.
+    last_received: AtomicI64,
+}
+
+impl ConnSink for TestSink {
+    fn send(&self, bytes: &[u8]) {
+        self.out.lock().unwrap().extend_from_slice(bytes);
+    }
+    fn queued(&self) -> usize {
+        0
+    }
+    fn want_drained(&self) {}
+    fn drained_not_wanted(&self) {}
+    fn set_stall_timeout(&self, _ms: u64) {}
+    fn last_received(&self) -> i64 {
+        self.last_received.load(Ordering::SeqCst)
+    }
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A reply as the client reads it: (xid, zxid, err); notifications have xid -1.
+type Reply = (i32, Zxid, i32);
+
+struct Harness {
+    core: Core,
+    durable: std_mpsc::Receiver<CommitReport>,
+    now: Now,
+    sinks: HashMap<ConnId, Arc<TestSink>>,
+}
+
+impl Harness {
+    fn new(cfg: ServerConfig) -> Harness {
+        let (tx, durable) = std_mpsc::channel();
+        let committer = GroupCommitter::spawn(
+            Box::new(MemStore::new()),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let cfg = Arc::new(cfg);
+        let metrics = Arc::new(Metrics::new());
+        let published = Published::new(&cfg, metrics.clone(), "test".to_owned());
+        let now = Now::read();
+        let recovered = Recovered {
+            tree: DataTree::new(),
+            first_batch: Batch::default(),
+            next_zxid: 1,
+        };
+        let core = Core::new(cfg, recovered, committer, metrics, published, now, [7; 32]);
+        Harness {
+            core,
+            durable,
+            now,
+            sinks: HashMap::new(),
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now.at += d;
+        self.now.mono_ms += d.as_millis() as i64;
+        self.now.wall_ms += d.as_millis() as i64;
+    }
+
+    fn input(&mut self, msg: CoreMsg) {
+        self.core
+            .handle(self.now, msg)
+            .expect("the core handles it");
+    }
+
+    /// Runs the core until it waits for nothing: hands its batches to storage and feeds every
+    /// completion back, as the run loop does.
+    fn settle(&mut self) {
+        loop {
+            self.core.flush(false);
+            if self.core.submitted.is_empty() {
+                return;
+            }
+            let report = self
+                .durable
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a storage completion");
+            self.input(CoreMsg::Durable(report));
+        }
+    }
+
+    /// A new session on connection `id`; returns its id.
+    fn connect(&mut self, id: ConnId) -> i64 {
+        let sink = Arc::new(TestSink::default());
+        self.sinks.insert(id, sink.clone());
+        self.input(CoreMsg::Connect {
+            conn: id,
+            remote: "127.0.0.1:40000".parse().unwrap(),
+            req: ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen: 0,
+                timeout: 10_000,
+                session_id: 0,
+                passwd: vec![0; 16],
+                read_only: None,
+            },
+            out: sink,
+            received_ms: self.now.mono_ms,
+        });
+        self.settle();
+        let frames = self.frames(id);
+        assert_eq!(frames.len(), 1, "one handshake reply");
+        ConnectResponse::decode(&frames[0])
+            .expect("a ConnectResponse")
+            .session_id
+    }
+
+    fn request_sized(&mut self, id: ConnId, xid: i32, req: Request, size: usize) {
+        let request = ClientRequest {
+            xid,
+            op: req.opcode(),
+            req: Ok(req),
+            size,
+            received_ms: self.now.mono_ms,
+            admit: Admission::for_test(),
+        };
+        self.input(CoreMsg::Request { conn: id, request });
+    }
+
+    fn request(&mut self, id: ConnId, xid: i32, req: Request) {
+        self.request_sized(id, xid, req, 64);
+    }
+
+    /// The frames sent to connection `id` since the last call, without their length prefix.
+    fn frames(&mut self, id: ConnId) -> Vec<Vec<u8>> {
+        let bytes = std::mem::take(&mut *self.sinks[&id].out.lock().unwrap());
+        let mut out = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = i32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(rest[4..4 + len].to_vec());
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+
+    /// The replies sent to connection `id` since the last call.
+    fn replies(&mut self, id: ConnId) -> Vec<Reply> {
+        self.frames(id)
+            .iter()
+            .map(|f| {
+                (
+                    i32::from_be_bytes(f[0..4].try_into().unwrap()),
+                    i64::from_be_bytes(f[4..12].try_into().unwrap()),
+                    i32::from_be_bytes(f[12..16].try_into().unwrap()),
+                )
+            })
+            .collect()
+    }
+}
+
+fn create(path: &str, flags: i32) -> Request {
+    Request::Create(CreateRequest {
+        op: op::CREATE,
+        path: path.to_owned(),
+        data: Some(b"x".to_vec()),
+        acl: Acl::open_unsafe(),
+        flags,
+        ttl: -1,
+    })
+}
+
+fn get(path: &str) -> Request {
+    Request::GetData {
+        path: path.to_owned(),
+        watch: false,
+    }
+}
+
+const EPHEMERAL: i32 = 1;
+const NONODE: i32 = -101;
+
+/// zk-protocol.md (replies in request order): a read pipelined behind a write of the same
+/// connection is answered only once the write has applied, after the write's reply, and sees it.
+#[test]
+fn a_read_behind_a_write_is_answered_after_the_write_and_sees_it() {
+    let mut h = Harness::new(ServerConfig::standalone_default());
+    h.connect(1);
+    h.request(1, 1, create("/a", 0));
+    h.request(1, 2, get("/a"));
+    h.core.flush(false);
+    assert_eq!(
+        h.replies(1),
+        vec![],
+        "nothing is answered before the write is durable"
+    );
+    h.settle();
+    let replies = h.replies(1);
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, 0), (2, 0)]
+    );
+    assert_eq!(
+        replies[0].1, replies[1].1,
+        "the read reports the write's zxid"
+    );
+}
+
+/// Issue 9, item 1 (ZooKeeper's touchSession): requests pipelined behind a closeSession are
+/// dropped unanswered and take no zxid, so an ephemeral can never outlive its session.
+#[test]
+fn requests_behind_a_close_session_get_no_reply_and_no_zxid() {
+    let mut h = Harness::new(ServerConfig::standalone_default());
+    h.connect(1);
+    h.request(1, 1, Request::CloseSession);
+    h.request(1, 2, create("/e", EPHEMERAL));
+    h.request(1, 3, get("/e"));
+    h.settle();
+    let replies = h.replies(1);
+    assert_eq!(replies.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
+    let close_zxid = replies[0].1;
+    assert!(h.sinks[&1].closed.load(Ordering::SeqCst));
+    h.connect(2);
+    h.request(2, 1, create("/x", 0));
+    h.request(2, 2, get("/e"));
+    h.settle();
+    let replies = h.replies(2);
+    assert_eq!(
+        replies[0],
+        (1, close_zxid + 2, 0),
+        "the next txn after the second createSession"
+    );
+    assert_eq!((replies[1].0, replies[1].2), (2, NONODE));
+}
+
+/// Pacing (`pace.rs`) as the core applies it: while another connection is being served, a large
+/// write beyond the bucket waits unprocessed, and goes at the instant the pacer named.
+#[test]
+fn a_large_write_waits_for_its_pace_while_others_are_served() {
+    let mut cfg = ServerConfig::standalone_default();
+    cfg.large_write_bytes_per_second = 1 << 20; // a bucket of 0.1 MiB
+    let mut h = Harness::new(cfg);
+    h.connect(1);
+    h.connect(2);
+    h.request(1, 1, create("/big", 0));
+    h.settle();
+    assert_eq!(h.replies(1).len(), 1);
+    let big = |xid| {
+        (
+            xid,
+            Request::SetData {
+                path: "/big".to_owned(),
+                data: Some(vec![0x5a; 200 << 10]),
+                version: -1,
+            },
+        )
+    };
+    // Connection 2 is being served; the first large write takes the bucket into debt (0.1 MiB),
+    // the second waits for it to be paid, about 0.1 s.
+    h.request(2, 1, get("/big"));
+    let (x, r) = big(2);
+    h.request_sized(1, x, r, 200 << 10);
+    let (x, r) = big(3);
+    h.request_sized(1, x, r, 200 << 10);
+    h.settle();
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![2]
+    );
+    h.advance(Duration::from_millis(40));
+    h.request(2, 2, get("/big"));
+    h.input(CoreMsg::PaceLarge);
+    h.settle();
+    assert_eq!(h.replies(1), vec![], "still paying the debt at +40 ms");
+    h.advance(Duration::from_millis(80));
+    h.request(2, 3, get("/big"));
+    h.input(CoreMsg::PaceLarge);
+    h.settle();
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![3]
+    );
+}
+
+fn set_data(path: &str) -> Request {
+    Request::SetData {
+        path: path.to_owned(),
+        data: Some(b"y".to_vec()),
+        version: -1,
+    }
+}
+
+/// zk-protocol.md (watches): the watch event reaches the watcher before the reply that reveals the
+/// change, here on the same connection.
+#[test]
+fn a_watch_event_comes_before_the_reply_that_reveals_the_change() {
+    let mut h = Harness::new(ServerConfig::standalone_default());
+    h.connect(1);
+    h.request(1, 1, create("/w", 0));
+    h.request(
+        1,
+        2,
+        Request::GetData {
+            path: "/w".to_owned(),
+            watch: true,
+        },
+    );
+    h.settle();
+    assert_eq!(h.replies(1).len(), 2);
+    h.request(1, 3, set_data("/w"));
+    h.settle();
+    let replies = h.replies(1);
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(-1, 0), (3, 0)]
+    );
+}
+
+fn tick(h: &mut Harness) {
+    let at_ms = h.now.mono_ms;
+    h.input(CoreMsg::Tick { at_ms });
+    h.settle();
+}
+
+fn exists_for_a_new_session(h: &mut Harness, conn: ConnId, path: &str) -> i32 {
+    h.connect(conn);
+    h.request(conn, 1, get(path));
+    h.settle();
+    h.replies(conn)[0].2
+}
+
+/// A session that sends nothing for longer than its timeout (10 s) expires at the next tick, and
+/// its ephemeral is deleted by the closeSession that expiry commits.
+#[test]
+fn a_silent_session_expires_at_a_tick_past_its_timeout_with_its_ephemerals() {
+    let mut h = Harness::new(ServerConfig::standalone_default());
+    h.connect(1);
+    h.request(1, 1, create("/eph", EPHEMERAL));
+    h.settle();
+    h.advance(Duration::from_secs(5));
+    tick(&mut h);
+    assert_eq!(
+        exists_for_a_new_session(&mut h, 2, "/eph"),
+        0,
+        "alive at +5 s"
+    );
+    h.advance(Duration::from_secs(20));
+    tick(&mut h);
+    assert_eq!(exists_for_a_new_session(&mut h, 3, "/eph"), NONODE);
+}
+
+/// Issue 9, item 5: pings keep a session alive however long it lives, and a ping the connection
+/// received before the tick counts even while it still waits behind the tick in the inbox.
+#[test]
+fn pings_keep_a_session_alive_even_when_the_tick_overtakes_them() {
+    let mut h = Harness::new(ServerConfig::standalone_default());
+    h.connect(1);
+    h.request(1, 1, create("/eph", EPHEMERAL));
+    h.settle();
+    for xid in 2..7 {
+        h.advance(Duration::from_secs(6));
+        h.request(1, xid, Request::Ping);
+        tick(&mut h);
+    }
+    assert_eq!(
+        exists_for_a_new_session(&mut h, 2, "/eph"),
+        0,
+        "alive at +30 s"
+    );
+    // 9 s of silence as far as the core knows, then the connection receives a ping; the tick
+    // 5 s later (past the 10 s timeout and the tick it rounds up to) is handled before that ping
+    // reaches the core.
+    h.advance(Duration::from_secs(9));
+    h.sinks[&1]
+        .last_received
+        .store(h.now.mono_ms, Ordering::SeqCst);
+    h.advance(Duration::from_secs(5));
+    tick(&mut h);
+    assert_eq!(
+        exists_for_a_new_session(&mut h, 3, "/eph"),
+        0,
+        "the received ping counted"
+    );
+    h.advance(Duration::from_secs(30));
+    tick(&mut h);
+    assert_eq!(exists_for_a_new_session(&mut h, 4, "/eph"), NONODE);
+}
