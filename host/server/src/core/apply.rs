@@ -1,5 +1,6 @@
-//! Durability and apply: once a batch is durable its txns are applied in order, watches fire,
-//! replies (and the reads queued behind them) go out; the tree's changes are staged for the store.
+//! Durability and apply: once a batch is durable and committed (`commit.rs`) its txns are applied
+//! in order, watches fire, replies (and the reads queued behind them) go out; the tree's changes
+//! are staged for the store.
 
 use super::*;
 
@@ -26,10 +27,14 @@ impl Core {
         let Some(durable) = durable else {
             return Ok(());
         };
+        // Durable is not committed: this server's log is one ack toward the quorum (standalone:
+        // a quorum of one, so here they coincide).
+        self.commit.ack(self.cfg.server_id as u64, durable);
+        let committed = self.commit.committed();
         while self
             .inflight
             .front()
-            .is_some_and(|f| f.header.zxid <= durable)
+            .is_some_and(|f| f.header.zxid <= committed)
         {
             let f = self.inflight.pop_front().expect("front exists");
             self.apply(f);

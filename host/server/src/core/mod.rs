@@ -47,6 +47,7 @@ mod admin;
 mod answer;
 mod apply;
 mod clock;
+mod commit;
 #[cfg(test)]
 mod core_test;
 mod flow;
@@ -56,6 +57,7 @@ mod session;
 
 use clock::ClockReader;
 pub use clock::{mono_ms, spawn_timers, wall_ms, Now};
+use commit::CommitPoint;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 use pace::LargeWritePacer;
 
@@ -301,6 +303,8 @@ pub struct Core {
     /// When the core wants a [`CoreMsg::PaceLarge`] (the pacer's retry instant), read by the timer
     /// task `spawn_timers` starts.
     pace_wake: watch::Sender<Option<Instant>>,
+    /// The highest zxid a quorum has durably (see [`commit`]); txns up to it are applied.
+    commit: CommitPoint,
     /// The time of the input being handled (see [`Now`]).
     now: Now,
     /// Session passwords; seeded by the runtime, so a simulator's run is reproducible.
@@ -378,6 +382,7 @@ impl Core {
             waiting_large: VecDeque::new(),
             pacer: LargeWritePacer::new(large_write_rate),
             pace_wake: watch::channel(None).0,
+            commit: CommitPoint::standalone(sid as u64, staged_applied),
             now,
             rng: StdRng::from_seed(seed),
         }
