@@ -53,7 +53,7 @@ trap - EXIT
 
 step "purity check: pure crates must not depend on tokio, rocksdb or wasmtime"
 pure_failed=0
-for crate in wazoo-proto wazoo-tree wazoo-admin; do
+for crate in wazoo-proto wazoo-tree wazoo-admin wazoo-zab; do
     if ! deps="$(cargo tree -p "$crate" -e normal --prefix none)"; then
         echo "PURITY CHECK FAILED: cargo tree -p $crate failed" >&2
         pure_failed=1

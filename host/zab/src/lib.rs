@@ -1,0 +1,16 @@
+//! ZooKeeper's atomic broadcast as pure state machines: inputs (messages, time in ms as an
+//! argument) in, outputs (messages to send, decisions, wake-up times) out; no I/O, no clock, no
+//! threads. The runtime carries the messages over the election and quorum ports; the simulator
+//! carries them over its simulated network. Nouns follow ZooKeeper's Java source and
+//! `shared/design/zab-reference.md` so the two cross-read.
+//!
+//! Built so far: [`election`] (Fast Leader Election, electionAlg 3). Discovery, synchronisation
+//! and broadcast follow (issue 10).
+
+pub mod election;
+
+/// A server id (`server.N` in zoo.cfg, `myid` in the data dir).
+pub type Sid = u64;
+
+/// A ZooKeeper transaction id: `epoch << 32 | counter`.
+pub type Zxid = i64;
