@@ -4,11 +4,13 @@
 //! carries them over its simulated network. Nouns follow ZooKeeper's Java source and
 //! `shared/design/zab-reference.md` so the two cross-read.
 //!
-//! Built so far: [`election`] (Fast Leader Election, electionAlg 3) and [`discovery`] (ZAB phase
-//! 1). Synchronisation and broadcast follow (issue 10).
+//! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (ZAB phase
+//! 1) and [`sync`]'s decision (DIFF, TRUNC or SNAP). The sync stream, NEWLEADER/UPTODATE and
+//! broadcast follow (issue 10).
 
 pub mod discovery;
 pub mod election;
+pub mod sync;
 
 /// A server id (`server.N` in zoo.cfg, `myid` in the data dir).
 pub type Sid = u64;
