@@ -4,9 +4,9 @@
 //! carries them over its simulated network. Nouns follow ZooKeeper's Java source and
 //! `shared/design/zab-reference.md` so the two cross-read.
 //!
-//! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (ZAB phase
-//! 1) and [`sync`]'s decision (DIFF, TRUNC or SNAP). The sync stream, NEWLEADER/UPTODATE and
-//! broadcast follow (issue 10).
+//! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
+//! ZAB phase) and [`sync`]'s decision (DIFF, TRUNC or SNAP). The sync stream, NEWLEADER,
+//! UPTODATE and broadcast follow (issue 10).
 
 pub mod discovery;
 pub mod election;
