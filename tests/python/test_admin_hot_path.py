@@ -235,3 +235,26 @@ def test_mntr_lists_measured_metrics_only_and_they_move(wazoo_only, wazoo_server
     s = socket.create_connection((harness.HOST, srv.port), timeout=5)
     s.close()
     assert srv.four_letter("ruok") == "imok"
+
+
+def test_crst_resets_every_connections_statistics(wazoo_only, wazoo_server_factory):
+    """`crst` (ZooKeeper's ServerCnxn.resetStats on every connection): received and sent counts go
+    back to zero, as they are for a new connection; the next requests count from there. Before, wazoo
+    answered "Connection stats reset." and reset nothing."""
+    srv = wazoo_server_factory()
+    c = Conn(harness.HOST, srv.port, timeout_ms=10000)
+    for _ in range(5):
+        assert c.exists("/").ok
+
+    def counts() -> tuple:
+        cons = srv.four_letter("cons")
+        m = re.search(r"recved=(\d+),sent=(\d+),sid=0x%x\b" % c.session_id, cons)
+        assert m, cons
+        return int(m.group(1)), int(m.group(2))
+
+    assert counts() >= (5, 5)
+    assert srv.four_letter("crst").strip() == "Connection stats reset."
+    assert counts() == (0, 0)
+    assert c.exists("/").ok
+    assert counts() == (1, 1)
+    c.close()

@@ -265,11 +265,16 @@ fn add_dir_sizes(stats: &mut ServerStats, data_dir: &Path) {
     );
 }
 
-/// Performs a command's side effect. `crst` (per-connection statistics) is not implemented: it
-/// would need the core, and its reply says what ZooKeeper's says.
-fn perform(action: Option<AdminAction>, p: &Published) {
-    if action == Some(AdminAction::ResetServerStats) {
-        p.metrics.reset();
+/// Performs a command's side effect: `srst` resets the published metrics here; `crst` asks the
+/// core, which owns the connections' statistics (a listing asked for afterwards is answered after
+/// the reset: the core handles its inbox in order).
+fn perform(action: Option<AdminAction>, p: &Published, core: &mpsc::UnboundedSender<CoreMsg>) {
+    match action {
+        Some(AdminAction::ResetServerStats) => p.metrics.reset(),
+        Some(AdminAction::ResetConnectionStats) => {
+            let _ = core.send(CoreMsg::Admin(AdminQuery::ResetConnStats));
+        }
+        _ => {}
     }
 }
 
@@ -283,7 +288,7 @@ pub async fn four_letter_text(
     if cmd == FourLetterWord::Ruok {
         return Some(render(cmd, &ServerStats::default()));
     }
-    perform(cmd.action(), p);
+    perform(cmd.action(), p, core);
     let mut stats = p.stats();
     if matches!(cmd, FourLetterWord::Dirs | FourLetterWord::Conf) {
         add_dir_sizes(&mut stats, &cfg.data_dir);
@@ -334,7 +339,7 @@ pub async fn serve(
                     Ok(None) => continue,
                     Ok(Some(req)) => {
                         let p = &published;
-                        perform(action_for(&req), p);
+                        perform(action_for(&req), p, &core);
                         let mut stats = p.stats();
                         add_dir_sizes(&mut stats, &cfg.data_dir);
                         if stats.serving

@@ -26,7 +26,7 @@ impl Core {
         );
     }
 
-    pub(super) fn admin(&self, q: AdminQuery) {
+    pub(super) fn admin(&mut self, q: AdminQuery) {
         match q {
             AdminQuery::Ids(reply) => {
                 let sessions = self.tree.sessions().keys().copied().collect();
@@ -47,6 +47,11 @@ impl Core {
             }
             AdminQuery::Watches { what, reply } => {
                 let _ = reply.send(self.watch_tables(what));
+            }
+            AdminQuery::ResetConnStats => {
+                for c in self.conns.values_mut() {
+                    c.stats = ConnStats::default();
+                }
             }
         }
     }

@@ -172,6 +172,9 @@ pub enum AdminQuery {
         what: WatchQuery,
         reply: oneshot::Sender<WatchTables>,
     },
+    /// `crst`: every connection's statistics start again, as a new connection's
+    /// (ZooKeeper's `ServerCnxn.resetStats`).
+    ResetConnStats,
 }
 
 /// Entries (sessions, connections, ephemeral paths) of an admin listing per core message.
