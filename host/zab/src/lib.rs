@@ -5,11 +5,12 @@
 //! `shared/design/zab-reference.md` so the two cross-read.
 //!
 //! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
-//! ZAB phase) and [`sync`]'s decision (DIFF, TRUNC or SNAP). The sync stream, NEWLEADER,
-//! UPTODATE and broadcast follow (issue 10).
+//! ZAB phase), [`sync`]'s decision (DIFF, TRUNC or SNAP) and the learner's side of the sync
+//! stream ([`learner_sync`]). The leader's side of the stream and broadcast follow (issue 10).
 
 pub mod discovery;
 pub mod election;
+pub mod learner_sync;
 pub mod sync;
 
 /// A server id (`server.N` in zoo.cfg, `myid` in the data dir).
