@@ -17,22 +17,8 @@
 
 use std::collections::VecDeque;
 
-use crate::sync::epoch_of;
+use crate::sync::{epoch_of, SyncPacket};
 use crate::Zxid;
-
-/// A packet of the sync stream, as the learner receives it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SyncPacket {
-    Diff(Zxid),
-    Trunc(Zxid),
-    /// SNAP(zxid): the snapshot itself is streamed and loaded by the caller before the next packet.
-    Snap(Zxid),
-    Proposal(Zxid),
-    Commit(Zxid),
-    /// NEWLEADER(newEpoch << 32).
-    NewLeader(Zxid),
-    UpToDate,
-}
 
 /// What the learner must do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,10 +6,11 @@
 //!
 //! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
 //! ZAB phase), [`sync`]'s decision (DIFF, TRUNC or SNAP) and the learner's side of the sync
-//! stream ([`learner_sync`]). The leader's side of the stream and broadcast follow (issue 10).
+//! stream ([`learner_sync`]) and the leader's ([`leader_sync`]). Broadcast follows (issue 10).
 
 pub mod discovery;
 pub mod election;
+pub mod leader_sync;
 pub mod learner_sync;
 pub mod sync;
 

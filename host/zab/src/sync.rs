@@ -31,6 +31,20 @@ pub struct SyncPlan {
     pub send: Vec<Zxid>,
 }
 
+/// A packet of the sync stream, as the leader sends it and the learner receives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPacket {
+    Diff(Zxid),
+    Trunc(Zxid),
+    /// SNAP(zxid): the snapshot itself is streamed and loaded by the caller before the next packet.
+    Snap(Zxid),
+    Proposal(Zxid),
+    Commit(Zxid),
+    /// NEWLEADER(newEpoch << 32).
+    NewLeader(Zxid),
+    UpToDate,
+}
+
 /// The epoch of a zxid.
 pub fn epoch_of(zxid: Zxid) -> u64 {
     (zxid >> 32) as u64

@@ -1,0 +1,132 @@
+//! The leader's sync stream and the NEWLEADER quorum (zab-reference.md §3.3, D5, D9).
+
+use super::*;
+use crate::learner_sync::{LearnerSync, SyncOutput};
+use crate::sync::plan_sync;
+
+fn z(epoch: u32, counter: u32) -> Zxid {
+    (i64::from(epoch) << 32) | i64::from(counter)
+}
+
+#[test]
+fn a_participants_stream_is_the_plan_then_the_outstanding_proposals_then_newleader() {
+    let committed = [z(1, 1), z(1, 2), z(1, 3)];
+    let plan = plan_sync(z(1, 1), &committed, z(1, 3));
+    let outstanding = [z(1, 4), z(1, 5)];
+    assert_eq!(
+        sync_stream(&plan, &outstanding, false, 2),
+        vec![
+            SyncPacket::Diff(z(1, 3)),
+            SyncPacket::Proposal(z(1, 2)),
+            SyncPacket::Commit(z(1, 2)),
+            SyncPacket::Proposal(z(1, 3)),
+            SyncPacket::Commit(z(1, 3)),
+            SyncPacket::Proposal(z(1, 4)),
+            SyncPacket::Proposal(z(1, 5)),
+            SyncPacket::NewLeader(z(2, 0)),
+        ]
+    );
+}
+
+#[test]
+fn an_observer_gets_committed_txns_only_and_newleader_comes_last() {
+    let plan = plan_sync(z(1, 2), &[z(1, 1), z(1, 2), z(1, 3)], z(1, 3));
+    let stream = sync_stream(&plan, &[z(1, 4)], true, 2);
+    assert_eq!(
+        stream,
+        vec![
+            SyncPacket::Diff(z(1, 3)),
+            SyncPacket::Proposal(z(1, 3)),
+            SyncPacket::Commit(z(1, 3)),
+            SyncPacket::NewLeader(z(2, 0)),
+        ]
+    );
+}
+
+#[test]
+fn the_stream_a_leader_builds_is_one_its_learner_accepts() {
+    // The two sides agree: a learner fed the leader's stream reaches NEWLEADER asking to log
+    // exactly the committed txns it lacked, and hands on the outstanding ones at UPTODATE.
+    let committed = [z(1, 1), z(1, 2), z(1, 3), z(2, 1)];
+    let plan = plan_sync(z(1, 2), &committed, z(2, 1));
+    let stream = sync_stream(&plan, &[z(2, 2)], false, 3);
+    let mut learner = LearnerSync::new(z(1, 2));
+    let mut out = Vec::new();
+    for p in stream {
+        out.extend(learner.on_packet(p));
+    }
+    assert_eq!(
+        out,
+        vec![
+            SyncOutput::AppendAndApply(z(1, 3)),
+            SyncOutput::AppendAndApply(z(2, 1)),
+            SyncOutput::SyncLog
+        ]
+    );
+    learner.on_log_durable();
+    assert_eq!(
+        learner.on_current_epoch_durable(),
+        vec![SyncOutput::Ack(z(3, 0))]
+    );
+    let last = learner.on_packet(SyncPacket::UpToDate);
+    assert!(
+        matches!(&last[1], SyncOutput::StartServing { proposals, .. } if proposals == &vec![z(2, 2)]),
+        "{last:?}"
+    );
+}
+
+#[test]
+fn the_epoch_is_established_by_a_quorum_with_the_leader_and_uptodate_follows() {
+    let mut q = NewLeaderQuorum::new(1, [1, 2, 3, 4, 5], 3, 0, 10_000);
+    for sid in [2, 3, 4, 9] {
+        q.sent(sid);
+    }
+    assert_eq!(q.on_ack(9, z(3, 0)), vec![], "an observer never counts");
+    assert_eq!(q.on_ack(2, z(3, 0)), vec![]);
+    assert_eq!(
+        q.on_ack(3, z(3, 0)),
+        vec![
+            NewLeaderOutput::Established,
+            NewLeaderOutput::UpToDate(9),
+            NewLeaderOutput::UpToDate(2),
+            NewLeaderOutput::UpToDate(3),
+        ]
+    );
+    assert_eq!(
+        q.on_ack(4, z(3, 0)),
+        vec![NewLeaderOutput::UpToDate(4)],
+        "late: at once"
+    );
+    assert_eq!(q.next_wake(), None);
+}
+
+#[test]
+fn a_first_ack_that_is_not_the_newleader_ack_drops_the_learner() {
+    // D5 (ZOOKEEPER-4685): a proposal's ACK before the NEWLEADER ACK means the learner logged
+    // outside the initial history.
+    let mut q = NewLeaderQuorum::new(1, [1, 2, 3], 3, 0, 10_000);
+    q.sent(2);
+    let out = q.on_ack(2, z(2, 7));
+    assert!(
+        matches!(&out[..], [NewLeaderOutput::Drop { sid: 2, .. }]),
+        "{out:?}"
+    );
+    assert_eq!(q.on_ack(2, z(3, 0)), vec![], "it no longer counts");
+    assert_eq!(
+        q.on_ack(7, z(3, 0)),
+        vec![],
+        "nor does one never sent NEWLEADER"
+    );
+}
+
+#[test]
+fn without_a_quorum_within_init_limit_leadership_is_abandoned() {
+    let mut q = NewLeaderQuorum::new(1, [1, 2, 3, 4, 5], 3, 100, 10_000);
+    q.sent(2);
+    q.on_ack(2, z(3, 0));
+    assert_eq!(q.next_wake(), Some(10_100));
+    assert_eq!(q.on_timeout(10_099), vec![]);
+    assert_eq!(q.on_timeout(10_100), vec![NewLeaderOutput::Abandon]);
+    q.sent(3);
+    assert_eq!(q.on_ack(3, z(3, 0)), vec![], "nothing after abandoning");
+}
