@@ -6,14 +6,16 @@
 //!
 //! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
 //! ZAB phase), [`sync`]'s decision (DIFF, TRUNC or SNAP) and the learner's side of the sync
-//! stream ([`learner_sync`]) and the leader's ([`leader_sync`]), and [`broadcast`]. The
-//! runtime that carries them (peer links, the server's wiring) follows (issue 10).
+//! stream ([`learner_sync`]) and the leader's ([`leader_sync`]), [`broadcast`], and the
+//! `syncLimit` rules of [`liveness`]. The runtime that carries them (peer links, the server's
+//! wiring) follows (issue 10).
 
 pub mod broadcast;
 pub mod discovery;
 pub mod election;
 pub mod leader_sync;
 pub mod learner_sync;
+pub mod liveness;
 pub mod sync;
 
 /// A server id (`server.N` in zoo.cfg, `myid` in the data dir).
