@@ -9,9 +9,10 @@
 //! once it is both committed and durable in its own log (D10; ZooKeeper may apply before its own
 //! flush, ZOOKEEPER-4882). Before the counter would wrap, the leader asks for a new epoch.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
-use crate::sync::epoch_of;
+use crate::quorum::CommitPoint;
+use crate::sync::{epoch_of, follows};
 use crate::{Sid, Zxid};
 
 /// What the leader's broadcast asks for.
@@ -31,10 +32,10 @@ pub enum LeaderBroadcastOutput {
 #[derive(Debug)]
 pub struct LeaderBroadcast {
     me: Sid,
-    voters: BTreeSet<Sid>,
     last_proposed: Zxid,
-    /// The highest zxid each voter has acknowledged.
-    acked: BTreeMap<Sid, Zxid>,
+    /// What a majority of the voters has acknowledged.
+    quorum: CommitPoint,
+    /// The last zxid COMMIT went out for.
     committed: Zxid,
     /// Durable in the leader's own log.
     durable: Zxid,
@@ -46,11 +47,11 @@ impl LeaderBroadcast {
     /// zxid): everything up to it is committed, applied and durable.
     pub fn new(me: Sid, voters: impl IntoIterator<Item = Sid>, epoch: u64) -> LeaderBroadcast {
         let start = (epoch as Zxid) << 32;
+        let voters: Vec<Sid> = voters.into_iter().collect();
         LeaderBroadcast {
             me,
-            voters: voters.into_iter().collect(),
             last_proposed: start,
-            acked: BTreeMap::new(),
+            quorum: CommitPoint::new(&voters, start),
             committed: start,
             durable: start,
             applied: start,
@@ -81,20 +82,13 @@ impl LeaderBroadcast {
     /// ACK(zxid) from `sid`: everything up to `zxid` is durable there.
     pub fn on_ack(&mut self, sid: Sid, zxid: Zxid) -> Vec<LeaderBroadcastOutput> {
         let mut out = Vec::new();
-        if self.voters.contains(&sid) && epoch_of(zxid) == epoch_of(self.last_proposed) {
-            let a = self.acked.entry(sid).or_insert(zxid);
-            *a = (*a).max(zxid.min(self.last_proposed));
-            let mut acks: Vec<Zxid> = self
-                .voters
-                .iter()
-                .map(|v| self.acked.get(v).copied().unwrap_or(Zxid::MIN))
-                .collect();
-            acks.sort_unstable_by(|a, b| b.cmp(a));
-            let quorum_has = acks[self.voters.len() / 2];
-            // Commits go out one by one, in order.
-            while self.committed < quorum_has {
-                self.committed += 1;
-                out.push(LeaderBroadcastOutput::Commit(self.committed));
+        if epoch_of(zxid) == epoch_of(self.last_proposed) {
+            if let Some(quorum_has) = self.quorum.ack(sid, zxid.min(self.last_proposed)) {
+                // Commits go out one by one, in order.
+                while self.committed < quorum_has {
+                    self.committed += 1;
+                    out.push(LeaderBroadcastOutput::Commit(self.committed));
+                }
             }
         }
         while self.applied < self.committed.min(self.durable) {
@@ -154,9 +148,7 @@ impl FollowerBroadcast {
         if self.abandoned {
             return Vec::new();
         }
-        let next = zxid == self.last_logged + 1
-            || (epoch_of(zxid) > epoch_of(self.last_logged) && zxid & 0xffff_ffff == 1);
-        if !next {
+        if !follows(self.last_logged, zxid) {
             return self.abandon("a proposal that is not the next zxid");
         }
         self.last_logged = zxid;

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 
-use crate::sync::{epoch_of, SyncPacket};
+use crate::sync::{epoch_of, follows, SyncPacket};
 use crate::Zxid;
 
 /// What the learner must do, in order.
@@ -152,14 +152,9 @@ impl LearnerSync {
         }
     }
 
-    /// The next zxid after `last`: the next counter, or the first of a later epoch.
-    fn follows(&self, z: Zxid) -> bool {
-        z == self.last + 1 || (epoch_of(z) > epoch_of(self.last) && z & 0xffff_ffff == 1)
-    }
-
     /// A proposal joins `not_logged`; ZOOKEEPER-4925: a gap is never papered over.
     fn take_proposal(&mut self, z: Zxid) -> Vec<SyncOutput> {
-        if !self.follows(z) {
+        if !follows(self.last, z) {
             return self.abandon("a proposal that is not the next zxid");
         }
         self.last = z;

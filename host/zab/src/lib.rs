@@ -16,6 +16,7 @@ pub mod election;
 pub mod leader_sync;
 pub mod learner_sync;
 pub mod liveness;
+pub mod quorum;
 pub mod sync;
 
 /// A server id (`server.N` in zoo.cfg, `myid` in the data dir).

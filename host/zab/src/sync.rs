@@ -50,6 +50,12 @@ pub fn epoch_of(zxid: Zxid) -> u64 {
     (zxid >> 32) as u64
 }
 
+/// Whether a proposal `next` may follow `last` in a log: the next counter of the same epoch, or
+/// the first txn of a later epoch. Anything else is a gap (ZOOKEEPER-4925).
+pub fn follows(last: Zxid, next: Zxid) -> bool {
+    next == last + 1 || (epoch_of(next) > epoch_of(last) && next & 0xffff_ffff == 1)
+}
+
 /// `newEpochZxid`: the zxid a server reports after acknowledging a new epoch with no txn in it.
 fn is_new_epoch_zxid(zxid: Zxid) -> bool {
     zxid & 0xffff_ffff == 0

@@ -1,6 +1,6 @@
-//! Durability and apply: once a batch is durable and committed (`commit.rs`) its txns are applied
-//! in order, watches fire, replies (and the reads queued behind them) go out; the tree's changes
-//! are staged for the store.
+//! Durability and apply: once a batch is durable and committed (`wazoo_zab::quorum`) its txns
+//! are applied in order, watches fire, replies (and the reads queued behind them) go out; the
+//! tree's changes are staged for the store.
 
 use super::*;
 

@@ -47,7 +47,6 @@ mod admin;
 mod answer;
 mod apply;
 mod clock;
-mod commit;
 #[cfg(test)]
 mod core_test;
 mod flow;
@@ -57,9 +56,9 @@ mod session;
 
 use clock::ClockReader;
 pub use clock::{mono_ms, spawn_timers, wall_ms, Now};
-use commit::CommitPoint;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 use pace::LargeWritePacer;
+use wazoo_zab::quorum::CommitPoint;
 
 use reply::{build_reply, reply, ReplyTo};
 
@@ -306,7 +305,7 @@ pub struct Core {
     /// When the core wants a [`CoreMsg::PaceLarge`] (the pacer's retry instant), read by the timer
     /// task `spawn_timers` starts.
     pace_wake: watch::Sender<Option<Instant>>,
-    /// The highest zxid a quorum has durably (see [`commit`]); txns up to it are applied.
+    /// The highest zxid a quorum has durably ([`CommitPoint`]); txns up to it are applied.
     commit: CommitPoint,
     /// The time of the input being handled (see [`Now`]).
     now: Now,

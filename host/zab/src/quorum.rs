@@ -6,14 +6,11 @@
 
 use std::collections::HashMap;
 
-use wazoo_proto::Zxid;
-
-/// Server ids, as in zoo.cfg's `server.N`.
-pub(crate) type ServerId = u64;
+use crate::{Sid as ServerId, Zxid};
 
 /// The highest zxid a quorum (a majority) of the voters has logged durably.
 #[derive(Debug)]
-pub(crate) struct CommitPoint {
+pub struct CommitPoint {
     voters: Vec<ServerId>,
     /// The highest zxid each voter has acknowledged (durable in its log).
     acked: HashMap<ServerId, Zxid>,
@@ -22,7 +19,7 @@ pub(crate) struct CommitPoint {
 
 impl CommitPoint {
     /// An ensemble of `voters`, everything up to `committed` already committed.
-    pub(crate) fn new(voters: &[ServerId], committed: Zxid) -> CommitPoint {
+    pub fn new(voters: &[ServerId], committed: Zxid) -> CommitPoint {
         assert!(!voters.is_empty(), "an ensemble has at least one voter");
         CommitPoint {
             voters: voters.to_vec(),
@@ -32,13 +29,13 @@ impl CommitPoint {
     }
 
     /// A standalone server: a quorum of one.
-    pub(crate) fn standalone(me: ServerId, committed: Zxid) -> CommitPoint {
+    pub fn standalone(me: ServerId, committed: Zxid) -> CommitPoint {
         CommitPoint::new(&[me], committed)
     }
 
     /// `server` has everything up to `zxid` durably in its log. Returns the new commit point if it
     /// moved. Acks never move a voter backwards, and those of non-voters (observers) are ignored.
-    pub(crate) fn ack(&mut self, server: ServerId, zxid: Zxid) -> Option<Zxid> {
+    pub fn ack(&mut self, server: ServerId, zxid: Zxid) -> Option<Zxid> {
         if !self.voters.contains(&server) {
             return None;
         }
@@ -60,7 +57,7 @@ impl CommitPoint {
     }
 
     /// Everything up to here may be applied.
-    pub(crate) fn committed(&self) -> Zxid {
+    pub fn committed(&self) -> Zxid {
         self.committed
     }
 }
