@@ -306,34 +306,26 @@ impl RocksStore {
         }
     }
 
-    /// Flushes the memtables of both column families atomically; waits when `wait`.
-    /// Asks RocksDB to flush the tree without waiting. While RocksDB has stopped writes (its
-    /// memtables are full and wait for flushes already under way), it refuses such a request with
-    /// TryAgain, "writes have been stopped": nothing needs asking then, and the next purge asks
-    /// again. Failing the commit for it stopped the server under a stream of large writes (CI,
-    /// `test_log_purge.py`, once the purge rode the group commit).
-    fn request_flush(&self) -> Result<(), StoreError> {
+    /// Flushes the memtables of both column families atomically; waits when `wait`. A flush that
+    /// does not wait is only a request: while RocksDB has stopped writes (its memtables are full
+    /// and wait for flushes already under way) it refuses one with TryAgain, "writes have been
+    /// stopped", and then nothing needs asking (the next purge asks again). Failing the commit
+    /// for it stopped the server under a stream of large writes (CI, `test_log_purge.py`, once the
+    /// purge rode the group commit).
+    fn flush(&self, wait: bool) -> Result<(), StoreError> {
         let mut opts = FlushOptions::default();
-        opts.set_wait(false);
+        opts.set_wait(wait);
         match self
             .db
             .flush_cfs_opt(&[self.cf(CF_TREE)?, self.cf(CF_META)?], &opts)
         {
             Ok(()) => Ok(()),
-            Err(e) if matches!(e.kind(), ErrorKind::TryAgain | ErrorKind::Busy) => {
+            Err(e) if !wait && matches!(e.kind(), ErrorKind::TryAgain | ErrorKind::Busy) => {
                 tracing::debug!("flush request refused for now: {e}");
                 Ok(())
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    fn flush(&self, wait: bool) -> Result<(), StoreError> {
-        let mut opts = FlushOptions::default();
-        opts.set_wait(wait);
-        self.db
-            .flush_cfs_opt(&[self.cf(CF_TREE)?, self.cf(CF_META)?], &opts)?;
-        Ok(())
     }
 
     /// Test hook: paths of the txn log's segment files, oldest first.
@@ -499,7 +491,7 @@ impl Store for RocksStore {
         let limit = zxid.min(persisted.saturating_add(1));
         let removed = self.log.purge_before(limit)?;
         if persisted < zxid {
-            self.request_flush()?;
+            self.flush(false)?;
         }
         tracing::info!(
             before = format_args!("{zxid:#x}"),
