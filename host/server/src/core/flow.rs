@@ -87,17 +87,18 @@ impl Core {
                 let fits = self.large_in_flight == 0
                     || self.large_in_flight + size <= LARGE_WRITES_IN_FLIGHT;
                 let first = self.waiting_large.front().is_none_or(|w| *w == id);
-                let paced = fits && first && {
-                    match self.pacer.admit(size, self.now.at) {
-                        Ok(()) => false,
+                // Its turn, room in flight, and the pacer's leave (asked last: it takes credit).
+                let may_go = fits
+                    && first
+                    && match self.pacer.admit(size, self.now.at) {
+                        Ok(()) => true,
                         Err(at) => {
                             // Every request notifies the timer task, the same instant included.
                             self.pace_wake.send_replace(Some(at));
-                            true
+                            false
                         }
-                    }
-                };
-                if !(fits && first) || paced {
+                    };
+                if !may_go {
                     if !c.waiting_large {
                         c.waiting_large = true;
                         self.waiting_large.push_back(id);
