@@ -153,6 +153,12 @@ impl FollowerBroadcast {
         }
         self.last_logged = zxid;
         self.unapplied.push_back(zxid);
+        if crate::planted::planted(crate::planted::Bug::AckBeforeDurable) && !self.observer {
+            return vec![
+                FollowerBroadcastOutput::Log(zxid),
+                FollowerBroadcastOutput::Ack(zxid),
+            ];
+        }
         vec![FollowerBroadcastOutput::Log(zxid)]
     }
 

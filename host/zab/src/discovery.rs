@@ -291,6 +291,15 @@ impl LearnerDiscovery {
         (d, hello)
     }
 
+    /// When [`on_timeout`](Self::on_timeout) is due, until ACKEPOCH has gone out.
+    pub fn next_wake(&self) -> Option<u64> {
+        matches!(
+            self.phase,
+            LearnerPhase::WaitingLeaderInfo | LearnerPhase::PersistingAccepted(_)
+        )
+        .then_some(self.deadline)
+    }
+
     /// Whether ACKEPOCH has gone out (synchronisation comes next).
     pub fn acked(&self) -> bool {
         self.phase == LearnerPhase::Acked

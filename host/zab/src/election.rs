@@ -207,6 +207,15 @@ impl Election {
         out
     }
 
+    /// The epoch this server now serves in becomes its decided vote's peerEpoch, so that every
+    /// member reports the same (leader, peerEpoch) to a server that starts looking
+    /// (ZOOKEEPER-1732: otherwise votes decided in different rounds disagree and it never joins).
+    pub fn update_vote_epoch(&mut self, epoch: u64) {
+        if let Some((vote, _)) = self.decided.as_mut() {
+            vote.peer_epoch = epoch;
+        }
+    }
+
     /// When [`on_timeout`](Self::on_timeout) is next due, while LOOKING.
     pub fn next_wake(&self) -> Option<u64> {
         if self.state != PeerState::Looking || self.logical_clock == 0 {

@@ -15,33 +15,41 @@ use std::collections::BTreeSet;
 use crate::sync::{SyncMode, SyncPacket, SyncPlan};
 use crate::{Sid, Zxid};
 
-/// The stream for one learner up to and including NEWLEADER: the plan, then `outstanding`
-/// (proposals not committed yet, ascending) for a participant, then NEWLEADER(epoch << 32).
+/// The stream for one learner up to and including NEWLEADER: the plan, then `to_be_applied`
+/// (committed by the quorum, not applied by the leader yet: ZooKeeper's `toBeApplied`) as
+/// PROPOSAL+COMMIT pairs, then `outstanding` (proposals not committed yet) for a participant —
+/// an observer gets them later as INFORM — then NEWLEADER(epoch << 32). Both lists ascending.
 pub fn sync_stream(
     plan: &SyncPlan,
+    to_be_applied: &[Zxid],
     outstanding: &[Zxid],
     observer: bool,
     new_epoch: u64,
 ) -> Vec<SyncPacket> {
-    let mut out = Vec::with_capacity(2 + 2 * plan.send.len() + outstanding.len());
+    let mut out =
+        Vec::with_capacity(2 + 2 * (plan.send.len() + to_be_applied.len()) + outstanding.len());
     out.push(match plan.mode {
         SyncMode::Diff(z) => SyncPacket::Diff(z),
         SyncMode::Trunc(z) => SyncPacket::Trunc(z),
         SyncMode::Snap(z) => SyncPacket::Snap(z),
     });
-    let last_sent = plan.send.last().copied();
-    for &z in &plan.send {
+    let mut last_sent = plan.send.last().copied().unwrap_or(Zxid::MIN);
+    for &z in plan
+        .send
+        .iter()
+        .chain(to_be_applied.iter().filter(|&&z| z > last_sent))
+    {
         out.push(SyncPacket::Proposal(z));
         out.push(SyncPacket::Commit(z));
     }
+    last_sent = last_sent.max(to_be_applied.last().copied().unwrap_or(Zxid::MIN));
     if !observer {
         // startForwarding: proposals past what was queued, in order; their COMMITs come later by
         // broadcast, like every other follower's.
-        let after = last_sent.unwrap_or(Zxid::MIN);
         out.extend(
             outstanding
                 .iter()
-                .filter(|&&z| z > after)
+                .filter(|&&z| z > last_sent)
                 .map(|&z| SyncPacket::Proposal(z)),
         );
     }
@@ -98,6 +106,11 @@ impl NewLeaderQuorum {
             abandoned: false,
             deadline: now + init_limit_ms,
         }
+    }
+
+    /// Whether NEWLEADER went to `sid` and its ACK has not come back yet.
+    pub fn is_waiting(&self, sid: Sid) -> bool {
+        self.waiting.contains(&sid)
     }
 
     /// NEWLEADER went to `sid` (at the end of its stream).

@@ -14,7 +14,7 @@ fn a_participants_stream_is_the_plan_then_the_outstanding_proposals_then_newlead
     let plan = plan_sync(z(1, 1), &committed, z(1, 3));
     let outstanding = [z(1, 4), z(1, 5)];
     assert_eq!(
-        sync_stream(&plan, &outstanding, false, 2),
+        sync_stream(&plan, &[], &outstanding, false, 2),
         vec![
             SyncPacket::Diff(z(1, 3)),
             SyncPacket::Proposal(z(1, 2)),
@@ -31,7 +31,7 @@ fn a_participants_stream_is_the_plan_then_the_outstanding_proposals_then_newlead
 #[test]
 fn an_observer_gets_committed_txns_only_and_newleader_comes_last() {
     let plan = plan_sync(z(1, 2), &[z(1, 1), z(1, 2), z(1, 3)], z(1, 3));
-    let stream = sync_stream(&plan, &[z(1, 4)], true, 2);
+    let stream = sync_stream(&plan, &[], &[z(1, 4)], true, 2);
     assert_eq!(
         stream,
         vec![
@@ -49,7 +49,7 @@ fn the_stream_a_leader_builds_is_one_its_learner_accepts() {
     // exactly the committed txns it lacked, and hands on the outstanding ones at UPTODATE.
     let committed = [z(1, 1), z(1, 2), z(1, 3), z(2, 1)];
     let plan = plan_sync(z(1, 2), &committed, z(2, 1));
-    let stream = sync_stream(&plan, &[z(2, 2)], false, 3);
+    let stream = sync_stream(&plan, &[], &[z(2, 2)], false, 3);
     let mut learner = LearnerSync::new(z(1, 2));
     let mut out = Vec::new();
     for p in stream {
@@ -129,4 +129,30 @@ fn without_a_quorum_within_init_limit_leadership_is_abandoned() {
     assert_eq!(q.on_timeout(10_100), vec![NewLeaderOutput::Abandon]);
     q.sent(3);
     assert_eq!(q.on_ack(3, z(3, 0)), vec![], "nothing after abandoning");
+}
+
+#[test]
+fn txns_committed_but_not_applied_by_the_leader_go_as_pairs_before_the_outstanding_ones() {
+    // A late joiner while the leader's own log lags the quorum (D10: it applies only what is
+    // durable here): committed-but-unapplied txns must come with their COMMIT, or the learner
+    // would never get one (the broadcast already sent it).
+    let committed = [z(2, 1), z(2, 2)];
+    let plan = plan_sync(z(2, 1), &committed, z(2, 2));
+    let stream = sync_stream(&plan, &[z(2, 3)], &[z(2, 4)], false, 3);
+    assert_eq!(
+        stream,
+        vec![
+            SyncPacket::Diff(z(2, 2)),
+            SyncPacket::Proposal(z(2, 2)),
+            SyncPacket::Commit(z(2, 2)),
+            SyncPacket::Proposal(z(2, 3)),
+            SyncPacket::Commit(z(2, 3)),
+            SyncPacket::Proposal(z(2, 4)),
+            SyncPacket::NewLeader(z(3, 0)),
+        ]
+    );
+    // An observer gets the committed ones only.
+    let stream = sync_stream(&plan, &[z(2, 3)], &[z(2, 4)], true, 3);
+    assert!(!stream.contains(&SyncPacket::Proposal(z(2, 4))));
+    assert!(stream.contains(&SyncPacket::Commit(z(2, 3))));
 }

@@ -4,18 +4,22 @@
 //! carries them over its simulated network. Nouns follow ZooKeeper's Java source and
 //! `shared/design/zab-reference.md` so the two cross-read.
 //!
-//! Built so far: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
+//! The phases: [`election`] (Fast Leader Election, electionAlg 3), [`discovery`] (the first
 //! ZAB phase), [`sync`]'s decision (DIFF, TRUNC or SNAP) and the learner's side of the sync
 //! stream ([`learner_sync`]) and the leader's ([`leader_sync`]), [`broadcast`], and the
-//! `syncLimit` rules of [`liveness`]. The runtime that carries them (peer links, the server's
-//! wiring) follows (issue 10).
+//! `syncLimit` rules of [`liveness`]; [`peer`] composes them into one state machine per server,
+//! which the simulator (`host/sim`) drives today and the server's runtime will (issue 10).
+//! [`planted`] holds known bugs a test can switch on to show the simulator catches them.
 
 pub mod broadcast;
 pub mod discovery;
 pub mod election;
+pub mod history;
 pub mod leader_sync;
 pub mod learner_sync;
 pub mod liveness;
+pub mod peer;
+pub mod planted;
 pub mod quorum;
 pub mod sync;
 

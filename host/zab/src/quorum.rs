@@ -48,7 +48,11 @@ impl CommitPoint {
             .collect();
         durable.sort_unstable_by(|a, b| b.cmp(a));
         // The majority-th highest: a majority has at least that much.
-        let quorum_has = durable[self.voters.len() / 2];
+        let quorum_has = if crate::planted::planted(crate::planted::Bug::CommitOnMinority) {
+            durable[0]
+        } else {
+            durable[self.voters.len() / 2]
+        };
         if quorum_has > self.committed {
             self.committed = quorum_has;
             return Some(quorum_has);

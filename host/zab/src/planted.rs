@@ -1,0 +1,41 @@
+//! Known ZAB bugs that a test can switch on, one at a time and per thread, to show that the
+//! simulator catches them (issue 10: "planting a known bug is caught"). Only with the
+//! `planted-bugs` feature; without it [`planted`] is a constant `false` and nothing here exists
+//! at run time.
+
+/// A bug to plant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    None,
+    /// A follower ACKs a proposal before it is durable (breaks D6).
+    AckBeforeDurable,
+    /// A learner told to TRUNC keeps its log and treats the stream as a DIFF.
+    SkipTrunc,
+    /// The leader commits what any one voter (itself) has, not a majority.
+    CommitOnMinority,
+}
+
+#[cfg(feature = "planted-bugs")]
+thread_local! {
+    static PLANTED: std::cell::Cell<Bug> = const { std::cell::Cell::new(Bug::None) };
+}
+
+/// Plants `bug` on this thread (`Bug::None` removes it).
+#[cfg(feature = "planted-bugs")]
+pub fn plant(bug: Bug) {
+    PLANTED.with(|p| p.set(bug));
+}
+
+/// Whether `bug` is planted on this thread.
+#[inline]
+pub fn planted(bug: Bug) -> bool {
+    #[cfg(feature = "planted-bugs")]
+    {
+        PLANTED.with(|p| p.get() == bug)
+    }
+    #[cfg(not(feature = "planted-bugs"))]
+    {
+        let _ = bug;
+        false
+    }
+}
