@@ -93,3 +93,10 @@ fn a_planted_commit_on_a_minority_is_caught() {
         caught(Bug::CommitOnMinority, 5_000, true).expect("minority commit not caught");
     eprintln!("commit on a minority: caught by seed {seed}: {what}");
 }
+
+#[test]
+fn a_planted_diff_without_trunc_is_caught() {
+    let (seed, what) =
+        caught(Bug::DiffWithoutTrunc, 5_000, true).expect("DIFF without TRUNC not caught");
+    eprintln!("DIFF without TRUNC (ZOOKEEPER-1154): caught by seed {seed}: {what}");
+}

@@ -13,6 +13,9 @@ pub enum Bug {
     SkipTrunc,
     /// The leader commits what any one voter (itself) has, not a majority.
     CommitOnMinority,
+    /// The leader DIFFs a learner whose last zxid is not in its history (ZOOKEEPER-1154),
+    /// instead of cutting the learner's orphans by TRUNC or SNAP.
+    DiffWithoutTrunc,
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -98,6 +98,16 @@ pub fn plan_sync(peer: Zxid, committed: &[Zxid], last_processed: Zxid) -> SyncPl
     }
     // min <= peer <= max: walk the log.
     let at = committed.partition_point(|&p| p < peer);
+    if crate::planted::planted(crate::planted::Bug::DiffWithoutTrunc) {
+        return SyncPlan {
+            mode: SyncMode::Diff(max),
+            send: committed[at..]
+                .iter()
+                .copied()
+                .filter(|&z| z > peer)
+                .collect(),
+        };
+    }
     let prev = at.checked_sub(1).map(|i| committed[i]);
     let p = committed[at]; // exists: peer <= max
     if p == peer {
