@@ -9,7 +9,7 @@
 //! stream ([`learner_sync`]) and the leader's ([`leader_sync`]), [`broadcast`], and the
 //! `syncLimit` rules of [`liveness`]; [`peer`] composes them into one state machine per server,
 //! which the simulator (`host/sim`) drives today and the server's runtime will (issue 10).
-//! [`planted`] holds known bugs a test can switch on to show the simulator catches them.
+//! [`wire`] encodes and decodes what travels between peers. [`planted`] holds known bugs a test can switch on to show the simulator catches them.
 
 pub mod broadcast;
 pub mod discovery;
@@ -22,6 +22,7 @@ pub mod peer;
 pub mod planted;
 pub mod quorum;
 pub mod sync;
+pub mod wire;
 
 /// A server id (`server.N` in zoo.cfg, `myid` in the data dir).
 pub type Sid = u64;
