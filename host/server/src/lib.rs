@@ -29,6 +29,12 @@ pub const VERSION: &str = concat!("3.8.0-wazoo-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Error)]
 pub enum ServerError {
+    #[error(
+        "zoo.cfg describes an ensemble of {0} servers; replication is not wired into the server \
+         yet (the ZAB core and its simulator are: `wazoo sim`), so this server refuses to start \
+         rather than serve alone; use at most one server.N line to run standalone"
+    )]
+    EnsembleNotWired(usize),
     #[error("cannot create data directory {0}: {1}")]
     DataDir(String, std::io::Error),
     /// The store's own message says what failed and where (`{:#}` would print it twice if this
@@ -190,6 +196,11 @@ fn load_tree(store: &RocksStore) -> Result<DataTree, ServerError> {
 
 /// Runs a standalone server until `shutdown` resolves or storage fails.
 pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    if let Some(e) = &cfg.ensemble {
+        // Parsed and validated (config/ensemble.rs), but the server does not replicate yet: it
+        // must not serve as if it were alone, or each server would accept its own writes.
+        return Err(ServerError::EnsembleNotWired(e.members.len()));
+    }
     let cfg = Arc::new(cfg);
     for k in &cfg.unknown_keys {
         warn!(key = %k, "unknown configuration key ignored");

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+pub mod ensemble;
+
+pub use ensemble::Ensemble;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {reason}")]
@@ -74,6 +78,12 @@ pub struct ServerConfig {
     /// Log entries kept behind the applied tree (for future DIFF syncs); older ones are purged.
     pub log_retain_txns: u64,
     pub server_id: u8,
+    /// `server.N` lines (two or more make an ensemble; see [`Self::ensemble`]).
+    pub servers: Vec<ensemble::Member>,
+    /// `peerType`, if given.
+    pub peer_type: Option<String>,
+    /// The ensemble, once `myid` is known ([`ServerConfig::from_file`] reads it).
+    pub ensemble: Option<Ensemble>,
     pub reconfig_enabled: bool,
     /// Keys that were present but not understood (warned at startup).
     pub unknown_keys: Vec<String>,
@@ -112,6 +122,9 @@ impl ServerConfig {
             container_max_never_used_ms: 0,
             log_retain_txns: 100_000,
             server_id: 0,
+            servers: Vec::new(),
+            peer_type: None,
+            ensemble: None,
             reconfig_enabled: false,
             unknown_keys: Vec::new(),
         }
@@ -123,7 +136,21 @@ impl ServerConfig {
             reason: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base)
+        let mut c = Self::parse(&text, base)?;
+        if c.servers.len() > 1 {
+            let myid = std::fs::read_to_string(c.data_dir.join("myid")).ok();
+            c.resolve_ensemble(myid.as_deref())?;
+        }
+        Ok(c)
+    }
+
+    /// Two or more `server.N` lines make an ensemble: with the `myid` file's text, this server's
+    /// place in it (and `server_id`).
+    pub fn resolve_ensemble(&mut self, myid: Option<&str>) -> Result<(), ConfigError> {
+        let e = Ensemble::build(self.servers.clone(), self.peer_type.as_deref(), myid)?;
+        self.server_id = e.me as u8;
+        self.ensemble = Some(e);
+        Ok(())
     }
 
     /// Parses zoo.cfg text; relative directories are taken relative to `base`.
@@ -149,7 +176,6 @@ impl ServerConfig {
         let mut client_ip: Option<IpAddr> = None;
         let mut admin_port: u16 = 8080;
         let mut admin_ip: IpAddr = "0.0.0.0".parse().expect("valid");
-        let mut servers = 0usize;
         let mut data_dir = None;
         for (k, v) in &kv {
             let key = k.strip_prefix("zookeeper.").unwrap_or(k);
@@ -222,7 +248,6 @@ impl ServerConfig {
                 | "admin.commandURL"
                 | "syncEnabled"
                 | "electionAlg"
-                | "peerType"
                 | "serverCnxnFactory"
                 | "metricsProvider.className"
                 | "localSessionsEnabled"
@@ -230,15 +255,10 @@ impl ServerConfig {
                 | "secureClientPort"
                 | "snapshot.compression.method"
                 | "digest.enabled" => {}
-                _ if key.starts_with("server.") => servers += 1,
+                "peerType" => c.peer_type = Some(v.clone()),
+                _ if key.starts_with("server.") => c.servers.push(ensemble::parse_member(k, v)?),
                 _ => c.unknown_keys.push(k.clone()),
             }
-        }
-        if servers > 1 {
-            return Err(ConfigError::Unsupported(format!(
-                "{servers} server.N entries: the replicated ensemble is not available yet; \
-                 run standalone (at most one server.N line)"
-            )));
         }
         c.data_dir = data_dir.ok_or(ConfigError::Missing("dataDir"))?;
         c.client_addr = SocketAddr::new(
@@ -389,5 +409,27 @@ mod tests {
     fn relative_data_dir_is_relative_to_the_config_file() {
         let c = ServerConfig::parse("dataDir=data\n", Path::new("/etc/zk")).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/etc/zk/data"));
+    }
+
+    #[test]
+    fn an_ensemble_config_reads_myid_from_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("zoo.cfg");
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(
+            &cfg,
+            "dataDir=data\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\n\
+             server.3=127.0.0.3:2888:3888\n",
+        )
+        .unwrap();
+        let e = ServerConfig::from_file(&cfg).unwrap_err();
+        assert!(e.to_string().contains("myid"), "{e}");
+        std::fs::write(dir.path().join("data/myid"), "3\n").unwrap();
+        let c = ServerConfig::from_file(&cfg).unwrap();
+        assert_eq!(c.server_id, 3);
+        assert_eq!(c.ensemble.unwrap().voters().count(), 3);
+        // One server line is standalone, as in ZooKeeper (standaloneEnabled).
+        std::fs::write(&cfg, "dataDir=data\nserver.1=127.0.0.1:2888:3888\n").unwrap();
+        assert!(ServerConfig::from_file(&cfg).unwrap().ensemble.is_none());
     }
 }
