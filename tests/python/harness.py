@@ -238,7 +238,7 @@ class ServerProcess:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def start(self, timeout: Optional[float] = None) -> "ServerProcess":
+    def start(self, timeout: Optional[float] = None, probe_session: bool = True) -> "ServerProcess":
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"{self.name} already running")
         if self.kind == "wazoo":
@@ -262,10 +262,10 @@ class ServerProcess:
         self.stopped_at = None
         if timeout is None:
             timeout = 60.0 if self.kind == "zookeeper" else 30.0
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, probe_session)
         return self
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, probe_session: bool = True) -> None:
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -274,6 +274,8 @@ class ServerProcess:
                                  f"log {self.log_path}:\n{self.log_tail()}")
             try:
                 last = four_letter(self.port, "ruok", timeout=2.0)
+                if last == "imok" and not probe_session:
+                    return  # an ensemble member that serves no session yet
                 if last == "imok":
                     # ZooKeeper answers ruok before its ZooKeeperServer runs (early handshakes get EOF), so
                     # readiness also needs one session to open and close.

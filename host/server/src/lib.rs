@@ -7,6 +7,7 @@ pub mod admin_http;
 pub mod config;
 pub mod conn;
 pub mod core;
+pub mod ensemble;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,12 +30,8 @@ pub const VERSION: &str = concat!("3.8.0-wazoo-", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Error)]
 pub enum ServerError {
-    #[error(
-        "zoo.cfg describes an ensemble of {0} servers; replication is not wired into the server \
-         yet (the ZAB core and its simulator are: `wazoo sim`), so this server refuses to start \
-         rather than serve alone; use at most one server.N line to run standalone"
-    )]
-    EnsembleNotWired(usize),
+    #[error("ensemble: {0}")]
+    Ensemble(String),
     #[error("cannot create data directory {0}: {1}")]
     DataDir(String, std::io::Error),
     /// The store's own message says what failed and where (`{:#}` would print it twice if this
@@ -196,10 +193,10 @@ fn load_tree(store: &RocksStore) -> Result<DataTree, ServerError> {
 
 /// Runs a standalone server until `shutdown` resolves or storage fails.
 pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    if let Some(e) = &cfg.ensemble {
-        // Parsed and validated (config/ensemble.rs), but the server does not replicate yet: it
-        // must not serve as if it were alone, or each server would accept its own writes.
-        return Err(ServerError::EnsembleNotWired(e.members.len()));
+    if let Some(e) = cfg.ensemble.clone() {
+        // The peer runs over real links, but client requests are not replicated yet: an ensemble
+        // member serves no client session (it must not serve as if it were alone).
+        return ensemble::run(Arc::new(cfg), e, shutdown).await;
     }
     let cfg = Arc::new(cfg);
     for k in &cfg.unknown_keys {

@@ -12,12 +12,21 @@ use crate::{Sid, Zxid};
 
 type Step = Result<(), &'static str>;
 
+/// How soon a learner dials its elected leader again after a refused link, doubling each time,
+/// and how many times (20 ms to 640 ms: about 1.3 s in all; ZooKeeper tries 5 times a second
+/// apart).
+const REDIAL_MS: u64 = 20;
+const REDIALS: u32 = 6;
+
 #[derive(Debug)]
 pub(super) struct Learning {
     leader: Sid,
     observer: bool,
-    /// Until the link is up: give up at this time.
+    /// Until discovery has heard from the leader: give up at this time.
     connect_deadline: Option<u64>,
+    /// The link dropped before LEADERINFO (the leader was not leading yet): dial again then.
+    redial_at: Option<u64>,
+    redials: u32,
     discovery: Option<LearnerDiscovery>,
     liveness: Option<FollowerLiveness>,
     /// The epoch of LEADERINFO.
@@ -41,6 +50,8 @@ impl Learning {
             leader,
             observer: s.cfg.is_observer(s.cfg.me),
             connect_deadline: Some(now + s.cfg.init_limit_ms),
+            redial_at: None,
+            redials: 0,
             discovery: None,
             liveness: None,
             epoch: 0,
@@ -75,6 +86,7 @@ impl Learning {
     pub(super) fn next_wake(&self) -> Option<u64> {
         [
             self.connect_deadline,
+            self.redial_at,
             self.discovery.as_ref().and_then(|d| d.next_wake()),
             self.liveness.as_ref().map(|l| l.next_wake()),
         ]
@@ -83,9 +95,13 @@ impl Learning {
         .min()
     }
 
-    pub(super) fn on_timeout(&mut self, _s: &mut Shared, now: u64, _out: &mut Vec<Output>) -> Step {
+    pub(super) fn on_timeout(&mut self, _s: &mut Shared, now: u64, out: &mut Vec<Output>) -> Step {
         if self.connect_deadline.is_some_and(|d| now >= d) {
-            return Err("no link to the leader within initLimit");
+            return Err("no leader answered within initLimit");
+        }
+        if self.redial_at.is_some_and(|t| now >= t) {
+            self.redial_at = None;
+            out.push(Output::Connect(self.leader));
         }
         if let Some(d) = self.discovery.as_mut() {
             if let Some(LearnerOutput::Abandon { why }) = d.on_timeout(now).into_iter().next() {
@@ -109,11 +125,28 @@ impl Learning {
             out.push(Output::Disconnect(sid));
             return Ok(());
         }
-        self.connect_deadline = None;
         self.liveness = Some(FollowerLiveness::new(s.cfg.sync_limit_ms, now));
         let (d, hello) = LearnerDiscovery::new(s.epochs(), now, s.cfg.init_limit_ms);
         self.discovery = Some(d);
         self.discovery_outputs(s, vec![hello], out)
+    }
+
+    /// The link to the leader dropped. Before LEADERINFO the elected server may simply not lead
+    /// yet (it decides a little after its followers and refuses links until then): dial again
+    /// shortly, until initLimit, as ZooKeeper's `connectToLeader` retries. After it, the leader
+    /// is gone.
+    pub(super) fn on_disconnected(&mut self, now: u64) -> Step {
+        if self.connect_deadline.is_none() {
+            return Err("the link to the leader is gone");
+        }
+        if self.redials == REDIALS {
+            return Err("the elected leader refused the link, again and again");
+        }
+        self.discovery = None;
+        self.liveness = None;
+        self.redial_at = Some(now + (REDIAL_MS << self.redials));
+        self.redials += 1;
+        Ok(())
     }
 
     fn send(&self, packet: Packet, out: &mut Vec<Output>) {
@@ -236,6 +269,7 @@ impl Learning {
         }
         if let Packet::LeaderInfo { epoch } = packet {
             self.epoch = epoch;
+            self.connect_deadline = None;
             if epoch == s.accepted_epoch && epoch > s.accepted_durable {
                 self.held_leader_info = Some(epoch);
                 return Ok(());

@@ -419,7 +419,7 @@ impl Peer {
                         l.on_disconnected(sid);
                         Ok(())
                     }
-                    Role::Learning(l) if l.leader() == sid => Err("the link to the leader is gone"),
+                    Role::Learning(l) if l.leader() == sid => l.on_disconnected(now),
                     _ => Ok(()),
                 },
                 &mut out,
