@@ -266,7 +266,11 @@ fn a_better_vote_during_the_finalize_wait_changes_the_outcome() {
             round: 1,
         },
     );
-    assert_eq!(e.next_wake(), Some(200), "the resend is due at 200 too");
+    assert_eq!(
+        e.next_wake(),
+        Some(210),
+        "finalizing: nothing is re-sent meanwhile"
+    );
     // Server 3's better vote arrives at 150 ms: adopted, no decision for 1's vote.
     let better = Vote {
         leader: 3,
@@ -374,4 +378,31 @@ fn a_decided_server_answers_the_looking_and_a_stale_round_gets_the_proposal() {
             if notification.round == 5 && notification.vote == e.current_vote()),
         "{out:?}"
     );
+}
+
+#[test]
+fn the_proposal_is_resent_only_after_a_silence_of_the_notification_interval() {
+    // `recvqueue.poll(notTimeout)`: a notification received restarts the wait, so a server busy
+    // exchanging votes does not re-send stale copies into the others' finalize wait.
+    let mut e = Election::new(ElectionConfig::new(1, [1, 2, 3]));
+    e.look_for_leader(0, zxid(1, 5), 1);
+    assert_eq!(e.next_wake(), Some(200));
+    let worse = Vote {
+        leader: 2,
+        zxid: zxid(1, 1),
+        peer_epoch: 1,
+    };
+    e.on_notification(
+        150,
+        Notification {
+            from: 2,
+            state: PeerState::Looking,
+            vote: worse,
+            round: 1,
+        },
+    );
+    assert_eq!(e.next_wake(), Some(350));
+    assert!(e.on_timeout(200).is_empty(), "no re-send at 200");
+    assert!(matches!(&e.on_timeout(350)[..], [Output::Broadcast(_)]));
+    assert_eq!(e.next_wake(), Some(750), "then the interval doubles");
 }
