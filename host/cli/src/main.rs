@@ -109,10 +109,11 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
     match wazoo_sim::sweep(from, count) {
         Ok(s) => {
             println!(
-                "{} seeds from {from}: 0 violations; {} events, {} writes acknowledged, {} leaders established, slowest convergence after healing {} ms (simulated); {:.1} s",
+                "{} seeds from {from}: 0 violations; {} events, {} writes acknowledged, {} syncs checked, {} leaders established, slowest convergence after healing {} ms (simulated); {:.1} s",
                 s.seeds,
                 s.events,
                 s.writes_acked,
+                s.syncs_completed,
                 s.leaders_established,
                 s.max_converge_ms,
                 started.elapsed().as_secs_f64()

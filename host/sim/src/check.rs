@@ -31,6 +31,8 @@ pub enum Violation {
         payload: Payload,
         what: String,
     },
+    #[error("server {sid} completed a sync without acknowledged write {zxid:#x}")]
+    StaleSync { sid: Sid, zxid: Zxid },
     #[error("no liveness: {0}")]
     Liveness(String),
 }
@@ -160,6 +162,17 @@ impl Checker {
             });
         }
         self.acked.insert(zxid, payload);
+        Ok(())
+    }
+
+    /// A `sync` completed at `sid`: every write acknowledged before it was issued (zxid up to
+    /// `upto`) must be in the tree there (sync-then-read is linearizable).
+    pub fn synced(&self, sid: Sid, tree: &[(Zxid, Payload)], upto: Zxid) -> Result<(), Violation> {
+        for (&z, &p) in self.acked.range(..=upto) {
+            if tree.binary_search(&(z, p)).is_err() {
+                return Err(Violation::StaleSync { sid, zxid: z });
+            }
+        }
         Ok(())
     }
 

@@ -79,6 +79,8 @@ impl SimConfig {
 pub struct Report {
     pub events: u64,
     pub writes_acked: u64,
+    /// Client syncs completed (each checked against the writes acknowledged before it).
+    pub syncs_completed: u64,
     pub leaders_established: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
@@ -125,6 +127,7 @@ pub struct Sweep {
     pub seeds: u64,
     pub events: u64,
     pub writes_acked: u64,
+    pub syncs_completed: u64,
     pub leaders_established: u64,
     pub faults: BTreeMap<&'static str, u64>,
     /// The slowest convergence after healing, in simulated ms.
@@ -139,6 +142,7 @@ pub fn sweep(from: u64, count: u64) -> Result<Sweep, Failure> {
         s.seeds += 1;
         s.events += r.events;
         s.writes_acked += r.writes_acked;
+        s.syncs_completed += r.syncs_completed;
         s.leaders_established += r.leaders_established;
         s.max_converge_ms = s.max_converge_ms.max(r.converge_ms);
         for (k, v) in r.faults {

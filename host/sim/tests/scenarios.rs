@@ -288,6 +288,35 @@ fn z5094_an_interrupted_trunc_leaves_no_gap() {
     assert_eq!(sim.disk_log(a), sim.tree(a), "log and tree agree, no gap");
 }
 
+/// A deposed leader must not complete a `sync` from its stale tree: cut off from its followers
+/// (their links reset, then the network cut), it still believes it leads until syncLimit, while
+/// the others elect a new leader and acknowledge a write. A sync on the old leader in that window
+/// must not complete there (ZooKeeper's would: its leader answers a sync from its own commit
+/// point).
+#[test]
+fn a_deposed_leader_completes_no_sync_from_its_stale_tree() {
+    let mut sim = three();
+    write(&mut sim, 2);
+    let old = leader(&mut sim);
+    sim.reset_links(old);
+    sim.isolate(old);
+    ok!(sim.run_until_that(1_000, "a new leader", |s| {
+        (1..=3).any(|sid| sid != old && matches!(s.serving(sid), Serving::Leading { .. }))
+    }));
+    let new = (1..=3)
+        .find(|&sid| sid != old && matches!(sim.serving(sid), Serving::Leading { .. }))
+        .unwrap();
+    let before = sim.acked();
+    ok!(sim.write(new));
+    ok!(sim.run_until_that(1_000, "the new leader's write", |s| s.acked() > before));
+    assert!(
+        matches!(sim.serving(old), Serving::Leading { .. }),
+        "the scenario needs the old leader still leading here"
+    );
+    ok!(sim.sync(old)); // must not complete from the stale tree (the checker would say so)
+    ok!(sim.converge(10_000));
+}
+
 #[test]
 fn the_scripted_world_reports_a_violation_with_the_trace() {
     // A scenario helper that cannot be satisfied fails with a liveness violation, not a hang.
@@ -302,7 +331,12 @@ fn the_scripted_world_reports_a_violation_with_the_trace() {
 #[test]
 fn the_scenarios_fail_when_their_bug_is_planted() {
     use wazoo_zab::planted::{plant, Bug};
-    let cases: [(&str, Bug, fn()); 4] = [
+    let cases: [(&str, Bug, fn()); 5] = [
+        (
+            "stale sync",
+            Bug::SyncWithoutQuorum,
+            a_deposed_leader_completes_no_sync_from_its_stale_tree,
+        ),
         (
             "z1154",
             Bug::DiffWithoutTrunc,

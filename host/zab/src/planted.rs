@@ -16,6 +16,9 @@ pub enum Bug {
     /// The leader DIFFs a learner whose last zxid is not in its history (ZOOKEEPER-1154),
     /// instead of cutting the learner's orphans by TRUNC or SNAP.
     DiffWithoutTrunc,
+    /// The leader answers a sync without checking that a quorum still follows it (a deposed
+    /// leader answers from a stale tree).
+    SyncWithoutQuorum,
 }
 
 #[cfg(feature = "planted-bugs")]

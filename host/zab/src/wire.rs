@@ -223,7 +223,7 @@ fn quorum(out: &mut Vec<u8>, ty: i32, zxid: Zxid, data: &[u8]) {
 }
 
 /// Appends a framed packet. `data` is the payload where the packet has one (the txn of
-/// PROPOSAL and INFORM, a PING's session table); FOLLOWERINFO's LearnerInfo and the small fixed
+/// PROPOSAL and INFORM, the request of REQUEST, a PING's session table); FOLLOWERINFO's LearnerInfo and the small fixed
 /// data of LEADERINFO and ACKEPOCH are written here from `sid` and the packet itself.
 pub fn encode_packet(packet: &Packet, sid: Sid, data: &[u8], out: &mut Vec<u8>) {
     let epoch_zxid = |e: u64| (e as Zxid) << 32;
@@ -259,6 +259,10 @@ pub fn encode_packet(packet: &Packet, sid: Sid, data: &[u8], out: &mut Vec<u8>) 
         Packet::Diff(z) => quorum(out, 13, z, &[]),
         Packet::Trunc(z) => quorum(out, 14, z, &[]),
         Packet::Snap(z) => quorum(out, 15, z, &[]),
+        // ZooKeeper sends zxid −1 with REQUEST and 0 with SYNC; wazoo's peers carry the
+        // learner's id for the request there, to match the answer.
+        Packet::Request { id } => quorum(out, 1, id as Zxid, data),
+        Packet::Sync { id } => quorum(out, 7, id as Zxid, &[]),
     }
 }
 
@@ -294,6 +298,8 @@ pub fn decode_packet(body: &[u8]) -> Result<QuorumFrame<'_>, WireError> {
     let epoch = |z: Zxid| (z >> 32) as u64;
     let small_int = |d: &[u8]| -> Result<i32, WireError> { Reader::new(d).i32() };
     let packet = match ty {
+        1 => Packet::Request { id: zxid as u64 },
+        7 => Packet::Sync { id: zxid as u64 },
         2 => Packet::Proposal(zxid),
         3 => Packet::Ack(zxid),
         4 => Packet::Commit(zxid),

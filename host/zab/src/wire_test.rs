@@ -54,6 +54,8 @@ fn every_quorum_packet_round_trips_with_its_data() {
         (Packet::Inform(z(8, 2)), &b"another txn"[..]),
         (Packet::Ack(z(8, 1)), &b""[..]),
         (Packet::Ping, &b"sessions"[..]),
+        (Packet::Request { id: 77 }, &b"a request"[..]),
+        (Packet::Sync { id: 78 }, &b""[..]),
     ];
     for (p, data) in packets {
         let mut buf = Vec::new();
@@ -63,7 +65,10 @@ fn every_quorum_packet_round_trips_with_its_data() {
                 assert_eq!(packet, p);
                 if let Packet::FollowerInfo { .. } = p {
                     assert_eq!(learner_sid(d).unwrap(), 42);
-                } else if matches!(p, Packet::Proposal(_) | Packet::Inform(_) | Packet::Ping) {
+                } else if matches!(
+                    p,
+                    Packet::Proposal(_) | Packet::Inform(_) | Packet::Ping | Packet::Request { .. }
+                ) {
                     assert_eq!(d, data);
                 }
             }
@@ -87,6 +92,8 @@ fn packets_use_zookeepers_type_numbers() {
         (Packet::Trunc(1), 14),
         (Packet::Snap(1), 15),
         (Packet::LeaderInfo { epoch: 1 }, 17),
+        (Packet::Request { id: 1 }, 1),
+        (Packet::Sync { id: 1 }, 7),
     ] {
         let mut buf = Vec::new();
         encode_packet(&p, 1, b"", &mut buf);

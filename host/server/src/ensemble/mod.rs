@@ -332,7 +332,11 @@ impl PeerTask {
                     "apply {z:#x}: replicated txns are not wired into the server yet"
                 )));
             }
-            Output::Proposed(_) | Output::WriteRefused => {}
+            // Client requests are not given to the peer yet (nothing is served): these cannot occur.
+            Output::Proposed { .. }
+            | Output::WriteRefused { .. }
+            | Output::SyncReached { .. }
+            | Output::SyncRefused { .. } => {}
             Output::Serving(s) => {
                 match s {
                     Serving::Looking => warn!(sid = self.me, "LOOKING"),

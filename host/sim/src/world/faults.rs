@@ -161,7 +161,8 @@ impl Sim {
         n.queue.clear();
         n.wake_at = None;
         n.serving = Serving::Looking;
-        n.writes.clear();
+        n.pending.clear();
+        n.syncs.clear();
         let links: Vec<ConnId> = std::mem::take(&mut n.links).into_values().collect();
         for c in links {
             self.close(c, true);

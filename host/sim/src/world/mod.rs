@@ -115,8 +115,10 @@ struct Node {
     offset: u64,
     wake_at: Option<u64>,
     serving: Serving,
-    /// Client writes this server proposed as leader, by zxid.
-    writes: BTreeMap<Zxid, Payload>,
+    /// Client writes that started here and are not answered yet (a write's payload is its id).
+    pending: BTreeSet<Payload>,
+    /// Client syncs here not answered yet: id -> the highest acknowledged zxid when it was issued.
+    syncs: BTreeMap<u64, Zxid>,
 }
 
 pub struct Sim {
@@ -170,7 +172,8 @@ impl Sim {
                 offset: 0,
                 wake_at: None,
                 serving: Serving::Looking,
-                writes: BTreeMap::new(),
+                pending: BTreeSet::new(),
+                syncs: BTreeMap::new(),
             })
             .collect();
         Sim {
@@ -360,7 +363,7 @@ impl Sim {
     /// After convergence a new write is acknowledged within the bound.
     fn fresh_write(&mut self, leader: usize, deadline: u64) -> Result<(), Violation> {
         let before = self.check.acked.len();
-        self.step(leader, Input::Write)?;
+        self.client_write(leader)?;
         while self.check.acked.len() == before {
             if self.now >= deadline + 5_000 {
                 return Err(Violation::Liveness(
@@ -371,6 +374,24 @@ impl Sim {
             self.run_until(to)?;
         }
         Ok(())
+    }
+
+    /// A client write reaches server `i` (its id, and payload, fresh).
+    fn client_write(&mut self, i: usize) -> Result<(), Violation> {
+        let id = self.next_payload;
+        self.next_payload += 1;
+        self.nodes[i].pending.insert(id);
+        self.step(i, Input::Write { id })
+    }
+
+    /// A client `sync` reaches server `i`; when it completes, every write acknowledged before now
+    /// must be readable there.
+    fn client_sync(&mut self, i: usize) -> Result<(), Violation> {
+        let id = self.next_payload;
+        self.next_payload += 1;
+        let upto = self.check.acked.keys().next_back().copied().unwrap_or(0);
+        self.nodes[i].syncs.insert(id, upto);
+        self.step(i, Input::Sync { id })
     }
 
     fn event(&mut self, e: Event) -> Result<(), Violation> {
@@ -417,7 +438,12 @@ impl Sim {
                     .collect();
                 if !ups.is_empty() {
                     let i = ups[self.rng.random_range(0..ups.len())];
-                    self.step(i, Input::Write)?;
+                    // One request in four is a sync; the rest are writes.
+                    if self.rng.random_range(0..4) == 0 {
+                        self.client_sync(i)?;
+                    } else {
+                        self.client_write(i)?;
+                    }
                 }
                 if self.chaos {
                     let gap = self.rng.random_range(1..=self.cfg.write_every_ms * 2);
@@ -546,19 +572,30 @@ impl Sim {
             Output::Send { to, packet } => self.send(i, to, packet)?,
             Output::Store(op) => self.store(i, op)?,
             Output::Apply(z) => self.apply(i, z)?,
-            Output::Proposed(z) => {
-                let p = self.next_payload;
-                self.next_payload += 1;
-                let n = &mut self.nodes[i];
-                n.stash.insert(z, p);
-                n.writes.insert(z, p);
+            Output::Proposed { zxid, id, .. } => {
+                // The payload of a write is its id (ids are unique over the whole run).
+                self.nodes[i].stash.insert(zxid, id);
             }
-            Output::WriteRefused => {}
+            Output::WriteRefused { id } => {
+                self.nodes[i].pending.remove(&id);
+            }
+            Output::SyncReached { id } => {
+                if let Some(upto) = self.nodes[i].syncs.remove(&id) {
+                    self.check.synced(sid, &self.nodes[i].tree, upto)?;
+                    self.report.syncs_completed += 1;
+                }
+            }
+            Output::SyncRefused { id } => {
+                self.nodes[i].syncs.remove(&id);
+            }
             Output::Serving(s) => {
                 self.note(|| format!("{sid} serving {s:?}"));
                 let n = &mut self.nodes[i];
                 n.serving = s;
-                n.writes.clear();
+                // A role change closes the clients' connections: their requests are lost, not
+                // answered.
+                n.pending.clear();
+                n.syncs.clear();
                 match s {
                     Serving::Leading { epoch } => {
                         self.check.established(sid, epoch)?;

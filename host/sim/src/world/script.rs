@@ -3,7 +3,7 @@
 //! them, cuts links and stalls disks, and waits for conditions between any two events. The
 //! invariants are checked after every event exactly as in a random run.
 
-use wazoo_zab::peer::{Input, Packet, Serving};
+use wazoo_zab::peer::{Packet, Serving};
 use wazoo_zab::{Sid, Zxid};
 
 use super::Sim;
@@ -70,6 +70,21 @@ impl Sim {
         }
     }
 
+    /// Resets every quorum link of `sid`: both ends learn at once (a process restarting its
+    /// network, a middlebox dropping connections).
+    pub fn reset_links(&mut self, sid: Sid) {
+        let i = self.idx(sid);
+        let mine: Vec<super::ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.open && c.ends.contains(&i))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in mine {
+            self.close(id, true);
+        }
+    }
+
     pub fn heal_network(&mut self) {
         self.blocked.clear();
     }
@@ -85,7 +100,13 @@ impl Sim {
     /// A client write reaches `sid` (proposed if it is an established leader).
     pub fn write(&mut self, sid: Sid) -> Result<(), Violation> {
         let i = self.idx(sid);
-        self.step(i, Input::Write)
+        self.client_write(i)
+    }
+
+    /// A client `sync` reaches `sid`; checked for staleness when it completes.
+    pub fn sync(&mut self, sid: Sid) -> Result<(), Violation> {
+        let i = self.idx(sid);
+        self.client_sync(i)
     }
 
     pub fn now(&self) -> u64 {

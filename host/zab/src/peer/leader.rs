@@ -9,12 +9,16 @@ use crate::broadcast::{LeaderBroadcast, LeaderBroadcastOutput};
 use crate::discovery::{LeaderDiscovery, LeaderOutput};
 use crate::leader_sync::{sync_stream, NewLeaderOutput, NewLeaderQuorum};
 use crate::liveness::LeaderLiveness;
+use crate::planted::{planted, Bug};
 use crate::sync::plan_sync;
 use crate::{Sid, Zxid};
 
 /// A connected learner, as the leader's `LearnerHandler` knows it.
 #[derive(Debug, Default)]
 struct Handler {
+    /// PINGs sent on this link, and PINGs received (a learner answers each one, in order).
+    pings_sent: u64,
+    pings_answered: u64,
     observer: bool,
     /// Its sync stream was sent: broadcast packets follow it (`startForwarding`).
     forwarding: bool,
@@ -38,6 +42,23 @@ pub(super) struct Leading {
     /// The last zxid committed (everything before the epoch is, once discovery is done).
     committed: Zxid,
     next_ping: u64,
+    /// Syncs not answered yet.
+    syncs: Vec<PendingSync>,
+}
+
+/// A `sync` waiting at the leader until (a) everything proposed before it is committed (and, for
+/// this server's own client, applied) and (b) a quorum of voters answered a PING sent after it
+/// arrived: this server was still the leader then, so no write acknowledged before the sync was
+/// issued can be missing (a deposed leader, cut off with a minority, would otherwise answer from
+/// a stale tree until syncLimit: ZooKeeper's sync has that gap).
+#[derive(Debug)]
+struct PendingSync {
+    zxid: Zxid,
+    /// The learner to answer, or `None` for this server's own client.
+    to: Option<Sid>,
+    id: u64,
+    /// Per voter: the PINGs it must have answered.
+    pings: Vec<(Sid, u64)>,
 }
 
 type Step = Result<(), &'static str>;
@@ -61,6 +82,7 @@ impl Leading {
             last_proposed: s.last_logged(),
             committed: 0,
             next_ping: now + cfg.tick_ms / 2,
+            syncs: Vec::new(),
         }
     }
 
@@ -133,14 +155,37 @@ impl Leading {
         }
         if now >= self.next_ping {
             self.next_ping = now + (s.cfg.tick_ms / 2).max(1);
-            for &sid in self.handlers.keys() {
-                out.push(Output::Send {
-                    to: sid,
-                    packet: Packet::Ping,
-                });
-            }
+            self.ping_all(out);
         }
         Ok(())
+    }
+
+    fn ping_all(&mut self, out: &mut Vec<Output>) {
+        for (&sid, h) in self.handlers.iter_mut() {
+            h.pings_sent += 1;
+            out.push(Output::Send {
+                to: sid,
+                packet: Packet::Ping,
+            });
+        }
+    }
+
+    /// Queues a sync: pings every learner now, and remembers what each voter must answer.
+    fn queue_sync(&mut self, s: &Shared, to: Option<Sid>, id: u64, out: &mut Vec<Output>) {
+        self.ping_all(out);
+        let pings = self
+            .handlers
+            .iter()
+            .filter(|(sid, h)| h.synced && s.cfg.voters.contains(sid))
+            .map(|(&sid, h)| (sid, h.pings_sent))
+            .collect();
+        self.syncs.push(PendingSync {
+            zxid: self.last_proposed,
+            to,
+            id,
+            pings,
+        });
+        self.release_syncs(s, out);
     }
 
     pub(super) fn on_stored(
@@ -225,7 +270,24 @@ impl Leading {
                 }
                 Ok(())
             }
-            Packet::Ping => Ok(()),
+            Packet::Ping => {
+                if let Some(h) = self.handlers.get_mut(&from) {
+                    h.pings_answered += 1;
+                }
+                if !self.syncs.is_empty() {
+                    self.release_syncs(s, out);
+                }
+                Ok(())
+            }
+            Packet::Request { id } if self.handlers[&from].synced => {
+                self.write(s, id, Some(from), out)
+            }
+            Packet::Sync { id } if self.handlers[&from].synced => {
+                // `processSync`, plus the quorum check of `PendingSync`; the learner gets the
+                // COMMITs before this answer (one link, in order).
+                self.queue_sync(s, Some(from), id, out);
+                Ok(())
+            }
             _ => {
                 self.drop_learner(from, out);
                 Ok(())
@@ -338,19 +400,69 @@ impl Leading {
         Ok(())
     }
 
-    /// A client write: numbered, logged, and proposed to the forwarding participants.
-    pub(super) fn write(&mut self, s: &mut Shared, out: &mut Vec<Output>) -> Step {
+    /// A client write (this server's, or forwarded by learner `from`): numbered, logged, and
+    /// proposed to the forwarding participants.
+    pub(super) fn write(
+        &mut self,
+        s: &mut Shared,
+        id: u64,
+        from: Option<Sid>,
+        out: &mut Vec<Output>,
+    ) -> Step {
         let Some(b) = self.broadcast.as_mut() else {
-            out.push(Output::WriteRefused);
+            if from.is_none() {
+                out.push(Output::WriteRefused { id });
+            }
             return Ok(());
         };
         let o = b.propose();
         if o.contains(&LeaderBroadcastOutput::NewEpochNeeded) {
-            out.push(Output::WriteRefused);
+            if from.is_none() {
+                out.push(Output::WriteRefused { id });
+            }
             return Err("the zxid counter is used up: a new epoch is needed");
+        }
+        if let [LeaderBroadcastOutput::Propose(zxid)] = o[..] {
+            out.push(Output::Proposed { zxid, id, from });
         }
         self.broadcast_outputs(s, o, out);
         Ok(())
+    }
+
+    /// This server's own client's `sync`: complete once what was proposed before it is applied
+    /// here.
+    pub(super) fn sync_local(&mut self, s: &Shared, id: u64, out: &mut Vec<Output>) {
+        if self.broadcast.is_none() {
+            out.push(Output::SyncRefused { id });
+        } else {
+            self.queue_sync(s, None, id, out);
+        }
+    }
+
+    /// Answers the syncs that are complete (see [`PendingSync`]).
+    fn release_syncs(&mut self, s: &Shared, out: &mut Vec<Output>) {
+        let committed = self.committed;
+        let need = s.cfg.voters.len() / 2 + 1;
+        let handlers = &self.handlers;
+        self.syncs.retain(|p| {
+            let answered = 1 + p
+                .pings
+                .iter()
+                .filter(|(sid, n)| handlers.get(sid).is_some_and(|h| h.pings_answered >= *n))
+                .count();
+            if answered < need && !planted(Bug::SyncWithoutQuorum) {
+                return true;
+            }
+            match p.to {
+                Some(to) if p.zxid <= committed => out.push(Output::Send {
+                    to,
+                    packet: Packet::Sync { id: p.id },
+                }),
+                None if p.zxid <= s.applied => out.push(Output::SyncReached { id: p.id }),
+                _ => return true,
+            }
+            false
+        });
     }
 
     fn broadcast_outputs(
@@ -363,7 +475,6 @@ impl Leading {
             match o {
                 LeaderBroadcastOutput::Propose(z) => {
                     self.last_proposed = z;
-                    out.push(Output::Proposed(z));
                     s.append(z, out);
                     for (&sid, h) in &self.handlers {
                         if h.forwarding && !h.observer {
@@ -390,6 +501,9 @@ impl Leading {
                 LeaderBroadcastOutput::Apply(z) => s.apply(z, out),
                 LeaderBroadcastOutput::NewEpochNeeded => {}
             }
+        }
+        if !self.syncs.is_empty() {
+            self.release_syncs(s, out);
         }
     }
 }

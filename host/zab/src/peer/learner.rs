@@ -41,6 +41,11 @@ pub(super) struct Learning {
     pending_epoch: Option<u64>,
     sync: Option<LearnerSync>,
     broadcast: Option<FollowerBroadcast>,
+    /// Syncs answered by the leader, waiting until this server applied what was committed when
+    /// the answer came: (zxid, id).
+    syncs: Vec<(Zxid, u64)>,
+    /// The highest COMMIT (or INFORM) received from the leader.
+    commit_seen: Zxid,
 }
 
 impl Learning {
@@ -62,6 +67,8 @@ impl Learning {
             pending_epoch: None,
             sync: None,
             broadcast: None,
+            syncs: Vec::new(),
+            commit_seen: 0,
         }
     }
 
@@ -147,6 +154,36 @@ impl Learning {
         self.redial_at = Some(now + (REDIAL_MS << self.redials));
         self.redials += 1;
         Ok(())
+    }
+
+    /// A client write here: forwarded to the leader while serving.
+    pub(super) fn forward(&mut self, id: u64, out: &mut Vec<Output>) {
+        if self.broadcast.is_some() {
+            self.send(Packet::Request { id }, out);
+        } else {
+            out.push(Output::WriteRefused { id });
+        }
+    }
+
+    /// A client's `sync` here: asked of the leader while serving.
+    pub(super) fn sync(&mut self, id: u64, out: &mut Vec<Output>) {
+        if self.broadcast.is_some() {
+            self.send(Packet::Sync { id }, out);
+        } else {
+            out.push(Output::SyncRefused { id });
+        }
+    }
+
+    /// Completes the syncs whose commit point this server has applied.
+    fn release_syncs(&mut self, s: &Shared, out: &mut Vec<Output>) {
+        self.syncs.retain(|&(z, id)| {
+            if z <= s.applied {
+                out.push(Output::SyncReached { id });
+                false
+            } else {
+                true
+            }
+        });
     }
 
     fn send(&self, packet: Packet, out: &mut Vec<Output>) {
@@ -257,8 +294,19 @@ impl Learning {
         if let Some(b) = self.broadcast.as_mut() {
             let o = match packet {
                 Packet::Proposal(z) if !self.observer => b.on_proposal(z),
-                Packet::Commit(z) if !self.observer => b.on_commit(z),
-                Packet::Inform(z) if self.observer => b.on_inform(z),
+                Packet::Commit(z) if !self.observer => {
+                    self.commit_seen = self.commit_seen.max(z);
+                    b.on_commit(z)
+                }
+                Packet::Inform(z) if self.observer => {
+                    self.commit_seen = self.commit_seen.max(z);
+                    b.on_inform(z)
+                }
+                Packet::Sync { id } => {
+                    self.syncs.push((self.commit_seen, id));
+                    self.release_syncs(s, out);
+                    return Ok(());
+                }
                 Packet::Ping => {
                     self.send(Packet::Ping, out);
                     return Ok(());
@@ -344,6 +392,7 @@ impl Learning {
                 }
                 SyncOutput::Ack(z) => self.send(Packet::Ack(z), out),
                 SyncOutput::StartServing { proposals, commits } => {
+                    self.commit_seen = commits.last().copied().unwrap_or(0).max(s.applied);
                     let mut b = FollowerBroadcast::new(s.last_logged(), self.observer);
                     let mut o = Vec::new();
                     for p in proposals {
@@ -375,6 +424,9 @@ impl Learning {
                 FollowerBroadcastOutput::Apply(z) => s.apply(z, out),
                 FollowerBroadcastOutput::Abandon(why) => return Err(why),
             }
+        }
+        if !self.syncs.is_empty() {
+            self.release_syncs(s, out);
         }
         Ok(())
     }

@@ -108,6 +108,16 @@ pub enum Packet {
     Inform(Zxid),
     Ack(Zxid),
     Ping,
+    /// REQUEST: a learner forwards its client's write; `id` names it at the learner (the request
+    /// itself rides with it).
+    Request {
+        id: u64,
+    },
+    /// SYNC: from a learner, its client's `sync`; back from the leader once everything proposed
+    /// before it was committed (its COMMITs precede this packet on the link).
+    Sync {
+        id: u64,
+    },
 }
 
 impl Packet {
@@ -178,8 +188,16 @@ pub enum Input {
     Stored(StoreOp),
     /// A wake-up asked for by [`Peer::next_wake`] (early or late ones are harmless).
     Timeout,
-    /// A client write reached this server: the leader numbers and proposes it.
-    Write,
+    /// A client write reached this server, `id` naming it here: the leader numbers and proposes
+    /// it; a serving learner forwards it to the leader.
+    Write {
+        id: u64,
+    },
+    /// A client's `sync` reached this server: [`Output::SyncReached`] once this server has applied
+    /// everything the leader had proposed when the sync reached it.
+    Sync {
+        id: u64,
+    },
 }
 
 /// What the host must do, in order.
@@ -203,12 +221,27 @@ pub enum Output {
     /// Apply the txn with this zxid to the tree: it is committed and durable here (or, while
     /// synchronising, committed history that becomes durable before this server serves).
     Apply(Zxid),
-    /// The write of [`Input::Write`] got this zxid (its payload goes into the log and to the
-    /// followers under it).
-    Proposed(Zxid),
-    /// The write of [`Input::Write`] cannot be proposed here (not an established leader, or a
-    /// new epoch is needed).
-    WriteRefused,
+    /// A write got this zxid: this server's own [`Input::Write`] (`from: None`), or one a learner
+    /// forwarded. Its payload goes into the log and to the followers under the zxid.
+    Proposed {
+        zxid: Zxid,
+        id: u64,
+        from: Option<Sid>,
+    },
+    /// The write cannot be proposed or forwarded from here (not serving, or a new epoch is
+    /// needed): its client gets an error.
+    WriteRefused {
+        id: u64,
+    },
+    /// The `sync` of [`Input::Sync`] is complete: reads here now see every write committed before
+    /// it reached the leader.
+    SyncReached {
+        id: u64,
+    },
+    /// The `sync` cannot be served here (not serving).
+    SyncRefused {
+        id: u64,
+    },
     /// This server's role changed.
     Serving(Serving),
 }
@@ -436,14 +469,30 @@ impl Peer {
                 },
                 &mut out,
             ),
-            Input::Write => self.dispatch(
+            Input::Write { id } => self.dispatch(
                 now,
                 |role, s, out| match role {
-                    Role::Leading(l) => l.write(s, out),
-                    _ => {
-                        out.push(Output::WriteRefused);
+                    Role::Leading(l) => l.write(s, id, None, out),
+                    Role::Learning(l) => {
+                        l.forward(id, out);
                         Ok(())
                     }
+                    _ => {
+                        out.push(Output::WriteRefused { id });
+                        Ok(())
+                    }
+                },
+                &mut out,
+            ),
+            Input::Sync { id } => self.dispatch(
+                now,
+                |role, s, out| {
+                    match role {
+                        Role::Leading(l) => l.sync_local(s, id, out),
+                        Role::Learning(l) => l.sync(id, out),
+                        _ => out.push(Output::SyncRefused { id }),
+                    }
+                    Ok(())
                 },
                 &mut out,
             ),
