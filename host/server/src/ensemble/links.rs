@@ -24,6 +24,8 @@ use wazoo_zab::Sid;
 /// The largest quorum frame: a txn is at most `jute.maxbuffer` plus headers; snapshot chunks are
 /// smaller.
 const MAX_QUORUM_FRAME: usize = 64 << 20;
+/// How long an accepted quorum link may take to send its FOLLOWERINFO.
+const FIRST_PACKET: Duration = Duration::from_secs(5);
 /// How long a dialler waits before trying a peer's election port again.
 const REDIAL: Duration = Duration::from_millis(100);
 
@@ -162,65 +164,76 @@ async fn dial_election(
     }
 }
 
+/// A connection that completed the election handshake: the peer's sid, the socket, and what was
+/// read past the handshake.
+type Greeted = (Sid, OwnedReadHalf, OwnedWriteHalf, Vec<u8>);
+
 async fn accept_election(
     me: Sid,
     listener: TcpListener,
     inbound: BTreeMap<Sid, watch::Receiver<Option<Arc<Vec<u8>>>>>,
     events: Events,
 ) {
+    // Handshakes run in their own tasks (a slow or silent connection delays no other); this loop
+    // owns the links that completed one, and replaces a peer's link when it dials again.
+    let (greeted_tx, mut greeted) = mpsc::unbounded_channel::<Greeted>();
     let mut current: BTreeMap<Sid, AbortHandle> = BTreeMap::new();
     loop {
-        let Ok((sock, remote)) = listener.accept().await else {
-            continue;
-        };
-        let _ = sock.set_nodelay(true);
-        let (mut rd, wr) = sock.into_split();
-        // The handshake: at most a few hundred bytes, within a second.
-        let mut buf = Vec::new();
-        let hello = tokio::time::timeout(Duration::from_secs(1), async {
-            loop {
-                match wire::decode_handshake(&buf) {
-                    Ok(Some((sid, _, used))) => return Ok((sid, used)),
-                    Ok(None) => {}
-                    Err(e) => return Err(e.to_string()),
-                }
-                let mut chunk = [0u8; 512];
-                match rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => return Err("closed during the handshake".to_string()),
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
-                if buf.len() > 2048 {
-                    return Err("handshake too long".to_string());
-                }
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((sock, remote)) = accepted else { continue };
+                tokio::spawn(handshake(sock, remote, greeted_tx.clone()));
             }
-        })
-        .await;
-        let (sid, used) = match hello {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                warn!(%remote, "election handshake refused: {e}");
-                continue;
+            Some((sid, rd, wr, rest)) = greeted.recv() => {
+                let Some(rx) = inbound.get(&sid).filter(|_| sid > me) else {
+                    // A smaller sid (it should not dial: this server dials it) or a stranger.
+                    debug!(sid, "election connection closed (not ours to accept)");
+                    continue;
+                };
+                if let Some(old) = current.remove(&sid) {
+                    old.abort();
+                }
+                let (rx, events) = (rx.clone(), events.clone());
+                let task = tokio::spawn(async move {
+                    let rd = FrameReader::new(rd, wire::MAX_ELECTION_FRAME, rest);
+                    run_election_link(sid, rd, wr, rx, events).await;
+                });
+                current.insert(sid, task.abort_handle());
             }
-            Err(_) => {
-                warn!(%remote, "election handshake timed out");
-                continue;
-            }
-        };
-        let Some(rx) = inbound.get(&sid).filter(|_| sid > me) else {
-            // A smaller sid (it should not dial: we dial it) or a stranger.
-            debug!(sid, "election connection closed (not ours to accept)");
-            continue;
-        };
-        if let Some(old) = current.remove(&sid) {
-            old.abort();
         }
-        let rest = buf[used..].to_vec();
-        let (rx, events2) = (rx.clone(), events.clone());
-        let task = tokio::spawn(async move {
-            let rd = FrameReader::new(rd, wire::MAX_ELECTION_FRAME, rest);
-            run_election_link(sid, rd, wr, rx, events2).await;
-        });
-        current.insert(sid, task.abort_handle());
+    }
+}
+
+/// Reads the election handshake (a few hundred bytes at most, within a second).
+async fn handshake(sock: TcpStream, remote: SocketAddr, greeted: mpsc::UnboundedSender<Greeted>) {
+    let _ = sock.set_nodelay(true);
+    let (mut rd, wr) = sock.into_split();
+    let mut buf = Vec::new();
+    let hello = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match wire::decode_handshake(&buf) {
+                Ok(Some((sid, _, used))) => return Ok((sid, used)),
+                Ok(None) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            let mut chunk = [0u8; 512];
+            match rd.read(&mut chunk).await {
+                Ok(0) | Err(_) => return Err("closed during the handshake".to_string()),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 2048 {
+                return Err("handshake too long".to_string());
+            }
+        }
+    })
+    .await;
+    match hello {
+        Ok(Ok((sid, used))) => {
+            let rest = buf[used..].to_vec();
+            let _ = greeted.send((sid, rd, wr, rest));
+        }
+        Ok(Err(e)) => warn!(%remote, "election handshake refused: {e}"),
+        Err(_) => warn!(%remote, "election handshake timed out"),
     }
 }
 
@@ -333,9 +346,20 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
         }
     }
     loop {
-        let next = tokio::select! {
-            r = rd.next() => r,
-            _ = &mut cancelled, if up.is_none() => break,
+        let next = if sid.is_none() {
+            // An accepted link must say who it is promptly.
+            match tokio::time::timeout(FIRST_PACKET, rd.next()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!("a quorum link sent no FOLLOWERINFO within {FIRST_PACKET:?}; closing it");
+                    return;
+                }
+            }
+        } else {
+            tokio::select! {
+                r = rd.next() => r,
+                _ = &mut cancelled, if up.is_none() => break,
+            }
         };
         let body = match next {
             Ok(Some(b)) => b,
