@@ -17,7 +17,7 @@
 //! `gtmk` and `/metrics` (and their `/commands/*` forms) are rendered from: it takes nothing else,
 //! so those commands need no round trip through the core.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::metrics::Metrics;
 use crate::stats::{ServerMode, ServerStats};
@@ -28,6 +28,8 @@ use crate::stats::{ServerMode, ServerStats};
 #[derive(Debug, Default)]
 pub struct Gauges {
     serving: AtomicBool,
+    /// The role once the server has one that changes (an ensemble member): 0 = the static one.
+    mode: AtomicU8,
     zxid: AtomicI64,
     node_count: AtomicU64,
     approximate_data_size: AtomicU64,
@@ -43,6 +45,8 @@ pub struct Gauges {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GaugeValues {
     pub serving: bool,
+    /// The current role, when it is not the static [`StaticInfo::mode`].
+    pub mode: Option<ServerMode>,
     pub zxid: i64,
     pub node_count: u64,
     pub approximate_data_size: u64,
@@ -64,6 +68,18 @@ impl Gauges {
     /// other commands print [`crate::NOT_SERVING`] while it does not).
     pub fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Relaxed);
+    }
+
+    /// The server's current role (an ensemble member's changes with elections).
+    pub fn set_mode(&self, mode: ServerMode) {
+        let code = match mode {
+            ServerMode::Standalone => 1,
+            ServerMode::Leader => 2,
+            ServerMode::Follower => 3,
+            ServerMode::Observer => 4,
+            ServerMode::ReadOnly => 5,
+        };
+        self.mode.store(code, Relaxed);
     }
 
     /// The values the core knows without walking a table, published once per burst.
@@ -96,6 +112,14 @@ impl Gauges {
     pub fn read(&self) -> GaugeValues {
         GaugeValues {
             serving: self.serving.load(Relaxed),
+            mode: match self.mode.load(Relaxed) {
+                1 => Some(ServerMode::Standalone),
+                2 => Some(ServerMode::Leader),
+                3 => Some(ServerMode::Follower),
+                4 => Some(ServerMode::Observer),
+                5 => Some(ServerMode::ReadOnly),
+                _ => None,
+            },
             zxid: self.zxid.load(Relaxed),
             node_count: self.node_count.load(Relaxed),
             approximate_data_size: self.approximate_data_size.load(Relaxed),
@@ -134,7 +158,7 @@ pub fn published_stats(
 ) -> ServerStats {
     let mut s = ServerStats::new(info.version.clone());
     s.serving = gauges.serving;
-    s.mode = info.mode;
+    s.mode = gauges.mode.unwrap_or(info.mode);
     s.server_id = info.server_id;
     s.zxid = gauges.zxid;
     s.node_count = gauges.node_count;
@@ -231,6 +255,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ensemble_members_role_is_published_and_shown() {
+        let g = Gauges::new();
+        g.set_serving(true);
+        let m = Metrics::new();
+        let srvr = |g: &Gauges| {
+            render(
+                FourLetterWord::Srvr,
+                &published_stats(&info(), &g.read(), &m, 0),
+            )
+        };
+        assert!(
+            srvr(&g).contains("Mode: standalone\n"),
+            "the static mode until one is published"
+        );
+        g.set_mode(ServerMode::Follower);
+        assert!(srvr(&g).contains("Mode: follower\n"));
+        g.set_mode(ServerMode::Leader);
+        let mntr = render(
+            FourLetterWord::Mntr,
+            &published_stats(&info(), &g.read(), &m, 0),
+        );
+        assert!(mntr.contains("zk_server_state\tleader\n"), "{mntr}");
+    }
+
+    #[test]
     fn publications_overwrite() {
         let g = Gauges::new();
         g.publish_burst(1, 2, 3, 4, 5, 6);
@@ -240,6 +289,7 @@ mod tests {
             g.read(),
             GaugeValues {
                 serving: false,
+                mode: None,
                 zxid: 7,
                 node_count: 8,
                 approximate_data_size: 9,

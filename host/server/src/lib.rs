@@ -193,11 +193,6 @@ fn load_tree(store: &RocksStore) -> Result<DataTree, ServerError> {
 
 /// Runs a standalone server until `shutdown` resolves or storage fails.
 pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
-    if let Some(e) = cfg.ensemble.clone() {
-        // The peer runs over real links, but client requests are not replicated yet: an ensemble
-        // member serves no client session (it must not serve as if it were alone).
-        return ensemble::run(Arc::new(cfg), e, shutdown).await;
-    }
     let cfg = Arc::new(cfg);
     for k in &cfg.unknown_keys {
         warn!(key = %k, "unknown configuration key ignored");
@@ -221,15 +216,26 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         "recovered state from {}",
         cfg.data_dir.display()
     );
+    // An ensemble member's peer starts from the store's epochs and the log it holds.
+    let member = match &cfg.ensemble {
+        Some(e) => Some(member_state(&cfg, &store, e)?),
+        None => None,
+    };
     let mut first = Batch::default();
-    for (k, v) in tree.take_changes() {
-        match v {
-            Some(v) => first.tree_puts.push((k, v)),
-            None => first.tree_deletes.push(k),
+    if cfg.ensemble.is_some() {
+        // An ensemble member's log may end in txns nobody committed: the replayed changes stay
+        // unpersisted (the log covers them) until the member serves, so that a TRUNC can still
+        // drop them (core/replica.rs, `may_stage`).
+    } else {
+        for (k, v) in tree.take_changes() {
+            match v {
+                Some(v) => first.tree_puts.push((k, v)),
+                None => first.tree_deletes.push(k),
+            }
         }
-    }
-    if replayed > 0 {
-        first.last_applied = Some(tree.last_applied());
+        if replayed > 0 {
+            first.last_applied = Some(tree.last_applied());
+        }
     }
 
     let listener = TcpListener::bind(cfg.client_addr)
@@ -270,6 +276,13 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         // Session passwords come from this seed: OS randomness, 256 bits.
         rand::random(),
     );
+    let mut core = core;
+    if let (Some(e), Some((peer, window))) = (&cfg.ensemble, member) {
+        let links = ensemble::Links::start(e, tx.clone()).await?;
+        let replica = core::Replica::new(peer, links, window);
+        core::spawn_wake(replica.wakeups(), tx.clone(), || core::CoreMsg::PeerWake);
+        core.attach_replica(replica);
+    }
     core::spawn_timers(&cfg, tx.clone(), core.pace_wakeups());
     let core_task = tokio::spawn(core.run(rx));
     info!(addr = %cfg.client_addr, "serving ZooKeeper clients");
@@ -292,6 +305,43 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         _ = shutdown => info!("shutting down"),
     }
     Ok(())
+}
+
+/// An ensemble member's peer, from the store's epochs and its retained log (whose txns are the
+/// window it can DIFF a learner from).
+#[allow(clippy::type_complexity)]
+fn member_state(
+    cfg: &ServerConfig,
+    store: &RocksStore,
+    e: &config::Ensemble,
+) -> Result<(wazoo_zab::peer::Peer, Vec<(i64, Vec<u8>)>), ServerError> {
+    use wazoo_store::MetaKey;
+    let mut window = Vec::new();
+    let mut after = -1;
+    loop {
+        let entries = store.read_log(after, 10_000)?;
+        let Some(last) = entries.last() else { break };
+        after = last.zxid;
+        window.extend(entries.into_iter().map(|e| (e.zxid, e.data)));
+    }
+    let tick = cfg.tick_time_ms as u64;
+    let mut pc = wazoo_zab::peer::PeerConfig::new(e.me, e.voters(), e.observers());
+    pc.tick_ms = tick;
+    pc.init_limit_ms = tick * cfg.init_limit as u64;
+    pc.sync_limit_ms = tick * cfg.sync_limit as u64;
+    // The history: the retained log, and the persisted tree's zxid when the log does not reach it
+    // (after a SNAP the log starts empty at the snapshot's zxid).
+    let mut log = wazoo_zab::history::History::from_zxids(window.iter().map(|w| w.0));
+    let applied = store.last_applied()?;
+    if applied > log.last().unwrap_or(0) {
+        log.push(applied);
+    }
+    let recovered = wazoo_zab::peer::Recovered {
+        accepted_epoch: store.get_meta_u64(MetaKey::AcceptedEpoch)?.unwrap_or(0),
+        current_epoch: store.get_meta_u64(MetaKey::CurrentEpoch)?.unwrap_or(0),
+        log,
+    };
+    Ok((wazoo_zab::peer::Peer::new(pc, recovered), window))
 }
 
 #[cfg(test)]

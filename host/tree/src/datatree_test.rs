@@ -249,6 +249,43 @@ fn persisted_changes_reload_to_the_same_tree() {
     assert_eq!(u.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
 }
 
+#[test]
+fn a_snapshot_of_the_tree_loads_into_an_equal_tree() {
+    let mut t = DataTree::new();
+    t.apply(
+        &h(1, 9),
+        &Txn::CreateSession {
+            timeout: 4000,
+            passwd: vec![1; 16],
+        },
+    );
+    t.apply(&h(2, 0), &create("/a", 0, 1));
+    t.apply(&h(3, 9), &create("/a/e", 9, 1));
+    t.apply(&h(4, 0), &create("/a/b", 0, 1));
+    t.apply(&h(5, 0), &create("/a/b/c", 0, 1));
+    t.apply(&h(6, 0), &create("/z", crate::node::CONTAINER_OWNER, 2));
+    t.apply(&h(7, 0), &create("/a-b", 0, 1)); // sorts between "/a" and "/a/b" bytewise
+    let records = t.snapshot_records();
+    assert!(
+        records.windows(2).all(|w| w[0].0 < w[1].0),
+        "bytewise key order"
+    );
+    let mut u = DataTree::new();
+    for (k, v) in &records {
+        u.load_entry(k, v).unwrap();
+    }
+    u.finish_load(7);
+    assert_eq!(u.node_count(), t.node_count());
+    assert_eq!(u.digest(), t.digest());
+    assert_eq!(u.session(9), t.session(9));
+    assert_eq!(u.ephemerals_of(9).count(), 1);
+    assert_eq!(
+        u.get("/a/b/c").unwrap().stat(),
+        t.get("/a/b/c").unwrap().stat()
+    );
+    assert_eq!(u.snapshot_records(), records);
+}
+
 /// A load remembers the last parent it walked to; entries whose parents alternate (allowed:
 /// only parents-before-children is required) still land under the right parent.
 #[test]

@@ -16,6 +16,20 @@ impl Core {
             self.metrics
                 .observe(SummaryKind::SyncProcessorBatchSize, report.entries as u64);
         }
+        if self.replica.is_some() {
+            // An ensemble member: durable is one ACK toward the peer's quorum, and the peer says
+            // what is committed (its `Apply` outputs apply the txns).
+            while self
+                .submitted
+                .front()
+                .is_some_and(|&(seq, _)| seq <= report.seq)
+            {
+                self.submitted.pop_front();
+            }
+            self.peer_durable(report.seq)?;
+            self.after_apply();
+            return Ok(());
+        }
         let mut durable: Option<Zxid> = None;
         while let Some(&(seq, z)) = self.submitted.front() {
             if seq > report.seq {
@@ -39,6 +53,12 @@ impl Core {
             let f = self.inflight.pop_front().expect("front exists");
             self.apply(f);
         }
+        self.after_apply();
+        Ok(())
+    }
+
+    /// What follows applying a batch's txns: waiting large writes, staging, purging.
+    fn after_apply(&mut self) {
         if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
             self.pump_waiting_large();
         }
@@ -46,7 +66,6 @@ impl Core {
             self.stage_tree_changes();
         }
         self.maybe_purge();
-        Ok(())
     }
 
     /// Moves the tree's dirty nodes and sessions, with `last_applied`, into the storage batch. The
@@ -54,6 +73,9 @@ impl Core {
     /// Between stages the log covers the changes (a restart replays it), and a node changed many
     /// times is written once.
     pub(super) fn stage_tree_changes(&mut self) {
+        if !self.may_stage() {
+            return;
+        }
         let applied = self.tree.last_applied();
         self.applied_bytes = 0;
         if self.tree.dirty_count() == 0 && self.staged_applied == applied {
@@ -72,7 +94,7 @@ impl Core {
     pub(super) fn maybe_purge(&mut self) {
         let retain = self.cfg.log_retain_txns;
         let every = (retain / 4).clamp(100, 25_000);
-        if self.applied_since_purge < every || retain == 0 {
+        if self.applied_since_purge < every || retain == 0 || !self.may_stage() {
             return;
         }
         self.applied_since_purge = 0;

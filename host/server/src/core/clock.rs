@@ -89,36 +89,9 @@ impl ClockReader {
 pub fn spawn_timers(
     cfg: &ServerConfig,
     tx: mpsc::UnboundedSender<CoreMsg>,
-    mut pace: watch::Receiver<Option<Instant>>,
+    pace: watch::Receiver<Option<Instant>>,
 ) {
-    let t3 = tx.clone();
-    tokio::spawn(async move {
-        loop {
-            let at = *pace.borrow_and_update();
-            match at {
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {
-                            if t3.send(CoreMsg::PaceLarge).is_err() {
-                                return;
-                            }
-                            // Then for the core's next request (it notifies even when it asks
-                            // for the same instant again).
-                            if pace.changed().await.is_err() {
-                                return;
-                            }
-                        }
-                        r = pace.changed() => if r.is_err() { return },
-                    }
-                }
-                None => {
-                    if pace.changed().await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    spawn_wake(pace, tx.clone(), || CoreMsg::PaceLarge);
     let tick = Duration::from_millis((cfg.tick_time_ms as u64 / 2).max(10));
     let t2 = tx.clone();
     tokio::spawn(async move {
@@ -140,6 +113,42 @@ pub fn spawn_timers(
             iv.tick().await;
             if tx.send(CoreMsg::ContainerCheck).is_err() {
                 return;
+            }
+        }
+    });
+}
+
+/// Sends `msg()` to the core at each instant it publishes on `at` (a later publication replaces
+/// an earlier one; after firing, it waits for the next).
+pub fn spawn_wake(
+    mut at: watch::Receiver<Option<Instant>>,
+    tx: mpsc::UnboundedSender<CoreMsg>,
+    msg: fn() -> CoreMsg,
+) {
+    tokio::spawn(async move {
+        loop {
+            let when = *at.borrow_and_update();
+            match when {
+                Some(when) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(when.into()) => {
+                            if tx.send(msg()).is_err() {
+                                return;
+                            }
+                            // Then for the core's next request (it notifies even when it asks
+                            // for the same instant again).
+                            if at.changed().await.is_err() {
+                                return;
+                            }
+                        }
+                        r = at.changed() => if r.is_err() { return },
+                    }
+                }
+                None => {
+                    if at.changed().await.is_err() {
+                        return;
+                    }
+                }
             }
         }
     });

@@ -51,13 +51,15 @@ mod clock;
 mod core_test;
 mod flow;
 mod pace;
+mod replica;
 mod reply;
 mod session;
 
 use clock::ClockReader;
-pub use clock::{mono_ms, spawn_timers, wall_ms, Now};
+pub use clock::{mono_ms, spawn_timers, spawn_wake, wall_ms, Now};
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 use pace::LargeWritePacer;
+pub use replica::Replica;
 use wazoo_zab::quorum::CommitPoint;
 
 use reply::{build_reply, reply, ReplyTo};
@@ -142,6 +144,10 @@ pub enum CoreMsg {
     /// The instant the core asked for (`Core::pace_wakeups`) has come: large writes waiting for
     /// their pace may go.
     PaceLarge,
+    /// A peer link's event (an ensemble member).
+    Link(crate::ensemble::LinkEvent),
+    /// The time the peer asked for ([`Replica::wakeups`]).
+    PeerWake,
     /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
     /// `wchp`); every other command is answered from the published gauges, without the core.
     Admin(AdminQuery),
@@ -311,6 +317,10 @@ pub struct Core {
     now: Now,
     /// Session passwords; seeded by the runtime, so a simulator's run is reproducible.
     rng: StdRng,
+    /// An ensemble member's peer (`None`: standalone).
+    replica: Option<Box<Replica>>,
+    /// The seq of the last batch handed to the committer.
+    last_seq: u64,
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
@@ -387,6 +397,8 @@ impl Core {
             commit: CommitPoint::standalone(sid as u64, staged_applied),
             now,
             rng: StdRng::from_seed(seed),
+            replica: None,
+            last_seq: 0,
         }
     }
 
@@ -398,7 +410,11 @@ impl Core {
     /// Runs until the message channel closes or storage fails.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<CoreMsg>) -> Result<(), CoreError> {
         self.publish_tables();
-        self.gauges.set_serving(true);
+        if self.replica.is_some() {
+            self.peer_step(wazoo_zab::peer::Input::Start)?;
+        } else {
+            self.gauges.set_serving(true);
+        }
         self.flush(false);
         let mut clock = ClockReader::new();
         while let Some(msg) = rx.recv().await {
@@ -437,6 +453,8 @@ impl Core {
             CoreMsg::ContainerCheck => self.on_container_check(),
             CoreMsg::PaceLarge => self.pump_waiting_large(),
             CoreMsg::Admin(q) => self.admin(q),
+            CoreMsg::Link(e) => return self.on_link(e),
+            CoreMsg::PeerWake => return self.peer_step(wazoo_zab::peer::Input::Timeout),
         }
         Ok(())
     }
@@ -481,6 +499,15 @@ impl Core {
     }
 
     fn alloc_zxid(&mut self) -> Zxid {
+        if self.replica.is_some() {
+            // An ensemble's leader: the peer numbers it (only a leader takes clients and
+            // expires sessions, so it is one here).
+            if let Some(z) = self.propose_zxid() {
+                self.next_zxid = z + 1;
+                return z;
+            }
+            error!("the peer refused to number a write; it goes unlogged and the node steps down");
+        }
         let z = self.next_zxid;
         self.next_zxid += 1;
         z
@@ -502,9 +529,13 @@ impl Core {
     }
 
     fn log_txn(&mut self, header: TxnHeader, txn: Txn, origin: Option<ConnId>) {
+        let data = encode_txn(&header, &txn);
+        if self.replica.is_some() {
+            self.proposed(header.zxid, &data);
+        }
         self.batch.log.push(LogEntry {
             zxid: header.zxid,
-            data: encode_txn(&header, &txn),
+            data,
         });
         self.inflight.push_back(InFlight {
             header,
@@ -700,6 +731,11 @@ impl Core {
         self.publish_burst();
     }
 
+    /// The seq of the last batch handed to the committer (0: none yet).
+    fn committer_last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
     /// Hands the storage batch (log entries and/or tree changes) to the group committer.
     fn submit_batch(&mut self) {
         self.hand_over_batch(false);
@@ -712,7 +748,7 @@ impl Core {
     /// latency. Under load the inbox is never empty here and batches go to the worker, which
     /// group-commits them while this task keeps prepping.
     fn hand_over_batch(&mut self, inline_if_idle: bool) {
-        if self.batch.is_empty() {
+        if self.batch.is_empty() && !self.peer_ops_pending() {
             return;
         }
         let batch = std::mem::take(&mut self.batch);
@@ -728,6 +764,8 @@ impl Core {
         if let Some(z) = last {
             self.submitted.push_back((seq, z));
         }
+        self.last_seq = seq;
+        self.batch_submitted(seq);
     }
 }
 

@@ -27,6 +27,12 @@ impl Core {
             established_ms: self.now.wall_ms,
             stats: ConnStats::default(),
         };
+        if !self.takes_clients() {
+            // An ensemble member that is not the leader: sessions are not served here yet.
+            debug!(%remote, "refusing a client: this member does not lead");
+            conn.out.close();
+            return;
+        }
         if req.last_zxid_seen > self.tree.last_applied() {
             info!(
                 %remote,
@@ -136,7 +142,14 @@ impl Core {
             let c = conns.get(session_conn.get(&session)?)?;
             Some(c.out.last_received())
         };
-        for session in self.tracker.expire(now, last_received) {
+        // Only a standalone server or an ensemble's leader expires sessions (followers learn of
+        // the closes as txns).
+        let expired = if self.takes_clients() {
+            self.tracker.expire(now, last_received)
+        } else {
+            Vec::new()
+        };
+        for session in expired {
             info!(session = format_args!("{session:#x}"), "session expired");
             self.metrics.inc(Counter::StaleSessionsExpired);
             let _ = self.submit_close_session(session, None);
@@ -145,6 +158,9 @@ impl Core {
     }
 
     pub(super) fn on_container_check(&mut self) {
+        if !self.takes_clients() {
+            return; // the leader reaps, and its deletions reach the others as txns
+        }
         let candidates = self
             .tree
             .container_candidates(self.now.wall_ms, self.cfg.container_max_never_used_ms);

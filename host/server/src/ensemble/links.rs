@@ -30,7 +30,7 @@ const FIRST_PACKET: Duration = Duration::from_secs(5);
 const REDIAL: Duration = Duration::from_millis(100);
 
 /// What the links report to the peer task.
-pub(super) enum LinkEvent {
+pub enum LinkEvent {
     Notification(Notification),
     /// A quorum link is up: dialled to the leader, or accepted from a learner (after its first
     /// packet, FOLLOWERINFO, which follows as a `QuorumPacket` event).
@@ -45,6 +45,8 @@ pub(super) enum LinkEvent {
         sid: Sid,
         conn: u64,
         packet: Packet,
+        /// Its payload (a txn, a request), empty when it has none.
+        data: Vec<u8>,
     },
     QuorumDown {
         sid: Sid,
@@ -331,6 +333,8 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
     let mut rd = FrameReader::new(rd, MAX_QUORUM_FRAME, Vec::new());
     let mut sid = known;
     let mut up = Some((tx, cancel));
+    // A SNAP being received: its zxid and the chunks so far.
+    let mut snapshot: Option<(wazoo_zab::Zxid, Vec<u8>)> = None;
     if let Some(s) = known {
         let (tx, cancel) = up.take().expect("fresh");
         if events
@@ -370,10 +374,26 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
             }
         };
         let (packet, data) = match wire::decode_packet(&body) {
-            Ok(QuorumFrame::Packet { packet, data }) => (packet, data),
-            Ok(QuorumFrame::SnapChunk { .. }) => {
-                warn!(?sid, "snapshot transfer is not wired yet; closing the link");
-                break;
+            Ok(QuorumFrame::Packet {
+                packet: Packet::Snap(z),
+                ..
+            }) if sid.is_some() => {
+                // The snapshot follows as chunks; the packet goes up with all of it.
+                snapshot = Some((z, Vec::new()));
+                continue;
+            }
+            Ok(QuorumFrame::Packet { packet, data }) => (packet, data.to_vec()),
+            Ok(QuorumFrame::SnapChunk { last, data }) => {
+                let Some((z, mut image)) = snapshot.take() else {
+                    warn!(?sid, "a snapshot chunk without SNAP; closing the link");
+                    break;
+                };
+                image.extend_from_slice(data);
+                if !last {
+                    snapshot = Some((z, image));
+                    continue;
+                }
+                (Packet::Snap(z), image)
             }
             Err(e) => {
                 warn!(?sid, "malformed quorum packet, closing the link: {e}");
@@ -382,7 +402,7 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
         };
         if sid.is_none() {
             let who = match packet {
-                Packet::FollowerInfo { .. } => wire::learner_sid(data).ok(),
+                Packet::FollowerInfo { .. } => wire::learner_sid(&data).ok(),
                 _ => None,
             };
             let Some(who) = who else {
@@ -409,6 +429,7 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
                 sid: s,
                 conn,
                 packet,
+                data,
             })
             .is_err()
         {

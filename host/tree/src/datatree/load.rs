@@ -70,6 +70,34 @@ impl DataTree {
         Ok(())
     }
 
+    /// The whole tree as persisted records (what [`DataTree::take_changes`] writes for each node
+    /// and session), in bytewise key order, parents before children: what a SNAP sends, and what
+    /// [`DataTree::load_entry`] reads back into an equal tree.
+    pub fn snapshot_records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.count + self.sessions.len());
+        let mut stack = vec![(ROOT, "/".to_string())];
+        while let Some((id, p)) = stack.pop() {
+            let s = self.slot(id);
+            out.push((
+                p.clone().into_bytes(),
+                encode_node(&s.meta(), self.acls.get(s.acl), s.data()),
+            ));
+            if let Some(t) = s.children() {
+                for c in t.iter() {
+                    let name = String::from_utf8_lossy(self.slot(c).name()).into_owned();
+                    stack.push((c, path::child(&p, &name)));
+                }
+            }
+        }
+        for (id, e) in &self.sessions {
+            let mut v = e.timeout.to_be_bytes().to_vec();
+            v.extend_from_slice(&e.passwd);
+            out.push((session_key(*id), v));
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Finishes a load: sets last_applied. The digest was kept up to date by each
     /// [`DataTree::load_entry`].
     pub fn finish_load(&mut self, last_applied: Zxid) {

@@ -1,0 +1,602 @@
+//! The core as an ensemble member: the `zab::peer::Peer` lives on this task beside the tree, so
+//! a client write gets its zxid from the peer synchronously, the peer's log appends and epoch
+//! writes ride the core's storage batches (in order, as the peer requires), and the peer's
+//! `Apply(z)` is the commit point the core applies up to, replacing the standalone
+//! `CommitPoint`. The peer decides; this module executes its outputs.
+//!
+//! Served today: client sessions on the leader, their writes committed by a quorum of voters and
+//! applied on every member; a learner catches up by DIFF from the txns the leader holds in
+//! memory. Not yet: sessions on followers (they refuse clients), TRUNC and SNAP (a member that
+//! needs one stops with an error naming it), the ensemble's quorum metrics.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use wazoo_admin::stats::ServerMode;
+use wazoo_proto::decode_txn;
+use wazoo_store::MetaKey;
+use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
+
+use super::*;
+use crate::ensemble::{LinkEvent, Links};
+
+/// Encoded txns kept for DIFF and PROPOSAL payloads: about this many bytes of the log's recent
+/// part. A learner further behind would need a SNAP.
+const WINDOW_BYTES: usize = 256 << 20;
+
+/// The peer and what its outputs need on the core.
+pub struct Replica {
+    peer: Peer,
+    links: Links,
+    serving: Serving,
+    /// Encoded txns by zxid (the log's recent part), and their total size.
+    window: BTreeMap<Zxid, Arc<Vec<u8>>>,
+    window_bytes: usize,
+    /// PROPOSAL / INFORM payloads received and not logged yet.
+    stash: HashMap<Zxid, Vec<u8>>,
+    /// A SNAP received and not installed yet: its zxid and image.
+    snapshot: Option<(Zxid, Vec<u8>)>,
+    /// Txns logged as a learner (or by an earlier role) and not applied yet, in zxid order.
+    learned: VecDeque<(TxnHeader, Txn)>,
+    /// The outputs of a leader's `Write` step after its `Proposed`: run once the txn is encoded.
+    deferred: Vec<Output>,
+    /// Store ops of the batch being built, in order; and of the batches submitted, by seq.
+    ops: Vec<StoreOp>,
+    submitted_ops: VecDeque<(u64, Vec<StoreOp>)>,
+    /// The last batch seq reported durable.
+    durable_seq: u64,
+    /// When the peer wants its next `Timeout` (read by the timer task).
+    wake: watch::Sender<Option<Instant>>,
+}
+
+impl Replica {
+    /// A member with `peer` (built from what the store recovered), its links, and the log's
+    /// recent txns (`window`, ascending) that the peer's history covers.
+    pub fn new(peer: Peer, links: Links, window: Vec<(Zxid, Vec<u8>)>) -> Replica {
+        let mut r = Replica {
+            peer,
+            links,
+            serving: Serving::Looking,
+            window: BTreeMap::new(),
+            window_bytes: 0,
+            stash: HashMap::new(),
+            snapshot: None,
+            learned: VecDeque::new(),
+            deferred: Vec::new(),
+            ops: Vec::new(),
+            submitted_ops: VecDeque::new(),
+            durable_seq: 0,
+            wake: watch::channel(None).0,
+        };
+        for (z, data) in window {
+            r.remember(z, Arc::new(data));
+        }
+        r
+    }
+
+    /// The instants at which the peer wants a [`CoreMsg::PeerWake`].
+    pub fn wakeups(&self) -> watch::Receiver<Option<Instant>> {
+        self.wake.subscribe()
+    }
+
+    fn remember(&mut self, z: Zxid, data: Arc<Vec<u8>>) {
+        self.window_bytes += data.len();
+        self.window.insert(z, data);
+        while self.window_bytes > WINDOW_BYTES {
+            let Some((_, d)) = self.window.pop_first() else {
+                break;
+            };
+            self.window_bytes -= d.len();
+        }
+    }
+
+    pub(super) fn leading(&self) -> bool {
+        matches!(self.serving, Serving::Leading { .. })
+    }
+}
+
+impl Core {
+    /// Attaches the ensemble member's peer: from now on writes are numbered and committed by it.
+    pub fn attach_replica(&mut self, replica: Replica) {
+        self.gauges.set_mode(ServerMode::Follower);
+        self.gauges.set_serving(false);
+        self.replica = Some(Box::new(replica));
+    }
+
+    /// Whether the tree's changes may be persisted now. An ensemble member persists them only
+    /// while it serves, when everything it applied is committed: the tree it holds while looking
+    /// or synchronising may carry txns nobody committed (reloaded from its log), which a TRUNC
+    /// must be able to drop by rebuilding the tree from the store.
+    pub(super) fn may_stage(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|r| r.serving != Serving::Looking)
+    }
+
+    /// Whether this core takes client sessions: standalone, or an ensemble's established leader.
+    pub(super) fn takes_clients(&self) -> bool {
+        self.replica.as_ref().is_none_or(|r| r.leading())
+    }
+
+    pub(super) fn on_link(&mut self, e: LinkEvent) -> Result<(), CoreError> {
+        let Some(r) = self.replica.as_mut() else {
+            return Ok(());
+        };
+        let Some((input, data)) = r.links.on_event(e) else {
+            return Ok(());
+        };
+        match input {
+            Input::Packet {
+                packet: Packet::Proposal(z) | Packet::Inform(z),
+                ..
+            } => {
+                r.stash.insert(z, data);
+            }
+            Input::Packet {
+                packet: Packet::Snap(z),
+                ..
+            } => r.snapshot = Some((z, data)),
+            _ => {}
+        }
+        self.peer_step(input)
+    }
+
+    /// Steps the peer and executes its outputs in order.
+    pub(super) fn peer_step(&mut self, input: Input) -> Result<(), CoreError> {
+        let Some(r) = self.replica.as_mut() else {
+            return Ok(());
+        };
+        let outputs = r.peer.step(self.now.mono_ms as u64, input);
+        for o in outputs {
+            self.peer_output(o)?;
+        }
+        self.rearm_peer_wake();
+        Ok(())
+    }
+
+    fn rearm_peer_wake(&mut self) {
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
+        let at = r.peer.next_wake().map(|w| {
+            let ahead = (w as i64 - self.now.mono_ms).max(0) as u64;
+            self.now.at + std::time::Duration::from_millis(ahead)
+        });
+        // Always published: the timer task waits for a new publication after it fired, even for
+        // the same instant.
+        r.wake.send_replace(at);
+    }
+
+    /// The zxid for a leader's next write, from the peer (`None`: it cannot propose).
+    pub(super) fn propose_zxid(&mut self) -> Option<Zxid> {
+        let r = self.replica.as_mut()?;
+        let outputs = r.peer.step(self.now.mono_ms as u64, Input::Write { id: 0 });
+        let zxid = outputs.iter().find_map(|o| match o {
+            Output::Proposed { zxid, .. } => Some(*zxid),
+            _ => None,
+        });
+        if zxid.is_some() {
+            // Appending it and sending the PROPOSALs wait until the txn is encoded.
+            r.deferred = outputs;
+        } else {
+            for o in outputs {
+                if let Err(e) = self.peer_output(o) {
+                    error!("{e}");
+                }
+            }
+        }
+        zxid
+    }
+
+    /// A leader's txn was just encoded into the batch: the rest of its `Write` step runs.
+    pub(super) fn proposed(&mut self, zxid: Zxid, data: &[u8]) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        r.remember(zxid, Arc::new(data.to_vec()));
+        let deferred = std::mem::take(&mut r.deferred);
+        for o in deferred {
+            if let Err(e) = self.peer_output(o) {
+                error!("{e}");
+            }
+        }
+        self.rearm_peer_wake();
+    }
+
+    /// A storage batch went to the committer as `seq`: the peer's ops in it complete with it.
+    pub(super) fn batch_submitted(&mut self, seq: u64) {
+        if let Some(r) = self.replica.as_mut() {
+            if !r.ops.is_empty() {
+                let ops = std::mem::take(&mut r.ops);
+                r.submitted_ops.push_back((seq, ops));
+            }
+        }
+    }
+
+    /// Whether the batch must be submitted though empty (a barrier the peer waits for).
+    pub(super) fn peer_ops_pending(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| !r.ops.is_empty())
+    }
+
+    /// Batches up to `seq` are durable: their ops complete, in order.
+    pub(super) fn peer_durable(&mut self, seq: u64) -> Result<(), CoreError> {
+        if let Some(r) = self.replica.as_mut() {
+            r.durable_seq = r.durable_seq.max(seq);
+        }
+        loop {
+            let Some(r) = self.replica.as_mut() else {
+                return Ok(());
+            };
+            let Some((s, _)) = r.submitted_ops.front() else {
+                return Ok(());
+            };
+            if *s > seq {
+                return Ok(());
+            }
+            let (_, ops) = r.submitted_ops.pop_front().expect("front");
+            for op in ops {
+                self.peer_step(Input::Stored(op))?;
+            }
+        }
+    }
+
+    fn peer_output(&mut self, o: Output) -> Result<(), CoreError> {
+        let r = self.replica.as_mut().expect("a replica");
+        match o {
+            Output::Notify { to, notification } => r.links.notify(to, &notification),
+            Output::Connect(leader) => r.links.connect(leader),
+            Output::Disconnect(sid) => r.links.disconnect(sid),
+            Output::Send { to, packet } => match packet {
+                Packet::Proposal(z) | Packet::Inform(z) => match r.window.get(&z) {
+                    Some(d) => r.links.send(to, &packet, d),
+                    None => {
+                        error!(
+                            zxid = format_args!("{z:#x}"),
+                            to, "no txn to send; dropping the learner"
+                        );
+                        r.links.disconnect(to);
+                    }
+                },
+                Packet::Snap(z) => {
+                    // The tree as of the SNAP zxid: the peer plans it at what is applied here.
+                    if self.tree.last_applied() != z {
+                        return Err(CoreError::Storage(format!(
+                            "SNAP at {z:#x} but the tree is at {:#x}",
+                            self.tree.last_applied()
+                        )));
+                    }
+                    let image = encode_records(&self.tree.snapshot_records());
+                    info!(
+                        to,
+                        zxid = format_args!("{z:#x}"),
+                        bytes = image.len(),
+                        "sending SNAP"
+                    );
+                    let r = self.replica.as_mut().expect("a replica");
+                    r.links.send_snapshot(to, z, &image);
+                }
+                _ => r.links.send(to, &packet, &[]),
+            },
+            Output::Store(op) => {
+                match op {
+                    StoreOp::AcceptedEpoch(e) => self.batch.meta.push((MetaKey::AcceptedEpoch, e)),
+                    StoreOp::CurrentEpoch(e) => self.batch.meta.push((MetaKey::CurrentEpoch, e)),
+                    StoreOp::Append(z) => {
+                        if let Some(data) = r.stash.remove(&z) {
+                            // A learner's txn: decoded once, logged, applied when committed.
+                            let (header, txn) = decode_txn(&data).map_err(|e| {
+                                CoreError::Storage(format!("txn {z:#x} from the leader: {e}"))
+                            })?;
+                            r.learned.push_back((header, txn));
+                            r.remember(z, Arc::new(data.clone()));
+                            self.batch.log.push(LogEntry { zxid: z, data });
+                        }
+                        // Else the leader's own: `log_txn` put it in the batch.
+                    }
+                    StoreOp::Barrier(_) => {}
+                    StoreOp::TruncateAfter(z) => return self.truncate_after(z),
+                    StoreOp::LoadSnapshot(z) => return self.install_snapshot(z),
+                }
+                let r = self.replica.as_mut().expect("a replica");
+                r.ops.push(op);
+            }
+            Output::Apply(z) => self.apply_committed(z)?,
+            Output::Proposed { .. } => {}
+            Output::WriteRefused { .. }
+            | Output::SyncReached { .. }
+            | Output::SyncRefused { .. } => {}
+            Output::Serving(s) => self.role_changed(s),
+        }
+        Ok(())
+    }
+
+    /// TRUNC: the log is cut after `z` (on the storage thread, after every batch asked before) and
+    /// the tree rebuilt from the store as of `z` (the persisted tree never holds uncommitted txns:
+    /// see `may_stage`). The completion reaches the peer after those of the earlier batches.
+    fn truncate_after(&mut self, z: Zxid) -> Result<(), CoreError> {
+        self.submit_batch();
+        let rebuilt = self
+            .committer
+            .with_store(move |store| rebuild_after_truncation(store, z));
+        let (tree, persisted) =
+            rebuilt.map_err(|e| CoreError::Storage(format!("TRUNC to {z:#x}: {e}")))?;
+        info!(
+            zxid = format_args!("{z:#x}"),
+            "log truncated and tree rebuilt (TRUNC)"
+        );
+        // The txns replayed over the persisted tree stay dirty: staged once this member serves.
+        self.tree = tree;
+        self.pending = PendingChanges::new();
+        self.staged_applied = persisted;
+        let r = self.replica.as_mut().expect("a replica");
+        r.learned.retain(|(h, _)| h.zxid <= z);
+        while r.window.last_key_value().is_some_and(|(k, _)| *k > z) {
+            if let Some((_, d)) = r.window.pop_last() {
+                r.window_bytes -= d.len();
+            }
+        }
+        self.complete_after_submitted(StoreOp::TruncateAfter(z))
+    }
+
+    /// SNAP: the leader's tree as of `z` replaces this member's tree and log, on the storage
+    /// thread after every batch asked before: the log is cut first (durably), then the tree is
+    /// replaced in one batch and checkpointed. A crash between the two leaves the old persisted
+    /// tree (committed state only, see `may_stage`) with an empty log: a consistent older state
+    /// that syncs again, never a partial snapshot taken for whole (ZOOKEEPER-3642).
+    fn install_snapshot(&mut self, z: Zxid) -> Result<(), CoreError> {
+        let r = self.replica.as_mut().expect("a replica");
+        let Some((sz, image)) = r.snapshot.take().filter(|(sz, _)| *sz == z) else {
+            return Err(CoreError::Storage(format!(
+                "SNAP at {z:#x} asked for, but no such snapshot arrived"
+            )));
+        };
+        let records = decode_records(&image)
+            .map_err(|e| CoreError::Storage(format!("SNAP at {sz:#x}: {e}")))?;
+        let mut tree = DataTree::new();
+        for (k, v) in &records {
+            tree.load_entry(k, v)
+                .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
+        }
+        tree.finish_load(z);
+        self.submit_batch();
+        let installed = self
+            .committer
+            .with_store(move |store| install(store, z, records));
+        installed.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
+        info!(
+            zxid = format_args!("{z:#x}"),
+            nodes = tree.node_count(),
+            "snapshot installed (SNAP)"
+        );
+        self.tree = tree;
+        self.pending = PendingChanges::new();
+        self.staged_applied = z;
+        let r = self.replica.as_mut().expect("a replica");
+        r.learned.clear();
+        r.window.clear();
+        r.window_bytes = 0;
+        self.complete_after_submitted(StoreOp::LoadSnapshot(z))
+    }
+
+    /// A store op done on the storage thread (after every batch asked before it): its completion
+    /// reaches the peer right after those batches' ops.
+    fn complete_after_submitted(&mut self, op: StoreOp) -> Result<(), CoreError> {
+        let after = self.committer_last_seq();
+        let r = self.replica.as_mut().expect("a replica");
+        if after <= r.durable_seq {
+            return self.peer_step(Input::Stored(op));
+        }
+        match r.submitted_ops.back_mut() {
+            Some((s, ops)) if *s == after => ops.push(op),
+            _ => r.submitted_ops.push_back((after, vec![op])),
+        }
+        Ok(())
+    }
+
+    /// The peer says `z` is committed (and durable here): apply it, with its replies if it was
+    /// this server's client's write.
+    fn apply_committed(&mut self, z: Zxid) -> Result<(), CoreError> {
+        if self.inflight.front().is_some_and(|f| f.header.zxid == z) {
+            let f = self.inflight.pop_front().expect("front");
+            self.apply(f);
+            return Ok(());
+        }
+        let r = self.replica.as_mut().expect("a replica");
+        match r.learned.front() {
+            Some((h, _)) if h.zxid == z => {
+                let (header, txn) = r.learned.pop_front().expect("front");
+                self.apply(InFlight {
+                    header,
+                    txn,
+                    origin: None,
+                    admit: None,
+                    large: 0,
+                });
+                Ok(())
+            }
+            _ => Err(CoreError::Storage(format!(
+                "the peer applies {z:#x}, which this server does not hold"
+            ))),
+        }
+    }
+
+    fn role_changed(&mut self, s: Serving) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let was_leading = r.leading();
+        r.serving = s;
+        let mode = match s {
+            Serving::Looking => {
+                info!("LOOKING");
+                None
+            }
+            Serving::Leading { epoch } => {
+                info!(epoch, "LEADING");
+                Some(ServerMode::Leader)
+            }
+            Serving::Following { leader, epoch } => {
+                info!(leader, epoch, "FOLLOWING");
+                Some(ServerMode::Follower)
+            }
+            Serving::Observing { leader, epoch } => {
+                info!(leader, epoch, "OBSERVING");
+                Some(ServerMode::Observer)
+            }
+        };
+        if let Some(m) = mode {
+            self.gauges.set_mode(m);
+        }
+        self.gauges.set_serving(mode.is_some());
+        if was_leading {
+            // ZooKeeper closes every client connection when the server leaves its role.
+            let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+            for id in ids {
+                self.drop_conn(id);
+            }
+        }
+        if let Serving::Leading { epoch } = s {
+            self.next_zxid = ((epoch as Zxid) << 32) | 1;
+            // Sessions the tree knows get a full timeout to come back, as after a restart.
+            for (id, sess) in self.tree.sessions() {
+                if !self.tracker.is_valid(*id) {
+                    self.tracker.add(*id, sess.timeout, self.now.mono_ms);
+                }
+            }
+        }
+    }
+}
+
+/// On the storage thread: cuts the log after `z` and loads the tree as of `z` (the persisted tree,
+/// then the log up to `z`); with the persisted tree's `last_applied`.
+fn rebuild_after_truncation(
+    store: &mut dyn wazoo_store::Store,
+    z: Zxid,
+) -> Result<(DataTree, Zxid), String> {
+    store.truncate_log_after(z).map_err(|e| e.to_string())?;
+    let mut tree = DataTree::new();
+    store
+        .load_tree(&mut |k, v| {
+            tree.load_entry(k, v)
+                .map_err(|e| wazoo_store::StoreError::Corrupt {
+                    what: "tree entry",
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    detail: e,
+                })
+        })
+        .map_err(|e| e.to_string())?;
+    let applied = store.last_applied().map_err(|e| e.to_string())?;
+    if applied > z {
+        return Err(format!(
+            "the persisted tree is at {applied:#x}, past the truncation point: it holds txns \
+             nobody committed"
+        ));
+    }
+    tree.finish_load(applied);
+    let mut after = applied;
+    loop {
+        let entries = store.read_log(after, 10_000).map_err(|e| e.to_string())?;
+        let mut any = false;
+        for e in entries.into_iter().take_while(|e| e.zxid <= z) {
+            let (h, txn) = decode_txn(&e.data).map_err(|err| format!("{:#x}: {err}", e.zxid))?;
+            tree.apply(&h, &txn);
+            after = e.zxid;
+            any = true;
+        }
+        if !any || after >= z {
+            return Ok((tree, applied));
+        }
+    }
+}
+
+/// On the storage thread: the log cut to nothing (durably), then the tree replaced by `records`
+/// as of `z` and checkpointed.
+fn install(
+    store: &mut dyn wazoo_store::Store,
+    z: Zxid,
+    records: Vec<Record>,
+) -> Result<(), String> {
+    store.truncate_log_after(0).map_err(|e| e.to_string())?;
+    let mut old = Vec::new();
+    store
+        .load_tree(&mut |k, _| {
+            old.push(k.to_vec());
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    let fresh: std::collections::HashSet<&[u8]> =
+        records.iter().map(|(k, _)| k.as_slice()).collect();
+    let tree_deletes = old
+        .into_iter()
+        .filter(|k| !fresh.contains(k.as_slice()))
+        .collect();
+    drop(fresh);
+    store
+        .commit(wazoo_store::Batch {
+            tree_puts: records,
+            tree_deletes,
+            last_applied: Some(z),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+    store.checkpoint().map_err(|e| e.to_string())
+}
+
+/// A persisted record: key and value.
+type Record = (Vec<u8>, Vec<u8>);
+
+/// A snapshot image: `u32 key length, key, u32 value length, value`, repeated.
+fn encode_records(records: &[Record]) -> Vec<u8> {
+    let size = records.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
+    let mut out = Vec::with_capacity(size);
+    for (k, v) in records {
+        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+    }
+    out
+}
+
+fn decode_records(mut b: &[u8]) -> Result<Vec<Record>, String> {
+    let mut out = Vec::new();
+    let take = |b: &mut &[u8]| -> Result<Vec<u8>, String> {
+        if b.len() < 4 {
+            return Err("snapshot image truncated".into());
+        }
+        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if b.len() < 4 + n {
+            return Err("snapshot image truncated".into());
+        }
+        let v = b[4..4 + n].to_vec();
+        *b = &b[4 + n..];
+        Ok(v)
+    };
+    while !b.is_empty() {
+        let k = take(&mut b)?;
+        let v = take(&mut b)?;
+        out.push((k, v));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_image_round_trips_and_a_truncated_one_is_refused() {
+        let records = vec![
+            (b"/".to_vec(), b"root".to_vec()),
+            (b"/a".to_vec(), Vec::new()),
+        ];
+        let image = encode_records(&records);
+        assert_eq!(decode_records(&image).unwrap(), records);
+        for cut in 1..image.len() {
+            if decode_records(&image[..cut]).is_ok() {
+                // Only a cut between two whole records decodes (to fewer records).
+                assert!(decode_records(&image[..cut]).unwrap().len() < records.len());
+            }
+        }
+        assert!(decode_records(&image[..3]).is_err());
+    }
+}
