@@ -286,14 +286,23 @@ impl Election {
             out.push(self.answer(n.from));
             return;
         }
-        if let Some(until) = self.finalize_at {
-            // Finalizing: only a better vote interrupts; anything else is dropped and the quiet
-            // period starts again (`recvqueue.poll(finalizeWait)` in a loop).
+        if self.finalize_at.is_some() {
+            // Finalizing: only a better vote interrupts; anything else is dropped. ZooKeeper's
+            // `recvqueue.poll(finalizeWait)` loop also restarts the wait on each dropped one,
+            // which carries no information: a copy of an agreeing vote (an answer to an older
+            // round, a re-send) then delayed the decision by a whole finalizeWait (measured: a
+            // third of the failovers took 450 ms instead of 230).
             if n.round == self.logical_clock && !n.vote.beats(&self.proposal) {
-                self.finalize_at = Some(until.max(now + self.cfg.finalize_wait_ms));
                 return;
             }
             self.finalize_at = None;
+        }
+        if n.round == self.logical_clock && self.proposal.beats(&n.vote) {
+            // The sender proposes a worse vote in this round: tell it ours now. ZooKeeper only
+            // answers older rounds, so a server that missed the better vote (it was still
+            // FOLLOWING when it arrived, and only answered it) waited for a re-send after a
+            // whole notification interval (measured: failovers of 640 ms instead of 240).
+            out.push(self.answer(n.from));
         }
         if n.round > self.logical_clock {
             self.logical_clock = n.round;

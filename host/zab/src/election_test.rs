@@ -294,7 +294,8 @@ fn a_better_vote_during_the_finalize_wait_changes_the_outcome() {
         .on_timeout(200)
         .iter()
         .all(|o| !matches!(o, Output::Decided { .. })));
-    // 2 adopts it too: quorum (1, 3) plus 2; silence for 200 ms decides.
+    // 1 and 3 hold 3's vote from 150: a quorum, finalizing until 350; 2 adopting it too at 210
+    // brings nothing new and does not put the decision off.
     e.on_notification(
         210,
         Notification {
@@ -305,10 +306,10 @@ fn a_better_vote_during_the_finalize_wait_changes_the_outcome() {
         },
     );
     assert!(e
-        .on_timeout(409)
+        .on_timeout(349)
         .iter()
         .all(|o| !matches!(o, Output::Decided { .. })));
-    let out = e.on_timeout(410);
+    let out = e.on_timeout(350);
     assert_eq!(
         out,
         vec![Output::Decided {
@@ -405,4 +406,78 @@ fn the_proposal_is_resent_only_after_a_silence_of_the_notification_interval() {
     assert!(e.on_timeout(200).is_empty(), "no re-send at 200");
     assert!(matches!(&e.on_timeout(350)[..], [Output::Broadcast(_)]));
     assert_eq!(e.next_wake(), Some(750), "then the interval doubles");
+}
+
+#[test]
+fn a_vote_that_is_not_better_does_not_prolong_the_finalize_wait() {
+    let mut e = Election::new(ElectionConfig::new(1, [1, 2, 3]));
+    e.look_for_leader(0, zxid(1, 5), 1);
+    let mine = e.current_vote();
+    let agree = |e: &mut Election, at: u64| {
+        e.on_notification(
+            at,
+            Notification {
+                from: 2,
+                state: PeerState::Looking,
+                vote: mine,
+                round: 1,
+            },
+        )
+    };
+    agree(&mut e, 10); // a quorum: finalizing until 210
+    assert_eq!(e.next_wake(), Some(210));
+    agree(&mut e, 150); // the same vote again (a re-send, an answer)
+    assert_eq!(e.next_wake(), Some(210), "the decision is not put off");
+    let out = e.on_timeout(210);
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Decided {
+                state: PeerState::Leading,
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_worse_vote_of_the_same_round_is_answered_with_the_better_one() {
+    // Server 2 proposes itself, a worse vote than 1's: 1 answers at once with its own, so 2
+    // need not wait for a re-send to learn it.
+    let mut e = Election::new(ElectionConfig::new(1, [1, 2, 3]));
+    e.look_for_leader(0, zxid(1, 9), 1);
+    let worse = Vote {
+        leader: 2,
+        zxid: zxid(1, 3),
+        peer_epoch: 1,
+    };
+    let out = e.on_notification(
+        5,
+        Notification {
+            from: 2,
+            state: PeerState::Looking,
+            vote: worse,
+            round: 1,
+        },
+    );
+    assert!(
+        matches!(&out[..], [Output::Send { to: 2, notification }] if notification.vote == e.current_vote()),
+        "{out:?}"
+    );
+    // An agreeing vote is not answered (no ping-pong).
+    let mine = e.current_vote();
+    let out = e.on_notification(
+        6,
+        Notification {
+            from: 2,
+            state: PeerState::Looking,
+            vote: mine,
+            round: 1,
+        },
+    );
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Send { .. })),
+        "{out:?}"
+    );
 }

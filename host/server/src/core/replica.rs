@@ -124,6 +124,9 @@ impl Core {
         let Some((input, data)) = r.links.on_event(e) else {
             return Ok(());
         };
+        if let Input::Notification(n) = &input {
+            debug!(?n, "election notification in");
+        }
         match input {
             Input::Packet {
                 packet: Packet::Proposal(z) | Packet::Inform(z),
@@ -242,7 +245,10 @@ impl Core {
     fn peer_output(&mut self, o: Output) -> Result<(), CoreError> {
         let r = self.replica.as_mut().expect("a replica");
         match o {
-            Output::Notify { to, notification } => r.links.notify(to, &notification),
+            Output::Notify { to, notification } => {
+                debug!(?to, ?notification, "election notification out");
+                r.links.notify(to, &notification)
+            }
             Output::Connect(leader) => r.links.connect(leader),
             Output::Disconnect(sid) => r.links.disconnect(sid),
             Output::Send { to, packet } => match packet {
