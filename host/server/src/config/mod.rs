@@ -149,6 +149,10 @@ impl ServerConfig {
     pub fn resolve_ensemble(&mut self, myid: Option<&str>) -> Result<(), ConfigError> {
         let e = Ensemble::build(self.servers.clone(), self.peer_type.as_deref(), myid)?;
         self.server_id = e.me as u8;
+        // A client address on this server's own line (`;[host:]port`) wins, as in ZooKeeper.
+        if let Some(client) = e.myself().client {
+            self.client_addr = client;
+        }
         self.ensemble = Some(e);
         Ok(())
     }
@@ -428,6 +432,18 @@ mod tests {
         let c = ServerConfig::from_file(&cfg).unwrap();
         assert_eq!(c.server_id, 3);
         assert_eq!(c.ensemble.unwrap().voters().count(), 3);
+        std::fs::write(
+            &cfg,
+            "dataDir=data\nserver.1=127.0.0.1:2888:3888\nserver.2=127.0.0.2:2888:3888\n\
+             server.3=127.0.0.3:2888:3888;127.0.0.3:2191\n",
+        )
+        .unwrap();
+        let c = ServerConfig::from_file(&cfg).unwrap();
+        assert_eq!(
+            c.client_addr,
+            "127.0.0.3:2191".parse().unwrap(),
+            "the line's client address"
+        );
         // One server line is standalone, as in ZooKeeper (standaloneEnabled).
         std::fs::write(&cfg, "dataDir=data\nserver.1=127.0.0.1:2888:3888\n").unwrap();
         assert!(ServerConfig::from_file(&cfg).unwrap().ensemble.is_none());
