@@ -139,8 +139,8 @@ fn incremental_digest_equals_recomputation() {
     assert_eq!(inc, t.recompute_digest());
 }
 
-#[test]
-fn close_session_deletes_its_ephemerals_and_session() {
+/// A tree with session 9 (created at zxid 1).
+fn with_session_9() -> DataTree {
     let mut t = DataTree::new();
     t.apply(
         &h(1, 9),
@@ -149,6 +149,12 @@ fn close_session_deletes_its_ephemerals_and_session() {
             passwd: vec![1; 16],
         },
     );
+    t
+}
+
+#[test]
+fn close_session_deletes_its_ephemerals_and_session() {
+    let mut t = with_session_9();
     t.apply(&h(2, 9), &create("/e1", 9, 1));
     t.apply(&h(3, 9), &create("/e2", 9, 2));
     assert_eq!(t.ephemerals_of(9).count(), 2);
@@ -219,14 +225,7 @@ fn close_session_replay_of_a_listed_txn_with_100k_ephemerals_is_linear() {
 
 #[test]
 fn persisted_changes_reload_to_the_same_tree() {
-    let mut t = DataTree::new();
-    t.apply(
-        &h(1, 9),
-        &Txn::CreateSession {
-            timeout: 4000,
-            passwd: vec![1; 16],
-        },
-    );
+    let mut t = with_session_9();
     t.apply(&h(2, 0), &create("/a", 0, 1));
     t.apply(&h(3, 9), &create("/a/e", 9, 1));
     t.apply(&h(4, 0), &create("/z", crate::node::CONTAINER_OWNER, 2));
@@ -251,14 +250,7 @@ fn persisted_changes_reload_to_the_same_tree() {
 
 #[test]
 fn a_snapshot_of_the_tree_loads_into_an_equal_tree() {
-    let mut t = DataTree::new();
-    t.apply(
-        &h(1, 9),
-        &Txn::CreateSession {
-            timeout: 4000,
-            passwd: vec![1; 16],
-        },
-    );
+    let mut t = with_session_9();
     t.apply(&h(2, 0), &create("/a", 0, 1));
     t.apply(&h(3, 9), &create("/a/e", 9, 1));
     t.apply(&h(4, 0), &create("/a/b", 0, 1));
