@@ -1,7 +1,8 @@
 """A 3-server wazoo ensemble of real processes on 127.0.0.1-3 (issue 10, item 3): one leader is
 elected, client writes on the leader are committed by a quorum and applied on every member, an
 acknowledged write survives kill -9 of the leader, the killed server rejoins as a follower and
-catches up, and followers refuse client sessions (they do not serve them yet).
+catches up, and clients on followers write (forwarded to the leader), read, sync and move their
+sessions between servers.
 
 The failover time printed is the issue's metric: kill -9 of the leader to the first successful
 write from a fresh session."""
@@ -141,13 +142,48 @@ def test_acknowledged_writes_survive_killing_the_leader(ensemble):
     print("failover (kill -9 of the leader to the first write), s:", ", ".join(f"{t:.3f}" for t in times))
 
 
-def test_followers_refuse_client_sessions(ensemble):
-    the_leader(ensemble)
+def test_clients_on_followers_write_read_sync_and_move_their_sessions(ensemble):
+    leader = the_leader(ensemble)
+    f1, f2 = [s for s in ensemble if s is not leader]
+    a = session(f1)
+    try:
+        # Writes forwarded to the leader, answered in order; errors come back as error codes.
+        assert a.create("/on-follower", b"one").err == 0
+        assert a.create("/on-follower", b"again").err == -110   # NODEEXISTS
+        assert a.set_data("/on-follower", b"two").err == 0
+        assert a.create("/eph", b"", flags=1).err == 0           # EPHEMERAL
+        assert a.get_data("/on-follower").value[0] == b"two", "a follower reads its own writes"
+        # A write on the other follower, then sync-then-read here sees it.
+        b = session(f2)
+        try:
+            assert b.create("/from-f2", b"x").err == 0
+        finally:
+            b.close_session()
+            b.close()
+        assert a.sync("/").err == 0
+        assert a.exists("/from-f2").err == 0, "sync then read sees a write acknowledged before"
+        sid, pw = a.session_id, a.passwd
+    finally:
+        a.close()          # the TCP connection only: the session stays
+    # The session moves to the other follower with its id and password, ephemeral included.
+    moved = zkwire.Conn(harness.HOST, f2.port, timeout_ms=6000, session_id=sid, passwd=pw, io_timeout=2.0)
+    try:
+        assert moved.session_id == sid
+        assert moved.exists("/eph").err == 0
+        assert moved.close_session().err == 0
+    finally:
+        moved.close()
+    # The closed session's ephemeral is gone on every member.
+    harness.wait_until(lambda: converged(ensemble), 10.0, what="every member converged")
     for s in ensemble:
-        if mode(s) != "follower":
-            continue
-        with pytest.raises((zkwire.ConnectionClosed, OSError, zkwire.WireTimeout)):
-            session(s).close()
+        c = session(s)
+        try:
+            assert c.exists("/eph").err == -101, f"the ephemeral outlived its session on {s.name}"
+            assert c.get_data("/on-follower").value[0] == b"two"
+        finally:
+            c.close_session()
+            c.close()
+
 
 
 def test_a_leader_killed_with_writes_in_flight_rejoins_and_every_member_converges(ensemble):
@@ -189,3 +225,41 @@ def test_a_leader_killed_with_writes_in_flight_rejoins_and_every_member_converge
                 assert v.exists(path).err == 0, f"acknowledged {path} lost"
         finally:
             v.close()
+
+
+def test_kazoo_clients_spread_over_the_members_see_each_others_writes_and_watches(ensemble):
+    from kazoo.client import KazooClient
+    the_leader(ensemble)
+    clients = []
+    try:
+        for s in ensemble:
+            c = KazooClient(hosts=f"{harness.HOST}:{s.port}", timeout=6.0)
+            c.start(timeout=10)
+            clients.append(c)
+        a, b, c = clients
+        events = []
+        a.ensure_path("/w")
+        a.get("/w", watch=lambda e: events.append(e))
+        b.set("/w", b"from b")
+        harness.wait_until(lambda: events, 10.0, what="a watch fired on another member's client")
+        assert events[0].type == "CHANGED"
+        # A lock taken by one member's client blocks another's until released.
+        lock_a = a.Lock("/lock", "a")
+        lock_c = c.Lock("/lock", "c")
+        assert lock_a.acquire(timeout=5)
+        from kazoo.exceptions import LockTimeout
+        with pytest.raises(LockTimeout):
+            lock_c.acquire(timeout=0.5)
+        lock_a.release()
+        assert lock_c.acquire(timeout=5)
+        lock_c.release()
+        counter = b.Counter("/counter")
+        for cl in clients:
+            cl.Counter("/counter").__add__(1)
+        c.sync("/counter")
+        assert c.Counter("/counter").value == 3
+        del counter
+    finally:
+        for cl in clients:
+            cl.stop()
+            cl.close()

@@ -191,7 +191,7 @@ impl Core {
                 zxid: qz,
                 sub_ops,
                 at,
-            }) if qz == zxid => {
+            }) if qz == zxid || (qz == forward::FORWARDED && xid == f.header.cxid) => {
                 let result = build_reply(opcode, &sub_ops, applied.outcome);
                 if let Err(code) = &result {
                     debug!(
@@ -249,5 +249,14 @@ impl Core {
                 _ => return,
             }
         }
+    }
+}
+
+/// Node data bytes a txn writes into the tree.
+fn txn_data_len(txn: &Txn) -> usize {
+    match txn {
+        Txn::Create { data, .. } | Txn::SetData { data, .. } => data.as_ref().map_or(0, Vec::len),
+        Txn::Multi(ops) => ops.iter().map(txn_data_len).sum(),
+        _ => 0,
     }
 }

@@ -50,6 +50,7 @@ mod clock;
 #[cfg(test)]
 mod core_test;
 mod flow;
+mod forward;
 mod pace;
 mod replica;
 mod reply;
@@ -62,7 +63,7 @@ use pace::LargeWritePacer;
 pub use replica::Replica;
 use wazoo_zab::quorum::CommitPoint;
 
-use reply::{build_reply, reply, ReplyTo};
+use reply::{build_reply, multi_sub_ops, reply, ReplyTo};
 
 pub type ConnId = u64;
 
@@ -597,6 +598,10 @@ impl Core {
             return;
         }
         if let Err(code) = req {
+            if op::is_write(opcode) && self.forwards() {
+                self.forward_error(id, xid, opcode, code.code(), now);
+                return;
+            }
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
                 warn!(%remote, op = op::name(opcode), "undecodable request record: replying {code}");
@@ -607,6 +612,22 @@ impl Core {
             }
         }
         let is_write = matches!(&req, Ok(r) if r.is_write());
+        if self.forwards() {
+            // A follower's or observer's client: writes and syncs go to the leader.
+            match &req {
+                Ok(Request::Sync { path }) => {
+                    let path = path.clone();
+                    self.forward_sync(id, xid, path, now);
+                    return;
+                }
+                Ok(r) if is_write => {
+                    let r = r.clone();
+                    self.forward_write(id, xid, opcode, &r, now);
+                    return;
+                }
+                _ => {}
+            }
+        }
         if !is_write {
             let conn = self.conns.get_mut(&id).expect("present");
             if conn.queue.is_empty() {
@@ -646,18 +667,7 @@ impl Core {
             },
             &self.prep_cfg,
         );
-        let sub_ops = match &req {
-            Request::Multi(ops) => ops
-                .iter()
-                .map(|o| match o {
-                    MultiOp::Create(c) => c.op,
-                    MultiOp::Delete { .. } => op::DELETE,
-                    MultiOp::SetData { .. } => op::SET_DATA,
-                    MultiOp::Check { .. } => op::CHECK,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
+        let sub_ops = multi_sub_ops(&req);
         self.queue_write(id, xid, opcode, zxid, sub_ops, now);
         self.log_txn(
             TxnHeader {
@@ -772,15 +782,6 @@ impl Core {
 impl Drop for Core {
     fn drop(&mut self) {
         self.gauges.set_serving(false);
-    }
-}
-
-/// Node data bytes a txn writes into the tree.
-fn txn_data_len(txn: &Txn) -> usize {
-    match txn {
-        Txn::Create { data, .. } | Txn::SetData { data, .. } => data.as_ref().map_or(0, Vec::len),
-        Txn::Multi(ops) => ops.iter().map(txn_data_len).sum(),
-        _ => 0,
     }
 }
 

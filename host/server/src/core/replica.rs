@@ -46,6 +46,13 @@ pub struct Replica {
     durable_seq: u64,
     /// When the peer wants its next `Timeout` (read by the timer task).
     wake: watch::Sender<Option<Instant>>,
+    /// A learner's forwarded requests not sent yet, by the id the peer knows them by.
+    outgoing: HashMap<u64, Vec<u8>>,
+    /// A learner's clients' syncs in flight: id -> (connection, xid, path).
+    syncs: HashMap<u64, (ConnId, i32, String)>,
+    next_id: u64,
+    /// The leader: learners' forwarded requests, by (learner, id), until the peer numbers them.
+    forwarded: HashMap<(wazoo_zab::Sid, u64), Vec<u8>>,
 }
 
 impl Replica {
@@ -66,6 +73,10 @@ impl Replica {
             submitted_ops: VecDeque::new(),
             durable_seq: 0,
             wake: watch::channel(None).0,
+            outgoing: HashMap::new(),
+            syncs: HashMap::new(),
+            next_id: 0,
+            forwarded: HashMap::new(),
         };
         for (z, data) in window {
             r.remember(z, Arc::new(data));
@@ -92,6 +103,35 @@ impl Replica {
     pub(super) fn leading(&self) -> bool {
         matches!(self.serving, Serving::Leading { .. })
     }
+
+    pub(super) fn learning(&self) -> bool {
+        matches!(
+            self.serving,
+            Serving::Following { .. } | Serving::Observing { .. }
+        )
+    }
+
+    /// Keeps a forwarded request until the peer sends it; its id.
+    pub(super) fn park_forward(&mut self, data: Vec<u8>) -> u64 {
+        self.next_id += 1;
+        self.outgoing.insert(self.next_id, data);
+        self.next_id
+    }
+
+    pub(super) fn park_sync(&mut self, conn: ConnId, xid: i32, path: String) -> u64 {
+        self.next_id += 1;
+        self.syncs.insert(self.next_id, (conn, xid, path));
+        self.next_id
+    }
+
+    pub(super) fn unpark_sync(&mut self, id: u64) -> Option<(ConnId, i32, String)> {
+        self.syncs.remove(&id)
+    }
+
+    /// Steps the peer (the caller executes the outputs).
+    pub(super) fn step(&mut self, now: u64, input: Input) -> Vec<Output> {
+        self.peer.step(now, input)
+    }
 }
 
 impl Core {
@@ -112,8 +152,16 @@ impl Core {
             .is_none_or(|r| r.serving != Serving::Looking)
     }
 
-    /// Whether this core takes client sessions: standalone, or an ensemble's established leader.
+    /// Whether this core takes client sessions: standalone, or an ensemble member that serves.
     pub(super) fn takes_clients(&self) -> bool {
+        self.replica
+            .as_ref()
+            .is_none_or(|r| r.serving != Serving::Looking)
+    }
+
+    /// Whether this core expires sessions and reaps containers: standalone, or the leader (the
+    /// others learn of it as txns).
+    pub(super) fn leads(&self) -> bool {
         self.replica.as_ref().is_none_or(|r| r.leading())
     }
 
@@ -138,6 +186,16 @@ impl Core {
                 packet: Packet::Snap(z),
                 ..
             } => r.snapshot = Some((z, data)),
+            Input::Packet {
+                from,
+                packet: Packet::Request { id },
+            } => {
+                r.forwarded.insert((from, id), data);
+            }
+            Input::Packet {
+                packet: Packet::Ping,
+                ..
+            } if r.leading() && !data.is_empty() => self.touch_sessions(&data),
             _ => {}
         }
         self.peer_step(input)
@@ -148,8 +206,22 @@ impl Core {
         let Some(r) = self.replica.as_mut() else {
             return Ok(());
         };
-        let outputs = r.peer.step(self.now.mono_ms as u64, input);
-        for o in outputs {
+        let mut outputs = r.peer.step(self.now.mono_ms as u64, input).into_iter();
+        while let Some(o) = outputs.next() {
+            if let Output::Proposed {
+                zxid,
+                id,
+                from: Some(learner),
+            } = o
+            {
+                // A learner's forwarded write got its zxid: prep it; the rest of the step (the
+                // append, the PROPOSALs) runs once it is encoded (`proposed`).
+                let r = self.replica.as_mut().expect("a replica");
+                r.deferred = outputs.collect();
+                let data = r.forwarded.remove(&(learner, id)).unwrap_or_default();
+                self.prep_forwarded(zxid, &data)?;
+                break;
+            }
             self.peer_output(o)?;
         }
         self.rearm_peer_wake();
@@ -242,7 +314,7 @@ impl Core {
         }
     }
 
-    fn peer_output(&mut self, o: Output) -> Result<(), CoreError> {
+    pub(super) fn peer_output(&mut self, o: Output) -> Result<(), CoreError> {
         let r = self.replica.as_mut().expect("a replica");
         match o {
             Output::Notify { to, notification } => {
@@ -280,6 +352,15 @@ impl Core {
                     let r = self.replica.as_mut().expect("a replica");
                     r.links.send_snapshot(to, z, &image);
                 }
+                Packet::Request { id } => {
+                    let data = r.outgoing.remove(&id).unwrap_or_default();
+                    r.links.send(to, &packet, &data);
+                }
+                Packet::Ping if r.learning() => {
+                    let touches = self.session_touches();
+                    let r = self.replica.as_mut().expect("a replica");
+                    r.links.send(to, &packet, &touches);
+                }
                 _ => r.links.send(to, &packet, &[]),
             },
             Output::Store(op) => {
@@ -306,10 +387,16 @@ impl Core {
                 r.ops.push(op);
             }
             Output::Apply(z) => self.apply_committed(z)?,
-            Output::Proposed { .. } => {}
-            Output::WriteRefused { .. }
-            | Output::SyncReached { .. }
-            | Output::SyncRefused { .. } => {}
+            Output::Proposed { .. } | Output::WriteRefused { .. } => {}
+            Output::SyncReached { id } => self.sync_reached(id),
+            Output::SyncRefused { id } => {
+                if let Some((conn, _, _)) = r.unpark_sync(id) {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.closing = true;
+                        self.dirty.push(conn);
+                    }
+                }
+            }
             Output::Serving(s) => self.role_changed(s),
         }
         Ok(())
@@ -410,10 +497,31 @@ impl Core {
         match r.learned.front() {
             Some((h, _)) if h.zxid == z => {
                 let (header, txn) = r.learned.pop_front().expect("front");
+                let session = header.session_id;
+                if let Txn::CreateSession { timeout, .. } = &txn {
+                    // A session opened elsewhere may move here: this member knows it.
+                    if !self.tracker.is_valid(session) && !self.session_conn.contains_key(&session)
+                    {
+                        self.tracker.add(session, *timeout, self.now.mono_ms);
+                    }
+                }
+                // This member's client's own forwarded request, when it waits at the front of
+                // its connection's queue (matched by session and cxid).
+                let origin = self.session_conn.get(&session).copied().filter(|cid| {
+                    self.conns
+                        .get(cid)
+                        .is_some_and(|c| match (c.queue.front(), &txn) {
+                            (Some(Queued::Handshake { .. }), Txn::CreateSession { .. }) => true,
+                            (Some(Queued::Write { xid, zxid, .. }), _) => {
+                                *zxid == forward::FORWARDED && *xid == header.cxid
+                            }
+                            _ => false,
+                        })
+                });
                 self.apply(InFlight {
                     header,
                     txn,
-                    origin: None,
+                    origin,
                     admit: None,
                     large: 0,
                 });
@@ -429,8 +537,13 @@ impl Core {
         let Some(r) = self.replica.as_mut() else {
             return;
         };
-        let was_leading = r.leading();
+        let was_serving = r.serving != Serving::Looking;
         r.serving = s;
+        if s == Serving::Looking {
+            r.outgoing.clear();
+            r.syncs.clear();
+            r.forwarded.clear();
+        }
         let mode = match s {
             Serving::Looking => {
                 info!("LOOKING");
@@ -453,7 +566,7 @@ impl Core {
             self.gauges.set_mode(m);
         }
         self.gauges.set_serving(mode.is_some());
-        if was_leading {
+        if was_serving && s == Serving::Looking {
             // ZooKeeper closes every client connection when the server leaves its role.
             let ids: Vec<ConnId> = self.conns.keys().copied().collect();
             for id in ids {

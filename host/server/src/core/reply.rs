@@ -85,3 +85,19 @@ pub(super) fn build_reply(
         ),
     })
 }
+
+/// A multi's sub-op codes (its reply reports creates by the opcode asked), else nothing.
+pub(super) fn multi_sub_ops(req: &Request) -> Vec<i32> {
+    match req {
+        Request::Multi(ops) => ops
+            .iter()
+            .map(|o| match o {
+                MultiOp::Create(c) => c.op,
+                MultiOp::Delete { .. } => op::DELETE,
+                MultiOp::SetData { .. } => op::SET_DATA,
+                MultiOp::Check { .. } => op::CHECK,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}

@@ -28,8 +28,8 @@ impl Core {
             stats: ConnStats::default(),
         };
         if !self.takes_clients() {
-            // An ensemble member that is not the leader: sessions are not served here yet.
-            debug!(%remote, "refusing a client: this member does not lead");
+            // An ensemble member that is not serving (looking, or synchronising).
+            debug!(%remote, "refusing a client: this member is not serving");
             conn.out.close();
             return;
         }
@@ -62,6 +62,20 @@ impl Core {
             // behind the handshake are checked against it like any other, and a closeSession among
             // them marks it closing before anything after it is prepped.
             self.tracker.add(session, timeout, received_ms);
+            if self.forwards() {
+                let f = forward::Forward::CreateSession {
+                    session,
+                    timeout,
+                    passwd,
+                };
+                if !self.forward(&f) {
+                    if let Some(c) = self.conns.get_mut(&id) {
+                        c.closing = true;
+                        self.dirty.push(id);
+                    }
+                }
+                return;
+            }
             self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
             return;
         }
@@ -144,7 +158,7 @@ impl Core {
         };
         // Only a standalone server or an ensemble's leader expires sessions (followers learn of
         // the closes as txns).
-        let expired = if self.takes_clients() {
+        let expired = if self.leads() {
             self.tracker.expire(now, last_received)
         } else {
             Vec::new()
@@ -158,7 +172,7 @@ impl Core {
     }
 
     pub(super) fn on_container_check(&mut self) {
-        if !self.takes_clients() {
+        if !self.leads() {
             return; // the leader reaps, and its deletions reach the others as txns
         }
         let candidates = self

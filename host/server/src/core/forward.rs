@@ -1,0 +1,423 @@
+//! Client sessions on a follower or an observer: what its clients write goes to the leader, and
+//! comes back as a txn the member applies like any other.
+//!
+//! - A new session's createSession, a write, a closeSession (and an undecodable write, as an
+//!   error) are forwarded as REQUEST: the leader preps them against its tree, with the session's
+//!   auth ids the follower sends along, numbers them and proposes them. The client's reply goes
+//!   out when this member applies the txn: its header's (session, cxid) matches the write waiting
+//!   at the front of the connection's queue, as ZooKeeper's CommitProcessor matches them.
+//! - A `sync` is forwarded as SYNC (confirmed by a quorum at the leader) and answered when this
+//!   member has applied what the leader had committed.
+//! - The member relays its clients' sessions in its PING answers; the leader's tracker expires
+//!   sessions, and its closeSession txns close them here.
+
+use wazoo_proto::{decode_request, Id};
+
+use super::*;
+
+/// What a member forwards, as the data of a REQUEST.
+#[derive(Debug, PartialEq)]
+pub(super) enum Forward {
+    CreateSession {
+        session: i64,
+        timeout: i32,
+        passwd: Vec<u8>,
+    },
+    /// A client request frame (header and record), with the connection's auth ids.
+    Request {
+        session: i64,
+        auth: Vec<Id>,
+        frame: Vec<u8>,
+    },
+    /// An undecodable write: the leader logs it as an error txn.
+    Error { session: i64, cxid: i32, err: i32 },
+}
+
+impl Forward {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Forward::CreateSession {
+                session,
+                timeout,
+                passwd,
+            } => {
+                w.i32(0).i64(*session).i32(*timeout).buffer(Some(passwd));
+            }
+            Forward::Request {
+                session,
+                auth,
+                frame,
+            } => {
+                w.i32(1).i64(*session).i32(auth.len() as i32);
+                for id in auth {
+                    w.string(&id.scheme).string(&id.id);
+                }
+                w.buffer(Some(frame));
+            }
+            Forward::Error { session, cxid, err } => {
+                w.i32(2).i64(*session).i32(*cxid).i32(*err);
+            }
+        }
+        w.buf
+    }
+
+    pub(super) fn decode(b: &[u8]) -> Result<Forward, String> {
+        let mut r = wazoo_proto::Reader::new(b);
+        let e = |e: wazoo_proto::DecodeError| e.to_string();
+        let f = match r.read_i32().map_err(e)? {
+            0 => Forward::CreateSession {
+                session: r.read_i64().map_err(e)?,
+                timeout: r.read_i32().map_err(e)?,
+                passwd: r
+                    .read_buffer()
+                    .map_err(e)?
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default(),
+            },
+            1 => {
+                let session = r.read_i64().map_err(e)?;
+                let n = r.read_i32().map_err(e)?;
+                if !(0..=1024).contains(&n) {
+                    return Err(format!("{n} auth ids"));
+                }
+                let mut auth = Vec::with_capacity(n as usize);
+                for _ in 0..n {
+                    let scheme = r.read_string().map_err(e)?;
+                    let id = r.read_string().map_err(e)?;
+                    auth.push(Id::new(&scheme, &id));
+                }
+                let frame = r
+                    .read_buffer()
+                    .map_err(e)?
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                Forward::Request {
+                    session,
+                    auth,
+                    frame,
+                }
+            }
+            2 => Forward::Error {
+                session: r.read_i64().map_err(e)?,
+                cxid: r.read_i32().map_err(e)?,
+                err: r.read_i32().map_err(e)?,
+            },
+            k => return Err(format!("unknown forwarded request kind {k}")),
+        };
+        Ok(f)
+    }
+}
+
+impl Core {
+    /// Whether this core's clients' writes go to a leader elsewhere.
+    pub(super) fn forwards(&self) -> bool {
+        self.replica.as_ref().is_some_and(|r| r.learning())
+    }
+
+    /// Sends `f` to the leader; `false` when this member cannot (it is not serving).
+    pub(super) fn forward(&mut self, f: &Forward) -> bool {
+        let Some(r) = self.replica.as_mut() else {
+            return false;
+        };
+        let id = r.park_forward(f.encode());
+        let now = self.now.mono_ms as u64;
+        let outputs = r.step(now, wazoo_zab::peer::Input::Write { id });
+        let mut sent = true;
+        for o in outputs {
+            if let wazoo_zab::peer::Output::WriteRefused { .. } = o {
+                sent = false;
+            }
+            if let Err(e) = self.peer_output(o) {
+                error!("{e}");
+            }
+        }
+        sent
+    }
+
+    /// A follower's client write: queued for its reply, forwarded to the leader.
+    pub(super) fn forward_write(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        req: &Request,
+        now: Instant,
+    ) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        let session = c.session;
+        if let Request::CloseSession = req {
+            self.tracker.set_closing(session);
+        }
+        // The request as its frame's body (the length prefix off), as `decode_request` reads it.
+        let frame = req.encode_frame(xid).split_off(4);
+        let f = Forward::Request {
+            session,
+            auth: c.auth.ids.clone(),
+            frame,
+        };
+        self.queue_write(id, xid, opcode, FORWARDED, multi_sub_ops(req), now);
+        if !self.forward(&f) {
+            self.close_conn(id);
+        }
+    }
+
+    /// A follower's client's undecodable write: the leader logs it as an error txn.
+    pub(super) fn forward_error(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        err: i32,
+        now: Instant,
+    ) {
+        let Some(c) = self.conns.get(&id) else {
+            return;
+        };
+        let f = Forward::Error {
+            session: c.session,
+            cxid: xid,
+            err,
+        };
+        self.queue_write(id, xid, opcode, FORWARDED, Vec::new(), now);
+        if !self.forward(&f) {
+            self.close_conn(id);
+        }
+    }
+
+    /// A follower's client's `sync`: answered once the leader's commit point is applied here.
+    pub(super) fn forward_sync(&mut self, id: ConnId, xid: i32, path: String, now: Instant) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let sync_id = r.park_sync(id, xid, path);
+        self.queue_write(id, xid, op::SYNC, FORWARDED, Vec::new(), now);
+        let outputs = r_step(self, wazoo_zab::peer::Input::Sync { id: sync_id });
+        for o in outputs {
+            if let Err(e) = self.peer_output(o) {
+                error!("{e}");
+            }
+        }
+    }
+
+    /// The peer completed a forwarded sync: its reply, in its connection's order.
+    pub(super) fn sync_reached(&mut self, sync_id: u64) {
+        let Some((id, xid, path)) = self.replica.as_mut().and_then(|r| r.unpark_sync(sync_id))
+        else {
+            return;
+        };
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        match c.queue.front() {
+            Some(Queued::Write { xid: qx, zxid, .. }) if *qx == xid && *zxid == FORWARDED => {
+                let Some(Queued::Write { op: opcode, at, .. }) = c.queue.pop_front() else {
+                    return;
+                };
+                let zxid = self.tree.last_applied();
+                reply(
+                    c,
+                    &self.metrics,
+                    ReplyTo { xid, opcode, at },
+                    zxid,
+                    Ok(&Response::Sync { path }),
+                    &self.now,
+                );
+                self.dirty.push(id);
+                self.drain_reads(id);
+                self.pump(id);
+            }
+            _ => {
+                // Out of step (it cannot happen while the queue keeps request order): close.
+                c.closing = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// The leader: a learner's forwarded request got `zxid` from the peer; prep it and log it.
+    pub(super) fn prep_forwarded(&mut self, zxid: Zxid, data: &[u8]) -> Result<(), CoreError> {
+        let time = self.now.wall_ms;
+        // The zxid is numbered already: whatever arrived, a txn takes it (an error txn for what
+        // does not decode), so that the log has no gap.
+        let error_txn = |session: i64, cxid: i32| {
+            (
+                TxnHeader {
+                    session_id: session,
+                    cxid,
+                    zxid,
+                    time,
+                },
+                Txn::Error {
+                    err: ErrorCode::MarshallingError.code(),
+                },
+            )
+        };
+        let f = match Forward::decode(data) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(
+                    zxid = format_args!("{zxid:#x}"),
+                    "a malformed forwarded request: {e}"
+                );
+                let (h, t) = error_txn(0, 0);
+                self.log_txn(h, t, None);
+                return Ok(());
+            }
+        };
+        let (header, txn) = match f {
+            Forward::CreateSession {
+                session,
+                timeout,
+                passwd,
+            } => {
+                self.tracker.add(session, timeout, self.now.mono_ms);
+                (
+                    TxnHeader {
+                        session_id: session,
+                        cxid: 0,
+                        zxid,
+                        time,
+                    },
+                    Txn::CreateSession { timeout, passwd },
+                )
+            }
+            Forward::Error { session, cxid, err } => (
+                TxnHeader {
+                    session_id: session,
+                    cxid,
+                    zxid,
+                    time,
+                },
+                Txn::Error { err },
+            ),
+            Forward::Request {
+                session,
+                auth,
+                frame,
+            } => {
+                let (h, req) = match decode_request(&frame) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!(
+                            zxid = format_args!("{zxid:#x}"),
+                            "a forwarded request does not decode: {e}"
+                        );
+                        let (h, t) = error_txn(session, 0);
+                        self.log_txn(h, t, None);
+                        return Ok(());
+                    }
+                };
+                let valid = self.tracker.touch(session, self.now.mono_ms);
+                if let Request::CloseSession = req {
+                    self.tracker.set_closing(session);
+                }
+                let auth = AuthInfo { ids: auth };
+                let txn = prep(
+                    &self.tree,
+                    &mut self.pending,
+                    &req,
+                    PrepCtx {
+                        session_id: session,
+                        session_valid: valid,
+                        auth: &auth,
+                        zxid,
+                        time,
+                    },
+                    &self.prep_cfg,
+                );
+                (
+                    TxnHeader {
+                        session_id: session,
+                        cxid: h.xid,
+                        zxid,
+                        time,
+                    },
+                    txn,
+                )
+            }
+        };
+        self.log_txn(header, txn, None);
+        Ok(())
+    }
+
+    /// The sessions of this member's clients, for its PING answer to the leader.
+    pub(super) fn session_touches(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(8 * self.session_conn.len());
+        for s in self.session_conn.keys() {
+            b.extend_from_slice(&s.to_be_bytes());
+        }
+        b
+    }
+
+    /// The leader: a learner's clients are alive.
+    pub(super) fn touch_sessions(&mut self, data: &[u8]) {
+        let now = self.now.mono_ms;
+        for s in data.chunks_exact(8) {
+            let id = i64::from_be_bytes(s.try_into().expect("8 bytes"));
+            self.tracker.touch(id, now);
+        }
+    }
+
+    fn close_conn(&mut self, id: ConnId) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.closing = true;
+            self.dirty.push(id);
+        }
+    }
+}
+
+/// Steps the peer with `input` (the caller executes the outputs).
+fn r_step(core: &mut Core, input: wazoo_zab::peer::Input) -> Vec<wazoo_zab::peer::Output> {
+    let now = core.now.mono_ms as u64;
+    match core.replica.as_mut() {
+        Some(r) => r.step(now, input),
+        None => Vec::new(),
+    }
+}
+
+/// The zxid a forwarded write waits with in its connection's queue (its real one is learned when
+/// the txn applies; the reply is matched by cxid).
+pub(super) const FORWARDED: Zxid = -1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_requests_round_trip_and_garbage_is_refused() {
+        for f in [
+            Forward::CreateSession {
+                session: 0x0102_0000_0000_0007,
+                timeout: 4000,
+                passwd: vec![9; 16],
+            },
+            Forward::Request {
+                session: 5,
+                auth: vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "u:x")],
+                frame: Request::Sync { path: "/a".into() }
+                    .encode_frame(7)
+                    .split_off(4),
+            },
+            Forward::Error {
+                session: 5,
+                cxid: 8,
+                err: -2,
+            },
+        ] {
+            assert_eq!(Forward::decode(&f.encode()).unwrap(), f);
+        }
+        // The request frame a follower forwards is one the leader decodes.
+        let req = Request::SetData {
+            path: "/p".into(),
+            data: Some(b"v".to_vec()),
+            version: 3,
+        };
+        let (h, back) = decode_request(&req.encode_frame(11).split_off(4)).unwrap();
+        assert_eq!((h.xid, back), (11, req));
+        assert!(Forward::decode(&[0, 0, 0, 9]).is_err());
+        assert!(Forward::decode(&[0, 0]).is_err());
+    }
+}
