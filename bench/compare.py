@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """wazoo vs Apache ZooKeeper, side by side (issue 3 §2; method in shared/design/performance.md).
 
-Both servers are started the same way: standalone (or a 3-server ZooKeeper ensemble with
-``--ensemble 3``), on loopback, fresh data dirs under /var/tmp, the same durability (ZooKeeper
+Both servers are started the same way: standalone (or 3-server ensembles with ``--ensemble 3``), on loopback, fresh data dirs under /var/tmp, the same durability (ZooKeeper
 ``forceSync=yes``; wazoo always fsyncs before acknowledging), ONE system at a time, alternating
 A B A B for ``--pairs`` pairs per workload, with the same ``wazoo bench`` client against each.
 
@@ -17,7 +16,7 @@ with the raw results as JSON, under bench/results/<date>-<host>.md.
     bench/compare.py --quick                 # 1 pair, 3 s runs: a smoke test of a couple of minutes
     bench/compare.py                         # 3 pairs, 10 s after 2 s warm-up, the default workloads
     bench/compare.py --memory                # plus 1M znodes: RSS, data dir, restart time
-    bench/compare.py --ensemble 3            # a 3-server ZooKeeper ensemble (wazoo's: n/a for now)
+    bench/compare.py --ensemble 3            # 3-server ensembles, clients spread over the servers
     bench/compare.py --workloads create,get --pairs 5
 
 Benchmarks use the release build (``cargo build --release -p wazoo-cli``); CARGO_TARGET_DIR
@@ -54,7 +53,6 @@ HOST = "127.0.0.1"
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/wazoo-target"))
 RUNS_DIR = Path("/var/tmp/wazoo-compare")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-ENSEMBLE_NA = "n/a (wazoo ensemble not yet available)"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -175,15 +173,16 @@ class Member:
             "4lw.commands.whitelist": "*",
             "admin.enableServer": "false",
         }
+        if len(peers) > 1:
+            # The same ensemble lines for both systems.
+            cfg["initLimit"] = "10"
+            cfg["syncLimit"] = "5"
+            for p in peers:
+                cfg[f"server.{p.myid}"] = f"{HOST}:{p.peer_port}:{p.elect_port}"
+            (self.data_dir / "myid").write_text(f"{self.myid}\n")
         if self.kind == "zookeeper":
             cfg["dataLogDir"] = str(self.data_dir)
             cfg["forceSync"] = "yes"
-            cfg["initLimit"] = "10"
-            cfg["syncLimit"] = "5"
-            if len(peers) > 1:
-                for p in peers:
-                    cfg[f"server.{p.myid}"] = f"{HOST}:{p.peer_port}:{p.elect_port}"
-                (self.data_dir / "myid").write_text(f"{self.myid}\n")
             (self.conf_dir / "log4j.properties").write_text(ZK_LOG4J)
         self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
         self.wazoo_bin = wazoo_bin
@@ -692,10 +691,6 @@ def tables(opts: argparse.Namespace, results: List[RunResult], memory: List[dict
             zk_m = med_range([r.metric(metric) for r in zk])[0]
             fs_z = med_range([r.fsync.get("p50") for r in zk if r.fsync])[0]
             target = w.target if metric == w.metric else "(disk-bound; see fsync)"
-            if opts.ensemble > 1:
-                out.append(f"| {w.label} | {label} | {ENSEMBLE_NA} | {fmt_num(zk_m)} | n/a | {target} | n/a | "
-                           f"–; {fmt_num(fs_z)} |")
-                continue
             wz_m = med_range([r.metric(metric) for r in wz])[0]
             ratios, cpu_ratios = [], []
             for a in wz:
@@ -742,8 +737,6 @@ def tables(opts: argparse.Namespace, results: List[RunResult], memory: List[dict
             f"{rep.get('errors_total', 0)} | {fmt_num(r.server_cpu_s if r.server_cpu_s else None)} | "
             f"{fmt_num(cpo * 1e6 if cpo else None)} | "
             f"{rep.get('client_cpu_s', 0):.2f} | {fmt_num(r.fsync.get('p50'))} / {fmt_num(r.fsync.get('p99'))} |")
-    if opts.ensemble > 1:
-        out.append(f"| all | – | wazoo | {ENSEMBLE_NA} | | | | | | | | | |")
     out.append("")
 
     if memory:
@@ -794,7 +787,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--memory-only", action="store_true", help="only the memory measurement")
     ap.add_argument("--memory-count", type=int, default=None, help="znodes for --memory (default 1000000; quick 100000)")
     ap.add_argument("--ensemble", type=int, default=1, choices=(1, 3),
-                    help="1: standalone; 3: a 3-server ZooKeeper ensemble (wazoo: n/a until it exists)")
+                    help="1: standalone; 3: a 3-server ensemble of each, clients spread over the servers")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release")
     ap.add_argument("--wazoo-bin", default=None, help=f"default {TARGET_DIR}/release/wazoo")
     ap.add_argument("--bench-cmd", default=None, help="client command (default: `wazoo bench`, else wazoo-bench)")
@@ -834,7 +827,7 @@ def main(argv: List[str]) -> int:
     bench_cmd = bench_command(wazoo_bin, opts.bench_cmd)
     info = machine()
     runner = Runner(opts, bench_cmd, wazoo_bin)
-    systems = ["wazoo", "zookeeper"] if opts.ensemble == 1 else ["zookeeper"]
+    systems = ["wazoo", "zookeeper"]
 
     results: List[RunResult] = []
     t_start = time.monotonic()

@@ -281,7 +281,7 @@ impl Core {
     pub(super) fn batch_submitted(&mut self, seq: u64) {
         if let Some(r) = self.replica.as_mut() {
             if !r.ops.is_empty() {
-                let ops = std::mem::take(&mut r.ops);
+                let ops = coalesce_appends(std::mem::take(&mut r.ops));
                 r.submitted_ops.push_back((seq, ops));
             }
         }
@@ -585,6 +585,19 @@ impl Core {
     }
 }
 
+/// Consecutive appends of a batch complete as one: `Stored(Append(z))` says everything up to `z`
+/// is durable, so the peer acts once per batch (one ACK, one commit step) instead of once per txn.
+fn coalesce_appends(ops: Vec<StoreOp>) -> Vec<StoreOp> {
+    let mut out: Vec<StoreOp> = Vec::with_capacity(ops.len().min(8));
+    for op in ops {
+        match (op, out.last_mut()) {
+            (StoreOp::Append(z), Some(StoreOp::Append(last))) => *last = z,
+            (op, _) => out.push(op),
+        }
+    }
+    out
+}
+
 /// On the storage thread: cuts the log after `z` and loads the tree as of `z` (the persisted tree,
 /// then the log up to `z`); with the persisted tree's `last_applied`.
 fn rebuild_after_truncation(
@@ -701,6 +714,23 @@ fn decode_records(mut b: &[u8]) -> Result<Vec<Record>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn consecutive_appends_complete_as_one_and_other_ops_keep_their_place() {
+        use StoreOp::*;
+        assert_eq!(
+            coalesce_appends(vec![
+                Append(1),
+                Append(2),
+                CurrentEpoch(3),
+                Append(4),
+                Append(5),
+                Barrier(1)
+            ]),
+            vec![Append(2), CurrentEpoch(3), Append(5), Barrier(1)]
+        );
+        assert_eq!(coalesce_appends(vec![]), vec![]);
+    }
 
     #[test]
     fn a_snapshot_image_round_trips_and_a_truncated_one_is_refused() {
