@@ -78,8 +78,22 @@ def converged(servers) -> bool:
                and "Zxid" in v for v in views)
 
 
+def mntr(server) -> dict:
+    text = harness.four_letter(server.port, "mntr", timeout=1.0)
+    return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
+
+
 def test_three_members_elect_one_leader_and_two_followers(ensemble):
-    wait_roles(ensemble, ["leader", "follower", "follower"])
+    leader = the_leader(ensemble)
+    # The quorum metrics: the leader counts its synced followers; every member its peer state.
+    harness.wait_until(lambda: mntr(leader).get("zk_synced_followers") == "2", 5.0,
+                       what=f"zk_synced_followers 2 (mntr: {mntr(leader)})")
+    assert mntr(leader)["zk_peer_state"] == "leading - broadcast"
+    assert mntr(leader)["zk_learners"] == "2"
+    for s in ensemble:
+        if s is not leader:
+            assert mntr(s)["zk_peer_state"] == "following - broadcast"
+            assert mntr(s)["zk_server_state"] == "follower"
 
 
 def test_writes_on_the_leader_reach_every_member(ensemble):

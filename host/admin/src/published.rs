@@ -30,6 +30,13 @@ pub struct Gauges {
     serving: AtomicBool,
     /// The role once the server has one that changes (an ensemble member): 0 = the static one.
     mode: AtomicU8,
+    /// A leader's learners: connected, synced voters, synced observers, syncs waiting; and when
+    /// it started leading (ms of the server's clock, 0: not leading).
+    learners: AtomicU64,
+    synced_followers: AtomicU64,
+    synced_observers: AtomicU64,
+    pending_syncs: AtomicU64,
+    leading_since_ms: AtomicU64,
     zxid: AtomicI64,
     node_count: AtomicU64,
     approximate_data_size: AtomicU64,
@@ -47,6 +54,12 @@ pub struct GaugeValues {
     pub serving: bool,
     /// The current role, when it is not the static [`StaticInfo::mode`].
     pub mode: Option<ServerMode>,
+    /// A leader's learners (see [`Gauges::publish_leader`]).
+    pub learners: u64,
+    pub synced_followers: u64,
+    pub synced_observers: u64,
+    pub pending_syncs: u64,
+    pub leading_since_ms: u64,
     pub zxid: i64,
     pub node_count: u64,
     pub approximate_data_size: u64,
@@ -80,6 +93,23 @@ impl Gauges {
             ServerMode::ReadOnly => 5,
         };
         self.mode.store(code, Relaxed);
+    }
+
+    /// A leader's learners (`zk_learners`, `zk_synced_followers`, ...) and when it started
+    /// leading, in ms of the server's uptime.
+    pub fn publish_leader(
+        &self,
+        learners: u64,
+        synced_followers: u64,
+        synced_observers: u64,
+        pending_syncs: u64,
+        leading_since_ms: u64,
+    ) {
+        self.learners.store(learners, Relaxed);
+        self.synced_followers.store(synced_followers, Relaxed);
+        self.synced_observers.store(synced_observers, Relaxed);
+        self.pending_syncs.store(pending_syncs, Relaxed);
+        self.leading_since_ms.store(leading_since_ms, Relaxed);
     }
 
     /// The values the core knows without walking a table, published once per burst.
@@ -120,6 +150,11 @@ impl Gauges {
                 5 => Some(ServerMode::ReadOnly),
                 _ => None,
             },
+            learners: self.learners.load(Relaxed),
+            synced_followers: self.synced_followers.load(Relaxed),
+            synced_observers: self.synced_observers.load(Relaxed),
+            pending_syncs: self.pending_syncs.load(Relaxed),
+            leading_since_ms: self.leading_since_ms.load(Relaxed),
             zxid: self.zxid.load(Relaxed),
             node_count: self.node_count.load(Relaxed),
             approximate_data_size: self.approximate_data_size.load(Relaxed),
@@ -159,6 +194,23 @@ pub fn published_stats(
     let mut s = ServerStats::new(info.version.clone());
     s.serving = gauges.serving;
     s.mode = gauges.mode.unwrap_or(info.mode);
+    s.peer_state = match gauges.mode {
+        Some(ServerMode::Leader) => Some("leading - broadcast".into()),
+        Some(ServerMode::Follower) => Some("following - broadcast".into()),
+        Some(ServerMode::Observer) => Some("observing - broadcast".into()),
+        _ => None,
+    };
+    if gauges.mode == Some(ServerMode::Leader) {
+        s.leader = Some(crate::stats::LeaderStats {
+            learners: gauges.learners,
+            synced_followers: gauges.synced_followers,
+            synced_non_voting_followers: 0,
+            synced_observers: gauges.synced_observers,
+            pending_syncs: gauges.pending_syncs,
+            leader_uptime_ms: uptime_ms.saturating_sub(gauges.leading_since_ms),
+            proposal_sizes: crate::stats::BufferSizeStats::default(),
+        });
+    }
     s.server_id = info.server_id;
     s.zxid = gauges.zxid;
     s.node_count = gauges.node_count;
@@ -272,11 +324,21 @@ mod tests {
         g.set_mode(ServerMode::Follower);
         assert!(srvr(&g).contains("Mode: follower\n"));
         g.set_mode(ServerMode::Leader);
+        g.publish_leader(2, 2, 0, 1, 1_000);
         let mntr = render(
             FourLetterWord::Mntr,
-            &published_stats(&info(), &g.read(), &m, 0),
+            &published_stats(&info(), &g.read(), &m, 5_000),
         );
-        assert!(mntr.contains("zk_server_state\tleader\n"), "{mntr}");
+        for line in [
+            "zk_server_state\tleader\n",
+            "zk_peer_state\tleading - broadcast\n",
+            "zk_learners\t2\n",
+            "zk_synced_followers\t2\n",
+            "zk_pending_syncs\t1\n",
+            "zk_leader_uptime\t4000\n",
+        ] {
+            assert!(mntr.contains(line), "{line:?} not in\n{mntr}");
+        }
     }
 
     #[test]
@@ -290,6 +352,11 @@ mod tests {
             GaugeValues {
                 serving: false,
                 mode: None,
+                learners: 0,
+                synced_followers: 0,
+                synced_observers: 0,
+                pending_syncs: 0,
+                leading_since_ms: 0,
                 zxid: 7,
                 node_count: 8,
                 approximate_data_size: 9,

@@ -52,7 +52,8 @@ pub struct Published {
     pub gauges: Arc<Gauges>,
     pub metrics: Arc<Metrics>,
     pub info: StaticInfo,
-    started: Instant,
+    /// What uptime counts from.
+    pub started: Instant,
 }
 
 impl Published {

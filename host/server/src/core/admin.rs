@@ -24,6 +24,7 @@ impl Core {
             self.watches.watch_count() as u64,
             self.watches.watcher_count() as u64,
         );
+        self.publish_leader();
     }
 
     pub(super) fn admin(&mut self, q: AdminQuery) {

@@ -322,6 +322,8 @@ pub struct Core {
     replica: Option<Box<Replica>>,
     /// The seq of the last batch handed to the committer.
     last_seq: u64,
+    /// What the admin views' uptime counts from.
+    started: Instant,
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
@@ -365,6 +367,7 @@ impl Core {
         let staged_applied = tree.last_applied();
         let sid = cfg.server_id as i64;
         let gauges = published.gauges.clone();
+        let started = published.started;
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
         let large_write_rate = cfg.large_write_bytes_per_second;
         Core {
@@ -400,6 +403,7 @@ impl Core {
             rng: StdRng::from_seed(seed),
             replica: None,
             last_seq: 0,
+            started,
         }
     }
 

@@ -53,6 +53,8 @@ pub struct Replica {
     next_id: u64,
     /// The leader: learners' forwarded requests, by (learner, id), until the peer numbers them.
     forwarded: HashMap<(wazoo_zab::Sid, u64), Vec<u8>>,
+    /// When this member became the established leader, in ms of the admin views' uptime.
+    leading_since_ms: u64,
 }
 
 impl Replica {
@@ -77,6 +79,7 @@ impl Replica {
             syncs: HashMap::new(),
             next_id: 0,
             forwarded: HashMap::new(),
+            leading_since_ms: 0,
         };
         for (z, data) in window {
             r.remember(z, Arc::new(data));
@@ -140,6 +143,21 @@ impl Core {
         self.gauges.set_mode(ServerMode::Follower);
         self.gauges.set_serving(false);
         self.replica = Some(Box::new(replica));
+    }
+
+    /// A leader's learners, for `mntr` and `/metrics` (once per tick).
+    pub(super) fn publish_leader(&self) {
+        let Some(v) = self.replica.as_ref().and_then(|r| r.peer.leader_view()) else {
+            return;
+        };
+        let since = self.replica.as_ref().map_or(0, |r| r.leading_since_ms);
+        self.gauges.publish_leader(
+            v.learners as u64,
+            v.synced_followers as u64,
+            v.synced_observers as u64,
+            v.pending_syncs as u64,
+            since,
+        );
     }
 
     /// Whether the tree's changes may be persisted now. An ensemble member persists them only
@@ -574,6 +592,14 @@ impl Core {
             }
         }
         if let Serving::Leading { epoch } = s {
+            let since = self
+                .now
+                .at
+                .saturating_duration_since(self.started)
+                .as_millis() as u64;
+            if let Some(r) = self.replica.as_mut() {
+                r.leading_since_ms = since;
+            }
             self.next_zxid = ((epoch as Zxid) << 32) | 1;
             // Sessions the tree knows get a full timeout to come back, as after a restart.
             for (id, sess) in self.tree.sessions() {

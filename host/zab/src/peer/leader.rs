@@ -86,6 +86,23 @@ impl Leading {
         }
     }
 
+    /// Counts for the admin views: learners connected, voters and observers synced, syncs
+    /// waiting.
+    pub(super) fn view(&self) -> super::LeaderView {
+        let synced = |observer: bool| {
+            self.handlers
+                .values()
+                .filter(|h| h.synced && h.observer == observer)
+                .count()
+        };
+        super::LeaderView {
+            learners: self.handlers.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: self.syncs.len(),
+        }
+    }
+
     pub(super) fn serving(&self) -> Serving {
         match (self.epoch, &self.broadcast) {
             (Some(epoch), Some(_)) => Serving::Leading { epoch },

@@ -169,6 +169,18 @@ pub enum Serving {
     },
 }
 
+/// A leader's learners, for the admin views (`mntr`'s `zk_synced_followers`, ...).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// Learners connected (followers and observers).
+    pub learners: usize,
+    /// Voters past UPTODATE.
+    pub synced_followers: usize,
+    pub synced_observers: usize,
+    /// Syncs waiting for their commit point or quorum.
+    pub pending_syncs: usize,
+}
+
 /// One input to [`Peer::step`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Input {
@@ -367,6 +379,14 @@ impl Peer {
 
     pub fn applied(&self) -> Zxid {
         self.s.applied
+    }
+
+    /// The leader's learners, while leading.
+    pub fn leader_view(&self) -> Option<LeaderView> {
+        match &self.role {
+            Role::Leading(l) => Some(l.view()),
+            _ => None,
+        }
     }
 
     /// The election's state (LOOKING until decided, then the decided role).
