@@ -277,3 +277,19 @@ def test_kazoo_clients_spread_over_the_members_see_each_others_writes_and_watche
         for cl in clients:
             cl.stop()
             cl.close()
+
+
+def test_every_write_of_a_long_pipelined_burst_on_a_follower_is_answered_in_order(ensemble):
+    # Forwarded writes keep their place in the follower's outstanding budgets until answered
+    # (64 per connection by default): a burst far past them is read at the quorum's pace, and
+    # nothing stalls.
+    leader = the_leader(ensemble)
+    follower = next(s for s in ensemble if s is not leader)
+    c = session(follower)
+    try:
+        sent = [(c.send(zkwire.Op.CREATE, zkwire.create_body(f"/p{i}", b"x")), i) for i in range(2000)]
+        for xid, i in sent:
+            assert c.read_reply(xid, zkwire.Op.CREATE).err == 0, f"/p{i}"
+    finally:
+        c.close()
+    harness.wait_until(lambda: converged(ensemble), 10.0, what="every member converged")

@@ -191,6 +191,7 @@ impl Core {
                 zxid: qz,
                 sub_ops,
                 at,
+                ..
             }) if qz == zxid || (qz == forward::FORWARDED && xid == f.header.cxid) => {
                 let result = build_reply(opcode, &sub_ops, applied.outcome);
                 if let Err(code) = &result {

@@ -143,6 +143,7 @@ impl Core {
         opcode: i32,
         req: &Request,
         now: Instant,
+        admit: Admission,
     ) {
         let Some(c) = self.conns.get(&id) else {
             return;
@@ -158,7 +159,7 @@ impl Core {
             auth: c.auth.ids.clone(),
             frame,
         };
-        self.queue_write(id, xid, opcode, FORWARDED, multi_sub_ops(req), now);
+        self.queue_forwarded(id, xid, opcode, multi_sub_ops(req), now, Some(admit));
         if !self.forward(&f) {
             self.close_conn(id);
         }
@@ -172,6 +173,7 @@ impl Core {
         opcode: i32,
         err: i32,
         now: Instant,
+        admit: Admission,
     ) {
         let Some(c) = self.conns.get(&id) else {
             return;
@@ -181,7 +183,7 @@ impl Core {
             cxid: xid,
             err,
         };
-        self.queue_write(id, xid, opcode, FORWARDED, Vec::new(), now);
+        self.queue_forwarded(id, xid, opcode, Vec::new(), now, Some(admit));
         if !self.forward(&f) {
             self.close_conn(id);
         }
@@ -193,7 +195,7 @@ impl Core {
             return;
         };
         let sync_id = r.park_sync(id, xid, path);
-        self.queue_write(id, xid, op::SYNC, FORWARDED, Vec::new(), now);
+        self.queue_forwarded(id, xid, op::SYNC, Vec::new(), now, None);
         let outputs = r_step(self, wazoo_zab::peer::Input::Sync { id: sync_id });
         for o in outputs {
             if let Err(e) = self.peer_output(o) {
@@ -341,6 +343,29 @@ impl Core {
         };
         self.log_txn(header, txn, None);
         Ok(())
+    }
+
+    /// A forwarded request's place in its connection's reply order (its zxid is learned when it
+    /// applies; the reply is matched by cxid), holding its budget places until answered.
+    fn queue_forwarded(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        op: i32,
+        sub_ops: Vec<i32>,
+        at: Instant,
+        admit: Option<Admission>,
+    ) {
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.queue.push_back(Queued::Write {
+                xid,
+                op,
+                zxid: FORWARDED,
+                sub_ops,
+                at,
+                _admit: admit,
+            });
+        }
     }
 
     /// The sessions of this member's clients, for its PING answer to the leader.

@@ -198,6 +198,9 @@ enum Queued {
         zxid: Zxid,
         sub_ops: Vec<i32>,
         at: Instant,
+        /// A write forwarded to the leader keeps its place in the budgets here until answered
+        /// (a write prepped here keeps it with its in-flight txn instead).
+        _admit: Option<Admission>,
     },
     Read {
         xid: i32,
@@ -603,7 +606,7 @@ impl Core {
         }
         if let Err(code) = req {
             if op::is_write(opcode) && self.forwards() {
-                self.forward_error(id, xid, opcode, code.code(), now);
+                self.forward_error(id, xid, opcode, code.code(), now, admit);
                 return;
             }
             if op::is_write(opcode) {
@@ -626,7 +629,7 @@ impl Core {
                 }
                 Ok(r) if is_write => {
                     let r = r.clone();
-                    self.forward_write(id, xid, opcode, &r, now);
+                    self.forward_write(id, xid, opcode, &r, now, admit);
                     return;
                 }
                 _ => {}
@@ -704,6 +707,7 @@ impl Core {
                 zxid,
                 sub_ops,
                 at,
+                _admit: None,
             });
         }
     }
