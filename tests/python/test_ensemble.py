@@ -1,8 +1,8 @@
 """A 3-server wazoo ensemble of real processes on 127.0.0.1-3 (issue 10, item 3): one leader is
 elected, client writes on the leader are committed by a quorum and applied on every member, an
 acknowledged write survives kill -9 of the leader, the killed server rejoins as a follower and
-catches up, and clients on followers write (forwarded to the leader), read, sync and move their
-sessions between servers.
+catches up, and clients on followers (kazoo, zkCli, the raw protocol) write (forwarded to the
+leader), read, sync and move their sessions between servers.
 
 The failover time printed is the issue's metric: kill -9 of the leader to the first successful
 write from a fresh session."""
@@ -293,3 +293,30 @@ def test_every_write_of_a_long_pipelined_burst_on_a_follower_is_answered_in_orde
     finally:
         c.close()
     harness.wait_until(lambda: converged(ensemble), 10.0, what="every member converged")
+
+
+def test_zkcli_works_against_a_follower(ensemble):
+    from test_zkcli import zkcli
+    leader = the_leader(ensemble)
+    follower = next(s for s in ensemble if s is not leader)
+    out = zkcli(follower, """
+create /zkcli-f "hello"
+get /zkcli-f
+set /zkcli-f "world"
+get /zkcli-f
+ls /
+sync /
+delete /zkcli-f
+ls /
+""")
+    lines = out.splitlines()
+    assert "Created /zkcli-f" in out, out
+    assert "hello" in lines and "world" in lines, out
+    assert any(l.startswith("[") and "zkcli-f" in l for l in lines), out
+    assert "Sync is OK" in lines, out
+    harness.wait_until(lambda: converged(ensemble), 10.0, what="every member converged")
+    c = session(leader)
+    try:
+        assert c.exists("/zkcli-f").err == -101, "deleted through the follower"
+    finally:
+        c.close()
