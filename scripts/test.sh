@@ -5,7 +5,8 @@
 #   2. cargo build --workspace --bins --tests   (one dev profile: the binaries the tests spawn are built once)
 #   3. cargo test --workspace
 #   4. purity check: wazoo-proto, -tree, -admin, -zab and -sim must not depend on tokio / rocksdb / wasmtime
-#   5. python3 -m pytest tests/python           (real clients against $WAZOO_BIN; see tests/python/README.md)
+#   5. python3 -m pytest tests/python           (real clients against $WAZOO_BIN; see tests/python/README.md),
+#      then the client suites again against a 3-server ensemble (WAZOO_TEST_ENSEMBLE=3)
 #
 # Environment: CARGO_TARGET_DIR (default /var/tmp/wazoo-target, outside the clone, reused across runs),
 # WAZOO_BIN (default $CARGO_TARGET_DIR/debug/wazoo), WAZOO_TEST_TARGET (wazoo | zookeeper; default wazoo),
@@ -76,5 +77,13 @@ fi
 step "pytest tests/python (WAZOO_TEST_TARGET=$WAZOO_TEST_TARGET, WAZOO_BIN=$WAZOO_BIN)"
 # shellcheck disable=SC2086
 python3 -m pytest tests/python -q -ra ${PYTEST_ARGS:-}
+
+if [ "$WAZOO_TEST_TARGET" = wazoo ]; then
+    step "pytest: the client suites again against a 3-server wazoo ensemble (each test on one member, in turn)"
+    WAZOO_TEST_ENSEMBLE=3 python3 -m pytest -q -ra \
+        tests/python/test_kazoo_basic.py tests/python/test_kazoo_recipes.py \
+        tests/python/test_pipelining.py tests/python/test_set_watches.py \
+        tests/python/test_exists_acl.py tests/python/test_session_liveness.py
+fi
 
 step "all tests passed"

@@ -20,6 +20,7 @@ When a test fails, the tail of the log of every server that was running during i
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -133,7 +134,11 @@ def module_server_factory(tmp_path_factory, target):
 
 @pytest.fixture(scope="module")
 def server(module_server_factory):
-    """The target server shared by a test module (tickTime 500 ms: sessions 1 s .. 10 s)."""
+    """The target server shared by a test module (tickTime 500 ms: sessions 1 s .. 10 s). With
+    WAZOO_TEST_ENSEMBLE=3 (wazoo only), a 3-server ensemble whose clients spread over the members."""
+    n = int(os.environ.get("WAZOO_TEST_ENSEMBLE", "1") or "1")
+    if n > 1 and harness.target() == "wazoo":
+        return harness.Ensemble(lambda **kw: module_server_factory(**kw), n=n, tick_time=500)
     return module_server_factory(tick_time=500, name=f"{harness.target()}-shared")
 
 
@@ -143,7 +148,10 @@ def _server_still_alive(request):
     yield
     for name in ("server",):
         if name in request.fixturenames:
-            request.getfixturevalue(name).check_alive()
+            srv = request.getfixturevalue(name)
+            srv.check_alive()
+            if isinstance(srv, harness.Ensemble):
+                srv.next_member()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -423,3 +423,74 @@ class ServerPool:
             except Exception as e:  # noqa: BLE001
                 problems.append(f"{s.name}: teardown failed: {e!r}")
         return problems
+
+
+# -- ensembles ------------------------------------------------------------------------------------------
+
+def free_port_on(addr: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((addr, 0))
+        return s.getsockname()[1]
+
+
+class Ensemble:
+    """n wazoo servers on 127.0.0.1..n with server.N lines and myid, as one target. ``hosts`` and
+    ``wire()`` name one member, which ``next_member()`` rotates (conftest does it after every test):
+    a test's clients share a member, as a single server's do (so tests that read what another
+    session just wrote need no sync), and successive tests run on the leader and the followers
+    in turn. tests/python/test_ensemble.py covers clients spread over the members."""
+
+    def __init__(self, make, n: int = 3, tick_time: int = 500, name: str = "member") -> None:
+        addrs = [f"127.0.0.{i}" for i in range(1, n + 1)]
+        lines = {f"server.{i + 1}": f"{a}:{free_port_on(a)}:{free_port_on(a)}" for i, a in enumerate(addrs)}
+        self.members: List[ServerProcess] = []
+        for i in range(n):
+            cfg = dict(lines)
+            cfg.update({"initLimit": "10", "syncLimit": "5"})
+            s = make(start=False, name=f"{name}-{i + 1}", tick_time=tick_time, extra_cfg=cfg)
+            (s.data_dir / "myid").write_text(f"{i + 1}\n")
+            self.members.append(s)
+        for s in self.members:
+            s.start(probe_session=False)
+        self.tick_time = tick_time
+        self.current = 0
+        wait_until(self.serving, 30.0, what="an ensemble with a leader, every member serving")
+
+    def serving(self) -> bool:
+        modes = []
+        for s in self.members:
+            try:
+                text = s.four_letter("srvr", timeout=1.0)
+            except OSError:
+                return False
+            modes += [l[6:] for l in text.splitlines() if l.startswith("Mode: ")]
+        return sorted(modes) == sorted(["leader"] + ["follower"] * (len(self.members) - 1))
+
+    def next_member(self) -> None:
+        self.current = (self.current + 1) % len(self.members)
+
+    @property
+    def hosts(self) -> str:
+        return self.members[self.current].hosts
+
+    @property
+    def port(self) -> int:
+        return self.members[self.current].port
+
+    @property
+    def min_timeout(self) -> int:
+        return self.members[0].min_timeout
+
+    @property
+    def max_timeout(self) -> int:
+        return self.members[0].max_timeout
+
+    def wire(self, **kw) -> zkwire.Conn:
+        return self.members[self.current].wire(**kw)
+
+    def four_letter(self, cmd: str, timeout: float = 5.0) -> str:
+        return self.members[0].four_letter(cmd, timeout)
+
+    def check_alive(self) -> None:
+        for s in self.members:
+            s.check_alive()

@@ -75,6 +75,7 @@ def test_lock_gives_mutual_exclusion_and_serves_every_waiter(clients, base):
     run_threads([lambda i=i, c=c: worker(i, c) for i, c in enumerate(clients)])
     assert max_inside[0] == 1
     assert entries == Multiset({i: 3 for i in range(N)})
+    clients[0].sync(base)
     assert clients[0].get_children(base) == []
 
 
@@ -131,6 +132,7 @@ def test_barrier_blocks_every_waiter_until_removed(clients, base):
     removed_at = []
 
     def waiter(c):
+        c.sync(base)   # the waiter's member has the barrier (an ensemble's members may lag)
         assert Barrier(c, base).wait(timeout=30)
         passed.append(time.monotonic())
 
@@ -257,6 +259,7 @@ def test_locking_queue_hides_a_held_item_until_released(clients, base):
     assert a.release()
     assert b.get(timeout=5) == b"only"
     assert b.consume()
+    clients[0].sync(base)   # a's member sees b's consume (an ensemble's members may lag)
     assert len(a) == 0
 
 
@@ -289,12 +292,18 @@ def test_semaphore_never_exceeds_max_leases(clients, base):
 def test_party_membership_is_counted_by_everyone(clients, base, cls):
     parties = [cls(c, base, identifier=f"m{i}") for i, c in enumerate(clients)]
     run_threads([p.join for p in parties])
+    # sync before counting: in an ensemble (WAZOO_TEST_ENSEMBLE) the clients may sit on different
+    # members, and only sync-then-read sees the others' writes (ZooKeeper's guarantee too).
+    for c in clients:
+        c.sync(base)
     for p in parties:
         assert len(p) == N
     assert sorted(parties[0]) == sorted(f"m{i}" for i in range(N))
     parties[0].leave()
     parties[1].leave()
+    clients[2].sync(base)
     assert len(parties[2]) == N - 2
     # A member that disappears with its session leaves the party too.
     clients[2].stop()
+    clients[3].sync(base)
     assert len(parties[3]) == N - 3

@@ -368,21 +368,48 @@ impl Core {
         }
     }
 
-    /// The sessions of this member's clients, for its PING answer to the leader.
-    pub(super) fn session_touches(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(8 * self.session_conn.len());
-        for s in self.session_conn.keys() {
+    /// The sessions of this member's clients and the timeout each was told, for its PING answer
+    /// to the leader (ZooKeeper's touch table: `long session, int timeout`).
+    /// Sessions that connected here since the last PING answer are in it even if their
+    /// connection is gone by then (a resumed session's new timeout must reach the leader).
+    pub(super) fn session_touches(&mut self) -> Vec<u8> {
+        let mut touches = self
+            .replica
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.touches))
+            .unwrap_or_default();
+        for (s, cid) in &self.session_conn {
+            if let Some(c) = self.conns.get(cid) {
+                touches.insert(*s, c.timeout);
+            }
+        }
+        let mut b = Vec::with_capacity(12 * touches.len());
+        for (s, timeout) in touches {
             b.extend_from_slice(&s.to_be_bytes());
+            b.extend_from_slice(&timeout.to_be_bytes());
         }
         b
     }
 
-    /// The leader: a learner's clients are alive.
+    /// A session connected (or resumed) here with `timeout`: relayed with the next PING answer.
+    pub(super) fn note_session(&mut self, session: i64, timeout: i32) {
+        if let Some(r) = self.replica.as_mut().filter(|r| r.learning()) {
+            r.touches.insert(session, timeout);
+        }
+    }
+
+    /// The leader: a learner's clients are alive. A session resumed there with another timeout
+    /// expires by the one its client was told.
     pub(super) fn touch_sessions(&mut self, data: &[u8]) {
         let now = self.now.mono_ms;
-        for s in data.chunks_exact(8) {
-            let id = i64::from_be_bytes(s.try_into().expect("8 bytes"));
-            self.tracker.touch(id, now);
+        for t in data.chunks_exact(12) {
+            let id = i64::from_be_bytes(t[..8].try_into().expect("8 bytes"));
+            let timeout = i32::from_be_bytes(t[8..].try_into().expect("4 bytes"));
+            if timeout > 0 && self.tracker.timeout(id).is_some_and(|old| old != timeout) {
+                self.tracker.resume(id, timeout, now);
+            } else {
+                self.tracker.touch(id, now);
+            }
         }
     }
 

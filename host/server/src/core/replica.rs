@@ -55,6 +55,8 @@ pub struct Replica {
     forwarded: HashMap<(wazoo_zab::Sid, u64), Vec<u8>>,
     /// When this member became the established leader, in ms of the admin views' uptime.
     leading_since_ms: u64,
+    /// A learner's sessions (and their timeouts) that connected since its last PING answer.
+    pub(super) touches: HashMap<i64, i32>,
 }
 
 impl Replica {
@@ -80,6 +82,7 @@ impl Replica {
             next_id: 0,
             forwarded: HashMap::new(),
             leading_since_ms: 0,
+            touches: HashMap::new(),
         };
         for (z, data) in window {
             r.remember(z, Arc::new(data));

@@ -100,8 +100,10 @@ impl Core {
             }
             self.drop_conn(old);
         }
-        // The client is told `timeout`; the tracker expires the session by the same one.
+        // The client is told `timeout`; the tracker expires the session by the same one (on a
+        // follower, the leader's tracker learns it with the next PING answer).
         self.tracker.resume(req.session_id, timeout, received_ms);
+        self.note_session(req.session_id, timeout);
         let passwd = self
             .tree
             .session(req.session_id)
