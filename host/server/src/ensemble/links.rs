@@ -54,7 +54,20 @@ pub enum LinkEvent {
     },
 }
 
-pub(super) type Events = mpsc::UnboundedSender<LinkEvent>;
+/// Where the link tasks report: straight into the core's inbox (a forwarding task in between
+/// cost every packet a hop).
+#[derive(Clone)]
+pub(super) struct Events(pub(super) mpsc::UnboundedSender<crate::core::CoreMsg>);
+
+impl Events {
+    pub(super) fn send(&self, e: LinkEvent) -> Result<(), ()> {
+        self.0.send(crate::core::CoreMsg::Link(e)).map_err(|_| ())
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
 
 /// Reads length-prefixed frames off a socket.
 struct FrameReader {

@@ -39,7 +39,7 @@ pub struct Links {
     quorum_addrs: BTreeMap<Sid, SocketAddr>,
     /// Dialled links are numbered from 1 up, accepted ones from 2^32 up.
     next_dial: u64,
-    events: mpsc::UnboundedSender<LinkEvent>,
+    events: links::Events,
 }
 
 /// Resolves a member's address (`host:port`).
@@ -70,14 +70,7 @@ impl Links {
         let mine = ensemble.myself();
         let election_addr = resolve(&mine.host, mine.election_port).await?;
         let quorum_addr = resolve(&mine.host, mine.quorum_port).await?;
-        let (events, mut rx) = mpsc::unbounded_channel::<LinkEvent>();
-        tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                if core.send(CoreMsg::Link(e)).is_err() {
-                    return;
-                }
-            }
-        });
+        let events = links::Events(core);
         let election = ElectionLinks::start(me, election_addr, election_peers, events.clone())
             .await
             .map_err(|e| ServerError::Bind(election_addr, e))?;
