@@ -117,22 +117,15 @@ impl Core {
 
     /// Sends `f` to the leader; `false` when this member cannot (it is not serving).
     pub(super) fn forward(&mut self, f: &Forward) -> bool {
-        let Some(r) = self.replica.as_mut() else {
+        // A learner forwards exactly while it serves (the peer refuses otherwise).
+        let Some(r) = self.replica.as_mut().filter(|r| r.learning()) else {
             return false;
         };
         let id = r.park_forward(f.encode());
-        let now = self.now.mono_ms as u64;
-        let outputs = r.step(now, wazoo_zab::peer::Input::Write { id });
-        let mut sent = true;
-        for o in outputs {
-            if let wazoo_zab::peer::Output::WriteRefused { .. } = o {
-                sent = false;
-            }
-            if let Err(e) = self.peer_output(o) {
-                error!("{e}");
-            }
+        if let Err(e) = self.peer_step(wazoo_zab::peer::Input::Write { id }) {
+            error!("{e}");
         }
-        sent
+        true
     }
 
     /// A follower's client write: queued for its reply, forwarded to the leader.
@@ -196,11 +189,8 @@ impl Core {
         };
         let sync_id = r.park_sync(id, xid, path);
         self.queue_forwarded(id, xid, op::SYNC, Vec::new(), now, None);
-        let outputs = r_step(self, wazoo_zab::peer::Input::Sync { id: sync_id });
-        for o in outputs {
-            if let Err(e) = self.peer_output(o) {
-                error!("{e}");
-            }
+        if let Err(e) = self.peer_step(wazoo_zab::peer::Input::Sync { id: sync_id }) {
+            error!("{e}");
         }
     }
 
@@ -231,118 +221,68 @@ impl Core {
                 self.drain_reads(id);
                 self.pump(id);
             }
-            _ => {
-                // Out of step (it cannot happen while the queue keeps request order): close.
-                c.closing = true;
-                self.dirty.push(id);
-            }
+            // Out of step (it cannot happen while the queue keeps request order): close.
+            _ => self.close_conn(id),
         }
     }
 
     /// The leader: a learner's forwarded request got `zxid` from the peer; prep it and log it.
-    pub(super) fn prep_forwarded(&mut self, zxid: Zxid, data: &[u8]) -> Result<(), CoreError> {
+    pub(super) fn prep_forwarded(&mut self, zxid: Zxid, data: &[u8]) {
         let time = self.now.wall_ms;
         // The zxid is numbered already: whatever arrived, a txn takes it (an error txn for what
         // does not decode), so that the log has no gap.
-        let error_txn = |session: i64, cxid: i32| {
-            (
-                TxnHeader {
-                    session_id: session,
-                    cxid,
-                    zxid,
-                    time,
-                },
-                Txn::Error {
-                    err: ErrorCode::MarshallingError.code(),
-                },
-            )
+        let header = |session_id: i64, cxid: i32| TxnHeader {
+            session_id,
+            cxid,
+            zxid,
+            time,
         };
-        let f = match Forward::decode(data) {
-            Ok(f) => f,
+        let undecodable = Txn::Error {
+            err: ErrorCode::MarshallingError.code(),
+        };
+        let (header, txn) = match Forward::decode(data) {
             Err(e) => {
                 warn!(
                     zxid = format_args!("{zxid:#x}"),
                     "a malformed forwarded request: {e}"
                 );
-                let (h, t) = error_txn(0, 0);
-                self.log_txn(h, t, None);
-                return Ok(());
+                (header(0, 0), undecodable)
             }
-        };
-        let (header, txn) = match f {
-            Forward::CreateSession {
+            Ok(Forward::CreateSession {
                 session,
                 timeout,
                 passwd,
-            } => {
+            }) => {
                 self.tracker.add(session, timeout, self.now.mono_ms);
-                (
-                    TxnHeader {
-                        session_id: session,
-                        cxid: 0,
-                        zxid,
-                        time,
-                    },
-                    Txn::CreateSession { timeout, passwd },
-                )
+                (header(session, 0), Txn::CreateSession { timeout, passwd })
             }
-            Forward::Error { session, cxid, err } => (
-                TxnHeader {
-                    session_id: session,
-                    cxid,
-                    zxid,
-                    time,
-                },
-                Txn::Error { err },
-            ),
-            Forward::Request {
+            Ok(Forward::Error { session, cxid, err }) => {
+                (header(session, cxid), Txn::Error { err })
+            }
+            Ok(Forward::Request {
                 session,
                 auth,
                 frame,
-            } => {
-                let (h, req) = match decode_request(&frame) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        warn!(
-                            zxid = format_args!("{zxid:#x}"),
-                            "a forwarded request does not decode: {e}"
-                        );
-                        let (h, t) = error_txn(session, 0);
-                        self.log_txn(h, t, None);
-                        return Ok(());
-                    }
-                };
-                let valid = self.tracker.touch(session, self.now.mono_ms);
-                if let Request::CloseSession = req {
-                    self.tracker.set_closing(session);
+            }) => match decode_request(&frame) {
+                Err(e) => {
+                    warn!(
+                        zxid = format_args!("{zxid:#x}"),
+                        "a forwarded request does not decode: {e}"
+                    );
+                    (header(session, 0), undecodable)
                 }
-                let auth = AuthInfo { ids: auth };
-                let txn = prep(
-                    &self.tree,
-                    &mut self.pending,
-                    &req,
-                    PrepCtx {
-                        session_id: session,
-                        session_valid: valid,
-                        auth: &auth,
-                        zxid,
-                        time,
-                    },
-                    &self.prep_cfg,
-                );
-                (
-                    TxnHeader {
-                        session_id: session,
-                        cxid: h.xid,
-                        zxid,
-                        time,
-                    },
-                    txn,
-                )
-            }
+                Ok((h, req)) => {
+                    let valid = self.tracker.touch(session, self.now.mono_ms);
+                    if let Request::CloseSession = req {
+                        self.tracker.set_closing(session);
+                    }
+                    let auth = AuthInfo { ids: auth };
+                    self.prep_and_log(session, h.xid, valid, &auth, &req, zxid, None);
+                    return;
+                }
+            },
         };
         self.log_txn(header, txn, None);
-        Ok(())
     }
 
     /// A forwarded request's place in its connection's reply order (its zxid is learned when it
@@ -413,20 +353,12 @@ impl Core {
         }
     }
 
-    fn close_conn(&mut self, id: ConnId) {
+    /// Closes a connection once what was queued for it is written.
+    pub(super) fn close_conn(&mut self, id: ConnId) {
         if let Some(c) = self.conns.get_mut(&id) {
             c.closing = true;
             self.dirty.push(id);
         }
-    }
-}
-
-/// Steps the peer with `input` (the caller executes the outputs).
-fn r_step(core: &mut Core, input: wazoo_zab::peer::Input) -> Vec<wazoo_zab::peer::Output> {
-    let now = core.now.mono_ms as u64;
-    match core.replica.as_mut() {
-        Some(r) => r.step(now, input),
-        None => Vec::new(),
     }
 }
 

@@ -487,10 +487,27 @@ impl Core {
         origin: Option<ConnId>,
     ) -> Zxid {
         let zxid = self.alloc_zxid();
+        self.prep_and_log(session, 0, true, auth, req, zxid, origin);
+        zxid
+    }
+
+    /// Preps `req` of `session` (valid or not, as its tracker says) at `zxid` and logs the txn
+    /// under `cxid`.
+    #[allow(clippy::too_many_arguments)]
+    fn prep_and_log(
+        &mut self,
+        session: i64,
+        cxid: i32,
+        valid: bool,
+        auth: &AuthInfo,
+        req: &Request,
+        zxid: Zxid,
+        origin: Option<ConnId>,
+    ) {
         let time = self.now.wall_ms;
         let ctx = PrepCtx {
             session_id: session,
-            session_valid: true,
+            session_valid: valid,
             auth,
             zxid,
             time,
@@ -498,12 +515,11 @@ impl Core {
         let txn = prep(&self.tree, &mut self.pending, req, ctx, &self.prep_cfg);
         let header = TxnHeader {
             session_id: session,
-            cxid: 0,
+            cxid,
             zxid,
             time,
         };
         self.log_txn(header, txn, origin);
-        zxid
     }
 
     fn alloc_zxid(&mut self) -> Zxid {
@@ -747,11 +763,6 @@ impl Core {
         // Replies first: an idle commit below blocks this task for an fsync.
         self.hand_over_batch(idle);
         self.publish_burst();
-    }
-
-    /// The seq of the last batch handed to the committer (0: none yet).
-    fn committer_last_seq(&self) -> u64 {
-        self.last_seq
     }
 
     /// Hands the storage batch (log entries and/or tree changes) to the group committer.

@@ -133,11 +133,6 @@ impl Replica {
     pub(super) fn unpark_sync(&mut self, id: u64) -> Option<(ConnId, i32, String)> {
         self.syncs.remove(&id)
     }
-
-    /// Steps the peer (the caller executes the outputs).
-    pub(super) fn step(&mut self, now: u64, input: Input) -> Vec<Output> {
-        self.peer.step(now, input)
-    }
 }
 
 impl Core {
@@ -240,7 +235,7 @@ impl Core {
                 let r = self.replica.as_mut().expect("a replica");
                 r.deferred = outputs.collect();
                 let data = r.forwarded.remove(&(learner, id)).unwrap_or_default();
-                self.prep_forwarded(zxid, &data)?;
+                self.prep_forwarded(zxid, &data);
                 break;
             }
             self.peer_output(o)?;
@@ -412,10 +407,7 @@ impl Core {
             Output::SyncReached { id } => self.sync_reached(id),
             Output::SyncRefused { id } => {
                 if let Some((conn, _, _)) = r.unpark_sync(id) {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.closing = true;
-                        self.dirty.push(conn);
-                    }
+                    self.close_conn(conn);
                 }
             }
             Output::Serving(s) => self.role_changed(s),
@@ -494,7 +486,7 @@ impl Core {
     /// A store op done on the storage thread (after every batch asked before it): its completion
     /// reaches the peer right after those batches' ops.
     fn complete_after_submitted(&mut self, op: StoreOp) -> Result<(), CoreError> {
-        let after = self.committer_last_seq();
+        let after = self.last_seq;
         let r = self.replica.as_mut().expect("a replica");
         if after <= r.durable_seq {
             return self.peer_step(Input::Stored(op));

@@ -69,10 +69,7 @@ impl Core {
                     passwd,
                 };
                 if !self.forward(&f) {
-                    if let Some(c) = self.conns.get_mut(&id) {
-                        c.closing = true;
-                        self.dirty.push(id);
-                    }
+                    self.close_conn(id);
                 }
                 return;
             }
