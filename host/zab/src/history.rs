@@ -60,6 +60,18 @@ impl History {
         self.runs.get(i).is_some_and(|r| r.0 <= zxid)
     }
 
+    /// The first zxid at or after `zxid`.
+    pub fn first_at_or_after(&self, zxid: Zxid) -> Option<Zxid> {
+        let i = self.runs.partition_point(|r| r.1 < zxid);
+        self.runs.get(i).map(|r| r.0.max(zxid))
+    }
+
+    /// The last zxid before `zxid`.
+    pub fn last_before(&self, zxid: Zxid) -> Option<Zxid> {
+        let i = self.runs.partition_point(|r| r.0 < zxid);
+        i.checked_sub(1).map(|i| self.runs[i].1.min(zxid - 1))
+    }
+
     /// Cuts everything after `zxid`.
     pub fn truncate_after(&mut self, zxid: Zxid) {
         self.runs.retain(|r| r.0 <= zxid);
@@ -81,6 +93,7 @@ impl History {
     }
 
     /// Every zxid up to `upto`, ascending.
+    #[cfg(test)]
     pub fn to_vec_upto(&self, upto: Zxid) -> Vec<Zxid> {
         self.range(Zxid::MIN, upto)
     }
@@ -107,6 +120,18 @@ mod tests {
             vec![z(1, 1), z(1, 2), z(1, 3), z(2, 1)]
         );
         assert_eq!(h.range(z(1, 2), z(2, 9)), vec![z(1, 3), z(2, 1), z(2, 2)]);
+    }
+
+    #[test]
+    fn neighbours_of_a_zxid_are_found_across_runs() {
+        let h = History::from_zxids([z(1, 1), z(1, 2), z(1, 3), z(3, 1), z(3, 2)]);
+        assert_eq!(h.first_at_or_after(z(1, 2)), Some(z(1, 2)));
+        assert_eq!(h.first_at_or_after(z(1, 4)), Some(z(3, 1)));
+        assert_eq!(h.first_at_or_after(z(3, 3)), None);
+        assert_eq!(h.last_before(z(1, 1)), None);
+        assert_eq!(h.last_before(z(1, 3)), Some(z(1, 2)));
+        assert_eq!(h.last_before(z(3, 1)), Some(z(1, 3)));
+        assert_eq!(h.last_before(z(9, 0)), Some(z(3, 2)));
     }
 
     #[test]

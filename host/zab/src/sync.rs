@@ -9,6 +9,7 @@
 //! in-memory `committedLog`, so the "committed window" here is that log (committed part only):
 //! there is no separate on-disk catch-up case (ZooKeeper's case 5).
 
+use crate::history::History;
 use crate::Zxid;
 
 /// How the learner's history is replaced or extended.
@@ -61,10 +62,78 @@ fn is_new_epoch_zxid(zxid: Zxid) -> bool {
     zxid & 0xffff_ffff == 0
 }
 
+/// The leader's committed log as synchronisation reads it: a slice of zxids (the tests) or a
+/// [`History`] up to a zxid (the peer, without listing a zxid per txn).
+pub trait CommittedLog {
+    fn first(&self) -> Option<Zxid>;
+    fn last(&self) -> Option<Zxid>;
+    /// The first zxid at or after `z`.
+    fn at_or_after(&self, z: Zxid) -> Option<Zxid>;
+    /// The last zxid before `z`.
+    fn before(&self, z: Zxid) -> Option<Zxid>;
+    /// Every zxid at or after `z`, ascending.
+    fn from(&self, z: Zxid) -> Vec<Zxid>;
+}
+
+impl CommittedLog for [Zxid] {
+    fn first(&self) -> Option<Zxid> {
+        <[Zxid]>::first(self).copied()
+    }
+    fn last(&self) -> Option<Zxid> {
+        <[Zxid]>::last(self).copied()
+    }
+    fn at_or_after(&self, z: Zxid) -> Option<Zxid> {
+        self.get(self.partition_point(|&p| p < z)).copied()
+    }
+    fn before(&self, z: Zxid) -> Option<Zxid> {
+        self.partition_point(|&p| p < z)
+            .checked_sub(1)
+            .map(|i| self[i])
+    }
+    fn from(&self, z: Zxid) -> Vec<Zxid> {
+        self[self.partition_point(|&p| p < z)..].to_vec()
+    }
+}
+
+/// A history's zxids up to `upto` (the leader's applied point).
+pub struct HistoryUpTo<'a> {
+    pub history: &'a History,
+    pub upto: Zxid,
+}
+
+impl CommittedLog for HistoryUpTo<'_> {
+    fn first(&self) -> Option<Zxid> {
+        self.history.first().filter(|&z| z <= self.upto)
+    }
+    fn last(&self) -> Option<Zxid> {
+        self.history.last_before(self.upto.saturating_add(1))
+    }
+    fn at_or_after(&self, z: Zxid) -> Option<Zxid> {
+        self.history
+            .first_at_or_after(z)
+            .filter(|&f| f <= self.upto)
+    }
+    fn before(&self, z: Zxid) -> Option<Zxid> {
+        self.history.last_before(z.min(self.upto.saturating_add(1)))
+    }
+    fn from(&self, z: Zxid) -> Vec<Zxid> {
+        self.history.range(z.saturating_sub(1), self.upto)
+    }
+}
+
 /// Plans the sync of a learner whose last durable zxid is `peer`. `committed` is the leader's
 /// committed log from its purge floor on, ascending; `last_processed` its last applied zxid
 /// (the last of `committed` when that is not empty).
 pub fn plan_sync(peer: Zxid, committed: &[Zxid], last_processed: Zxid) -> SyncPlan {
+    plan_sync_in(peer, committed, last_processed)
+}
+
+/// [`plan_sync`] over any [`CommittedLog`].
+pub fn plan_sync_in<L: CommittedLog + ?Sized>(
+    peer: Zxid,
+    committed: &L,
+    last_processed: Zxid,
+) -> SyncPlan {
     let snap = SyncPlan {
         mode: SyncMode::Snap(last_processed),
         send: Vec::new(),
@@ -75,7 +144,7 @@ pub fn plan_sync(peer: Zxid, committed: &[Zxid], last_processed: Zxid) -> SyncPl
             send: Vec::new(),
         };
     }
-    let (Some(&min), Some(&max)) = (committed.first(), committed.last()) else {
+    let (Some(min), Some(max)) = (committed.first(), committed.last()) else {
         // Nothing in the log to diff with: only a learner ahead of us can be cut back.
         if peer > last_processed && !is_new_epoch_zxid(peer) {
             return SyncPlan {
@@ -97,29 +166,24 @@ pub fn plan_sync(peer: Zxid, committed: &[Zxid], last_processed: Zxid) -> SyncPl
         return snap;
     }
     // min <= peer <= max: walk the log.
-    let at = committed.partition_point(|&p| p < peer);
     if crate::planted::planted(crate::planted::Bug::DiffWithoutTrunc) {
         return SyncPlan {
             mode: SyncMode::Diff(max),
-            send: committed[at..]
-                .iter()
-                .copied()
-                .filter(|&z| z > peer)
-                .collect(),
+            send: committed.from(peer.saturating_add(1)),
         };
     }
-    let prev = at.checked_sub(1).map(|i| committed[i]);
-    let p = committed[at]; // exists: peer <= max
+    let prev = committed.before(peer);
+    let p = committed.at_or_after(peer).expect("peer <= max");
     if p == peer {
         return SyncPlan {
             mode: SyncMode::Diff(max),
-            send: committed[at + 1..].to_vec(),
+            send: committed.from(peer + 1),
         };
     }
     if is_new_epoch_zxid(peer) {
         return SyncPlan {
             mode: SyncMode::Diff(max),
-            send: committed[at..].to_vec(),
+            send: committed.from(peer),
         };
     }
     // The learner has txns the leader never committed, in the middle of the log: cut them,
@@ -127,7 +191,7 @@ pub fn plan_sync(peer: Zxid, committed: &[Zxid], last_processed: Zxid) -> SyncPl
     match prev {
         Some(prev) if epoch_of(p) == epoch_of(peer) => SyncPlan {
             mode: SyncMode::Trunc(prev),
-            send: committed[at..].to_vec(),
+            send: committed.from(peer),
         },
         _ => snap,
     }

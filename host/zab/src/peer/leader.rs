@@ -10,7 +10,7 @@ use crate::discovery::{LeaderDiscovery, LeaderOutput};
 use crate::leader_sync::{sync_stream, NewLeaderOutput, NewLeaderQuorum};
 use crate::liveness::LeaderLiveness;
 use crate::planted::{planted, Bug};
-use crate::sync::plan_sync;
+use crate::sync::{plan_sync_in, HistoryUpTo};
 use crate::{Sid, Zxid};
 
 /// A connected learner, as the leader's `LearnerHandler` knows it.
@@ -363,7 +363,11 @@ impl Leading {
         let (Some(epoch), Some(h)) = (self.epoch, self.handlers.get_mut(&sid)) else {
             return;
         };
-        let plan = plan_sync(last_zxid, &s.log.to_vec_upto(s.applied), s.applied);
+        let committed = HistoryUpTo {
+            history: &s.log,
+            upto: s.applied,
+        };
+        let plan = plan_sync_in(last_zxid, &committed, s.applied);
         let to_be_applied = s.log.range(s.applied, self.committed);
         let outstanding = s.log.range(self.committed, self.last_proposed);
         for p in sync_stream(&plan, &to_be_applied, &outstanding, h.observer, epoch) {
