@@ -18,7 +18,6 @@ ZooKeeper, wazoo, ...) so that a noisy minute hurts both. Prints the medians and
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -28,12 +27,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 import harness  # noqa: E402
 import zkwire  # noqa: E402
-
-
-def free_port_on(addr: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
 
 
 def mode(server) -> str:
@@ -49,7 +42,7 @@ def mode(server) -> str:
 
 def ensemble(kind: str, base: Path):
     addrs = [f"127.0.0.{i}" for i in (1, 2, 3)]
-    lines = {f"server.{i + 1}": f"{a}:{free_port_on(a)}:{free_port_on(a)}" for i, a in enumerate(addrs)}
+    lines = {f"server.{i + 1}": f"{a}:{harness.free_port(a)}:{harness.free_port(a)}" for i, a in enumerate(addrs)}
     servers = []
     for i in range(3):
         cfg = dict(lines)

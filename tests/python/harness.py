@@ -71,10 +71,19 @@ def zookeeper_missing_reason() -> Optional[str]:
     return None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+_ISSUED_PORTS: set = set()
+
+
+def free_port(addr: str = HOST) -> int:
+    """A port free on ``addr`` now and not handed out before by this process: the kernel may offer
+    a just-released port again, and servers configured back to back would then share it."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+            port = s.getsockname()[1]
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def four_letter(port: int, cmd: str, timeout: float = 5.0) -> str:
@@ -427,12 +436,6 @@ class ServerPool:
 
 # -- ensembles ------------------------------------------------------------------------------------------
 
-def free_port_on(addr: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
-
-
 class Ensemble:
     """n wazoo servers on 127.0.0.1..n with server.N lines and myid, as one target. ``hosts`` and
     ``wire()`` name one member, which ``next_member()`` rotates (conftest does it after every test):
@@ -442,7 +445,7 @@ class Ensemble:
 
     def __init__(self, make, n: int = 3, tick_time: int = 500, name: str = "member") -> None:
         addrs = [f"127.0.0.{i}" for i in range(1, n + 1)]
-        lines = {f"server.{i + 1}": f"{a}:{free_port_on(a)}:{free_port_on(a)}" for i, a in enumerate(addrs)}
+        lines = {f"server.{i + 1}": f"{a}:{free_port(a)}:{free_port(a)}" for i, a in enumerate(addrs)}
         self.members: List[ServerProcess] = []
         for i in range(n):
             cfg = dict(lines)

@@ -7,7 +7,6 @@ leader), read, sync and move their sessions between servers.
 The failover time printed is the issue's metric: kill -9 of the leader to the first successful
 write from a fresh session."""
 
-import socket
 import time
 
 import pytest
@@ -16,12 +15,6 @@ import harness
 import zkwire
 
 pytestmark = pytest.mark.skipif(harness.target() != "wazoo", reason="wazoo's ensemble runtime")
-
-
-def free_port_on(addr: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((addr, 0))
-        return s.getsockname()[1]
 
 
 def srvr(server) -> dict:
@@ -40,7 +33,7 @@ def mode(server) -> str:
 def ensemble(wazoo_server_factory):
     n = 3
     addrs = [f"127.0.0.{i}" for i in range(1, n + 1)]
-    ports = [(free_port_on(a), free_port_on(a)) for a in addrs]
+    ports = [(harness.free_port(a), harness.free_port(a)) for a in addrs]
     lines = {f"server.{i + 1}": f"{addrs[i]}:{ports[i][0]}:{ports[i][1]}" for i in range(n)}
     servers = []
     for i in range(n):
