@@ -18,6 +18,7 @@
 //! so those commands need no round trip through the core.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Mutex;
 
 use crate::metrics::Metrics;
 use crate::stats::{ServerMode, ServerStats};
@@ -46,6 +47,10 @@ pub struct Gauges {
     ephemerals_count: AtomicU64,
     watch_count: AtomicU64,
     watching_connections: AtomicU64,
+    /// The tree's digest and the zxid it is the digest at, published together (`hash`; two
+    /// relaxed stores could be read from different bursts, and a digest paired with the wrong
+    /// zxid is worse than none).
+    digest: Mutex<(i64, u64)>,
 }
 
 /// A read-out of [`Gauges`].
@@ -69,6 +74,8 @@ pub struct GaugeValues {
     pub ephemerals_count: u64,
     pub watch_count: u64,
     pub watching_connections: u64,
+    /// (zxid, the tree's digest at that zxid).
+    pub digest: (i64, u64),
 }
 
 impl Gauges {
@@ -132,6 +139,11 @@ impl Gauges {
         self.global_sessions.store(global_sessions, Relaxed);
     }
 
+    /// The tree's digest at `zxid` (`hash`), published with the burst's other values.
+    pub fn publish_digest(&self, zxid: i64, digest: u64) {
+        *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = (zxid, digest);
+    }
+
     /// The counts that walk the connections or the sessions, published once per tick.
     pub fn publish_tables(&self, ephemerals_count: u64, watch_count: u64, watching: u64) {
         self.ephemerals_count.store(ephemerals_count, Relaxed);
@@ -164,6 +176,7 @@ impl Gauges {
             ephemerals_count: self.ephemerals_count.load(Relaxed),
             watch_count: self.watch_count.load(Relaxed),
             watching_connections: self.watching_connections.load(Relaxed),
+            digest: *self.digest.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }
@@ -222,6 +235,9 @@ pub fn published_stats(
     s.watch_count = gauges.watch_count;
     s.watching_connections = gauges.watching_connections;
     s.uptime_ms = uptime_ms;
+    // `hash`: ZooKeeper lists a history of (zxid, digest) pairs; the latest is the one a
+    // replica comparison needs.
+    s.digests = vec![(gauges.digest.0, gauges.digest.1 as i64)];
     s.config = info.config.clone();
     s.env = info.env.clone();
     metrics.fill_stats(&mut s);
@@ -255,6 +271,7 @@ mod tests {
         let g = Gauges::new();
         g.set_serving(true);
         g.publish_burst(0x1_0000_0005, 12, 345, 3, 2, 4);
+        g.publish_digest(0x1_0000_0005, 99);
         g.publish_tables(6, 7, 1);
         let m = Metrics::new();
         m.record_request(Op::GetData, 2_000);
@@ -301,6 +318,8 @@ mod tests {
             render(FourLetterWord::Dirs, &s),
             "datadir_size: 10\nlogdir_size: 20\n"
         );
+        // `hash`: the digest with the zxid it was published with.
+        assert_eq!(render(FourLetterWord::Hash, &s), "100000005: 99\n");
         // Before the core marks the server serving, commands say so.
         let s = published_stats(&info(), &Gauges::new().read(), &m, 0);
         assert!(render(FourLetterWord::Srvr, &s).starts_with(crate::NOT_SERVING));
@@ -345,7 +364,9 @@ mod tests {
     fn publications_overwrite() {
         let g = Gauges::new();
         g.publish_burst(1, 2, 3, 4, 5, 6);
+        g.publish_digest(1, 13);
         g.publish_burst(7, 8, 9, 10, 11, 12);
+        g.publish_digest(7, 14);
         g.publish_tables(1, 2, 3);
         assert_eq!(
             g.read(),
@@ -366,6 +387,7 @@ mod tests {
                 ephemerals_count: 1,
                 watch_count: 2,
                 watching_connections: 3,
+                digest: (7, 14),
             }
         );
     }

@@ -4,7 +4,7 @@
 use super::*;
 
 impl Core {
-    /// Once per burst: six relaxed stores of values known without a walk.
+    /// Once per burst: six relaxed stores of values known without a walk, and the digest.
     pub(super) fn publish_burst(&self) {
         self.gauges.publish_burst(
             self.tree.last_applied(),
@@ -14,6 +14,8 @@ impl Core {
             self.conns.len() as u64,
             self.tree.sessions().len() as u64,
         );
+        self.gauges
+            .publish_digest(self.tree.last_applied(), self.tree.digest());
     }
 
     /// Once per tick: the counts that walk the sessions with ephemerals and the watching
