@@ -454,10 +454,15 @@ pub enum Counter {
     ConnectionRejected,
     /// Connections closed for sending no ConnectRequest within `nio.sessionlessCnxnTimeout`.
     SessionlessConnectionsExpired,
+    /// A leader's learner syncs by DIFF, by SNAP, and (wazoo's) the ones that began by cutting
+    /// the learner's log back (TRUNC).
+    DiffCount,
+    SnapCount,
+    TruncCount,
 }
 
 impl Counter {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 10;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
@@ -466,6 +471,9 @@ impl Counter {
         Counter::ConnectionRequest,
         Counter::ConnectionRejected,
         Counter::SessionlessConnectionsExpired,
+        Counter::DiffCount,
+        Counter::SnapCount,
+        Counter::TruncCount,
     ];
 
     /// The mntr key (without `zk_`).
@@ -510,6 +518,21 @@ impl Counter {
                 "sessionless_connections_expired",
                 "sessionless_connections_expired_total",
                 "Connections closed for sending no ConnectRequest in time.",
+            ),
+            Counter::DiffCount => (
+                "diff_count",
+                "learner_diff_syncs_total",
+                "Learners synced by DIFF (leader).",
+            ),
+            Counter::SnapCount => (
+                "snap_count",
+                "learner_snap_syncs_total",
+                "Learners synced by SNAP (leader).",
+            ),
+            Counter::TruncCount => (
+                "trunc_count",
+                "learner_trunc_syncs_total",
+                "Learner syncs that began with a TRUNC (leader).",
             ),
         }
     }

@@ -150,8 +150,6 @@ fn never_updated_metrics_are_not_reported() {
     for absent in [
         "proposal_count",
         "looking_count",
-        "diff_count",
-        "snap_count",
         "learner_proposal_received_count",
         "learner_commit_received_count",
         "throttled_ops",
@@ -197,6 +195,9 @@ fn never_updated_metrics_are_not_reported() {
         "zk_connection_request_count\t0\n",
         "zk_connection_rejected\t0\n",
         "zk_sessionless_connections_expired\t0\n",
+        "zk_diff_count\t0\n",
+        "zk_snap_count\t0\n",
+        "zk_trunc_count\t0\n",
         "zk_cnt_sync_processor_batch_size\t0\n",
         "zk_cnt_node_created_watch_count\t0\n",
         "zk_cnt_dbinittime\t0\n",

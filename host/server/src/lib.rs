@@ -279,7 +279,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     let mut core = core;
     if let (Some(e), Some((peer, window))) = (&cfg.ensemble, member) {
         let links = ensemble::Links::start(e, tx.clone()).await?;
-        let replica = core::Replica::new(peer, links, window);
+        let replica = core::Replica::new(peer, links, window, cfg.diff_window_bytes);
         core::spawn_wake(replica.wakeups(), tx.clone(), || core::CoreMsg::PeerWake);
         core.attach_replica(replica);
     }

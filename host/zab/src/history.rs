@@ -80,6 +80,17 @@ impl History {
         }
     }
 
+    /// Forgets every zxid up to `zxid` except the last one (the log's last zxid is what a vote
+    /// reports and where a learner's sync starts): what the host can no longer send.
+    pub fn forget_through(&mut self, zxid: Zxid) {
+        let Some(last) = self.last() else { return };
+        let keep_from = zxid.saturating_add(1).min(last);
+        self.runs.retain(|r| r.1 >= keep_from);
+        if let Some(first) = self.runs.first_mut() {
+            first.0 = first.0.max(keep_from);
+        }
+    }
+
     /// The zxids in `(after, upto]`, ascending.
     pub fn range(&self, after: Zxid, upto: Zxid) -> Vec<Zxid> {
         let mut out = Vec::new();
@@ -120,6 +131,22 @@ mod tests {
             vec![z(1, 1), z(1, 2), z(1, 3), z(2, 1)]
         );
         assert_eq!(h.range(z(1, 2), z(2, 9)), vec![z(1, 3), z(2, 1), z(2, 2)]);
+    }
+
+    #[test]
+    fn forgetting_keeps_what_follows_and_always_the_last_zxid() {
+        let mut h = History::from_zxids([z(1, 1), z(1, 2), z(1, 3), z(2, 1), z(2, 2)]);
+        h.forget_through(z(1, 2));
+        assert_eq!(h.to_vec_upto(z(9, 0)), vec![z(1, 3), z(2, 1), z(2, 2)]);
+        h.forget_through(z(1, 9));
+        assert_eq!(h.to_vec_upto(z(9, 0)), vec![z(2, 1), z(2, 2)]);
+        h.forget_through(z(2, 2));
+        assert_eq!(h.to_vec_upto(z(9, 0)), vec![z(2, 2)]);
+        h.forget_through(z(3, 0));
+        assert_eq!((h.first(), h.last()), (Some(z(2, 2)), Some(z(2, 2))));
+        let mut empty = History::new();
+        empty.forget_through(z(1, 1));
+        assert_eq!(empty, History::new());
     }
 
     #[test]

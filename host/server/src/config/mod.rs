@@ -77,6 +77,9 @@ pub struct ServerConfig {
     pub container_max_never_used_ms: i64,
     /// Log entries kept behind the applied tree (for future DIFF syncs); older ones are purged.
     pub log_retain_txns: u64,
+    /// `wazoo.diffWindowBytes`: an ensemble member keeps about this many bytes of its latest
+    /// txns in memory to DIFF learners from; a learner further behind gets a SNAP.
+    pub diff_window_bytes: usize,
     pub server_id: u8,
     /// `server.N` lines (two or more make an ensemble; see [`Self::ensemble`]).
     pub servers: Vec<ensemble::Member>,
@@ -121,6 +124,7 @@ impl ServerConfig {
             container_check_interval_ms: 60_000,
             container_max_never_used_ms: 0,
             log_retain_txns: 100_000,
+            diff_window_bytes: 256 << 20,
             server_id: 0,
             servers: Vec::new(),
             peer_type: None,
@@ -241,6 +245,7 @@ impl ServerConfig {
                 }
                 "reconfigEnabled" => c.reconfig_enabled = boolean(k, v)?,
                 "wazoo.logRetainTxns" => c.log_retain_txns = num(k, v, 0, i64::MAX)? as u64,
+                "wazoo.diffWindowBytes" => c.diff_window_bytes = num(k, v, 0, i64::MAX)? as usize,
                 // Accepted for compatibility; wazoo's storage makes them moot.
                 "forceSync"
                 | "snapCount"

@@ -4,10 +4,11 @@
 //! `Apply(z)` is the commit point the core applies up to, replacing the standalone
 //! `CommitPoint`. The peer decides; this module executes its outputs.
 //!
-//! Served today: client sessions on the leader, their writes committed by a quorum of voters and
-//! applied on every member; a learner catches up by DIFF from the txns the leader holds in
-//! memory. Not yet: sessions on followers (they refuse clients), TRUNC and SNAP (a member that
-//! needs one stops with an error naming it), the ensemble's quorum metrics.
+//! What it holds for the peer: the window of recent encoded txns that PROPOSALs and DIFFs are
+//! sent from (`wazoo.diffWindowBytes`; the peer forgets what leaves it, so a learner further
+//! behind gets a SNAP), payloads received and not logged yet, a SNAP to install, and the ids of
+//! forwarded requests and syncs. TRUNC rebuilds the tree from the store; SNAP replaces it.
+//! Sessions on learners and forwarding are `forward.rs`'s.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -19,10 +20,6 @@ use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
 use super::*;
 use crate::ensemble::{LinkEvent, Links};
 
-/// Encoded txns kept for DIFF and PROPOSAL payloads: about this many bytes of the log's recent
-/// part. A learner further behind would need a SNAP.
-const WINDOW_BYTES: usize = 256 << 20;
-
 /// The peer and what its outputs need on the core.
 pub struct Replica {
     peer: Peer,
@@ -31,6 +28,8 @@ pub struct Replica {
     /// Encoded txns by zxid (the log's recent part), and their total size.
     window: BTreeMap<Zxid, Arc<Vec<u8>>>,
     window_bytes: usize,
+    /// About how many bytes of encoded txns `window` keeps (`wazoo.diffWindowBytes`).
+    window_limit: usize,
     /// PROPOSAL / INFORM payloads received and not logged yet.
     stash: HashMap<Zxid, Vec<u8>>,
     /// A SNAP received and not installed yet: its zxid and image.
@@ -62,13 +61,19 @@ pub struct Replica {
 impl Replica {
     /// A member with `peer` (built from what the store recovered), its links, and the log's
     /// recent txns (`window`, ascending) that the peer's history covers.
-    pub fn new(peer: Peer, links: Links, window: Vec<(Zxid, Vec<u8>)>) -> Replica {
+    pub fn new(
+        peer: Peer,
+        links: Links,
+        window: Vec<(Zxid, Vec<u8>)>,
+        window_limit: usize,
+    ) -> Replica {
         let mut r = Replica {
             peer,
             links,
             serving: Serving::Looking,
             window: BTreeMap::new(),
             window_bytes: 0,
+            window_limit,
             stash: HashMap::new(),
             snapshot: None,
             learned: VecDeque::new(),
@@ -98,11 +103,18 @@ impl Replica {
     fn remember(&mut self, z: Zxid, data: Arc<Vec<u8>>) {
         self.window_bytes += data.len();
         self.window.insert(z, data);
-        while self.window_bytes > WINDOW_BYTES {
-            let Some((_, d)) = self.window.pop_first() else {
+        let mut forgotten = None;
+        while self.window_bytes > self.window_limit {
+            let Some((z, d)) = self.window.pop_first() else {
                 break;
             };
             self.window_bytes -= d.len();
+            forgotten = Some(z);
+        }
+        // A txn out of the window cannot be sent: the peer must not plan a DIFF that needs it
+        // (it did, and a learner that far behind was dropped at every try, for good).
+        if let Some(z) = forgotten {
+            self.peer.forget_through(z);
         }
     }
 
@@ -340,6 +352,14 @@ impl Core {
             Output::Connect(leader) => r.links.connect(leader),
             Output::Disconnect(sid) => r.links.disconnect(sid),
             Output::Send { to, packet } => match packet {
+                Packet::Diff(_) | Packet::Trunc(_) => {
+                    self.metrics.inc(if matches!(packet, Packet::Diff(_)) {
+                        Counter::DiffCount
+                    } else {
+                        Counter::TruncCount
+                    });
+                    r.links.send(to, &packet, &[])
+                }
                 Packet::Proposal(z) | Packet::Inform(z) => match r.window.get(&z) {
                     Some(d) => r.links.send(to, &packet, d),
                     None => {
@@ -359,6 +379,7 @@ impl Core {
                         )));
                     }
                     let image = encode_records(&self.tree.snapshot_records());
+                    self.metrics.inc(Counter::SnapCount);
                     info!(
                         to,
                         zxid = format_args!("{z:#x}"),

@@ -381,6 +381,13 @@ impl Peer {
         self.s.applied
     }
 
+    /// The host no longer holds the txns up to `zxid` (they left the window it DIFFs learners
+    /// from): the history forgets them, so a learner that needs one is planned a SNAP rather
+    /// than a DIFF that cannot be sent. The last zxid is kept whatever `zxid` is.
+    pub fn forget_through(&mut self, zxid: Zxid) {
+        self.s.log.forget_through(zxid);
+    }
+
     /// The leader's learners, while leading.
     pub fn leader_view(&self) -> Option<LeaderView> {
         match &self.role {
