@@ -182,8 +182,10 @@ impl Core {
         }
     }
 
-    /// A follower's client's `sync`: answered once the leader's commit point is applied here.
-    pub(super) fn forward_sync(&mut self, id: ConnId, xid: i32, path: String, now: Instant) {
+    /// An ensemble member's client's `sync`: answered once the leader's commit point, confirmed
+    /// by a quorum after the sync reached the leader, is applied here (a learner forwards it; the
+    /// leader's peer handles its own clients' the same way).
+    pub(super) fn peer_sync(&mut self, id: ConnId, xid: i32, path: String, now: Instant) {
         let Some(r) = self.replica.as_mut() else {
             return;
         };

@@ -635,21 +635,20 @@ impl Core {
             }
         }
         let is_write = matches!(&req, Ok(r) if r.is_write());
-        if self.forwards() {
-            // A follower's or observer's client: writes and syncs go to the leader.
-            match &req {
-                Ok(Request::Sync { path }) => {
-                    let path = path.clone();
-                    self.forward_sync(id, xid, path, now);
-                    return;
-                }
-                Ok(r) if is_write => {
-                    let r = r.clone();
-                    self.forward_write(id, xid, opcode, &r, now, admit);
-                    return;
-                }
-                _ => {}
-            }
+        if let (Ok(Request::Sync { path }), Some(_)) = (&req, &self.replica) {
+            // An ensemble member's client's sync goes through the peer, the leader's own
+            // clients' too: it completes once a quorum of voters confirmed that this server
+            // still leads (docs/ensemble.md, departure 7). Answered here as a read, a leader cut
+            // off from its quorum answered it from its stale tree.
+            let path = path.clone();
+            self.peer_sync(id, xid, path, now);
+            return;
+        }
+        if self.forwards() && is_write {
+            // A follower's or observer's client: writes go to the leader.
+            let r = req.as_ref().expect("writes decoded").clone();
+            self.forward_write(id, xid, opcode, &r, now, admit);
+            return;
         }
         if !is_write {
             let conn = self.conns.get_mut(&id).expect("present");
