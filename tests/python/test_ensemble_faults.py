@@ -1,0 +1,318 @@
+"""Ensembles of real wazoo processes under faults (issue 10, item 5): 3 and 5 voters (and an
+observer) on 127.0.0.x, every peer link through a TCP fault proxy (faultnet.py), sequential
+clients with sessions on every member recording their history (history.py) while the fault
+happens.
+
+In every scenario: the recorded history passes the checker (linearizable per key, acknowledged
+writes never lost, sessions keep their ephemerals when they move, none left after they close),
+and the ensemble converges: the same zxid and tree digest (``hash``) on every member.
+"""
+
+import time
+
+import pytest
+
+import harness
+import history
+import zkwire
+from cluster import Cluster
+
+pytestmark = pytest.mark.skipif(harness.target() != "wazoo", reason="wazoo's ensemble runtime")
+
+SESSION_TIMEOUT_MS = 8000
+
+
+@pytest.fixture
+def make_cluster(wazoo_server_factory):
+    made = []
+
+    def make(**kw):
+        c = Cluster(wazoo_server_factory, **kw)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+def start_load(cluster, clients=6, seed=0, members=None):
+    ports = [cluster[k].port for k in (members or cluster.sids)]
+    wl = history.Workload(ports, clients=clients, seed=seed, session_timeout_ms=SESSION_TIMEOUT_MS)
+    wl.setup()
+    wl.start()
+    return wl
+
+
+def settle(wl, seconds):
+    """Lets the load run ``seconds`` and returns how many writes were acknowledged meanwhile."""
+    before = wl.acked_writes()
+    time.sleep(seconds)
+    return wl.acked_writes() - before
+
+
+def progress(wl, timeout=10.0, what="a write acknowledged"):
+    """Waits until the load gets another write acknowledged; returns how long that took. (A
+    client that was on a stopped or cut-off member waits out its 3 s I/O timeout first, as a
+    real client waits out its own before it moves on.)"""
+    t0 = time.monotonic()
+    before = wl.acked_writes()
+    harness.wait_until(lambda: wl.acked_writes() > before, timeout, what=what)
+    return time.monotonic() - t0
+
+
+def verify(cluster, wl, among=None, min_acked=50):
+    """Stops the load, waits for the ensemble to settle and converge, reads every member's final
+    state and checks the history against it."""
+    wl.stop()
+    among = among or cluster.sids
+    leader = cluster.leader(among)
+    # Sessions whose closeSession went unanswered expire; their ephemerals go with them.
+    def no_ephemerals():
+        c = zkwire.Conn(harness.HOST, cluster[leader].port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=3.0)
+        try:
+            return c.get_children(f"{history.ROOT}/e").value == []
+        finally:
+            c.close_session()
+            c.close()
+    harness.wait_until(no_ephemerals, 2 * SESSION_TIMEOUT_MS / 1000 + 5, interval=0.2,
+                       what="every session's ephemerals gone")
+    cluster.wait_converged(among)
+    finals = {f"m{k}": wl.final(cluster[k].port) for k in among}
+    cluster.wait_converged(among)
+    bad = wl.violations + history.check(wl.events, finals, wl.keys)
+    assert not bad, f"{len(bad)} violations:\n" + "\n".join(bad[:40])
+    assert wl.acked_writes() >= min_acked, f"too little load to mean anything: {wl.counts()}"
+    return wl.counts()
+
+
+def others(cluster, k):
+    return [m for m in cluster.sids if m != k]
+
+
+def test_kill_9_of_the_leader_under_load_loses_no_acknowledged_write(make_cluster):
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c)
+    assert settle(wl, 1.0) > 0
+    t0 = time.monotonic()
+    c.kill(leader)
+    new = c.leader(others(c, leader))
+    progress(wl, what="a write acknowledged after the failover")
+    print(f"kill -9 of the leader to a new leader: {time.monotonic() - t0:.3f} s")
+    c.start(leader)
+    c.leader()
+    assert settle(wl, 0.5) >= 0
+    counts = verify(c, wl)
+    assert wl.reconnects > 0, "no session moved to another member"
+    print(counts, "new leader", new, "reconnects", wl.reconnects)
+
+
+def test_a_leader_stopped_past_sync_limit_is_replaced_and_rejoins_when_it_resumes(make_cluster):
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=1)
+    settle(wl, 1.0)
+    c.stop_process(leader)          # SIGSTOP: sockets open, nothing answered
+    c.leader(others(c, leader))
+    progress(wl, what="a write acknowledged while the old leader is stopped")
+    settle(wl, 0.5)
+    c.cont(leader)
+    c.leader()
+    assert c.mode(leader) == "follower", "the resumed leader did not step down"
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_a_leader_partitioned_into_a_minority_steps_down_and_the_majority_goes_on(make_cluster):
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=2)
+    settle(wl, 1.0)
+    c.net.isolate(leader)
+    majority = others(c, leader)
+    c.leader(majority)
+    harness.wait_until(lambda: c.mode(leader) != "leader", 10.0,
+                       what="the isolated leader to stop leading (syncLimit without a quorum)")
+    progress(wl, what="a write acknowledged by the majority")
+    settle(wl, 0.5)
+    c.net.heal()
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_a_leader_cut_off_from_its_quorum_answers_no_sync_from_its_stale_tree(make_cluster):
+    # Member 3 is given a long syncLimit, so that once cut off it believes it leads for seconds
+    # after the other two elected a new leader and acknowledged a write. A sync on it must not
+    # complete from its stale tree (docs/ensemble.md, departure 7: a sync is confirmed by a
+    # quorum); the read after it would miss an acknowledged write.
+    c = make_cluster(member_cfg={3: {"syncLimit": "20"}})
+    # Equal (epoch, zxid) everywhere at the first election: the highest sid wins.
+    assert c.leader() == 3
+    w = zkwire.Conn(harness.HOST, c[3].port, timeout_ms=SESSION_TIMEOUT_MS, io_timeout=10.0)
+    assert w.create("/x", b"old").err == 0
+    c.net.isolate(3)
+    new = c.leader([1, 2])
+    n = zkwire.Conn(harness.HOST, c[new].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        assert n.set_data("/x", b"new").err == 0
+    finally:
+        n.close()
+    assert c.mode(3) == "leader", "member 3 already stepped down: the window under test is gone"
+    try:
+        s = w.sync("/x")
+        r = w.get_data("/x")
+    except (zkwire.ConnectionClosed, OSError):
+        return                      # it stepped down and closed the connection: no stale read
+    finally:
+        w.close()
+    assert s.err != 0 or r.err != 0 or r.value[0] == b"new", \
+        f"sync then read on a deposed leader returned {r.value[0]!r}, missing an acknowledged write"
+
+
+def test_five_servers_split_two_three_keep_serving_on_the_three(make_cluster):
+    c = make_cluster(voters=5)
+    leader = c.leader()
+    minority = [leader, others(c, leader)[0]]
+    majority = [k for k in c.sids if k not in minority]
+    wl = start_load(c, clients=8, seed=3)
+    settle(wl, 1.0)
+    c.net.partition([minority, majority])
+    c.leader(majority)
+    harness.wait_until(lambda: all(c.mode(k) not in ("leader", "follower") for k in minority), 10.0,
+                       what="the minority to stop serving")
+    progress(wl, what="a write acknowledged by the majority")
+    settle(wl, 0.5)
+    c.net.heal()
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_followers_that_restart_behind_catch_up_by_diff_and_by_snap(make_cluster):
+    # A 64 KiB DIFF window: a follower that missed more than that gets a SNAP.
+    c = make_cluster(extra_cfg={"wazoo.diffWindowBytes": "65536"})
+    leader = c.leader()
+    f1, f2 = others(c, leader)
+    wl = start_load(c, seed=4, members=[leader, f2])
+    settle(wl, 0.5)
+    before = c.mntr(leader)
+    c.kill(f1)
+    settle(wl, 0.3)                 # a few hundred txns at most: within the window
+    c.start(f1)
+    c.leader()
+    c.wait_converged()
+    after = c.mntr(leader)
+    assert int(after["zk_diff_count"]) > int(before["zk_diff_count"]), "no DIFF sync counted"
+    # Far behind: more than the window's bytes of txns while it is down.
+    c.kill(f1)
+    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/bulk{i}", b"x" * 200)) for i in range(1500)]
+        for x in xids:
+            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
+    finally:
+        w.close()
+    snaps = int(c.mntr(leader)["zk_snap_count"])
+    c.start(f1)
+    c.leader()
+    harness.wait_until(lambda: int(c.mntr(leader)["zk_snap_count"]) > snaps, 10.0, what="a SNAP sync")
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_an_old_leader_with_uncommitted_txns_is_truncated_when_it_rejoins(make_cluster):
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=5)
+    settle(wl, 1.0)
+    wl.stop()
+    # Cut the leader off, then write to it: it logs the txns, nobody else gets them. It comes
+    # back before the new leader commits anything of its own epoch (that would make it a SNAP:
+    # a TRUNC never crosses an epoch), so the new leader must cut its log back.
+    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
+    c.net.isolate(leader)
+    for i in range(50):
+        w.send(zkwire.Op.CREATE, zkwire.create_body(f"/lost{i}", b""))
+    time.sleep(0.4)                 # logged (group commit), never committed
+    c.kill(leader)
+    w.close()
+    new = c.leader(others(c, leader))
+    truncs = int(c.mntr(new)["zk_trunc_count"])
+    c.net.heal()
+    c.start(leader)
+    assert c.leader() == new
+    harness.wait_until(lambda: int(c.mntr(new)["zk_trunc_count"]) > truncs, 10.0, what="a TRUNC sync")
+    verify(c, wl)
+    for k in c.sids:
+        r = zkwire.Conn(harness.HOST, c[k].port, timeout_ms=SESSION_TIMEOUT_MS)
+        try:
+            survivors = [i for i in range(50) if r.exists(f"/lost{i}").err == 0]
+        finally:
+            r.close()
+        assert survivors == [], f"txns only the cut-off leader logged are on m{k}: {survivors}"
+
+
+def test_a_follower_crashed_during_its_sync_recovers(make_cluster):
+    c = make_cluster(extra_cfg={"wazoo.diffWindowBytes": "65536"})
+    leader = c.leader()
+    f1 = others(c, leader)[0]
+    c.kill(f1)
+    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/big{i}", b"y" * 1000)) for i in range(3000)]
+        for x in xids:
+            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
+    finally:
+        w.close()
+    wl = start_load(c, seed=6, members=[k for k in c.sids if k != f1])
+    for delay in (0.05, 0.2, 0.4):
+        c.start(f1)
+        time.sleep(delay)            # a SNAP of ~3 MB in flight or being installed
+        c.kill(f1)
+    c.start(f1)
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_killing_a_majority_and_restarting_it_loses_no_acknowledged_write(make_cluster):
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=7)
+    settle(wl, 1.0)
+    survivor = others(c, leader)[0]
+    victims = [k for k in c.sids if k != survivor]
+    for k in victims:
+        c.kill(k)
+    harness.wait_until(lambda: c.mode(survivor) not in ("leader", "follower"), 10.0,
+                       what="the lone survivor to stop serving")
+    for k in victims:
+        c.start(k)
+    c.leader()
+    progress(wl)
+    verify(c, wl)
+
+
+def test_an_observer_follows_serves_reads_and_forwards_writes_through_a_failover(make_cluster):
+    c = make_cluster(voters=3, observers=1)
+    leader = c.leader()
+    obs = max(c.sids)
+    assert c.mode(obs) == "observer"
+    harness.wait_until(lambda: c.mntr(leader).get("zk_synced_observers") == "1", 10.0,
+                       what="the leader counting its synced observer")
+    wl = start_load(c, clients=8, seed=8)
+    settle(wl, 1.0)
+    c.kill(leader)
+    c.leader(others(c, leader))
+    progress(wl)
+    settle(wl, 0.5)
+    c.start(leader)
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+    # An observer is not a voter: with two voters down, nothing commits.
+    voters = [k for k in c.sids if k != obs]
+    for k in voters[:2]:
+        c.kill(k)
+    harness.wait_until(lambda: c.mode(obs) != "observer", 10.0, what="the observer to lose its leader")
