@@ -190,7 +190,7 @@ def test_cons_and_dump_list_thousands_completely(wazoo_only, wazoo_server_factor
         owner.close()
 
 
-NEVER_MEASURED = ["proposal_count", "looking_count", "diff_count", "snap_count", "throttled_ops",
+NEVER_MEASURED = ["proposal_count", "looking_count", "throttled_ops",
                   "large_requests_rejected", "connection_drop_count",
                   "learner_proposal_received_count", "avg_election_time", "avg_snapshottime",
                   "avg_quorum_ack_latency", "avg_propagation_latency", "digest_mismatches_count"]
