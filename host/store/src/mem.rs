@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::record;
 use crate::{
-    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, Zxid,
-    FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
+    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeVisitor,
+    TreeWalkDone, Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
 
 /// One image of the store: values are checksummed records (see `record`).
@@ -370,6 +370,27 @@ impl Store for MemStore {
         for (key, raw) in &tree {
             visit(key, record::decode("tree", key, raw)?)?;
         }
+        Ok(())
+    }
+
+    fn spawn_tree_walk(
+        &self,
+        mut visit: TreeVisitor,
+        done: TreeWalkDone,
+    ) -> Result<(), StoreError> {
+        // A copy is the fixed view.
+        let tree = self.lock().current.tree.clone();
+        std::thread::Builder::new()
+            .name("wazoo-tree-walk".into())
+            .spawn(move || {
+                let mut walk = || -> Result<(), StoreError> {
+                    for (key, raw) in &tree {
+                        visit(key, record::decode("tree", key, raw)?)?;
+                    }
+                    Ok(())
+                };
+                done(walk());
+            })?;
         Ok(())
     }
 

@@ -33,8 +33,8 @@ use rocksdb::{
 
 use crate::segment::SegmentLog;
 use crate::{
-    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, Zxid,
-    FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
+    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeVisitor,
+    TreeWalkDone, Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
 use crate::{lower_cpu_priority, record};
 
@@ -528,6 +528,48 @@ impl Store for RocksStore {
         }
         iter.status()?;
         Ok(())
+    }
+
+    fn spawn_tree_walk(
+        &self,
+        mut visit: TreeVisitor,
+        done: TreeWalkDone,
+    ) -> Result<(), StoreError> {
+        // Tree writes still queued for the tree writer belong to the view.
+        self.tree_writer.drain()?;
+        self.cf(CF_TREE)?;
+        let db = self.db.clone();
+        let (fixed_tx, fixed_rx) = mpsc::sync_channel::<()>(1);
+        std::thread::Builder::new()
+            .name("wazoo-tree-walk".into())
+            .spawn(move || {
+                lower_cpu_priority(TREE_WRITER_NICE);
+                // A RocksDB snapshot: later writes are not seen, and do not wait for the walk.
+                let snapshot = db.snapshot();
+                let _ = fixed_tx.send(());
+                let mut walk = || -> Result<(), StoreError> {
+                    let cf = db.cf_handle(CF_TREE).ok_or_else(|| {
+                        StoreError::RocksDb(format!("column family `{CF_TREE}` is missing"))
+                    })?;
+                    let mut opts = ReadOptions::default();
+                    opts.fill_cache(false);
+                    opts.set_readahead_size(2 << 20);
+                    opts.set_snapshot(&snapshot);
+                    let mut iter = db.raw_iterator_cf_opt(cf, opts);
+                    iter.seek_to_first();
+                    while let (Some(key), Some(raw)) = (iter.key(), iter.value()) {
+                        visit(key, record::decode("tree", key, raw)?)?;
+                        iter.next();
+                    }
+                    iter.status()?;
+                    Ok(())
+                };
+                done(walk());
+            })?;
+        // The view is fixed once the thread has its snapshot.
+        fixed_rx
+            .recv()
+            .map_err(|_| StoreError::RocksDb("the tree walk thread died".into()))
     }
 
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {

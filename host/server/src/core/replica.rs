@@ -197,6 +197,16 @@ impl Core {
         let Some(r) = self.replica.as_mut() else {
             return Ok(());
         };
+        if let LinkEvent::SnapshotImage {
+            zxid,
+            image: Err(e),
+            ..
+        } = &e
+        {
+            return Err(CoreError::Storage(format!(
+                "reading the tree for a SNAP at {zxid:#x}: {e}"
+            )));
+        }
         let Some((input, data)) = r.links.on_event(e) else {
             return Ok(());
         };
@@ -378,16 +388,8 @@ impl Core {
                             self.tree.last_applied()
                         )));
                     }
-                    let image = encode_records(&self.tree.snapshot_records());
                     self.metrics.inc(Counter::SnapCount);
-                    info!(
-                        to,
-                        zxid = format_args!("{z:#x}"),
-                        bytes = image.len(),
-                        "sending SNAP"
-                    );
-                    let r = self.replica.as_mut().expect("a replica");
-                    r.links.send_snapshot(to, z, &image);
+                    self.send_snapshot(to, z)?;
                 }
                 Packet::Request { id } => {
                     let data = r.outgoing.remove(&id).unwrap_or_default();
@@ -434,6 +436,43 @@ impl Core {
             Output::Serving(s) => self.role_changed(s),
         }
         Ok(())
+    }
+
+    /// SNAP(z) to `to`, the tree as of `z` read from a consistent view of the store on a thread
+    /// of its own: the leader goes on serving while it is read (encoding the tree here stalled
+    /// it for the length of the walk), and what it sends `to` meanwhile waits behind the image.
+    /// Everything applied is staged and submitted first, so the store's tree is at `z` when the
+    /// view is taken (checked there).
+    fn send_snapshot(&mut self, to: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
+        self.stage_tree_changes();
+        self.submit_batch();
+        let r = self.replica.as_mut().expect("a replica");
+        let Some(delivery) = r.links.hold_for_snapshot(to, z) else {
+            return Ok(()); // no link to it any more
+        };
+        info!(to, zxid = format_args!("{z:#x}"), "sending SNAP");
+        let image = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = image.clone();
+        let started = self.committer.with_store(move |store| {
+            let at = store.last_applied().map_err(|e| e.to_string())?;
+            if at != z {
+                return Err(format!("the store's tree is at {at:#x}, not {z:#x}"));
+            }
+            store
+                .spawn_tree_walk(
+                    Box::new(move |k, v| {
+                        push_record(&mut into.lock().unwrap_or_else(|e| e.into_inner()), k, v);
+                        Ok(())
+                    }),
+                    Box::new(move |walked| {
+                        let bytes =
+                            std::mem::take(&mut *image.lock().unwrap_or_else(|e| e.into_inner()));
+                        delivery.deliver(walked.map(|()| bytes).map_err(|e| e.to_string()));
+                    }),
+                )
+                .map_err(|e| e.to_string())
+        });
+        started.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))
     }
 
     /// TRUNC: the log is cut after `z` (on the storage thread, after every batch asked before) and
@@ -719,16 +758,22 @@ fn install(
 type Record = (Vec<u8>, Vec<u8>);
 
 /// A snapshot image: `u32 key length, key, u32 value length, value`, repeated.
+#[cfg(test)]
 fn encode_records(records: &[Record]) -> Vec<u8> {
     let size = records.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut out = Vec::with_capacity(size);
     for (k, v) in records {
-        out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
+        push_record(&mut out, k, v);
     }
     out
+}
+
+/// Appends one record of a snapshot image.
+fn push_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+    out.extend_from_slice(&(k.len() as u32).to_be_bytes());
+    out.extend_from_slice(k);
+    out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+    out.extend_from_slice(v);
 }
 
 fn decode_records(mut b: &[u8]) -> Result<Vec<Record>, String> {

@@ -52,6 +52,14 @@ pub enum LinkEvent {
         sid: Sid,
         conn: u64,
     },
+    /// A SNAP image built off the core for the link `(sid, conn)` (see
+    /// [`super::Links::hold_for_snapshot`]), or why it could not be read.
+    SnapshotImage {
+        sid: Sid,
+        conn: u64,
+        zxid: wazoo_zab::Zxid,
+        image: Result<Vec<u8>, String>,
+    },
 }
 
 /// Where the link tasks report: straight into the core's inbox (a forwarding task in between

@@ -28,6 +28,52 @@ struct QuorumLink {
     conn: u64,
     tx: mpsc::UnboundedSender<Vec<u8>>,
     _cancel: Option<oneshot::Sender<()>>,
+    /// While a SNAP image for this link is being read: the frames sent after it, in order.
+    held: Option<Vec<Vec<u8>>>,
+}
+
+impl QuorumLink {
+    fn new(
+        conn: u64,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        cancel: Option<oneshot::Sender<()>>,
+    ) -> Self {
+        QuorumLink {
+            conn,
+            tx,
+            _cancel: cancel,
+            held: None,
+        }
+    }
+
+    fn write(&mut self, frame: Vec<u8>) {
+        match self.held.as_mut() {
+            Some(held) => held.push(frame),
+            None => {
+                let _ = self.tx.send(frame);
+            }
+        }
+    }
+}
+
+/// Delivers a SNAP image, read off the core, back to the core (as
+/// [`LinkEvent::SnapshotImage`]).
+pub struct SnapshotDelivery {
+    events: links::Events,
+    sid: Sid,
+    conn: u64,
+    zxid: wazoo_zab::Zxid,
+}
+
+impl SnapshotDelivery {
+    pub fn deliver(self, image: Result<Vec<u8>, String>) {
+        let _ = self.events.send(LinkEvent::SnapshotImage {
+            sid: self.sid,
+            conn: self.conn,
+            zxid: self.zxid,
+            image,
+        });
+    }
 }
 
 /// This server's peer links.
@@ -124,14 +170,7 @@ impl Links {
         let conn = self.next_dial;
         // Until the link reports itself up, this names the link expected.
         let (tx, _) = mpsc::unbounded_channel();
-        self.quorum.insert(
-            leader,
-            QuorumLink {
-                conn,
-                tx,
-                _cancel: None,
-            },
-        );
+        self.quorum.insert(leader, QuorumLink::new(conn, tx, None));
         links::dial_quorum(leader, addr, conn, self.events.clone());
     }
 
@@ -141,34 +180,36 @@ impl Links {
     }
 
     /// Sends a packet with its payload on the quorum link to `to`, if there is one.
-    pub fn send(&self, to: Sid, packet: &Packet, data: &[u8]) {
-        if let Some(l) = self.quorum.get(&to) {
+    pub fn send(&mut self, to: Sid, packet: &Packet, data: &[u8]) {
+        if let Some(l) = self.quorum.get_mut(&to) {
             let mut buf = Vec::with_capacity(32 + data.len());
             wire::encode_packet(packet, self.me, data, &mut buf);
-            let _ = l.tx.send(buf);
+            l.write(buf);
         }
     }
 
     /// Sends SNAP(z) and the snapshot `image` after it, in chunks.
-    pub fn send_snapshot(&self, to: Sid, z: wazoo_zab::Zxid, image: &[u8]) {
-        const CHUNK: usize = 1 << 20;
-        let Some(l) = self.quorum.get(&to) else {
-            return;
-        };
-        let mut buf = Vec::with_capacity(32);
-        wire::encode_packet(&Packet::Snap(z), self.me, &[], &mut buf);
-        let _ = l.tx.send(buf);
-        let mut pieces = image.chunks(CHUNK).peekable();
-        if pieces.peek().is_none() {
-            let mut buf = Vec::new();
-            wire::encode_snap_chunk(true, &[], &mut buf);
-            let _ = l.tx.send(buf);
+    pub fn send_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid, image: &[u8]) {
+        if let Some(l) = self.quorum.get_mut(&to) {
+            write_snapshot(l, self.me, z, image);
         }
-        while let Some(piece) = pieces.next() {
-            let mut buf = Vec::with_capacity(piece.len() + 32);
-            wire::encode_snap_chunk(pieces.peek().is_none(), piece, &mut buf);
-            let _ = l.tx.send(buf);
+    }
+
+    /// SNAP(z) to `to` is to be sent once its image, being read off the core, is delivered:
+    /// until then what is sent to `to` waits, in order. `None` without a link to `to`.
+    pub fn hold_for_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid) -> Option<SnapshotDelivery> {
+        let l = self.quorum.get_mut(&to)?;
+        if l.held.is_some() {
+            // One SNAP per sync: a second one on this link would be a peer bug.
+            return None;
         }
+        l.held = Some(Vec::new());
+        Some(SnapshotDelivery {
+            events: self.events.clone(),
+            sid: to,
+            conn: l.conn,
+            zxid: z,
+        })
     }
 
     /// A link task's event, as the peer's input (`None`: a stale link's, or nothing for the
@@ -186,14 +227,8 @@ impl Links {
                 if dialled && self.quorum.get(&sid).is_none_or(|l| l.conn != conn) {
                     return None; // a dial the peer no longer waits for
                 }
-                self.quorum.insert(
-                    sid,
-                    QuorumLink {
-                        conn,
-                        tx,
-                        _cancel: Some(cancel),
-                    },
-                );
+                self.quorum
+                    .insert(sid, QuorumLink::new(conn, tx, Some(cancel)));
                 Some((Input::Connected(sid), Vec::new()))
             }
             LinkEvent::QuorumPacket {
@@ -214,6 +249,45 @@ impl Links {
                     None
                 }
             }
+            LinkEvent::SnapshotImage {
+                sid,
+                conn,
+                zxid,
+                image,
+            } => {
+                // The core stops on an image that could not be read (`Replica::on_link`).
+                let (Some(l), Ok(image)) = (self.quorum.get_mut(&sid), image) else {
+                    return None;
+                };
+                if l.conn != conn {
+                    return None; // the link it was for is gone
+                }
+                let held = l.held.take().unwrap_or_default();
+                write_snapshot(l, self.me, zxid, &image);
+                for frame in held {
+                    let _ = l.tx.send(frame);
+                }
+                None
+            }
         }
+    }
+}
+
+/// SNAP(z) and the snapshot `image` after it, in chunks.
+fn write_snapshot(l: &mut QuorumLink, me: Sid, z: wazoo_zab::Zxid, image: &[u8]) {
+    const CHUNK: usize = 1 << 20;
+    let mut buf = Vec::with_capacity(32);
+    wire::encode_packet(&Packet::Snap(z), me, &[], &mut buf);
+    l.write(buf);
+    let mut pieces = image.chunks(CHUNK).peekable();
+    if pieces.peek().is_none() {
+        let mut buf = Vec::new();
+        wire::encode_snap_chunk(true, &[], &mut buf);
+        l.write(buf);
+    }
+    while let Some(piece) = pieces.next() {
+        let mut buf = Vec::with_capacity(piece.len() + 32);
+        wire::encode_snap_chunk(pieces.peek().is_none(), piece, &mut buf);
+        l.write(buf);
     }
 }

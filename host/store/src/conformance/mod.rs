@@ -104,6 +104,14 @@ pub fn run_all<B: StoreBuilder>(b: &B) {
             "load_tree_visitor_error_stops_walk",
             load_tree_visitor_error_stops_walk,
         ),
+        (
+            "tree_walk_sees_the_tree_as_of_its_start",
+            tree_walk_sees_the_tree_as_of_its_start,
+        ),
+        (
+            "tree_walk_visitor_error_is_its_result",
+            tree_walk_visitor_error_is_its_result,
+        ),
         ("meta_roundtrip_and_durable", meta_roundtrip_and_durable),
         (
             "batch_meta_is_durable_on_return",

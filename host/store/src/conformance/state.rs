@@ -110,6 +110,105 @@ pub fn load_tree_visitor_error_stops_walk<B: StoreBuilder>(b: &B) {
     assert_eq!(visited, 2);
 }
 
+/// A spawned tree walk sees the tree as it was when the call returned, in key order, while
+/// batches committed after it change the tree; and it does not hold those commits up (the
+/// visitor waits for them to finish before it takes its first entry).
+pub fn tree_walk_sees_the_tree_as_of_its_start<B: StoreBuilder>(b: &B) {
+    use std::sync::{mpsc, Arc, Mutex};
+    let mut s = b.build();
+    let entry = |k: &str| (k.as_bytes().to_vec(), k.as_bytes().repeat(2));
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: vec![entry("/a"), entry("/c"), entry("/b")],
+            ..Batch::default()
+        },
+    );
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (done_tx, done_rx) = mpsc::channel();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let into = seen.clone();
+    let mut go = Some(go_rx);
+    s.spawn_tree_walk(
+        Box::new(move |k, v| {
+            if let Some(rx) = go.take() {
+                rx.recv().expect("the test goes on");
+            }
+            into.lock().unwrap().push((k.to_vec(), v.to_vec()));
+            Ok(())
+        }),
+        Box::new(move |r| {
+            let _ = done_tx.send(r);
+        }),
+    )
+    .expect("the walk starts");
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: vec![
+                (b"/a".to_vec(), b"changed".to_vec()),
+                (b"/d".to_vec(), b"x".to_vec()),
+            ],
+            tree_deletes: vec![b"/b".to_vec()],
+            ..Batch::default()
+        },
+    );
+    go_tx.send(()).expect("the walk waits");
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the walk ends")
+        .expect("the walk succeeds");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![entry("/a"), entry("/b"), entry("/c")],
+        "the walk saw a later commit"
+    );
+    assert_eq!(
+        tree(&s),
+        vec![
+            (b"/a".to_vec(), b"changed".to_vec()),
+            entry("/c"),
+            (b"/d".to_vec(), b"x".to_vec()),
+        ]
+    );
+}
+
+/// An error returned by a spawned walk's visitor stops it and is its result.
+pub fn tree_walk_visitor_error_is_its_result<B: StoreBuilder>(b: &B) {
+    use std::sync::mpsc;
+    let mut s = b.build();
+    commit(
+        &mut s,
+        Batch {
+            tree_puts: vec![
+                (b"/a".to_vec(), b"1".to_vec()),
+                (b"/b".to_vec(), b"2".to_vec()),
+            ],
+            ..Batch::default()
+        },
+    );
+    let (done_tx, done_rx) = mpsc::channel();
+    let mut visits = 0;
+    s.spawn_tree_walk(
+        Box::new(move |_, _| {
+            visits += 1;
+            assert_eq!(visits, 1, "the walk went on after an error");
+            Err(StoreError::InvalidInput("stop".into()))
+        }),
+        Box::new(move |r| {
+            let _ = done_tx.send(r);
+        }),
+    )
+    .expect("the walk starts");
+    let r = done_rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the walk ends");
+    assert!(
+        matches!(&r, Err(StoreError::InvalidInput(m)) if m == "stop"),
+        "{r:?}"
+    );
+}
+
 /// Meta values round-trip, overwrite, and are durable on return (they survive a crash).
 pub fn meta_roundtrip_and_durable<B: StoreBuilder>(b: &B) {
     let mut s = b.build();
