@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""How long a leader stops while it sends a SNAP (issue 10, item 3: "SNAP streams a consistent
+snapshot without stopping the leader").
+
+A 3-server wazoo ensemble on 127.0.0.1-3 with a 1 MiB DIFF window; the tree is filled with
+``--nodes`` znodes of ``--size`` bytes; a follower is killed, more than the window is written,
+and the follower restarts, so the leader must send it the whole tree. Meanwhile one client on the
+leader does serial creates: their latencies from the restart until the follower is synced again
+are compared with the same client's latencies before the restart (no SNAP). Prints the max and
+p99 of both, and the time the SNAP took.
+
+    bench/snapstall.py --nodes 100000 --size 512     # uses $WAZOO_BIN (default: the debug build)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
+import harness  # noqa: E402
+import zkwire  # noqa: E402
+
+
+def mode(s) -> str:
+    try:
+        text = harness.four_letter(s.port, "srvr", timeout=1.0)
+    except OSError:
+        return "down"
+    return next((l[6:] for l in text.splitlines() if l.startswith("Mode: ")), "looking")
+
+
+def mntr(s) -> dict:
+    text = harness.four_letter(s.port, "mntr", timeout=2.0)
+    return dict(l.split("\t", 1) for l in text.splitlines() if "\t" in l)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=100_000)
+    ap.add_argument("--size", type=int, default=512)
+    args = ap.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="wazoo-snapstall-"))
+    addrs = [f"127.0.0.{i}" for i in (1, 2, 3)]
+    lines = {f"server.{i + 1}": f"{a}:{harness.free_port(a)}:{harness.free_port(a)}" for i, a in enumerate(addrs)}
+    servers = []
+    for i in range(3):
+        cfg = dict(lines)
+        cfg.update({"initLimit": "50", "syncLimit": "25", "wazoo.diffWindowBytes": str(1 << 20)})
+        s = harness.ServerProcess("wazoo", base / f"m{i + 1}", name=f"m{i + 1}", tick_time=200, extra_cfg=cfg)
+        (s.data_dir / "myid").write_text(f"{i + 1}\n")
+        servers.append(s)
+    try:
+        for s in servers:
+            s.start(probe_session=False)
+        deadline = time.monotonic() + 30
+        while sorted(mode(s) for s in servers) != ["follower", "follower", "leader"]:
+            assert time.monotonic() < deadline, "no leader"
+            time.sleep(0.05)
+        leader = next(s for s in servers if mode(s) == "leader")
+        follower = next(s for s in servers if s is not leader)
+        c = zkwire.Conn(harness.HOST, leader.port, timeout_ms=30000, io_timeout=60)
+        payload = b"x" * args.size
+        t0 = time.monotonic()
+        for start in range(0, args.nodes, 1000):
+            xids = [c.send(zkwire.Op.CREATE, zkwire.create_body(f"/n{i}", payload))
+                    for i in range(start, min(args.nodes, start + 1000))]
+            for x in xids:
+                assert c.read_reply(x, zkwire.Op.CREATE).err == 0
+        print(f"filled {args.nodes} nodes of {args.size} B in {time.monotonic() - t0:.1f} s")
+        follower.kill()
+        for i in range(3000):       # > 1 MiB: past the DIFF window
+            assert c.create(f"/after{i}", payload).err == 0
+
+        lat_before, lat_during = [], []
+        phase = {"v": lat_before}
+        stop = threading.Event()
+
+        def probe():
+            p = zkwire.Conn(harness.HOST, leader.port, timeout_ms=30000, io_timeout=60)
+            i = 0
+            while not stop.is_set():
+                t = time.monotonic()
+                assert p.create(f"/probe{i}", b"").err == 0
+                phase["v"].append(time.monotonic() - t)
+                i += 1
+            p.close()
+
+        th = threading.Thread(target=probe)
+        th.start()
+        time.sleep(3.0)
+        snaps = int(mntr(leader)["zk_snap_count"])
+        phase["v"] = lat_during
+        t1 = time.monotonic()
+        follower.start(probe_session=False)
+        while not (mode(follower) == "follower" and int(mntr(leader)["zk_snap_count"]) > snaps):
+            time.sleep(0.01)
+        while int(mntr(leader).get("zk_synced_followers", "0")) < 2:
+            time.sleep(0.01)
+        synced = time.monotonic() - t1
+        time.sleep(0.5)
+        stop.set()
+        th.join()
+        print(f"follower restarted and synced by SNAP in {synced:.2f} s")
+        for name, xs in (("before (no SNAP)", lat_before), ("during the SNAP", lat_during)):
+            print(f"  leader serial create latency {name}: n={len(xs)} p50={pct(xs, 0.5) * 1000:.1f} ms "
+                  f"p99={pct(xs, 0.99) * 1000:.1f} ms max={max(xs) * 1000:.1f} ms")
+        c.close()
+    finally:
+        for s in servers:
+            s.kill()
+
+
+if __name__ == "__main__":
+    main()
