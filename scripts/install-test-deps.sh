@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian bookworm machine:
 #   apt: libclang-dev clang (RocksDB bindgen), zookeeper + default-jre-headless (real ZooKeeper 3.8 for the
-#        differential / compatibility tests and zkCli)
+#        differential / compatibility tests and zkCli), zookeeper-bin (the C client's shell, cli_mt)
 #   pip: tests/python/requirements.txt (kazoo, pytest, pytest-timeout)
 # Idempotent: a fast no-op when everything is already present. Non-interactive.
 set -euo pipefail
@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
 
-APT_PKGS=(libclang-dev clang zookeeper default-jre-headless)
+APT_PKGS=(libclang-dev clang zookeeper zookeeper-bin default-jre-headless)
 
 SUDO=()
 if [ "$(id -u)" != 0 ]; then SUDO=(sudo -n); fi
