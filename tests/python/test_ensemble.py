@@ -102,6 +102,13 @@ def test_writes_on_the_leader_reach_every_member(ensemble):
     harness.wait_until(lambda: converged(ensemble), 10.0, what="every member at the same zxid and node count")
     counts = {srvr(s)["Node count"] for s in ensemble}
     assert len(counts) == 1
+    # The leader's proposal sizes (published once per tick): a create of /kN with 2-3 bytes of
+    # data is a txn of some tens of bytes.
+    harness.wait_until(lambda: int(mntr(leader).get("zk_max_proposal_size", "-1")) > 0, 5.0,
+                       what="the leader's proposal sizes")
+    m = mntr(leader)
+    assert 0 < int(m["zk_min_proposal_size"]) <= int(m["zk_last_proposal_size"]) <= int(m["zk_max_proposal_size"]) < 1000, m
+    assert "Proposal sizes last/min/max: " in harness.four_letter(leader.port, "srvr")
 
 
 def test_acknowledged_writes_survive_killing_the_leader(ensemble):

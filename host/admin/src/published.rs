@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Re
 use std::sync::Mutex;
 
 use crate::metrics::Metrics;
-use crate::stats::{ServerMode, ServerStats};
+use crate::stats::{BufferSizeStats, ServerMode, ServerStats};
 
 /// Gauges published by the core task, read by the admin commands. Every access is a relaxed
 /// atomic operation; each value is exact as of its last publication, and values published in
@@ -38,6 +38,10 @@ pub struct Gauges {
     synced_observers: AtomicU64,
     pending_syncs: AtomicU64,
     leading_since_ms: AtomicU64,
+    /// A leader's proposal sizes (last, min, max; -1: none yet).
+    proposal_last: AtomicI64,
+    proposal_min: AtomicI64,
+    proposal_max: AtomicI64,
     zxid: AtomicI64,
     node_count: AtomicU64,
     approximate_data_size: AtomicU64,
@@ -65,6 +69,8 @@ pub struct GaugeValues {
     pub synced_observers: u64,
     pub pending_syncs: u64,
     pub leading_since_ms: u64,
+    /// A leader's proposal sizes (`srvr`'s `Proposal sizes last/min/max`).
+    pub proposal_sizes: BufferSizeStats,
     pub zxid: i64,
     pub node_count: u64,
     pub approximate_data_size: u64,
@@ -81,7 +87,11 @@ pub struct GaugeValues {
 impl Gauges {
     /// Not serving, everything zero.
     pub fn new() -> Self {
-        Self::default()
+        let g = Self::default();
+        for size in [&g.proposal_last, &g.proposal_min, &g.proposal_max] {
+            size.store(-1, Relaxed);
+        }
+        g
     }
 
     /// Whether the server serves clients (`ruok`, `isro` and `mntr` answer regardless; most
@@ -102,8 +112,8 @@ impl Gauges {
         self.mode.store(code, Relaxed);
     }
 
-    /// A leader's learners (`zk_learners`, `zk_synced_followers`, ...) and when it started
-    /// leading, in ms of the server's uptime.
+    /// A leader's learners (`zk_learners`, `zk_synced_followers`, ...), when it started
+    /// leading (in ms of the server's uptime), and the sizes of its proposals.
     pub fn publish_leader(
         &self,
         learners: u64,
@@ -111,12 +121,16 @@ impl Gauges {
         synced_observers: u64,
         pending_syncs: u64,
         leading_since_ms: u64,
+        proposal_sizes: BufferSizeStats,
     ) {
         self.learners.store(learners, Relaxed);
         self.synced_followers.store(synced_followers, Relaxed);
         self.synced_observers.store(synced_observers, Relaxed);
         self.pending_syncs.store(pending_syncs, Relaxed);
         self.leading_since_ms.store(leading_since_ms, Relaxed);
+        self.proposal_last.store(proposal_sizes.last, Relaxed);
+        self.proposal_min.store(proposal_sizes.min, Relaxed);
+        self.proposal_max.store(proposal_sizes.max, Relaxed);
     }
 
     /// The values the core knows without walking a table, published once per burst.
@@ -167,6 +181,11 @@ impl Gauges {
             synced_observers: self.synced_observers.load(Relaxed),
             pending_syncs: self.pending_syncs.load(Relaxed),
             leading_since_ms: self.leading_since_ms.load(Relaxed),
+            proposal_sizes: BufferSizeStats {
+                last: self.proposal_last.load(Relaxed),
+                min: self.proposal_min.load(Relaxed),
+                max: self.proposal_max.load(Relaxed),
+            },
             zxid: self.zxid.load(Relaxed),
             node_count: self.node_count.load(Relaxed),
             approximate_data_size: self.approximate_data_size.load(Relaxed),
@@ -221,7 +240,7 @@ pub fn published_stats(
             synced_observers: gauges.synced_observers,
             pending_syncs: gauges.pending_syncs,
             leader_uptime_ms: uptime_ms.saturating_sub(gauges.leading_since_ms),
-            proposal_sizes: crate::stats::BufferSizeStats::default(),
+            proposal_sizes: gauges.proposal_sizes,
         });
     }
     s.server_id = info.server_id;
@@ -343,7 +362,12 @@ mod tests {
         g.set_mode(ServerMode::Follower);
         assert!(srvr(&g).contains("Mode: follower\n"));
         g.set_mode(ServerMode::Leader);
-        g.publish_leader(2, 2, 0, 1, 1_000);
+        let sizes = BufferSizeStats {
+            last: 90,
+            min: 40,
+            max: 120,
+        };
+        g.publish_leader(2, 2, 0, 1, 1_000, sizes);
         let mntr = render(
             FourLetterWord::Mntr,
             &published_stats(&info(), &g.read(), &m, 5_000),
@@ -355,9 +379,13 @@ mod tests {
             "zk_synced_followers\t2\n",
             "zk_pending_syncs\t1\n",
             "zk_leader_uptime\t4000\n",
+            "zk_last_proposal_size\t90\n",
+            "zk_min_proposal_size\t40\n",
+            "zk_max_proposal_size\t120\n",
         ] {
             assert!(mntr.contains(line), "{line:?} not in\n{mntr}");
         }
+        assert!(srvr(&g).contains("Proposal sizes last/min/max: 90/40/120\n"));
     }
 
     #[test]
@@ -378,6 +406,7 @@ mod tests {
                 synced_observers: 0,
                 pending_syncs: 0,
                 leading_since_ms: 0,
+                proposal_sizes: BufferSizeStats::default(),
                 zxid: 7,
                 node_count: 8,
                 approximate_data_size: 9,

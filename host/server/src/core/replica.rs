@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use wazoo_admin::stats::ServerMode;
+use wazoo_admin::stats::{BufferSizeStats, ServerMode};
 use wazoo_proto::decode_txn;
 use wazoo_store::MetaKey;
 use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
@@ -54,6 +54,8 @@ pub struct Replica {
     forwarded: HashMap<(wazoo_zab::Sid, u64), Vec<u8>>,
     /// When this member became the established leader, in ms of the admin views' uptime.
     leading_since_ms: u64,
+    /// The sizes of the txns it proposed since (ZooKeeper's proposal `BufferStats`).
+    proposal_sizes: BufferSizeStats,
     /// A learner's sessions (and their timeouts) that connected since its last PING answer.
     pub(super) touches: HashMap<i64, i32>,
 }
@@ -87,6 +89,7 @@ impl Replica {
             next_id: 0,
             forwarded: HashMap::new(),
             leading_since_ms: 0,
+            proposal_sizes: BufferSizeStats::default(),
             touches: HashMap::new(),
         };
         for (z, data) in window {
@@ -160,13 +163,16 @@ impl Core {
         let Some(v) = self.replica.as_ref().and_then(|r| r.peer.leader_view()) else {
             return;
         };
-        let since = self.replica.as_ref().map_or(0, |r| r.leading_since_ms);
+        let Some(r) = self.replica.as_ref() else {
+            return;
+        };
         self.gauges.publish_leader(
             v.learners as u64,
             v.synced_followers as u64,
             v.synced_observers as u64,
             v.pending_syncs as u64,
-            since,
+            r.leading_since_ms,
+            r.proposal_sizes,
         );
     }
 
@@ -306,6 +312,13 @@ impl Core {
             return;
         };
         r.remember(zxid, Arc::new(data.to_vec()));
+        if r.leading() {
+            let n = data.len() as i64;
+            let p = &mut r.proposal_sizes;
+            p.last = n;
+            p.min = if p.min < 0 { n } else { p.min.min(n) };
+            p.max = p.max.max(n);
+        }
         let deferred = std::mem::take(&mut r.deferred);
         for o in deferred {
             if let Err(e) = self.peer_output(o) {
@@ -654,6 +667,7 @@ impl Core {
                 .as_millis() as u64;
             if let Some(r) = self.replica.as_mut() {
                 r.leading_since_ms = since;
+                r.proposal_sizes = BufferSizeStats::default();
             }
             self.next_zxid = ((epoch as Zxid) << 32) | 1;
             // Sessions the tree knows get a full timeout to come back, as after a restart.
