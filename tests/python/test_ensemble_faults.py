@@ -316,3 +316,49 @@ def test_an_observer_follows_serves_reads_and_forwards_writes_through_a_failover
     for k in voters[:2]:
         c.kill(k)
     harness.wait_until(lambda: c.mode(obs) != "observer", 10.0, what="the observer to lose its leader")
+
+
+def test_the_log_kept_for_diffs_counts_txns_across_epochs(make_cluster):
+    # wazoo.logRetainTxns keeps that many txns behind the applied one, whatever their epochs: a
+    # member that missed txns of the previous epoch still gets a DIFF from a leader that
+    # restarted since (its DIFF window is its log). Subtracting from the zxid instead purged the
+    # whole previous epoch at the first purge after an election, and such a member got a SNAP.
+    c = make_cluster(voters=5, extra_cfg={"wazoo.logRetainTxns": "1000"})
+
+    def write(k, n, tag):
+        w = zkwire.Conn(harness.HOST, c[k].port, timeout_ms=SESSION_TIMEOUT_MS)
+        try:
+            xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/{tag}{i}", b"v")) for i in range(n)]
+            for x in xids:
+                assert w.read_reply(x, zkwire.Op.CREATE).err == 0
+        finally:
+            w.close()
+
+    l1 = c.leader()
+    write(l1, 100, "a")
+    behind = others(c, l1)[0]
+    c.kill(behind)                          # misses the rest of epoch 1 and all of epoch 2
+    write(l1, 200, "b")
+    c.kill(l1)
+    live = [k for k in c.sids if k not in (l1, behind)]
+    l2 = c.leader(live)
+    write(l2, 600, "c")                     # past a purge (every 250 applied txns here)
+    w = zkwire.Conn(harness.HOST, c[l2].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        for i in range(20):                 # one at a time: every member checks for a purge
+            assert w.create(f"/d{i}", b"").err == 0
+    finally:
+        w.close()
+    c.wait_converged(live)
+    for k in live:                          # restart them: their DIFF windows are their logs now
+        c.kill(k)
+    for k in live:
+        c.start(k)
+    l3 = c.leader(live)
+    diffs, snaps = int(c.mntr(l3)["zk_diff_count"]), int(c.mntr(l3)["zk_snap_count"])
+    c.start(behind)
+    c.leader(live + [behind])
+    c.wait_converged(live + [behind])
+    m = c.mntr(l3)
+    assert int(m["zk_snap_count"]) == snaps, "the member behind got a SNAP: the log lost the older epoch"
+    assert int(m["zk_diff_count"]) > diffs, "no DIFF counted"

@@ -91,6 +91,23 @@ impl History {
         }
     }
 
+    /// The zxid `n` txns before `upto` in this history (`upto` itself for 0), counting only the
+    /// zxids it holds at or below `upto`; `None` if it holds fewer.
+    pub fn nth_back(&self, upto: Zxid, mut n: u64) -> Option<Zxid> {
+        for &(a, b) in self.runs.iter().rev() {
+            if a > upto {
+                continue;
+            }
+            let top = b.min(upto);
+            let count = (top - a) as u64 + 1;
+            if n < count {
+                return Some(top - n as Zxid);
+            }
+            n -= count;
+        }
+        None
+    }
+
     /// The zxids in `(after, upto]`, ascending.
     pub fn range(&self, after: Zxid, upto: Zxid) -> Vec<Zxid> {
         let mut out = Vec::new();
@@ -147,6 +164,18 @@ mod tests {
         let mut empty = History::new();
         empty.forget_through(z(1, 1));
         assert_eq!(empty, History::new());
+    }
+
+    #[test]
+    fn counting_back_crosses_epochs_and_skips_what_is_above() {
+        let h = History::from_zxids([z(1, 1), z(1, 2), z(1, 3), z(2, 1), z(2, 2), z(2, 3)]);
+        assert_eq!(h.nth_back(z(2, 2), 0), Some(z(2, 2)));
+        assert_eq!(h.nth_back(z(2, 2), 1), Some(z(2, 1)));
+        assert_eq!(h.nth_back(z(2, 2), 2), Some(z(1, 3)));
+        assert_eq!(h.nth_back(z(2, 2), 4), Some(z(1, 1)));
+        assert_eq!(h.nth_back(z(2, 2), 5), None);
+        assert_eq!(h.nth_back(z(1, 9), 1), Some(z(1, 2)));
+        assert_eq!(History::new().nth_back(z(1, 1), 0), None);
     }
 
     #[test]

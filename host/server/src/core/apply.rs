@@ -98,7 +98,11 @@ impl Core {
             return;
         }
         self.applied_since_purge = 0;
-        let below = self.tree.last_applied() - retain as i64;
+        let below = match self.replica.as_ref() {
+            // An ensemble's zxids jump at every epoch: count txns in the peer's history.
+            Some(r) => r.retention_floor(retain),
+            None => self.tree.last_applied() - retain as i64,
+        };
         if below <= 0 {
             return;
         }

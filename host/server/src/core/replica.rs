@@ -121,6 +121,11 @@ impl Replica {
         }
     }
 
+    /// Where the log may be purged below to keep `retain` txns behind the applied one.
+    pub(super) fn retention_floor(&self, retain: u64) -> Zxid {
+        self.peer.retention_floor(retain)
+    }
+
     pub(super) fn leading(&self) -> bool {
         matches!(self.serving, Serving::Leading { .. })
     }

@@ -388,6 +388,14 @@ impl Peer {
         self.s.log.forget_through(zxid);
     }
 
+    /// Where a log keeping `n` txns behind the applied one starts: the zxid `n` txns back in
+    /// the history (across epochs), or the history's first if it holds fewer (what the host
+    /// forgot it cannot send anyway).
+    pub fn retention_floor(&self, n: u64) -> Zxid {
+        let log = &self.s.log;
+        log.nth_back(self.s.applied, n).or(log.first()).unwrap_or(0)
+    }
+
     /// The leader's learners, while leading.
     pub fn leader_view(&self) -> Option<LeaderView> {
         match &self.role {
