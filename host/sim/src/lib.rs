@@ -45,6 +45,10 @@ pub struct SimConfig {
     /// Check every ACK as it is sent against the sender's disk (D4/D6). Off, only the
     /// consequences of an early ACK (a lost acknowledged write, a diverged history) can show.
     pub check_acks: bool,
+    /// The txns a server holds to DIFF learners from: its last this many log entries (as the
+    /// server's `wazoo.diffWindowBytes`); older ones are forgotten by its peer, and sending one
+    /// is a violation. `None`: the whole log.
+    pub diff_window: Option<usize>,
 }
 
 impl SimConfig {
@@ -63,14 +67,20 @@ impl SimConfig {
             init_limit_ms: 1_000,
             sync_limit_ms: 500,
             check_acks: true,
+            diff_window: None,
         }
     }
 
-    /// The ensemble shape seed `seed` runs: 3, 5 or 7 voters, sometimes an observer.
+    /// The ensemble shape seed `seed` runs: 3, 5 or 7 voters, sometimes an observer; odd seeds
+    /// hold a DIFF window of 8, 16, 32 or 64 txns (learners further behind need a SNAP).
     pub fn for_seed(seed: u64) -> SimConfig {
         let voters = [3, 3, 5, 5, 7][(seed % 5) as usize];
         let observers = usize::from(seed % 3 == 0);
-        SimConfig::new(voters, observers)
+        let mut cfg = SimConfig::new(voters, observers);
+        if seed % 2 == 1 {
+            cfg.diff_window = Some(8 << (seed / 2 % 4));
+        }
+        cfg
     }
 }
 

@@ -100,3 +100,17 @@ fn a_planted_diff_without_trunc_is_caught() {
         caught(Bug::DiffWithoutTrunc, 5_000, true).expect("DIFF without TRUNC not caught");
     eprintln!("DIFF without TRUNC (ZOOKEEPER-1154): caught by seed {seed}: {what}");
 }
+
+#[test]
+fn a_planted_diff_beyond_the_window_is_caught() {
+    let (seed, what) =
+        caught(Bug::DiffBeyondWindow, 5_000, true).expect("DIFF beyond the window not caught");
+    eprintln!("DIFF beyond the window: caught by seed {seed}: {what}");
+}
+
+#[test]
+fn a_planted_forgetting_of_unapplied_txns_is_caught() {
+    let (seed, what) =
+        caught(Bug::ForgetUnapplied, 5_000, true).expect("forgetting unapplied txns not caught");
+    eprintln!("forgetting unapplied txns: caught by seed {seed}: {what}");
+}

@@ -19,6 +19,12 @@ pub enum Bug {
     /// The leader answers a sync without checking that a quorum still follows it (a deposed
     /// leader answers from a stale tree).
     SyncWithoutQuorum,
+    /// The peer ignores what its host forgot (the DIFF window): it plans DIFFs with txns the
+    /// host can no longer send.
+    DiffBeyondWindow,
+    /// The peer forgets txns it has not applied yet: leaving a role, it reapplies its log with
+    /// a gap.
+    ForgetUnapplied,
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -106,11 +106,16 @@ impl Replica {
     fn remember(&mut self, z: Zxid, data: Arc<Vec<u8>>) {
         self.window_bytes += data.len();
         self.window.insert(z, data);
+        // Only applied txns leave: one logged and not applied yet may still be proposed or
+        // synced (the window then holds more than its limit until commits catch up).
+        let applied = self.peer.applied();
         let mut forgotten = None;
         while self.window_bytes > self.window_limit {
-            let Some((z, d)) = self.window.pop_first() else {
-                break;
-            };
+            match self.window.first_key_value() {
+                Some((&z, _)) if z <= applied => {}
+                _ => break,
+            }
+            let (z, d) = self.window.pop_first().expect("a first entry");
             self.window_bytes -= d.len();
             forgotten = Some(z);
         }

@@ -43,7 +43,11 @@ impl Sim {
             }
             _ => Pending::Op(op),
         };
+        let appended = matches!(pending, Pending::Append(..));
         n.queue.push_back(pending);
+        if appended {
+            self.keep_window(i);
+        }
         let lat = self.rng.random_range(0..4);
         let stalled = self.disk_stalled_until.get(&i).copied().unwrap_or(0);
         let n = &mut self.nodes[i];

@@ -185,7 +185,10 @@ impl Sim {
             log: History::from_zxids(n.disk.log.iter().map(|t| t.0)),
         };
         n.peer = Some(Peer::new(cfg, recovered));
-        let sid = n.sid;
+        // A restarted server's window is its log's tail again.
+        n.forgot = 0;
+        self.keep_window(i);
+        let sid = self.nodes[i].sid;
         self.note(|| format!("{sid} starts"));
         self.step(i, Input::Start)
     }

@@ -119,6 +119,9 @@ struct Node {
     pending: BTreeSet<Payload>,
     /// Client syncs here not answered yet: id -> the highest acknowledged zxid when it was issued.
     syncs: BTreeMap<u64, Zxid>,
+    /// Txns up to this zxid left the DIFF window ([`SimConfig::diff_window`]): the peer was
+    /// told to forget them, and they must never be sent.
+    forgot: Zxid,
 }
 
 pub struct Sim {
@@ -166,6 +169,7 @@ impl Sim {
                 tree: Vec::new(),
                 stash: BTreeMap::new(),
                 snaps: BTreeMap::new(),
+                forgot: 0,
                 queue: VecDeque::new(),
                 disk_free_at: 0,
                 links: BTreeMap::new(),
@@ -609,6 +613,26 @@ impl Sim {
             }
         }
         Ok(())
+    }
+}
+
+impl Sim {
+    /// Keeps server `i`'s DIFF window: its peer forgets the log entries before the last
+    /// [`SimConfig::diff_window`] ones, as the server's does when its window drops them.
+    pub(super) fn keep_window(&mut self, i: usize) {
+        let Some(w) = self.cfg.diff_window else {
+            return;
+        };
+        let n = &mut self.nodes[i];
+        if n.log.len() <= w {
+            return;
+        }
+        let z = n.log[n.log.len() - w - 1].0;
+        if z > n.forgot {
+            if let Some(p) = n.peer.as_mut() {
+                n.forgot = n.forgot.max(p.forget_through(z));
+            }
+        }
     }
 }
 

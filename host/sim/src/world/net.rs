@@ -86,6 +86,13 @@ impl Sim {
             }
         }
         let blob = match packet {
+            Packet::Proposal(z) | Packet::Inform(z) if z <= n.forgot => {
+                return Err(Violation::History {
+                    sid: n.sid,
+                    zxid: z,
+                    what: "sent a txn that left its DIFF window (a SNAP was needed)".into(),
+                })
+            }
             Packet::Proposal(z) | Packet::Inform(z) => match lookup(&n.log, z) {
                 Some(p) => Blob::Txn(p),
                 None => {

@@ -383,9 +383,21 @@ impl Peer {
 
     /// The host no longer holds the txns up to `zxid` (they left the window it DIFFs learners
     /// from): the history forgets them, so a learner that needs one is planned a SNAP rather
-    /// than a DIFF that cannot be sent. The last zxid is kept whatever `zxid` is.
-    pub fn forget_through(&mut self, zxid: Zxid) {
-        self.s.log.forget_through(zxid);
+    /// than a DIFF that cannot be sent. Only applied txns are forgotten (returns the zxid the
+    /// history now forgets through): one logged and not applied is still needed, to apply it
+    /// (leaving a role reapplies the log past the applied point) or to propose it. The last
+    /// zxid is kept whatever `zxid` is.
+    pub fn forget_through(&mut self, zxid: Zxid) -> Zxid {
+        use crate::planted::{planted, Bug};
+        let upto = if planted(Bug::ForgetUnapplied) {
+            zxid
+        } else {
+            zxid.min(self.s.applied)
+        };
+        if !planted(Bug::DiffBeyondWindow) {
+            self.s.log.forget_through(upto);
+        }
+        upto
     }
 
     /// Where a log keeping `n` txns behind the applied one starts: the zxid `n` txns back in
