@@ -467,7 +467,7 @@ impl Core {
         Ok(())
     }
 
-    fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) -> Zxid {
+    fn submit_close_session(&mut self, session: i64, origin: Option<ConnId>) -> Option<Zxid> {
         self.tracker.set_closing(session);
         self.prep_internal(
             session,
@@ -478,17 +478,17 @@ impl Core {
     }
 
     /// Preps a server-generated request (session close, container reaping) at the next zxid and
-    /// queues its txn for the log.
+    /// queues its txn for the log (`None`: no zxid, see [`Self::alloc_zxid`]).
     fn prep_internal(
         &mut self,
         session: i64,
         auth: &AuthInfo,
         req: &Request,
         origin: Option<ConnId>,
-    ) -> Zxid {
-        let zxid = self.alloc_zxid();
+    ) -> Option<Zxid> {
+        let zxid = self.alloc_zxid()?;
         self.prep_and_log(session, 0, true, auth, req, zxid, origin);
-        zxid
+        Some(zxid)
     }
 
     /// Preps `req` of `session` (valid or not, as its tracker says) at `zxid` and logs the txn
@@ -522,23 +522,35 @@ impl Core {
         self.log_txn(header, txn, origin);
     }
 
-    fn alloc_zxid(&mut self) -> Zxid {
+    /// The next txn's zxid. `None` when an ensemble's peer refuses to number it: it no longer
+    /// leads, or its zxid counter is used up and it steps down for a new epoch. The request is
+    /// then neither prepped nor logged (logging it at a zxid nobody proposed would put a txn
+    /// of the next epoch's first zxid in this server's log), and leaving the role closes its
+    /// connection.
+    fn alloc_zxid(&mut self) -> Option<Zxid> {
         if self.replica.is_some() {
             // An ensemble's leader: the peer numbers it (only a leader takes clients and
             // expires sessions, so it is one here).
-            if let Some(z) = self.propose_zxid() {
-                self.next_zxid = z + 1;
-                return z;
+            let z = self.propose_zxid();
+            match z {
+                Some(z) => self.next_zxid = z + 1,
+                None => warn!("the peer refused to number a write: not logged"),
             }
-            error!("the peer refused to number a write; it goes unlogged and the node steps down");
+            return z;
         }
         let z = self.next_zxid;
         self.next_zxid += 1;
-        z
+        Some(z)
     }
 
-    fn submit_txn(&mut self, session: i64, cxid: i32, txn: Txn, origin: Option<ConnId>) -> Zxid {
-        let zxid = self.alloc_zxid();
+    fn submit_txn(
+        &mut self,
+        session: i64,
+        cxid: i32,
+        txn: Txn,
+        origin: Option<ConnId>,
+    ) -> Option<Zxid> {
+        let zxid = self.alloc_zxid()?;
         self.log_txn(
             TxnHeader {
                 session_id: session,
@@ -549,7 +561,7 @@ impl Core {
             txn,
             origin,
         );
-        zxid
+        Some(zxid)
     }
 
     fn log_txn(&mut self, header: TxnHeader, txn: Txn, origin: Option<ConnId>) {
@@ -628,7 +640,11 @@ impl Core {
             if op::is_write(opcode) {
                 // ZooKeeper preps writes before decoding fails: the error is a txn with a zxid.
                 warn!(%remote, op = op::name(opcode), "undecodable request record: replying {code}");
-                let zxid = self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id));
+                let Some(zxid) =
+                    self.submit_txn(session, xid, Txn::Error { err: code.code() }, Some(id))
+                else {
+                    return;
+                };
                 self.hold_until_applied(admit, 0);
                 self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
                 return;
@@ -668,14 +684,20 @@ impl Core {
         }
         let req = req.expect("writes decoded");
         if let Request::CloseSession = req {
-            let zxid = self.submit_close_session(session, Some(id));
+            let Some(zxid) = self.submit_close_session(session, Some(id)) else {
+                return;
+            };
             self.hold_until_applied(admit, 0);
             self.queue_write(id, xid, opcode, zxid, Vec::new(), now);
             return;
         }
-        let zxid = self.alloc_zxid();
+        let Some(zxid) = self.alloc_zxid() else {
+            return;
+        };
         let time = self.now.wall_ms;
-        let conn = self.conns.get(&id).expect("present");
+        let Some(conn) = self.conns.get(&id) else {
+            return; // the refusal's step down closed it
+        };
         let txn = prep(
             &self.tree,
             &mut self.pending,

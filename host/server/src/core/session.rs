@@ -73,7 +73,7 @@ impl Core {
                 }
                 return;
             }
-            self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
+            let _ = self.submit_txn(session, 0, Txn::CreateSession { timeout, passwd }, Some(id));
             return;
         }
         let valid = self
@@ -181,7 +181,12 @@ impl Core {
         auth.add(wazoo_proto::Id::new("super", ""));
         for path in candidates {
             debug!(%path, "deleting empty container or expired TTL node");
-            self.prep_internal(0, &auth, &Request::DeleteContainer { path }, None);
+            if self
+                .prep_internal(0, &auth, &Request::DeleteContainer { path }, None)
+                .is_none()
+            {
+                return;
+            }
         }
     }
 }
