@@ -170,6 +170,43 @@ def test_a_leader_cut_off_from_its_quorum_answers_no_sync_from_its_stale_tree(ma
         f"sync then read on a deposed leader returned {r.value[0]!r}, missing an acknowledged write"
 
 
+def test_a_leader_whose_messages_are_lost_one_way_is_replaced(make_cluster):
+    # An asymmetric partition: the leader hears its followers, they do not hear it (no PINGs,
+    # no PROPOSALs): they elect another leader; the old one gets no ACK for what it proposes
+    # and steps down at syncLimit.
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=9)
+    settle(wl, 1.0)
+    for k in others(c, leader):
+        c.net.block(leader, k)
+    c.leader(others(c, leader))
+    harness.wait_until(lambda: c.mode(leader) != "leader", 10.0,
+                       what="the one-way cut leader to stop leading")
+    progress(wl, what="a write acknowledged by the new leader")
+    settle(wl, 0.5)
+    c.net.heal()
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
+def test_peer_links_reset_again_and_again_under_load_lose_nothing(make_cluster):
+    # Every peer connection of one member, then of another, cut (both ends see a reset) every
+    # 300 ms: links are dialled again, syncs restart, and nothing acknowledged is lost.
+    c = make_cluster()
+    c.leader()
+    wl = start_load(c, seed=10)
+    settle(wl, 0.5)
+    for i in range(8):
+        c.net.reset(c.sids[i % len(c.sids)])
+        time.sleep(0.3)
+    c.leader()
+    progress(wl)
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
 def test_five_servers_split_two_three_keep_serving_on_the_three(make_cluster):
     c = make_cluster(voters=5)
     leader = c.leader()
@@ -362,3 +399,33 @@ def test_the_log_kept_for_diffs_counts_txns_across_epochs(make_cluster):
     m = c.mntr(l3)
     assert int(m["zk_snap_count"]) == snaps, "the member behind got a SNAP: the log lost the older epoch"
     assert int(m["zk_diff_count"]) > diffs, "no DIFF counted"
+
+
+def test_a_leader_that_must_snap_a_follower_to_establish_itself_does(make_cluster):
+    # The only other live member is too far behind for a DIFF: the new leader must send it a
+    # SNAP before it can establish its epoch (it needs its NEWLEADER ACK), while its own tree is
+    # not persisted yet. That SNAP comes from memory; reading the store's lagging tree for it
+    # stopped the leader with a storage error.
+    c = make_cluster(extra_cfg={"wazoo.diffWindowBytes": "65536"})
+    leader = c.leader()
+    behind, other = others(c, leader)
+    c.kill(behind)
+    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/far{i}", b"z" * 200)) for i in range(1500)]
+        for x in xids:
+            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
+    finally:
+        w.close()
+    c.wait_converged([leader, other])
+    c.kill(leader)
+    c.start(behind)
+    assert c.leader([other, behind]) == other
+    c.start(leader)
+    c.leader()
+    c.wait_converged()
+    r = zkwire.Conn(harness.HOST, c[behind].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        assert r.exists("/far1499").err == 0
+    finally:
+        r.close()

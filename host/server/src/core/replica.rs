@@ -465,8 +465,24 @@ impl Core {
     /// of its own: the leader goes on serving while it is read (encoding the tree here stalled
     /// it for the length of the walk), and what it sends `to` meanwhile waits behind the image.
     /// Everything applied is staged and submitted first, so the store's tree is at `z` when the
-    /// view is taken (checked there).
+    /// view is taken (checked there). Before the leader is established its tree is not persisted
+    /// (see `may_stage`) and the SNAP is encoded from memory as before.
     fn send_snapshot(&mut self, to: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
+        if !self.may_stage() {
+            // A leader not established yet persists nothing of its tree (it may hold txns a
+            // TRUNC would cut if it fails to establish), so the store lags: the SNAP is its
+            // in-memory tree, encoded here. It serves no client yet, so none waits for it.
+            let image = encode_records(&self.tree.snapshot_records());
+            info!(
+                to,
+                zxid = format_args!("{z:#x}"),
+                bytes = image.len(),
+                "sending SNAP (from memory: not serving yet)"
+            );
+            let r = self.replica.as_mut().expect("a replica");
+            r.links.send_snapshot(to, z, &image);
+            return Ok(());
+        }
         self.stage_tree_changes();
         self.submit_batch();
         let r = self.replica.as_mut().expect("a replica");
@@ -782,7 +798,6 @@ fn install(
 type Record = (Vec<u8>, Vec<u8>);
 
 /// A snapshot image: `u32 key length, key, u32 value length, value`, repeated.
-#[cfg(test)]
 fn encode_records(records: &[Record]) -> Vec<u8> {
     let size = records.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
     let mut out = Vec::with_capacity(size);
