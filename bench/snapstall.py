@@ -24,14 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 import harness  # noqa: E402
 import zkwire  # noqa: E402
-
-
-def mode(s) -> str:
-    try:
-        text = harness.four_letter(s.port, "srvr", timeout=1.0)
-    except OSError:
-        return "down"
-    return next((l[6:] for l in text.splitlines() if l.startswith("Mode: ")), "looking")
+from failover import mode  # noqa: E402  (bench/ is the script's directory)
 
 
 def mntr(s) -> dict:

@@ -85,6 +85,17 @@ def verify(cluster, wl, among=None, min_acked=50):
     return wl.counts()
 
 
+def bulk_create(cluster, k, prefix, n, data=b""):
+    """Creates ``prefix0`` .. ``prefix{n-1}`` through member k, pipelined, each acknowledged."""
+    w = zkwire.Conn(harness.HOST, cluster[k].port, timeout_ms=SESSION_TIMEOUT_MS)
+    try:
+        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"{prefix}{i}", data)) for i in range(n)]
+        for x in xids:
+            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
+    finally:
+        w.close()
+
+
 def others(cluster, k):
     return [m for m in cluster.sids if m != k]
 
@@ -243,13 +254,7 @@ def test_followers_that_restart_behind_catch_up_by_diff_and_by_snap(make_cluster
     assert int(after["zk_diff_count"]) > int(before["zk_diff_count"]), "no DIFF sync counted"
     # Far behind: more than the window's bytes of txns while it is down.
     c.kill(f1)
-    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
-    try:
-        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/bulk{i}", b"x" * 200)) for i in range(1500)]
-        for x in xids:
-            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
-    finally:
-        w.close()
+    bulk_create(c, leader, "/bulk", 1500, b"x" * 200)
     snaps = int(c.mntr(leader)["zk_snap_count"])
     c.start(f1)
     c.leader()
@@ -295,13 +300,7 @@ def test_a_follower_crashed_during_its_sync_recovers(make_cluster):
     leader = c.leader()
     f1 = others(c, leader)[0]
     c.kill(f1)
-    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
-    try:
-        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/big{i}", b"y" * 1000)) for i in range(3000)]
-        for x in xids:
-            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
-    finally:
-        w.close()
+    bulk_create(c, leader, "/big", 3000, b"y" * 1000)
     wl = start_load(c, seed=6, members=[k for k in c.sids if k != f1])
     for delay in (0.05, 0.2, 0.4):
         c.start(f1)
@@ -362,24 +361,15 @@ def test_the_log_kept_for_diffs_counts_txns_across_epochs(make_cluster):
     # whole previous epoch at the first purge after an election, and such a member got a SNAP.
     c = make_cluster(voters=5, extra_cfg={"wazoo.logRetainTxns": "1000"})
 
-    def write(k, n, tag):
-        w = zkwire.Conn(harness.HOST, c[k].port, timeout_ms=SESSION_TIMEOUT_MS)
-        try:
-            xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/{tag}{i}", b"v")) for i in range(n)]
-            for x in xids:
-                assert w.read_reply(x, zkwire.Op.CREATE).err == 0
-        finally:
-            w.close()
-
     l1 = c.leader()
-    write(l1, 100, "a")
+    bulk_create(c, l1, "/a", 100, b"v")
     behind = others(c, l1)[0]
     c.kill(behind)                          # misses the rest of epoch 1 and all of epoch 2
-    write(l1, 200, "b")
+    bulk_create(c, l1, "/b", 200, b"v")
     c.kill(l1)
     live = [k for k in c.sids if k not in (l1, behind)]
     l2 = c.leader(live)
-    write(l2, 600, "c")                     # past a purge (every 250 applied txns here)
+    bulk_create(c, l2, "/c", 600, b"v")     # past a purge (every 250 applied txns here)
     w = zkwire.Conn(harness.HOST, c[l2].port, timeout_ms=SESSION_TIMEOUT_MS)
     try:
         for i in range(20):                 # one at a time: every member checks for a purge
@@ -410,13 +400,7 @@ def test_a_leader_that_must_snap_a_follower_to_establish_itself_does(make_cluste
     leader = c.leader()
     behind, other = others(c, leader)
     c.kill(behind)
-    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
-    try:
-        xids = [w.send(zkwire.Op.CREATE, zkwire.create_body(f"/far{i}", b"z" * 200)) for i in range(1500)]
-        for x in xids:
-            assert w.read_reply(x, zkwire.Op.CREATE).err == 0
-    finally:
-        w.close()
+    bulk_create(c, leader, "/far", 1500, b"z" * 200)
     c.wait_converged([leader, other])
     c.kill(leader)
     c.start(behind)
