@@ -71,7 +71,8 @@ def main() -> None:
                 assert c.read_reply(x, zkwire.Op.CREATE).err == 0
         print(f"filled {args.nodes} nodes of {args.size} B in {time.monotonic() - t0:.1f} s")
         follower.kill()
-        for i in range(3000):       # > 1 MiB: past the DIFF window
+        # Past the 1 MiB DIFF window whatever the payload, so that the follower needs a SNAP.
+        for i in range(max(3000, (2 << 20) // max(args.size, 1))):
             assert c.create(f"/after{i}", payload).err == 0
 
         lat_before, lat_during = [], []
@@ -95,9 +96,10 @@ def main() -> None:
         phase["v"] = lat_during
         t1 = time.monotonic()
         follower.start(probe_session=False)
-        while not (mode(follower) == "follower" and int(mntr(leader)["zk_snap_count"]) > snaps):
-            time.sleep(0.01)
-        while int(mntr(leader).get("zk_synced_followers", "0")) < 2:
+        deadline = time.monotonic() + 300
+        while not (mode(follower) == "follower" and int(mntr(leader)["zk_snap_count"]) > snaps
+                   and int(mntr(leader).get("zk_synced_followers", "0")) == 2):
+            assert time.monotonic() < deadline, "the follower was not synced by a SNAP within 300 s"
             time.sleep(0.01)
         synced = time.monotonic() - t1
         time.sleep(0.5)
