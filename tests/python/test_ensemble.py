@@ -320,3 +320,27 @@ ls /
         assert c.exists("/zkcli-f").err == -101, "deleted through the follower"
     finally:
         c.close()
+
+
+def test_writes_and_syncs_pipelined_on_any_member_are_answered_in_order(ensemble):
+    # create, sync, create, ... without waiting, on the leader and on a follower: the second
+    # create of each triple can commit in the same step as the first (one group commit), before
+    # the sync between them is answered; every reply must still come, in order, on an open
+    # connection.
+    leader = the_leader(ensemble)
+    follower = next(s for s in ensemble if s is not leader)
+    for name, member in (("l", leader), ("f", follower)):
+        for round_ in range(10):
+            c = session(member)
+            try:
+                sent = []
+                for i in range(5):
+                    for op, body in ((zkwire.Op.CREATE, zkwire.create_body(f"/{name}{round_}-{i}a", b"")),
+                                     (zkwire.Op.SYNC, zkwire.path_body("/")),
+                                     (zkwire.Op.CREATE, zkwire.create_body(f"/{name}{round_}-{i}b", b""))):
+                        sent.append((c.send(op, body), op))
+                for xid, op in sent:
+                    r = c.read_reply(xid, op)
+                    assert r.err == 0, f"round {round_} on the {'leader' if member is leader else 'follower'}: {r!r}"
+            finally:
+                c.close()

@@ -180,6 +180,9 @@ impl Core {
         let Some(origin) = f.origin else {
             return;
         };
+        if self.replica.is_some() {
+            self.answer_syncs_before(origin, f.header.cxid);
+        }
         let Some(c) = self.conns.get_mut(&origin) else {
             return;
         };

@@ -196,12 +196,44 @@ impl Core {
         }
     }
 
-    /// The peer completed a forwarded sync: its reply, in its connection's order.
+    /// The peer completed a sync: its reply, in its connection's order.
     pub(super) fn sync_reached(&mut self, sync_id: u64) {
         let Some((id, xid, path)) = self.replica.as_mut().and_then(|r| r.unpark_sync(sync_id))
         else {
-            return;
+            return; // answered already (`answer_syncs_before`), or its connection is gone
         };
+        self.answer_sync(id, xid, path);
+    }
+
+    /// Syncs queued on `conn` before its write `cxid` that was just applied. That write was
+    /// committed by a quorum after the sync reached the leader (a connection's requests reach
+    /// the leader in order), which confirms what the sync waits for: the leader still led when
+    /// the sync arrived, and everything it had committed before is applied here. So each is
+    /// answered now, ahead of the write, in the connection's order. (Waiting for the peer's
+    /// answer instead, the write's reply met the sync's place at the front of the queue when
+    /// both commits came in one step, and the connection was closed.)
+    pub(super) fn answer_syncs_before(&mut self, conn: ConnId, cxid: i32) {
+        loop {
+            let Some(c) = self.conns.get(&conn) else {
+                return;
+            };
+            let xid = match c.queue.front() {
+                Some(q @ Queued::Write { xid, .. }) if is_pending_sync(q) && *xid != cxid => *xid,
+                _ => return,
+            };
+            let Some(path) = self
+                .replica
+                .as_mut()
+                .and_then(|r| r.unpark_sync_of(conn, xid))
+            else {
+                return;
+            };
+            self.answer_sync(conn, xid, path);
+        }
+    }
+
+    /// Replies to the sync `xid` at the front of `id`'s queue.
+    fn answer_sync(&mut self, id: ConnId, xid: i32, path: String) {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
@@ -367,6 +399,11 @@ impl Core {
 /// The zxid a forwarded write waits with in its connection's queue (its real one is learned when
 /// the txn applies; the reply is matched by cxid).
 pub(super) const FORWARDED: Zxid = -1;
+
+/// Whether `q` is a `sync` waiting for the peer (its place in its connection's queue).
+pub(super) fn is_pending_sync(q: &Queued) -> bool {
+    matches!(q, Queued::Write { op, zxid, .. } if *op == op::SYNC && *zxid == FORWARDED)
+}
 
 #[cfg(test)]
 mod tests {

@@ -158,6 +158,16 @@ impl Replica {
     pub(super) fn unpark_sync(&mut self, id: u64) -> Option<(ConnId, i32, String)> {
         self.syncs.remove(&id)
     }
+
+    /// Takes the sync `xid` of `conn` out, whatever its id; its path.
+    pub(super) fn unpark_sync_of(&mut self, conn: ConnId, xid: i32) -> Option<String> {
+        let id = self
+            .syncs
+            .iter()
+            .find(|(_, (c, x, _))| *c == conn && *x == xid)
+            .map(|(id, _)| *id)?;
+        self.syncs.remove(&id).map(|(_, _, path)| path)
+    }
 }
 
 impl Core {
@@ -618,17 +628,19 @@ impl Core {
                     }
                 }
                 // This member's client's own forwarded request, when it waits at the front of
-                // its connection's queue (matched by session and cxid).
+                // its connection's queue (matched by session and cxid), syncs queued before it
+                // aside (`answer_syncs_before` answers them first).
                 let origin = self.session_conn.get(&session).copied().filter(|cid| {
-                    self.conns
-                        .get(cid)
-                        .is_some_and(|c| match (c.queue.front(), &txn) {
+                    self.conns.get(cid).is_some_and(|c| {
+                        let first = c.queue.iter().find(|q| !forward::is_pending_sync(q));
+                        match (first, &txn) {
                             (Some(Queued::Handshake { .. }), Txn::CreateSession { .. }) => true,
                             (Some(Queued::Write { xid, zxid, .. }), _) => {
                                 *zxid == forward::FORWARDED && *xid == header.cxid
                             }
                             _ => false,
-                        })
+                        }
+                    })
                 });
                 self.apply(InFlight {
                     header,
