@@ -200,7 +200,10 @@ impl Links {
     pub fn hold_for_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid) -> Option<SnapshotDelivery> {
         let l = self.quorum.get_mut(&to)?;
         if l.held.is_some() {
-            // One SNAP per sync: a second one on this link would be a peer bug.
+            // One SNAP per sync: a second one on this link is a peer bug. Dropping the link
+            // makes the learner sync again.
+            tracing::error!(to, "a second SNAP on one link; dropping the link");
+            self.quorum.remove(&to);
             return None;
         }
         l.held = Some(Vec::new());

@@ -622,3 +622,46 @@ impl Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn z(epoch: u32, counter: u32) -> Zxid {
+        (i64::from(epoch) << 32) | i64::from(counter)
+    }
+
+    /// A server that recovered epoch 1's txns 1..=10 and epoch 2's 1..=5 (all applied).
+    fn recovered() -> Peer {
+        let log = History::from_zxids((1..=10).map(|c| z(1, c)).chain((1..=5).map(|c| z(2, c))));
+        Peer::new(
+            PeerConfig::new(1, [1, 2, 3], []),
+            Recovered {
+                accepted_epoch: 2,
+                current_epoch: 2,
+                log,
+            },
+        )
+    }
+
+    #[test]
+    fn the_retention_floor_counts_txns_back_across_epochs() {
+        let p = recovered();
+        assert_eq!(p.retention_floor(0), z(2, 5));
+        assert_eq!(p.retention_floor(4), z(2, 1));
+        assert_eq!(p.retention_floor(7), z(1, 8));
+        // More than it holds: its first txn (nothing below it to purge).
+        assert_eq!(p.retention_floor(1_000), z(1, 1));
+    }
+
+    #[test]
+    fn forgetting_stops_at_the_applied_txn_and_keeps_the_last() {
+        let mut p = recovered();
+        assert_eq!(p.forget_through(z(1, 7)), z(1, 7));
+        assert_eq!(p.retention_floor(1_000), z(1, 8));
+        // Past what is applied (here: everything logged): only up to it, and the last stays.
+        assert_eq!(p.forget_through(z(3, 0)), z(2, 5));
+        assert_eq!(p.last_logged(), z(2, 5));
+        assert_eq!(p.retention_floor(1_000), z(2, 5));
+    }
+}
