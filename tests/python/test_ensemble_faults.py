@@ -43,6 +43,15 @@ def start_load(cluster, clients=6, seed=0, members=None):
     return wl
 
 
+def loaded(make_cluster, seed):
+    """A 3-server ensemble with its leader, and the load running on it for a second."""
+    c = make_cluster()
+    leader = c.leader()
+    wl = start_load(c, seed=seed)
+    settle(wl, 1.0)
+    return c, leader, wl
+
+
 def settle(wl, seconds):
     """Lets the load run ``seconds`` and returns how many writes were acknowledged meanwhile."""
     before = wl.acked_writes()
@@ -96,6 +105,21 @@ def bulk_create(cluster, k, prefix, n, data=b""):
         w.close()
 
 
+def cut_off_then_healed(c, wl, minority, majority):
+    """After a fault that cuts ``minority`` off: the majority elects a leader and acknowledges
+    writes, the minority stops serving (syncLimit without a quorum); then the network heals, the
+    ensemble settles, and the history is checked."""
+    c.leader(majority)
+    harness.wait_until(lambda: all(c.mode(k) not in ("leader", "follower") for k in minority), 10.0,
+                       what=f"the cut-off members {minority} to stop serving")
+    progress(wl, what="a write acknowledged by the majority")
+    settle(wl, 0.5)
+    c.net.heal()
+    c.leader()
+    settle(wl, 0.5)
+    verify(c, wl)
+
+
 def others(cluster, k):
     return [m for m in cluster.sids if m != k]
 
@@ -119,10 +143,7 @@ def test_kill_9_of_the_leader_under_load_loses_no_acknowledged_write(make_cluste
 
 
 def test_a_leader_stopped_past_sync_limit_is_replaced_and_rejoins_when_it_resumes(make_cluster):
-    c = make_cluster()
-    leader = c.leader()
-    wl = start_load(c, seed=1)
-    settle(wl, 1.0)
+    c, leader, wl = loaded(make_cluster, seed=1)
     c.stop_process(leader)          # SIGSTOP: sockets open, nothing answered
     c.leader(others(c, leader))
     progress(wl, what="a write acknowledged while the old leader is stopped")
@@ -135,21 +156,9 @@ def test_a_leader_stopped_past_sync_limit_is_replaced_and_rejoins_when_it_resume
 
 
 def test_a_leader_partitioned_into_a_minority_steps_down_and_the_majority_goes_on(make_cluster):
-    c = make_cluster()
-    leader = c.leader()
-    wl = start_load(c, seed=2)
-    settle(wl, 1.0)
+    c, leader, wl = loaded(make_cluster, seed=2)
     c.net.isolate(leader)
-    majority = others(c, leader)
-    c.leader(majority)
-    harness.wait_until(lambda: c.mode(leader) != "leader", 10.0,
-                       what="the isolated leader to stop leading (syncLimit without a quorum)")
-    progress(wl, what="a write acknowledged by the majority")
-    settle(wl, 0.5)
-    c.net.heal()
-    c.leader()
-    settle(wl, 0.5)
-    verify(c, wl)
+    cut_off_then_healed(c, wl, [leader], others(c, leader))
 
 
 def test_a_leader_cut_off_from_its_quorum_answers_no_sync_from_its_stale_tree(make_cluster):
@@ -185,21 +194,10 @@ def test_a_leader_whose_messages_are_lost_one_way_is_replaced(make_cluster):
     # An asymmetric partition: the leader hears its followers, they do not hear it (no PINGs,
     # no PROPOSALs): they elect another leader; the old one gets no ACK for what it proposes
     # and steps down at syncLimit.
-    c = make_cluster()
-    leader = c.leader()
-    wl = start_load(c, seed=9)
-    settle(wl, 1.0)
+    c, leader, wl = loaded(make_cluster, seed=9)
     for k in others(c, leader):
         c.net.block(leader, k)
-    c.leader(others(c, leader))
-    harness.wait_until(lambda: c.mode(leader) != "leader", 10.0,
-                       what="the one-way cut leader to stop leading")
-    progress(wl, what="a write acknowledged by the new leader")
-    settle(wl, 0.5)
-    c.net.heal()
-    c.leader()
-    settle(wl, 0.5)
-    verify(c, wl)
+    cut_off_then_healed(c, wl, [leader], others(c, leader))
 
 
 def test_peer_links_reset_again_and_again_under_load_lose_nothing(make_cluster):
@@ -226,15 +224,7 @@ def test_five_servers_split_two_three_keep_serving_on_the_three(make_cluster):
     wl = start_load(c, clients=8, seed=3)
     settle(wl, 1.0)
     c.net.partition([minority, majority])
-    c.leader(majority)
-    harness.wait_until(lambda: all(c.mode(k) not in ("leader", "follower") for k in minority), 10.0,
-                       what="the minority to stop serving")
-    progress(wl, what="a write acknowledged by the majority")
-    settle(wl, 0.5)
-    c.net.heal()
-    c.leader()
-    settle(wl, 0.5)
-    verify(c, wl)
+    cut_off_then_healed(c, wl, minority, majority)
 
 
 def test_followers_that_restart_behind_catch_up_by_diff_and_by_snap(make_cluster):
@@ -264,10 +254,7 @@ def test_followers_that_restart_behind_catch_up_by_diff_and_by_snap(make_cluster
 
 
 def test_an_old_leader_with_uncommitted_txns_is_truncated_when_it_rejoins(make_cluster):
-    c = make_cluster()
-    leader = c.leader()
-    wl = start_load(c, seed=5)
-    settle(wl, 1.0)
+    c, leader, wl = loaded(make_cluster, seed=5)
     wl.stop()
     # Cut the leader off, then write to it: it logs the txns, nobody else gets them. It comes
     # back before the new leader commits anything of its own epoch (that would make it a SNAP:
@@ -313,10 +300,7 @@ def test_a_follower_crashed_during_its_sync_recovers(make_cluster):
 
 
 def test_killing_a_majority_and_restarting_it_loses_no_acknowledged_write(make_cluster):
-    c = make_cluster()
-    leader = c.leader()
-    wl = start_load(c, seed=7)
-    settle(wl, 1.0)
+    c, leader, wl = loaded(make_cluster, seed=7)
     survivor = others(c, leader)[0]
     victims = [k for k in c.sids if k != survivor]
     for k in victims:
