@@ -344,3 +344,46 @@ def test_writes_and_syncs_pipelined_on_any_member_are_answered_in_order(ensemble
                     assert r.err == 0, f"round {round_} on the {'leader' if member is leader else 'follower'}: {r!r}"
             finally:
                 c.close()
+
+
+def test_a_kazoo_client_with_every_member_rides_through_kills(ensemble):
+    # kazoo with all three members in its connect string, its session and ephemeral on one of
+    # them, a data watch set. Round 1: kill -9 the member it is connected to; round 2: kill -9
+    # the leader (a follower drops its clients when it loses its leader). Each time kazoo is
+    # suspended, then reconnects with the same session: the ephemeral is still there, the watch
+    # fires, writes go on; the session is never lost.
+    from kazoo.client import KazooClient
+    from kazoo.protocol.states import KazooState
+    the_leader(ensemble)
+    hosts = ",".join(f"{harness.HOST}:{s.port}" for s in ensemble)
+    zk = KazooClient(hosts=hosts, timeout=8.0)
+    states = []
+    zk.add_listener(states.append)
+    zk.start(timeout=15)
+    try:
+        zk.create("/ride/eph", b"", ephemeral=True, makepath=True)
+        zk.ensure_path("/ride/w")
+        session = zk.client_id[0]
+        for round_ in range(2):
+            events = []
+            zk.get("/ride/w", watch=events.append)
+            if round_ == 0:
+                port = zk._connection._socket.getpeername()[1]
+                victim = next(s for s in ensemble if s.port == port)
+            else:
+                victim = the_leader(ensemble)
+            suspended = states.count(KazooState.SUSPENDED)
+            victim.kill()
+            harness.wait_until(lambda: states.count(KazooState.SUSPENDED) > suspended
+                               and zk.state == KazooState.CONNECTED, 20.0,
+                               what="kazoo suspended, then connected again")
+            assert zk.client_id[0] == session, "the session changed"
+            assert zk.exists("/ride/eph") is not None, "the ephemeral was lost"
+            zk.set("/ride/w", b"round %d" % round_)
+            harness.wait_until(lambda: events, 10.0, what="the data watch to fire after the move")
+            victim.start(probe_session=False)
+            wait_roles(ensemble, ["leader", "follower", "follower"])
+        assert KazooState.LOST not in states, states
+    finally:
+        zk.stop()
+        zk.close()
