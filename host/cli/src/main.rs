@@ -119,6 +119,7 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
             println!("faults injected: {:?}", s.faults);
+            println!("learner syncs begun: {:?}", s.learner_syncs);
             Ok(())
         }
         Err(f) => {

@@ -94,6 +94,8 @@ pub struct Report {
     pub leaders_established: u64,
     /// Faults injected, by kind.
     pub faults: BTreeMap<&'static str, u64>,
+    /// Learner syncs the leaders began, by kind (DIFF, TRUNC, SNAP).
+    pub learner_syncs: BTreeMap<&'static str, u64>,
     /// Simulated ms from healing to a converged ensemble.
     pub converge_ms: u64,
 }
@@ -140,6 +142,7 @@ pub struct Sweep {
     pub syncs_completed: u64,
     pub leaders_established: u64,
     pub faults: BTreeMap<&'static str, u64>,
+    pub learner_syncs: BTreeMap<&'static str, u64>,
     /// The slowest convergence after healing, in simulated ms.
     pub max_converge_ms: u64,
 }
@@ -157,6 +160,9 @@ pub fn sweep(from: u64, count: u64) -> Result<Sweep, Failure> {
         s.max_converge_ms = s.max_converge_ms.max(r.converge_ms);
         for (k, v) in r.faults {
             *s.faults.entry(k).or_default() += v;
+        }
+        for (k, v) in r.learner_syncs {
+            *s.learner_syncs.entry(k).or_default() += v;
         }
     }
     Ok(s)

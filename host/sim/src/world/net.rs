@@ -85,6 +85,16 @@ impl Sim {
                 });
             }
         }
+        let kind = match packet {
+            Packet::Diff(_) => Some("DIFF"),
+            Packet::Trunc(_) => Some("TRUNC"),
+            Packet::Snap(_) => Some("SNAP"),
+            _ => None,
+        };
+        if let Some(k) = kind {
+            *self.report.learner_syncs.entry(k).or_default() += 1;
+        }
+        let n = &self.nodes[i];
         let blob = match packet {
             Packet::Proposal(z) | Packet::Inform(z) if z <= n.forgot => {
                 return Err(Violation::History {
