@@ -87,12 +87,8 @@ impl Store for SlowStore {
     ) -> Result<(), StoreError> {
         self.inner.load_tree(visit)
     }
-    fn spawn_tree_walk(
-        &self,
-        visit: crate::TreeVisitor,
-        done: crate::TreeWalkDone,
-    ) -> Result<(), StoreError> {
-        self.inner.spawn_tree_walk(visit, done)
+    fn spawn_tree_walk(&self, walk: Box<dyn crate::TreeWalk>) -> Result<(), StoreError> {
+        self.inner.spawn_tree_walk(walk)
     }
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         self.inner.put_meta_u64(key, value)

@@ -430,11 +430,11 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
 
     /// Walks the persisted tree / session entries as they are now, on a thread of its own:
-    /// `visit` gets every entry in bytewise key order, then `done` the walk's result (an error
-    /// from `visit` or a checksum failure stops the walk and is the result). Returns once the view
-    /// is fixed: batches committed after the call returns are not seen, and the walk does not hold
-    /// them up. A leader streams a SNAP from it without stopping.
-    fn spawn_tree_walk(&self, visit: TreeVisitor, done: TreeWalkDone) -> Result<(), StoreError>;
+    /// `walk` gets every entry in bytewise key order, then the walk's result (an error from
+    /// `walk.entry` or a checksum failure stops the walk and is the result). Returns once the
+    /// view is fixed: batches committed after the call returns are not seen, and the walk does
+    /// not hold them up. A leader streams a SNAP from it without stopping.
+    fn spawn_tree_walk(&self, walk: Box<dyn TreeWalk>) -> Result<(), StoreError>;
 
     /// Sets a meta value. Durable (fsync) on return, together with every earlier write: ACKEPOCH may
     /// be sent after `put_meta_u64(AcceptedEpoch, ..)` returns. [`MetaKey::FormatVersion`] belongs to
@@ -448,10 +448,13 @@ pub trait Store: Send {
     fn disk_size(&self) -> u64;
 }
 
-/// The visitor of [`Store::spawn_tree_walk`]: a tree or session entry (key, value).
-pub type TreeVisitor = Box<dyn FnMut(&[u8], &[u8]) -> Result<(), StoreError> + Send>;
-/// Gets the result of a [`Store::spawn_tree_walk`].
-pub type TreeWalkDone = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// What a [`Store::spawn_tree_walk`] reports to, on the walk's thread.
+pub trait TreeWalk: Send {
+    /// A tree or session entry, in bytewise key order; an error stops the walk.
+    fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    /// The walk's result: after the last entry, or the error that stopped it.
+    fn done(self: Box<Self>, result: Result<(), StoreError>);
+}
 
 impl<S: Store + ?Sized> Store for Box<S> {
     fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
@@ -484,8 +487,8 @@ impl<S: Store + ?Sized> Store for Box<S> {
     ) -> Result<(), StoreError> {
         (**self).load_tree(visit)
     }
-    fn spawn_tree_walk(&self, visit: TreeVisitor, done: TreeWalkDone) -> Result<(), StoreError> {
-        (**self).spawn_tree_walk(visit, done)
+    fn spawn_tree_walk(&self, walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
+        (**self).spawn_tree_walk(walk)
     }
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         (**self).put_meta_u64(key, value)

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::record;
 use crate::{
-    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeVisitor,
-    TreeWalkDone, Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
+    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeWalk,
+    Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
 
 /// One image of the store: values are checksummed records (see `record`).
@@ -373,23 +373,20 @@ impl Store for MemStore {
         Ok(())
     }
 
-    fn spawn_tree_walk(
-        &self,
-        mut visit: TreeVisitor,
-        done: TreeWalkDone,
-    ) -> Result<(), StoreError> {
+    fn spawn_tree_walk(&self, mut walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
         // A copy is the fixed view.
         let tree = self.lock().current.tree.clone();
         std::thread::Builder::new()
             .name("wazoo-tree-walk".into())
             .spawn(move || {
-                let mut walk = || -> Result<(), StoreError> {
+                let mut visit = || -> Result<(), StoreError> {
                     for (key, raw) in &tree {
-                        visit(key, record::decode("tree", key, raw)?)?;
+                        walk.entry(key, record::decode("tree", key, raw)?)?;
                     }
                     Ok(())
                 };
-                done(walk());
+                let result = visit();
+                walk.done(result);
             })?;
         Ok(())
     }

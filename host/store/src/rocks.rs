@@ -33,8 +33,8 @@ use rocksdb::{
 
 use crate::segment::SegmentLog;
 use crate::{
-    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeVisitor,
-    TreeWalkDone, Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
+    check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeWalk,
+    Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
 use crate::{lower_cpu_priority, record};
 
@@ -530,11 +530,7 @@ impl Store for RocksStore {
         Ok(())
     }
 
-    fn spawn_tree_walk(
-        &self,
-        mut visit: TreeVisitor,
-        done: TreeWalkDone,
-    ) -> Result<(), StoreError> {
+    fn spawn_tree_walk(&self, mut walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
         // Tree writes still queued for the tree writer belong to the view.
         self.tree_writer.drain()?;
         self.cf(CF_TREE)?;
@@ -547,7 +543,7 @@ impl Store for RocksStore {
                 // A RocksDB snapshot: later writes are not seen, and do not wait for the walk.
                 let snapshot = db.snapshot();
                 let _ = fixed_tx.send(());
-                let mut walk = || -> Result<(), StoreError> {
+                let mut visit = || -> Result<(), StoreError> {
                     let cf = db.cf_handle(CF_TREE).ok_or_else(|| {
                         StoreError::RocksDb(format!("column family `{CF_TREE}` is missing"))
                     })?;
@@ -558,13 +554,14 @@ impl Store for RocksStore {
                     let mut iter = db.raw_iterator_cf_opt(cf, opts);
                     iter.seek_to_first();
                     while let (Some(key), Some(raw)) = (iter.key(), iter.value()) {
-                        visit(key, record::decode("tree", key, raw)?)?;
+                        walk.entry(key, record::decode("tree", key, raw)?)?;
                         iter.next();
                     }
                     iter.status()?;
                     Ok(())
                 };
-                done(walk());
+                let result = visit();
+                walk.done(result);
             })?;
         // The view is fixed once the thread has its snapshot.
         fixed_rx

@@ -111,13 +111,11 @@ impl Replica {
         let applied = self.peer.applied();
         let mut forgotten = None;
         while self.window_bytes > self.window_limit {
-            match self.window.first_key_value() {
-                Some((&z, _)) if z <= applied => {}
-                _ => break,
-            }
-            let (z, d) = self.window.pop_first().expect("a first entry");
-            self.window_bytes -= d.len();
-            forgotten = Some(z);
+            let Some(first) = self.window.first_entry().filter(|e| *e.key() <= applied) else {
+                break;
+            };
+            forgotten = Some(*first.key());
+            self.window_bytes -= first.remove().len();
         }
         // A txn out of the window cannot be sent: the peer must not plan a DIFF that needs it
         // (it did, and a learner that far behind was dropped at every try, for good).
@@ -394,47 +392,47 @@ impl Core {
             }
             Output::Connect(leader) => r.links.connect(leader),
             Output::Disconnect(sid) => r.links.disconnect(sid),
-            Output::Send { to, packet } => match packet {
-                Packet::Diff(_) | Packet::Trunc(_) => {
-                    self.metrics.inc(if matches!(packet, Packet::Diff(_)) {
-                        Counter::DiffCount
-                    } else {
-                        Counter::TruncCount
-                    });
-                    r.links.send(to, &packet, &[])
+            Output::Send { to, packet } => {
+                // The learner syncs this leader begins, by kind (mntr `diff_count`, ...).
+                match packet {
+                    Packet::Diff(_) => self.metrics.inc(Counter::DiffCount),
+                    Packet::Trunc(_) => self.metrics.inc(Counter::TruncCount),
+                    Packet::Snap(_) => self.metrics.inc(Counter::SnapCount),
+                    _ => {}
                 }
-                Packet::Proposal(z) | Packet::Inform(z) => match r.window.get(&z) {
-                    Some(d) => r.links.send(to, &packet, d),
-                    None => {
-                        error!(
-                            zxid = format_args!("{z:#x}"),
-                            to, "no txn to send; dropping the learner"
-                        );
-                        r.links.disconnect(to);
+                match packet {
+                    Packet::Proposal(z) | Packet::Inform(z) => match r.window.get(&z) {
+                        Some(d) => r.links.send(to, &packet, d),
+                        None => {
+                            error!(
+                                zxid = format_args!("{z:#x}"),
+                                to, "no txn to send; dropping the learner"
+                            );
+                            r.links.disconnect(to);
+                        }
+                    },
+                    Packet::Snap(z) => {
+                        // The tree as of the SNAP zxid: the peer plans it at what is applied here.
+                        if self.tree.last_applied() != z {
+                            return Err(CoreError::Storage(format!(
+                                "SNAP at {z:#x} but the tree is at {:#x}",
+                                self.tree.last_applied()
+                            )));
+                        }
+                        self.send_snapshot(to, z)?;
                     }
-                },
-                Packet::Snap(z) => {
-                    // The tree as of the SNAP zxid: the peer plans it at what is applied here.
-                    if self.tree.last_applied() != z {
-                        return Err(CoreError::Storage(format!(
-                            "SNAP at {z:#x} but the tree is at {:#x}",
-                            self.tree.last_applied()
-                        )));
+                    Packet::Request { id } => {
+                        let data = r.outgoing.remove(&id).unwrap_or_default();
+                        r.links.send(to, &packet, &data);
                     }
-                    self.metrics.inc(Counter::SnapCount);
-                    self.send_snapshot(to, z)?;
+                    Packet::Ping if r.learning() => {
+                        let touches = self.session_touches();
+                        let r = self.replica.as_mut().expect("a replica");
+                        r.links.send(to, &packet, &touches);
+                    }
+                    _ => r.links.send(to, &packet, &[]),
                 }
-                Packet::Request { id } => {
-                    let data = r.outgoing.remove(&id).unwrap_or_default();
-                    r.links.send(to, &packet, &data);
-                }
-                Packet::Ping if r.learning() => {
-                    let touches = self.session_touches();
-                    let r = self.replica.as_mut().expect("a replica");
-                    r.links.send(to, &packet, &touches);
-                }
-                _ => r.links.send(to, &packet, &[]),
-            },
+            }
             Output::Store(op) => {
                 match op {
                     StoreOp::AcceptedEpoch(e) => self.batch.meta.push((MetaKey::AcceptedEpoch, e)),
@@ -500,25 +498,17 @@ impl Core {
             return Ok(()); // no link to it any more
         };
         info!(to, zxid = format_args!("{z:#x}"), "sending SNAP");
-        let image = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let into = image.clone();
         let started = self.committer.with_store(move |store| {
             let at = store.last_applied().map_err(|e| e.to_string())?;
             if at != z {
                 return Err(format!("the store's tree is at {at:#x}, not {z:#x}"));
             }
+            let walk = SnapImage {
+                image: Vec::new(),
+                delivery,
+            };
             store
-                .spawn_tree_walk(
-                    Box::new(move |k, v| {
-                        push_record(&mut into.lock().unwrap_or_else(|e| e.into_inner()), k, v);
-                        Ok(())
-                    }),
-                    Box::new(move |walked| {
-                        let bytes =
-                            std::mem::take(&mut *image.lock().unwrap_or_else(|e| e.into_inner()));
-                        delivery.deliver(walked.map(|()| bytes).map_err(|e| e.to_string()));
-                    }),
-                )
+                .spawn_tree_walk(Box::new(walk))
                 .map_err(|e| e.to_string())
         });
         started.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))
@@ -817,6 +807,24 @@ fn encode_records(records: &[Record]) -> Vec<u8> {
         push_record(&mut out, k, v);
     }
     out
+}
+
+/// A SNAP image read from the store on the walk's thread, delivered to the core when done.
+struct SnapImage {
+    image: Vec<u8>,
+    delivery: crate::ensemble::SnapshotDelivery,
+}
+
+impl wazoo_store::TreeWalk for SnapImage {
+    fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), wazoo_store::StoreError> {
+        push_record(&mut self.image, key, value);
+        Ok(())
+    }
+
+    fn done(self: Box<Self>, result: Result<(), wazoo_store::StoreError>) {
+        let SnapImage { image, delivery } = *self;
+        delivery.deliver(result.map(|()| image).map_err(|e| e.to_string()));
+    }
 }
 
 /// Appends one record of a snapshot image.

@@ -110,11 +110,59 @@ pub fn load_tree_visitor_error_stops_walk<B: StoreBuilder>(b: &B) {
     assert_eq!(visited, 2);
 }
 
+/// Where [`Collect`] reports: the entries it kept, how many it was offered, the result.
+type Walked = std::sync::mpsc::Sender<(Vec<(Vec<u8>, Vec<u8>)>, usize, Result<(), StoreError>)>;
+
+/// A [`crate::TreeWalk`] for the cases: optionally waits for a go-ahead before its first
+/// entry, collects the entries, sends them, how many it was offered and the result when done;
+/// `stop_after` makes it fail after that many entries.
+struct Collect {
+    go: Option<std::sync::mpsc::Receiver<()>>,
+    seen: Vec<(Vec<u8>, Vec<u8>)>,
+    offered: usize,
+    stop_after: Option<usize>,
+    done: Walked,
+}
+
+impl Collect {
+    fn new(
+        go: Option<std::sync::mpsc::Receiver<()>>,
+        stop_after: Option<usize>,
+        done: Walked,
+    ) -> Box<Collect> {
+        Box::new(Collect {
+            go,
+            seen: Vec::new(),
+            offered: 0,
+            stop_after,
+            done,
+        })
+    }
+}
+
+impl crate::TreeWalk for Collect {
+    fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if let Some(rx) = self.go.take() {
+            rx.recv().expect("the test goes on");
+        }
+        self.offered += 1;
+        if self.stop_after == Some(self.seen.len()) {
+            return Err(StoreError::InvalidInput("stop".into()));
+        }
+        self.seen.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+
+    fn done(self: Box<Self>, result: Result<(), StoreError>) {
+        let _ = self.done.send((self.seen, self.offered, result));
+    }
+}
+
 /// A spawned tree walk sees the tree as it was when the call returned, in key order, while
 /// batches committed after it change the tree; and it does not hold those commits up (the
-/// visitor waits for them to finish before it takes its first entry).
+/// walk waits for them to finish before it takes its first entry).
 pub fn tree_walk_sees_the_tree_as_of_its_start<B: StoreBuilder>(b: &B) {
-    use std::sync::{mpsc, Arc, Mutex};
+    use std::sync::mpsc;
     let mut s = b.build();
     let entry = |k: &str| (k.as_bytes().to_vec(), k.as_bytes().repeat(2));
     commit(
@@ -126,22 +174,8 @@ pub fn tree_walk_sees_the_tree_as_of_its_start<B: StoreBuilder>(b: &B) {
     );
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (done_tx, done_rx) = mpsc::channel();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let into = seen.clone();
-    let mut go = Some(go_rx);
-    s.spawn_tree_walk(
-        Box::new(move |k, v| {
-            if let Some(rx) = go.take() {
-                rx.recv().expect("the test goes on");
-            }
-            into.lock().unwrap().push((k.to_vec(), v.to_vec()));
-            Ok(())
-        }),
-        Box::new(move |r| {
-            let _ = done_tx.send(r);
-        }),
-    )
-    .expect("the walk starts");
+    s.spawn_tree_walk(Collect::new(Some(go_rx), None, done_tx))
+        .expect("the walk starts");
     commit(
         &mut s,
         Batch {
@@ -154,12 +188,12 @@ pub fn tree_walk_sees_the_tree_as_of_its_start<B: StoreBuilder>(b: &B) {
         },
     );
     go_tx.send(()).expect("the walk waits");
-    done_rx
+    let (seen, _, result) = done_rx
         .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("the walk ends")
-        .expect("the walk succeeds");
+        .expect("the walk ends");
+    result.expect("the walk succeeds");
     assert_eq!(
-        *seen.lock().unwrap(),
+        seen,
         vec![entry("/a"), entry("/b"), entry("/c")],
         "the walk saw a later commit"
     );
@@ -175,7 +209,6 @@ pub fn tree_walk_sees_the_tree_as_of_its_start<B: StoreBuilder>(b: &B) {
 
 /// An error returned by a spawned walk's visitor stops it and is its result.
 pub fn tree_walk_visitor_error_is_its_result<B: StoreBuilder>(b: &B) {
-    use std::sync::mpsc;
     let mut s = b.build();
     commit(
         &mut s,
@@ -187,22 +220,13 @@ pub fn tree_walk_visitor_error_is_its_result<B: StoreBuilder>(b: &B) {
             ..Batch::default()
         },
     );
-    let (done_tx, done_rx) = mpsc::channel();
-    let mut visits = 0;
-    s.spawn_tree_walk(
-        Box::new(move |_, _| {
-            visits += 1;
-            assert_eq!(visits, 1, "the walk went on after an error");
-            Err(StoreError::InvalidInput("stop".into()))
-        }),
-        Box::new(move |r| {
-            let _ = done_tx.send(r);
-        }),
-    )
-    .expect("the walk starts");
-    let r = done_rx
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    s.spawn_tree_walk(Collect::new(None, Some(0), done_tx))
+        .expect("the walk starts");
+    let (_, offered, r) = done_rx
         .recv_timeout(std::time::Duration::from_secs(30))
         .expect("the walk ends");
+    assert_eq!(offered, 1, "the walk went on after an error");
     assert!(
         matches!(&r, Err(StoreError::InvalidInput(m)) if m == "stop"),
         "{r:?}"
