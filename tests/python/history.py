@@ -33,6 +33,7 @@ are (per key):
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import threading
@@ -141,12 +142,11 @@ def _check_key(evs: List[Event], key: str) -> List[str]:
             bad.append(f"{key}: read a write invoked after the read completed ({w}): {r}")
     # Real-time order of acknowledged writes.
     by_complete = sorted(ok_writes, key=lambda w: w.complete)
-    bad += _order_violations(key, by_complete, ok_writes, "acknowledged write",
-                             lambda e: e.version, lambda e: e.version, strict=True)
+    bad += _order_violations(key, by_complete, ok_writes, "acknowledged write", strict=True)
     # Sync-then-read sees every write acknowledged, and every read completed, before its sync.
     done = sorted(ok_writes + reads, key=lambda e: e.complete)
     bad += _order_violations(key, done, [r for r in reads if r.kind == "sync_read"], "sync+read",
-                             lambda e: e.version, lambda e: e.version, strict=False)
+                             strict=False)
     # BADVERSION: refused while the version was certainly the expected one?
     for c in writes:
         if c.kind != "cas" or c.outcome != FAIL or c.err != BADVERSION:
@@ -163,16 +163,15 @@ def _check_key(evs: List[Event], key: str) -> List[str]:
     return bad
 
 
-def _order_violations(key, done_sorted, checked, what, version_done, version_checked, strict) -> List[str]:
+def _order_violations(key, done_sorted, checked, what, strict) -> List[str]:
     """For each event X in ``checked``: every event in ``done_sorted`` (by completion time) that
     completed before X was invoked has a version below X's (``strict``) or at most X's."""
-    import bisect
     completes = [e.complete for e in done_sorted]
     best: List[Tuple[int, Optional[Event]]] = []
     cur: Tuple[int, Optional[Event]] = (-1, None)
     for e in done_sorted:
-        if version_done(e) > cur[0]:
-            cur = (version_done(e), e)
+        if e.version > cur[0]:
+            cur = (e.version, e)
         best.append(cur)
     bad = []
     for x in checked:
@@ -182,7 +181,7 @@ def _order_violations(key, done_sorted, checked, what, version_done, version_che
         v, before = best[i - 1]
         if before is x:
             continue
-        if (v >= version_checked(x)) if strict else (v > version_checked(x)):
+        if (v >= x.version) if strict else (v > x.version):
             bad.append(f"{key}: {what} {x} is behind {before}, which completed before it began")
     return bad
 
