@@ -5,7 +5,7 @@
 - Damage anywhere else (a zeroed page in the middle of the log, a flipped byte in an old commit) stops the
   server at startup with a non-zero exit and an error line naming the segment file and the byte offset.
 
-The segment layout (host/store/src/frame.rs): a 16-byte file header, then commit frames, each a 40-byte
+The segment layout (host/disk/src/frame.rs): a 16-byte file header, then commit frames, each a 40-byte
 header (magic b"WZCF", kind u32, body length u64 at offset 8, ...) followed by its body.
 """
 

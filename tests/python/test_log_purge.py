@@ -14,7 +14,7 @@ import harness
 
 MiB = 1 << 20
 # wazoo's txn log segments are preallocated files of up to 32 MiB (SEGMENT_BYTES in
-# host/store/src/segment.rs), deleted whole once everything in them is purged. With logRetainTxns=100 the
+# host/disk/src/segment.rs), deleted whole once everything in them is purged. With logRetainTxns=100 the
 # server purges every 100 applied txns below the last 100, so the entries it must keep (at most 200 txns
 # of 128 KiB = 25 MiB, plus whatever the persisted tree lags behind, which is load dependent) span two or
 # three segments; with the active segment, the spare one prepared ahead of need and a purged one not yet

@@ -261,8 +261,8 @@ async fn session_listing(
 /// core.
 fn add_dir_sizes(stats: &mut ServerStats, data_dir: &Path) {
     stats.set_dir_sizes(
-        wazoo_store::dir_file_bytes(data_dir),
-        wazoo_store::dir_file_bytes(&wazoo_store::txn_log_dir(data_dir)),
+        wazoo_disk::dir_file_bytes(data_dir),
+        wazoo_disk::dir_file_bytes(&wazoo_disk::txn_log_dir(data_dir)),
     );
 }
 

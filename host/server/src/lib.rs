@@ -19,8 +19,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 use wazoo_admin::metrics::{Metrics, SummaryKind};
+use wazoo_disk::{GroupCommitter, RocksStore};
 use wazoo_proto::decode_txn;
-use wazoo_store::{Batch, GroupCommitter, RocksStore, Store, StoreError};
+use wazoo_store::{Batch, Store, StoreError};
 use wazoo_tree::{DataTree, LoadEntry};
 
 pub use config::{ConfigError, ServerConfig};
@@ -81,7 +82,7 @@ pub struct Recovered {
 pub fn recover(cfg: &ServerConfig) -> Result<Recovered, ServerError> {
     // Each directory created here is fsynced into its parent: a crash must not lose the directory
     // entry of a data dir whose log already acknowledged writes.
-    wazoo_store::create_dir_all_durable(&cfg.data_dir)
+    wazoo_disk::create_dir_all_durable(&cfg.data_dir)
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let store = RocksStore::open(&cfg.data_dir)?;
     let mut tree = load_tree(&store)?;
@@ -474,7 +475,7 @@ mod tests {
         store.purge_log_before(1 << 32 | 1).unwrap();
         store.checkpoint().unwrap();
         drop(store);
-        for e in std::fs::read_dir(wazoo_store::txn_log_dir(dir.path())).unwrap() {
+        for e in std::fs::read_dir(wazoo_disk::txn_log_dir(dir.path())).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
         match recover(&config(dir.path())) {

@@ -1,5 +1,8 @@
-//! Durable state of one wazoo server: the txn log, the persisted znode tree / session table and a
-//! small `meta` table (epochs, cluster id, `last_applied`, format version).
+//! The storage contract of one wazoo server, and the in-memory store that models it: the txn log,
+//! the persisted znode tree / session table and a small `meta` table (epochs, cluster id,
+//! `last_applied`, format version). Pure: no I/O, no threads of its own beyond what
+//! [`Store::spawn_tree_walk`] asks for; the on-disk store and the group-commit worker are in
+//! `wazoo-disk`.
 //!
 //! The crate is deliberately unaware of ZooKeeper record formats: log entries and tree values are
 //! opaque bytes that the server encodes. Zxids are `i64` (`epoch << 32 | counter`, always `>= 0`).
@@ -7,53 +10,32 @@
 //! What lives here (architecture.md §4):
 //! - [`Store`]: the storage contract, written down method by method (what is durable when a call
 //!   returns, what ordering is guaranteed), in the style of openraft's storage traits.
-//! - [`RocksStore`]: the txn log as append-only segment files (`txnlog/`), the tree and meta in
-//!   RocksDB (column families `tree` and `meta`), tree writes covered by the log instead of a second
-//!   write-ahead log.
 //! - [`MemStore`]: an in-memory store for the deterministic simulator and crash tests. It models the
 //!   weakest durability the contract allows: only synced log and meta writes and checkpointed tree
 //!   writes survive [`MemStore::crash`], and [`MemStore::crash_with_torn_tail`] tears the last synced
 //!   log record.
-//! - [`GroupCommitter`]: the storage worker thread. Everything submitted while the previous commit
-//!   (and its fsync) ran is merged into one atomic write with one fsync: the group commit.
-//! - [`conformance`]: the named suite every [`Store`] implementation passes.
+//! - [`Batch`] (one atomic group commit) and [`CommitReport`] (what committing it did).
+//! - [`conformance`]: the named suite every [`Store`] implementation passes (`wazoo-disk`'s
+//!   `RocksStore` and [`MemStore`]).
 //!
-//! Every log commit and tree value is stored with a CRC32C, so a corrupt record is reported as
-//! [`StoreError::Corrupt`] or [`StoreError::CorruptLog`] (naming the segment file and byte offset)
-//! and never handed out as data. Only a torn final group commit of the log (a write whose fsync
-//! never returned, so nothing in it was acknowledged) is cut off when the store opens; the
-//! `segment` module documents how it is told apart from damage.
+//! Every log commit and tree value is stored with a CRC32C ([`record`]), so a corrupt record is
+//! reported as [`StoreError::Corrupt`] or [`StoreError::CorruptLog`] and never handed out as data.
 //!
 //! Log zxids have no holes: each is the previous + 1 or starts a newer epoch ([`zxid_follows`]);
 //! every store refuses to append anything else ([`StoreError::ZxidGap`]), and a log entry is at
-//! most `wazoo_proto::MAX_TXN_LEN` bytes ([`StoreError::RecordTooLarge`]), the limit the log
-//! reader applies too.
+//! most [`MAX_RECORD`] bytes ([`StoreError::RecordTooLarge`]), the limit the log reader applies
+//! too.
 //!
 //! A [`StoreError`] is fatal to the node: nobody tries to repair a half-written store in place.
 
-mod committer;
 pub mod conformance;
-mod frame;
 mod mem;
-mod record;
-mod rocks;
-mod segment;
-mod segment_io;
+pub mod record;
 
-#[cfg(test)]
-mod committer_test;
 #[cfg(test)]
 mod mem_test;
-#[cfg(test)]
-mod rocks_test;
-#[cfg(test)]
-mod segment_damage_test;
-#[cfg(test)]
-mod segment_test;
 
-pub use committer::{CommitReport, GroupCommitter};
 pub use mem::MemStore;
-pub use rocks::{dir_file_bytes, txn_log_dir, RocksStore};
 
 use std::collections::HashMap;
 
@@ -73,31 +55,9 @@ pub fn zxid_follows(previous: Zxid, next: Zxid) -> bool {
     next == previous.wrapping_add(1) || (next >> 32) > (previous >> 32)
 }
 
-/// `create_dir_all` whose new directories survive a crash: after creating each missing
-/// component it fsyncs the parent, whose entry for it is otherwise only in memory.
-pub fn create_dir_all_durable(path: &std::path::Path) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut at = path;
-    while !at.exists() {
-        missing.push(at);
-        match at.parent() {
-            Some(p) if !p.as_os_str().is_empty() => at = p,
-            _ => break,
-        }
-    }
-    for dir in missing.into_iter().rev() {
-        match std::fs::create_dir(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-            _ => {}
-        }
-        let parent = match dir.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => std::path::Path::new("."),
-        };
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
-}
+/// The largest log entry a store accepts and its log reader reads: the largest txn a server
+/// generates (`wazoo_proto::MAX_TXN_LEN`), so writer and reader share one limit.
+pub const MAX_RECORD: usize = wazoo_proto::MAX_TXN_LEN;
 
 /// One txn log record: an opaque, server-encoded transaction and its zxid.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,9 +246,29 @@ impl MetaKey {
 }
 
 /// Meta key (internal) of `last_applied`.
-pub(crate) const META_LAST_APPLIED: &str = "last_applied";
+pub const META_LAST_APPLIED: &str = "last_applied";
 /// Meta key (internal) of the last logged zxid, kept so that a purge does not forget it.
-pub(crate) const META_LAST_LOGGED: &str = "last_logged";
+pub const META_LAST_LOGGED: &str = "last_logged";
+
+/// What one group commit did: the storage worker (`wazoo-disk`'s `GroupCommitter`) hands it to
+/// its `on_done` callback, a simulator builds its own.
+#[derive(Debug)]
+pub struct CommitReport {
+    /// Sequence number of the last submitted batch included: every batch up to `seq` is now
+    /// committed (if `result` is `Ok`).
+    pub seq: u64,
+    /// How many submitted batches this commit merged (they are `seq - batches + 1 ..= seq`).
+    pub batches: usize,
+    /// The last zxid written to the log by this commit, `None` when it had no log entries.
+    pub last_logged: Option<Zxid>,
+    /// Log entries written.
+    pub entries: usize,
+    /// Payload bytes written (log data, tree keys and values; see [`Batch::payload_bytes`]).
+    pub bytes: usize,
+    /// Time spent in [`Store::commit`], fsync included.
+    pub duration: std::time::Duration,
+    pub result: Result<(), StoreError>,
+}
 
 /// A storage failure. Always fatal to the node (openraft's `Fatal`): the server stops.
 #[derive(thiserror::Error, Debug)]
@@ -344,14 +324,8 @@ pub enum StoreError {
     Injected(String),
 }
 
-impl From<rocksdb::Error> for StoreError {
-    fn from(e: rocksdb::Error) -> StoreError {
-        StoreError::RocksDb(e.into_string())
-    }
-}
-
 /// The storage contract of a wazoo server. Used from one thread at a time (the storage worker, see
-/// [`GroupCommitter`]); `&mut self` calls are serialized and each one's effects are visible to every
+/// `wazoo-disk`'s `GroupCommitter`); `&mut self` calls are serialized and each one's effects are visible to every
 /// later call on the same store, durable or not.
 ///
 /// "Durable" means: survives a machine crash (power loss). Everything a call wrote survives a process
@@ -504,7 +478,7 @@ impl<S: Store + ?Sized> Store for Box<S> {
 /// Checks a batch against the log's last zxid: increasing zxids with no gap ([`zxid_follows`]),
 /// entries within the log's record limit, and a non-negative `last_applied`. Returns the batch's
 /// last zxid, if it has entries.
-pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<Zxid>, StoreError> {
+pub fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<Zxid>, StoreError> {
     let mut previous = last_logged;
     for entry in &batch.log {
         if entry.zxid <= previous {
@@ -519,11 +493,11 @@ pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<
                 previous,
             });
         }
-        if entry.data.len() > frame::MAX_RECORD {
+        if entry.data.len() > MAX_RECORD {
             return Err(StoreError::RecordTooLarge {
                 zxid: entry.zxid,
                 len: entry.data.len(),
-                max: frame::MAX_RECORD,
+                max: MAX_RECORD,
             });
         }
         previous = entry.zxid;
@@ -542,34 +516,11 @@ pub(crate) fn validate_batch(batch: &Batch, last_logged: Zxid) -> Result<Option<
 }
 
 /// Rejects writes of meta keys the store owns.
-pub(crate) fn check_writable_meta(key: MetaKey) -> Result<(), StoreError> {
+pub fn check_writable_meta(key: MetaKey) -> Result<(), StoreError> {
     if key == MetaKey::FormatVersion {
         return Err(StoreError::InvalidInput(
             "format_version is owned by the store and cannot be written".to_owned(),
         ));
     }
     Ok(())
-}
-
-/// Lowers the calling thread's CPU priority to `nice` (Linux: nice values are per thread). Raising
-/// a nice value needs no privilege; a failure is logged and otherwise ignored (priority is a
-/// matter of speed, not of correctness).
-pub(crate) fn lower_cpu_priority(nice: i32) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscalls on the calling thread's own id, no memory involved.
-        let rc = unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
-        };
-        if rc != 0 {
-            tracing::debug!(
-                nice,
-                "setpriority failed: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = nice;
 }

@@ -7,17 +7,17 @@
 use crate::{StoreError, Zxid};
 
 /// Bytes the checksum adds to every value.
-pub(crate) const CRC_LEN: usize = 4;
+pub const CRC_LEN: usize = 4;
 
 /// Encodes `value` for storage under `key`.
-pub(crate) fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
+pub fn encode(key: &[u8], value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(CRC_LEN + value.len());
     encode_into(&mut out, key, value);
     out
 }
 
 /// [`encode`] into a reused buffer (cleared first).
-pub(crate) fn encode_into(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+pub fn encode_into(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     let crc = crc32c::crc32c_append(crc32c::crc32c(key), value);
     out.clear();
     out.extend_from_slice(&crc.to_le_bytes());
@@ -25,11 +25,7 @@ pub(crate) fn encode_into(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 }
 
 /// Verifies a stored record and returns its value.
-pub(crate) fn decode<'a>(
-    what: &'static str,
-    key: &[u8],
-    raw: &'a [u8],
-) -> Result<&'a [u8], StoreError> {
+pub fn decode<'a>(what: &'static str, key: &[u8], raw: &'a [u8]) -> Result<&'a [u8], StoreError> {
     if raw.len() < CRC_LEN {
         return Err(StoreError::Corrupt {
             what,
@@ -54,12 +50,12 @@ pub(crate) fn decode<'a>(
 }
 
 /// Encodes a `u64` meta value for storage under `name`.
-pub(crate) fn encode_u64(name: &str, value: u64) -> Vec<u8> {
+pub fn encode_u64(name: &str, value: u64) -> Vec<u8> {
     encode(name.as_bytes(), &value.to_be_bytes())
 }
 
 /// Verifies and decodes a `u64` meta value.
-pub(crate) fn decode_u64(name: &str, raw: &[u8]) -> Result<u64, StoreError> {
+pub fn decode_u64(name: &str, raw: &[u8]) -> Result<u64, StoreError> {
     let value = decode("meta", name.as_bytes(), raw)?;
     let bytes: [u8; 8] = value.try_into().map_err(|_| StoreError::Corrupt {
         what: "meta",
@@ -70,12 +66,12 @@ pub(crate) fn decode_u64(name: &str, raw: &[u8]) -> Result<u64, StoreError> {
 }
 
 /// The log key of a zxid. Zxids are `>= 0`, so the key order is the zxid order.
-pub(crate) fn log_key(zxid: Zxid) -> [u8; 8] {
+pub fn log_key(zxid: Zxid) -> [u8; 8] {
     (zxid as u64).to_be_bytes()
 }
 
 /// A key as it appears in error messages: zxids in hex, other keys escaped.
-pub(crate) fn display_key(what: &str, key: &[u8]) -> String {
+pub fn display_key(what: &str, key: &[u8]) -> String {
     match (what, <[u8; 8]>::try_from(key)) {
         ("log", Ok(bytes)) => format!("zxid {:#x}", u64::from_be_bytes(bytes)),
         _ => key.escape_ascii().to_string(),

@@ -28,11 +28,12 @@ use tracing::{debug, error, info, warn};
 use wazoo_admin::metrics::{Counter, Metrics, Op, SummaryKind};
 use wazoo_admin::published::Gauges;
 use wazoo_admin::stats::{ConnectionStats, SessionDump};
+use wazoo_disk::GroupCommitter;
 use wazoo_proto::{
     encode_notification, encode_reply, encode_txn, op, perms, ConnectRequest, ConnectResponse,
     ErrorCode, MultiOp, OpResult, Request, Response, Txn, TxnHeader, Writer, Zxid,
 };
-use wazoo_store::{Batch, CommitReport, GroupCommitter, LogEntry};
+use wazoo_store::{Batch, CommitReport, LogEntry};
 use wazoo_tree::acl::{authenticate, check_acl};
 use wazoo_tree::{
     prep, read, set_watches, AuthInfo, DataTree, OpOutcome, PendingChanges, PrepConfig, PrepCtx,

@@ -20,28 +20,9 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, ThreadId};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::{Batch, Store, StoreError, Zxid};
-
-/// What one commit of the worker did; passed to `on_done` on the worker thread.
-#[derive(Debug)]
-pub struct CommitReport {
-    /// Sequence number of the last submitted batch included: every batch up to `seq` is now
-    /// committed (if `result` is `Ok`).
-    pub seq: u64,
-    /// How many submitted batches this commit merged (they are `seq - batches + 1 ..= seq`).
-    pub batches: usize,
-    /// The last zxid written to the log by this commit, `None` when it had no log entries.
-    pub last_logged: Option<Zxid>,
-    /// Log entries written.
-    pub entries: usize,
-    /// Payload bytes written (log data, tree keys and values; see [`Batch::payload_bytes`]).
-    pub bytes: usize,
-    /// Time spent in [`Store::commit`], fsync included.
-    pub duration: Duration,
-    pub result: Result<(), StoreError>,
-}
+use crate::{Batch, CommitReport, Store, StoreError};
 
 type Call = Box<dyn FnOnce(&mut dyn Store) + Send>;
 type OnDone = Box<dyn FnMut(CommitReport) + Send>;

@@ -36,7 +36,7 @@ use crate::{
     check_writable_meta, validate_batch, Batch, LogEntry, MetaKey, Store, StoreError, TreeWalk,
     Zxid, FORMAT_VERSION, META_LAST_APPLIED, META_LAST_LOGGED,
 };
-use crate::{lower_cpu_priority, record};
+use crate::{lower_cpu_priority, record, rocks_err};
 
 /// The column family of the txn log in format version 1 (the log lived in RocksDB).
 const CF_LOG_V1: &str = "log";
@@ -150,7 +150,7 @@ const TREE_WRITER_NICE: i32 = 10;
 /// falls behind stalls the tree writer (RocksDB write stall), whose bounded queue then stalls log
 /// commits, which frees the CPU the flush needs.
 fn background_env() -> Result<Env, StoreError> {
-    let mut env = Env::new()?;
+    let mut env = Env::new().map_err(rocks_err)?;
     env.lower_thread_pool_cpu_priority();
     env.lower_high_priority_thread_pool_cpu_priority();
     Ok(env)
@@ -208,13 +208,13 @@ impl RocksStore {
             ColumnFamilyDescriptor::new(CF_TREE, tree_cf_options(&cache)),
             ColumnFamilyDescriptor::new(CF_META, cf_options(&cache)),
         ];
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs)?);
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(rocks_err)?);
         // The version first: the log of another version is refused as such, not as damage.
         let version_key = MetaKey::FormatVersion.name();
         let meta = db
             .cf_handle(CF_META)
             .ok_or_else(|| StoreError::RocksDb(format!("column family `{CF_META}` is missing")))?;
-        let version = match db.get_pinned_cf(meta, version_key)? {
+        let version = match db.get_pinned_cf(meta, version_key).map_err(rocks_err)? {
             Some(raw) => Some(record::decode_u64(version_key, &raw)?),
             None => None,
         };
@@ -267,7 +267,11 @@ impl RocksStore {
     }
 
     fn get_meta(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(CF_META)?, name)? {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_META)?, name)
+            .map_err(rocks_err)?
+        {
             Some(raw) => Ok(Some(record::decode_u64(name, &raw)?)),
             None => Ok(None),
         }
@@ -288,7 +292,9 @@ impl RocksStore {
         for (name, value) in values {
             wb.put_cf(cf, name, record::encode_u64(name, value));
         }
-        self.db.write_opt(wb, &write_options(true))?;
+        self.db
+            .write_opt(wb, &write_options(true))
+            .map_err(rocks_err)?;
         Ok(())
     }
 
@@ -299,7 +305,8 @@ impl RocksStore {
         opts.set_read_tier(ReadTier::Persisted);
         match self
             .db
-            .get_pinned_cf_opt(self.cf(CF_META)?, META_LAST_APPLIED, &opts)?
+            .get_pinned_cf_opt(self.cf(CF_META)?, META_LAST_APPLIED, &opts)
+            .map_err(rocks_err)?
         {
             Some(raw) => Ok(record::decode_u64(META_LAST_APPLIED, &raw)? as Zxid),
             None => Ok(0),
@@ -324,7 +331,7 @@ impl RocksStore {
                 tracing::debug!("flush request refused for now: {e}");
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(rocks_err(e)),
         }
     }
 
@@ -344,7 +351,7 @@ impl RocksStore {
     ) -> Result<(), StoreError> {
         // Behind the tree writes already queued, so they cannot overwrite the damage.
         self.tree_writer.drain()?;
-        self.db.put_cf(self.cf(cf)?, key, raw)?;
+        self.db.put_cf(self.cf(cf)?, key, raw).map_err(rocks_err)?;
         Ok(())
     }
 
@@ -356,7 +363,7 @@ impl RocksStore {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, StoreError> {
         self.tree_writer.drain()?;
-        Ok(self.db.get_cf(self.cf(cf)?, key)?)
+        self.db.get_cf(self.cf(cf)?, key).map_err(rocks_err)
     }
 }
 
@@ -455,7 +462,9 @@ impl Store for RocksStore {
             META_LOG_FLOOR,
             record::encode_u64(META_LOG_FLOOR, floor as u64),
         );
-        self.db.write_opt(wb, &write_options(true))?;
+        self.db
+            .write_opt(wb, &write_options(true))
+            .map_err(rocks_err)?;
         tracing::info!(
             after = format_args!("{zxid:#x}"),
             previous_last = format_args!("{:#x}", self.last_logged),
@@ -526,7 +535,7 @@ impl Store for RocksStore {
             visit(key, value)?;
             iter.next();
         }
-        iter.status()?;
+        iter.status().map_err(rocks_err)?;
         Ok(())
     }
 
@@ -557,7 +566,7 @@ impl Store for RocksStore {
                         walk.entry(key, record::decode("tree", key, raw)?)?;
                         iter.next();
                     }
-                    iter.status()?;
+                    iter.status().map_err(rocks_err)?;
                     Ok(())
                 };
                 let result = visit();
@@ -739,6 +748,6 @@ fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     for (name, value) in &w.meta {
         wb.put_cf(cf(CF_META)?, name, record::encode_u64(name, *value));
     }
-    db.write_opt(wb, &no_wal())?;
+    db.write_opt(wb, &no_wal()).map_err(rocks_err)?;
     Ok(())
 }
