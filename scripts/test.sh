@@ -4,7 +4,7 @@
 #   1. install test dependencies (apt: clang/libclang, zookeeper, JRE; pip: kazoo, pytest)
 #   2. cargo build --workspace --bins --tests   (one dev profile: the binaries the tests spawn are built once)
 #   3. cargo test --workspace
-#   4. purity check: wazoo-proto, -tree, -store, -admin, -zab and -sim must not depend on tokio / rocksdb / wasmtime
+#   4. purity check: wazoo-proto, -tree, -store, -admin, -zab, -core and -sim must not depend on tokio / rocksdb / wasmtime
 #   5. python3 -m pytest tests/python           (real clients against $WAZOO_BIN; see tests/python/README.md),
 #      then the client suites again against a 3-server ensemble (WAZOO_TEST_ENSEMBLE=3)
 #
@@ -54,7 +54,7 @@ trap - EXIT
 
 step "purity check: pure crates must not depend on tokio, rocksdb or wasmtime"
 pure_failed=0
-for crate in wazoo-proto wazoo-tree wazoo-store wazoo-admin wazoo-zab wazoo-sim; do
+for crate in wazoo-proto wazoo-tree wazoo-store wazoo-admin wazoo-zab wazoo-core wazoo-sim; do
     if ! deps="$(cargo tree -p "$crate" -e normal --prefix none)"; then
         echo "PURITY CHECK FAILED: cargo tree -p $crate failed" >&2
         pure_failed=1

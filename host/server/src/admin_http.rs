@@ -42,7 +42,7 @@ use wazoo_admin::published::{published_stats, Gauges, StaticInfo};
 use wazoo_admin::stats::{ServerStats, SessionDump};
 
 use crate::config::ServerConfig;
-use crate::core::{AdminQuery, CoreMsg, ADMIN_CHUNK};
+use crate::core::{AdminQuery, CoreMsg, Reply, WatchQuery, ADMIN_CHUNK};
 
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
@@ -110,37 +110,6 @@ fn static_info(cfg: &ServerConfig, version: String) -> StaticInfo {
     }
 }
 
-/// A piece of the session listing ([`AdminQuery::Sessions`]).
-#[derive(Debug, Default)]
-pub struct SessionChunk {
-    /// The sessions of the piece, in the order asked; the last one may be partial (see `resume`).
-    pub sessions: Vec<SessionDump>,
-    /// Where the next piece starts: (index among the ids asked, ephemerals of that session
-    /// already sent). `None`: every id asked was answered.
-    pub resume: Option<(usize, usize)>,
-}
-
-/// Which watch table [`AdminQuery::Watches`] asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatchQuery {
-    /// `wchs`: the counts.
-    Summary,
-    /// `wchc`: watched paths by session.
-    BySession,
-    /// `wchp`: watching sessions by path.
-    ByPath,
-}
-
-/// The answer to [`AdminQuery::Watches`]: the counts for `Summary`, one table otherwise.
-#[derive(Debug, Default)]
-pub struct WatchTables {
-    pub watch_count: u64,
-    pub watched_paths: u64,
-    pub watching_connections: u64,
-    pub by_session: Vec<(i64, Vec<String>)>,
-    pub by_path: Vec<(String, Vec<i64>)>,
-}
-
 /// What a command lists beyond the published values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lists {
@@ -178,12 +147,15 @@ fn lists_for_path(path: &str) -> Lists {
 }
 
 /// Asks the core one question and waits for its answer.
-async fn ask<T>(
+async fn ask<T: Send + 'static>(
     core: &mpsc::UnboundedSender<CoreMsg>,
-    query: impl FnOnce(oneshot::Sender<T>) -> AdminQuery,
+    query: impl FnOnce(Reply<T>) -> AdminQuery,
 ) -> Option<T> {
     let (tx, rx) = oneshot::channel();
-    core.send(CoreMsg::Admin(query(tx))).ok()?;
+    let reply = Reply::new(move |v| {
+        let _ = tx.send(v);
+    });
+    core.send(CoreMsg::Admin(query(reply))).ok()?;
     rx.await.ok()
 }
 

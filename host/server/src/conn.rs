@@ -13,7 +13,7 @@
 //!   holds them (an [`Admission`]) until it is answered (a read) or applied (a write). At a limit
 //!   the connection stops reading its socket, and TCP pushes back on the client.
 //! - The core processes no further request of a connection whose queued output has reached
-//!   `wazoo.maxConnectionOutputBytes` (see `core.rs`), so replies a client does not read never
+//!   `wazoo.maxConnectionOutputBytes` (see `wazoo-core`'s `flow`), so replies a client does not read never
 //!   pile up past about one reply more than that.
 //! - Output that makes no progress for the session's timeout (or `nio.sessionlessCnxnTimeout`
 //!   before it is known), even after the peer has closed its side, closes the connection and
@@ -38,7 +38,7 @@ use wazoo_proto::{decode_request, ConnectRequest, ErrorCode};
 
 use crate::admin_http::Published;
 use crate::config::ServerConfig;
-use crate::core::{mono_ms, ClientRequest, ConnId, CoreMsg};
+use crate::core::{mono_ms, Admission, ClientRequest, ConnId, CoreMsg};
 
 struct Shared {
     cfg: Arc<ServerConfig>,
@@ -81,31 +81,16 @@ impl Drop for CnxnSlot {
 }
 
 /// What a request holds from its receipt until it is done (a read answered, a write applied):
-/// its places in the connection's and the server's outstanding-request budgets. Dropping it gives
-/// them back, and a connection waiting for them reads on.
-#[derive(Debug)]
-pub struct Admission {
+/// its places in the connection's and the server's outstanding-request budgets. The core keeps
+/// it as an opaque [`Admission`]; dropping it gives the places back, and a connection waiting
+/// for them reads on.
+struct Places {
     _conn: OwnedSemaphorePermit,
     _global: OwnedSemaphorePermit,
     _bytes: Option<OwnedSemaphorePermit>,
 }
 
-impl Admission {
-    /// Places in budgets of its own, for the core's unit tests.
-    #[cfg(test)]
-    pub(crate) fn for_test() -> Admission {
-        let one = || {
-            Arc::new(Semaphore::new(1))
-                .try_acquire_owned()
-                .expect("a fresh semaphore has a permit")
-        };
-        Admission {
-            _conn: one(),
-            _global: one(),
-            _bytes: None,
-        }
-    }
-
+impl Places {
     /// Waits for a request of `len` bytes to fit the budgets (the connection's first, so that a
     /// connection at its own limit never holds places in the global ones while it waits).
     async fn acquire(shared: &Shared, conn: &Arc<Semaphore>, len: usize) -> Admission {
@@ -126,11 +111,11 @@ impl Admission {
         } else {
             None
         };
-        Admission {
+        Admission::new(Places {
             _conn,
             _global,
             _bytes,
-        }
+        })
     }
 }
 
@@ -392,7 +377,7 @@ async fn read_frame(
         FrameLen::Len(n) => n,
         FrameLen::Invalid(l) => return Err(FrameError::Length(l)),
     };
-    let admit = Admission::acquire(shared, conn_budget, n + 4).await;
+    let admit = Places::acquire(shared, conn_budget, n + 4).await;
     let mut payload = vec![0u8; n];
     rd.read_exact(&mut payload).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {

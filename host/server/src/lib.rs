@@ -226,7 +226,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     if cfg.ensemble.is_some() {
         // An ensemble member's log may end in txns nobody committed: the replayed changes stay
         // unpersisted (the log covers them) until the member serves, so that a TRUNC can still
-        // drop them (core/replica.rs, `may_stage`).
+        // drop them (wazoo-core's replica.rs, `may_stage`).
     } else {
         for (k, v) in tree.take_changes() {
             match v {
@@ -263,29 +263,34 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         }),
     );
     let published = admin_http::Published::new(&cfg, metrics.clone(), VERSION.to_string());
-    let core = core::Core::new(
-        cfg.clone(),
+    let (pace_alarm, pace_wakeups) = core::alarm();
+    let mut core = core::Core::new(
+        Arc::new(cfg.core()),
         core::Recovered {
             tree,
             first_batch: first,
             next_zxid: last_logged + 1,
         },
-        committer,
-        metrics.clone(),
-        published.clone(),
-        core::Now::read(),
+        core::Wiring {
+            storage: Box::new(core::Committer(committer)),
+            pace_alarm,
+            metrics: metrics.clone(),
+            gauges: published.gauges.clone(),
+            started: published.started,
+        },
+        core::read_now(),
         // Session passwords come from this seed: OS randomness, 256 bits.
         rand::random(),
     );
-    let mut core = core;
     if let (Some(e), Some((peer, window))) = (&cfg.ensemble, member) {
-        let links = ensemble::Links::start(e, tx.clone()).await?;
-        let replica = core::Replica::new(peer, links, window, cfg.diff_window_bytes);
-        core::spawn_wake(replica.wakeups(), tx.clone(), || core::CoreMsg::PeerWake);
+        let links = ensemble::start_links(e, tx.clone()).await?;
+        let (wake, wakeups) = core::alarm();
+        let replica = core::Replica::new(peer, links, window, cfg.diff_window_bytes, wake);
+        core::spawn_wake(wakeups, tx.clone(), || core::CoreMsg::PeerWake);
         core.attach_replica(replica);
     }
-    core::spawn_timers(&cfg, tx.clone(), core.pace_wakeups());
-    let core_task = tokio::spawn(core.run(rx));
+    core::spawn_timers(&cfg, tx.clone(), pace_wakeups);
+    let core_task = tokio::spawn(core::run(core, rx));
     info!(addr = %cfg.client_addr, "serving ZooKeeper clients");
     tokio::spawn(conn::accept_loop(
         listener,

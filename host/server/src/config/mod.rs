@@ -298,10 +298,27 @@ impl ServerConfig {
 
     /// ZooKeeper's negotiation: clamp the requested timeout into [min, max].
     pub fn negotiate_timeout(&self, requested: i32) -> i32 {
-        (requested as i64).clamp(
-            self.min_session_timeout_ms as i64,
-            self.max_session_timeout_ms as i64,
-        ) as i32
+        self.core().negotiate_timeout(requested)
+    }
+
+    /// What the core decides with.
+    pub fn core(&self) -> wazoo_core::CoreConfig {
+        wazoo_core::CoreConfig {
+            tick_time_ms: self.tick_time_ms,
+            server_id: self.server_id,
+            min_session_timeout_ms: self.min_session_timeout_ms,
+            max_session_timeout_ms: self.max_session_timeout_ms,
+            max_outstanding_per_connection: self.max_outstanding_per_connection,
+            large_request_threshold: self.large_request_threshold,
+            max_connection_output_bytes: self.max_connection_output_bytes,
+            large_write_bytes_per_second: self.large_write_bytes_per_second,
+            jute_max_buffer: self.jute_max_buffer,
+            extended_types_enabled: self.extended_types_enabled,
+            reconfig_enabled: self.reconfig_enabled,
+            super_digest: self.super_digest.clone(),
+            container_max_never_used_ms: self.container_max_never_used_ms,
+            log_retain_txns: self.log_retain_txns,
+        }
     }
 }
 

@@ -1,12 +1,12 @@
 //! The core's time, read by the runtime: the process clocks ([`mono_ms`], [`wall_ms`]), the
-//! [`Now`] every input is handled at, the reader that stamps them in the run loop, and the timer
-//! tasks that feed the core its ticks and wake-ups.
+//! [`Now`] every input is handled at and the reader that stamps them in the run loop, and the
+//! timer tasks that feed the core its ticks and the wake-ups it asks for (its [`super::Alarm`]s).
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use super::CoreMsg;
+use super::{CoreMsg, Now};
 use crate::config::ServerConfig;
 
 /// Milliseconds on the server's monotonic clock, shared by the connection tasks, which stamp
@@ -31,26 +31,12 @@ pub fn wall_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The time an input is handled at, as the runtime read it (`ClockReader`): the core reads no
-/// clock itself, so a simulator can drive it with its own time.
-#[derive(Clone, Copy, Debug)]
-pub struct Now {
-    /// For latencies and pacing.
-    pub at: Instant,
-    /// [`mono_ms`]: sessions (the connections stamp requests on this clock).
-    pub mono_ms: i64,
-    /// Wall-clock ms: txn times (ctime, mtime), connection statistics.
-    pub wall_ms: i64,
-}
-
-impl Now {
-    /// The clocks, now (for the runtime; the core is handed its `Now`).
-    pub fn read() -> Now {
-        Now {
-            at: Instant::now(),
-            mono_ms: mono_ms(),
-            wall_ms: wall_ms(),
-        }
+/// The clocks, now, as the core's [`Now`].
+pub fn read_now() -> Now {
+    Now {
+        at: Instant::now(),
+        mono_ms: mono_ms(),
+        wall_ms: wall_ms(),
     }
 }
 
@@ -65,14 +51,14 @@ impl ClockReader {
     const REBASE: Duration = Duration::from_secs(1);
 
     pub(super) fn new() -> ClockReader {
-        ClockReader { base: Now::read() }
+        ClockReader { base: read_now() }
     }
 
     pub(super) fn now(&mut self) -> Now {
         let at = Instant::now();
         let since = at.saturating_duration_since(self.base.at);
         if since >= Self::REBASE {
-            self.base = Now::read();
+            self.base = read_now();
             return self.base;
         }
         let ms = since.as_millis() as i64;
@@ -85,7 +71,7 @@ impl ClockReader {
 }
 
 /// Starts the timers that feed the core: session ticks, container checks, and the large-write pace
-/// wake-ups the core asks for through `pace` (see [`Core::pace_wakeups`]).
+/// wake-ups the core asks for through `pace` (see [`super::alarm`]).
 pub fn spawn_timers(
     cfg: &ServerConfig,
     tx: mpsc::UnboundedSender<CoreMsg>,

@@ -21,6 +21,8 @@ use wazoo_zab::peer::Packet;
 use wazoo_zab::wire::{self, QuorumFrame};
 use wazoo_zab::Sid;
 
+use crate::core::{LinkEvent, QuorumTx};
+
 /// The largest quorum frame: a txn is at most `jute.maxbuffer` plus headers; snapshot chunks are
 /// smaller.
 const MAX_QUORUM_FRAME: usize = 64 << 20;
@@ -28,39 +30,6 @@ const MAX_QUORUM_FRAME: usize = 64 << 20;
 const FIRST_PACKET: Duration = Duration::from_secs(5);
 /// How long a dialler waits before trying a peer's election port again.
 const REDIAL: Duration = Duration::from_millis(100);
-
-/// What the links report to the peer task.
-pub enum LinkEvent {
-    Notification(Notification),
-    /// A quorum link is up: dialled to the leader, or accepted from a learner (after its first
-    /// packet, FOLLOWERINFO, which follows as a `QuorumPacket` event).
-    QuorumUp {
-        sid: Sid,
-        conn: u64,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
-        /// Dropping it ends the link's reader.
-        cancel: oneshot::Sender<()>,
-    },
-    QuorumPacket {
-        sid: Sid,
-        conn: u64,
-        packet: Packet,
-        /// Its payload (a txn, a request), empty when it has none.
-        data: Vec<u8>,
-    },
-    QuorumDown {
-        sid: Sid,
-        conn: u64,
-    },
-    /// A SNAP image built off the core for the link `(sid, conn)` (see
-    /// [`super::Links::hold_for_snapshot`]), or why it could not be read.
-    SnapshotImage {
-        sid: Sid,
-        conn: u64,
-        zxid: wazoo_zab::Zxid,
-        image: Result<Vec<u8>, String>,
-    },
-}
 
 /// Where the link tasks report: straight into the core's inbox (a forwarding task in between
 /// cost every packet a hop).
@@ -74,6 +43,19 @@ impl Events {
 
     pub(super) fn is_closed(&self) -> bool {
         self.0.is_closed()
+    }
+}
+
+/// A quorum link's sending side for the core: frames go to the link's writer task; dropping it
+/// drops `_cancel`, which ends the link's reader (and the sender, which ends the writer).
+struct TaskTx {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    _cancel: oneshot::Sender<()>,
+}
+
+impl QuorumTx for TaskTx {
+    fn send(&self, frame: Vec<u8>) {
+        let _ = self.tx.send(frame);
     }
 }
 
@@ -343,6 +325,12 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
     let (rd, mut wr) = sock.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let (cancel, mut cancelled) = oneshot::channel::<()>();
+    let quorum_tx = |tx, cancel| -> Box<dyn QuorumTx> {
+        Box::new(TaskTx {
+            tx,
+            _cancel: cancel,
+        })
+    };
     tokio::spawn(async move {
         // Frames queued meanwhile go out in one write: under load a PROPOSAL or COMMIT per txn
         // would otherwise cost a syscall each.
@@ -371,8 +359,7 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
             .send(LinkEvent::QuorumUp {
                 sid: s,
                 conn,
-                tx,
-                cancel,
+                tx: quorum_tx(tx, cancel),
             })
             .is_err()
         {
@@ -445,8 +432,7 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
                 .send(LinkEvent::QuorumUp {
                     sid: who,
                     conn,
-                    tx,
-                    cancel,
+                    tx: quorum_tx(tx, cancel),
                 })
                 .is_err()
             {

@@ -18,7 +18,6 @@ use wazoo_store::MetaKey;
 use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
 
 use super::*;
-use crate::ensemble::{LinkEvent, Links};
 
 /// The peer and what its outputs need on the core.
 pub struct Replica {
@@ -44,7 +43,7 @@ pub struct Replica {
     /// The last batch seq reported durable.
     durable_seq: u64,
     /// When the peer wants its next `Timeout` (read by the timer task).
-    wake: watch::Sender<Option<Instant>>,
+    wake: Box<dyn Alarm>,
     /// A learner's forwarded requests not sent yet, by the id the peer knows them by.
     outgoing: HashMap<u64, Vec<u8>>,
     /// A learner's clients' syncs in flight: id -> (connection, xid, path).
@@ -61,13 +60,15 @@ pub struct Replica {
 }
 
 impl Replica {
-    /// A member with `peer` (built from what the store recovered), its links, and the log's
-    /// recent txns (`window`, ascending) that the peer's history covers.
+    /// A member with `peer` (built from what the store recovered), its links, the log's recent
+    /// txns (`window`, ascending) that the peer's history covers, and where it asks for a
+    /// [`CoreMsg::PeerWake`] (`wake`).
     pub fn new(
         peer: Peer,
         links: Links,
         window: Vec<(Zxid, Vec<u8>)>,
         window_limit: usize,
+        wake: Box<dyn Alarm>,
     ) -> Replica {
         let mut r = Replica {
             peer,
@@ -83,7 +84,7 @@ impl Replica {
             ops: Vec::new(),
             submitted_ops: VecDeque::new(),
             durable_seq: 0,
-            wake: watch::channel(None).0,
+            wake,
             outgoing: HashMap::new(),
             syncs: HashMap::new(),
             next_id: 0,
@@ -96,11 +97,6 @@ impl Replica {
             r.remember(z, Arc::new(data));
         }
         r
-    }
-
-    /// The instants at which the peer wants a [`CoreMsg::PeerWake`].
-    pub fn wakeups(&self) -> watch::Receiver<Option<Instant>> {
-        self.wake.subscribe()
     }
 
     fn remember(&mut self, z: Zxid, data: Arc<Vec<u8>>) {
@@ -300,7 +296,7 @@ impl Core {
         });
         // Always published: the timer task waits for a new publication after it fired, even for
         // the same instant.
-        r.wake.send_replace(at);
+        r.wake.set(at);
     }
 
     /// The zxid for a leader's next write, from the peer (`None`: it cannot propose).
@@ -812,7 +808,7 @@ fn encode_records(records: &[Record]) -> Vec<u8> {
 /// A SNAP image read from the store on the walk's thread, delivered to the core when done.
 struct SnapImage {
     image: Vec<u8>,
-    delivery: crate::ensemble::SnapshotDelivery,
+    delivery: SnapshotDelivery,
 }
 
 impl wazoo_store::TreeWalk for SnapImage {

@@ -1,13 +1,15 @@
 //! Unit tests of the core's sequencing rules, driven one input at a time with injected time
-//! ([`Now`]): a `MemStore` behind the group committer, whose completions the test feeds back as
-//! inputs, and connections that record the bytes the core sends them.
+//! ([`Now`]): a [`MemStorage`] whose commits the test runs and feeds back as inputs, and
+//! connections that record the bytes the core sends them.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{mpsc as std_mpsc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use wazoo_proto::{Acl, ConnectResponse, CreateRequest};
 use wazoo_store::MemStore;
+
+use crate::time::NoAlarm;
 
 use super::*;
 
@@ -41,44 +43,65 @@ impl ConnSink for TestSink {
 /// A reply as the client reads it: (xid, zxid, err); notifications have xid -1.
 type Reply = (i32, Zxid, i32);
 
+/// A standalone server's defaults (`ServerConfig::standalone_default` in `wazoo-server`).
+fn standalone() -> CoreConfig {
+    CoreConfig {
+        tick_time_ms: 2000,
+        server_id: 0,
+        min_session_timeout_ms: 4000,
+        max_session_timeout_ms: 40_000,
+        max_outstanding_per_connection: 64,
+        large_request_threshold: 16 << 10,
+        max_connection_output_bytes: 1 << 20,
+        large_write_bytes_per_second: 64 << 20,
+        jute_max_buffer: wazoo_proto::frame::DEFAULT_MAX_BUFFER,
+        extended_types_enabled: false,
+        reconfig_enabled: false,
+        super_digest: None,
+        container_max_never_used_ms: 0,
+        log_retain_txns: 100_000,
+    }
+}
+
 struct Harness {
     core: Core,
-    durable: std_mpsc::Receiver<CommitReport>,
+    storage: MemStorage,
     now: Now,
     sinks: HashMap<ConnId, Arc<TestSink>>,
 }
 
 impl Harness {
-    fn new(cfg: ServerConfig) -> Harness {
-        let (tx, durable) = std_mpsc::channel();
-        let committer = GroupCommitter::spawn(
-            Box::new(MemStore::new()),
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
-        let cfg = Arc::new(cfg);
-        let metrics = Arc::new(Metrics::new());
-        let published = Published::new(&cfg, metrics.clone(), "test".to_owned());
-        let now = Now::read();
+    fn new(cfg: CoreConfig) -> Harness {
+        let storage = MemStorage::new(MemStore::new());
+        let now = Now {
+            at: Instant::now(),
+            mono_ms: 1_000_000,
+            wall_ms: 1_700_000_000_000,
+        };
         let recovered = Recovered {
             tree: DataTree::new(),
             first_batch: Batch::default(),
             next_zxid: 1,
         };
-        let core = Core::new(cfg, recovered, committer, metrics, published, now, [7; 32]);
+        let wiring = Wiring {
+            storage: Box::new(storage.clone()),
+            pace_alarm: Box::new(NoAlarm),
+            metrics: Arc::new(Metrics::new()),
+            gauges: Arc::new(Gauges::new()),
+            started: now.at,
+        };
+        let mut core = Core::new(Arc::new(cfg), recovered, wiring, now, [7; 32]);
+        core.start(now).expect("a standalone core starts");
         Harness {
             core,
-            durable,
+            storage,
             now,
             sinks: HashMap::new(),
         }
     }
 
     fn advance(&mut self, d: Duration) {
-        self.now.at += d;
-        self.now.mono_ms += d.as_millis() as i64;
-        self.now.wall_ms += d.as_millis() as i64;
+        self.now = self.now.after(d);
     }
 
     fn input(&mut self, msg: CoreMsg) {
@@ -92,13 +115,9 @@ impl Harness {
     fn settle(&mut self) {
         loop {
             self.core.flush(false);
-            if self.core.submitted.is_empty() {
+            let Some(report) = self.storage.commit_next() else {
                 return;
-            }
-            let report = self
-                .durable
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a storage completion");
+            };
             self.input(CoreMsg::Durable(report));
         }
     }
@@ -136,7 +155,7 @@ impl Harness {
             req: Ok(req),
             size,
             received_ms: self.now.mono_ms,
-            admit: Admission::for_test(),
+            admit: Admission::none(),
         };
         self.input(CoreMsg::Request { conn: id, request });
     }
@@ -198,7 +217,7 @@ const NONODE: i32 = -101;
 /// connection is answered only once the write has applied, after the write's reply, and sees it.
 #[test]
 fn a_read_behind_a_write_is_answered_after_the_write_and_sees_it() {
-    let mut h = Harness::new(ServerConfig::standalone_default());
+    let mut h = Harness::new(standalone());
     h.connect(1);
     h.request(1, 1, create("/a", 0));
     h.request(1, 2, get("/a"));
@@ -224,7 +243,7 @@ fn a_read_behind_a_write_is_answered_after_the_write_and_sees_it() {
 /// dropped unanswered and take no zxid, so an ephemeral can never outlive its session.
 #[test]
 fn requests_behind_a_close_session_get_no_reply_and_no_zxid() {
-    let mut h = Harness::new(ServerConfig::standalone_default());
+    let mut h = Harness::new(standalone());
     h.connect(1);
     h.request(1, 1, Request::CloseSession);
     h.request(1, 2, create("/e", EPHEMERAL));
@@ -251,7 +270,7 @@ fn requests_behind_a_close_session_get_no_reply_and_no_zxid() {
 /// write beyond the bucket waits unprocessed, and goes at the instant the pacer named.
 #[test]
 fn a_large_write_waits_for_its_pace_while_others_are_served() {
-    let mut cfg = ServerConfig::standalone_default();
+    let mut cfg = standalone();
     cfg.large_write_bytes_per_second = 1 << 20; // a bucket of 0.1 MiB
     let mut h = Harness::new(cfg);
     h.connect(1);
@@ -308,7 +327,7 @@ fn set_data(path: &str) -> Request {
 /// change, here on the same connection.
 #[test]
 fn a_watch_event_comes_before_the_reply_that_reveals_the_change() {
-    let mut h = Harness::new(ServerConfig::standalone_default());
+    let mut h = Harness::new(standalone());
     h.connect(1);
     h.request(1, 1, create("/w", 0));
     h.request(
@@ -347,7 +366,7 @@ fn exists_for_a_new_session(h: &mut Harness, conn: ConnId, path: &str) -> i32 {
 /// its ephemeral is deleted by the closeSession that expiry commits.
 #[test]
 fn a_silent_session_expires_at_a_tick_past_its_timeout_with_its_ephemerals() {
-    let mut h = Harness::new(ServerConfig::standalone_default());
+    let mut h = Harness::new(standalone());
     h.connect(1);
     h.request(1, 1, create("/eph", EPHEMERAL));
     h.settle();
@@ -367,7 +386,7 @@ fn a_silent_session_expires_at_a_tick_past_its_timeout_with_its_ephemerals() {
 /// received before the tick counts even while it still waits behind the tick in the inbox.
 #[test]
 fn pings_keep_a_session_alive_even_when_the_tick_overtakes_them() {
-    let mut h = Harness::new(ServerConfig::standalone_default());
+    let mut h = Harness::new(standalone());
     h.connect(1);
     h.request(1, 1, create("/eph", EPHEMERAL));
     h.settle();

@@ -94,7 +94,7 @@ impl Core {
                         Ok(()) => true,
                         Err(at) => {
                             // Every request notifies the timer task, the same instant included.
-                            self.pace_wake.send_replace(Some(at));
+                            self.pace_wake.set(Some(at));
                             false
                         }
                     };

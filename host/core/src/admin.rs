@@ -3,6 +3,51 @@
 
 use super::*;
 
+/// Where the answer to an [`AdminQuery`] goes (the runtime's is a channel back to the admin
+/// command's task).
+pub struct Reply<T>(Box<dyn FnOnce(T) + Send>);
+
+impl<T> Reply<T> {
+    pub fn new(f: impl FnOnce(T) + Send + 'static) -> Reply<T> {
+        Reply(Box::new(f))
+    }
+
+    pub fn send(self, value: T) {
+        (self.0)(value)
+    }
+}
+
+/// A piece of the session listing ([`AdminQuery::Sessions`]).
+#[derive(Debug, Default)]
+pub struct SessionChunk {
+    /// The sessions of the piece, in the order asked; the last one may be partial (see `resume`).
+    pub sessions: Vec<SessionDump>,
+    /// Where the next piece starts: (index among the ids asked, ephemerals of that session
+    /// already sent). `None`: every id asked was answered.
+    pub resume: Option<(usize, usize)>,
+}
+
+/// Which watch table [`AdminQuery::Watches`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchQuery {
+    /// `wchs`: the counts.
+    Summary,
+    /// `wchc`: watched paths by session.
+    BySession,
+    /// `wchp`: watching sessions by path.
+    ByPath,
+}
+
+/// The answer to [`AdminQuery::Watches`]: the counts for `Summary`, one table otherwise.
+#[derive(Debug, Default)]
+pub struct WatchTables {
+    pub watch_count: u64,
+    pub watched_paths: u64,
+    pub watching_connections: u64,
+    pub by_session: Vec<(i64, Vec<String>)>,
+    pub by_path: Vec<(String, Vec<i64>)>,
+}
+
 impl Core {
     /// Once per burst: six relaxed stores of values known without a walk, and the digest.
     pub(super) fn publish_burst(&self) {
@@ -34,10 +79,10 @@ impl Core {
             AdminQuery::Ids(reply) => {
                 let sessions = self.tree.sessions().keys().copied().collect();
                 let conns = self.conns.keys().copied().collect();
-                let _ = reply.send((sessions, conns));
+                reply.send((sessions, conns));
             }
             AdminQuery::Sessions { ids, skip, reply } => {
-                let _ = reply.send(self.session_chunk(&ids, skip));
+                reply.send(self.session_chunk(&ids, skip));
             }
             AdminQuery::Conns { ids, reply } => {
                 let clock = Clock::at(&self.now);
@@ -46,10 +91,10 @@ impl Core {
                     .take(ADMIN_CHUNK)
                     .filter_map(|id| Some(self.conn_stats(self.conns.get(id)?, &clock)))
                     .collect();
-                let _ = reply.send(conns);
+                reply.send(conns);
             }
             AdminQuery::Watches { what, reply } => {
-                let _ = reply.send(self.watch_tables(what));
+                reply.send(self.watch_tables(what));
             }
             AdminQuery::ResetConnStats => {
                 for c in self.conns.values_mut() {
