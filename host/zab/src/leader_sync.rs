@@ -12,8 +12,61 @@
 
 use std::collections::BTreeSet;
 
-use crate::sync::{SyncMode, SyncPacket, SyncPlan};
+use crate::history::History;
+use crate::sync::{plan_sync_in, HistoryUpTo, SyncMode, SyncPacket, SyncPlan};
 use crate::{Sid, Zxid};
+
+/// Where the leader stands when it plans a learner's sync.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncPoint {
+    /// The last txn applied to its tree.
+    pub applied: Zxid,
+    /// The last txn committed (by a quorum; its whole log during discovery).
+    pub committed: Zxid,
+    pub last_proposed: Zxid,
+    /// Before the epoch is established: the zxid of the tree its host persisted (committed
+    /// state only), which is what a SNAP is made of then. `None` once established.
+    pub persisted: Option<Zxid>,
+}
+
+/// The stream for a learner whose last zxid is `last_zxid`, from the leader's `log` and where it
+/// stands (`LearnerHandler.syncFollower` + `startForwarding`):
+///
+/// - The learner is synced to the leader's commit point, not to what the leader has applied:
+///   with its own disk slower than its followers' a leader commits (on their ACKs) ahead of
+///   applying, and a learner that applied a txn the leader had not must not be told to TRUNC it
+///   (it is committed; a server cannot cut its persisted tree back, and stopped). Found by the
+///   server-pipeline simulator, seed 27.
+/// - A SNAP is the tree as applied once the epoch is established; before, as the host persisted
+///   it, and the rest of the leader's history follows as txns: that history (its log, reapplied
+///   when it left its last role) may hold txns nobody committed, which the learner must still be
+///   able to TRUNC if this leader never establishes. Found by the server-pipeline simulator,
+///   seed 10544.
+pub fn learner_stream(
+    log: &History,
+    last_zxid: Zxid,
+    at: SyncPoint,
+    observer: bool,
+    new_epoch: u64,
+) -> Vec<SyncPacket> {
+    let upto = at.applied.max(at.committed);
+    let committed = HistoryUpTo { history: log, upto };
+    let mut plan = plan_sync_in(last_zxid, &committed, upto);
+    // What the learner holds after the plan's opening, before the txns that follow it.
+    let mut from = at.applied;
+    if let SyncMode::Snap(_) = plan.mode {
+        if let Some(p) = at.persisted {
+            from = from.min(p);
+        }
+        plan = SyncPlan {
+            mode: SyncMode::Snap(from),
+            send: Vec::new(),
+        };
+    }
+    let to_be_applied = log.range(from, at.committed);
+    let outstanding = log.range(at.committed, at.last_proposed);
+    sync_stream(&plan, &to_be_applied, &outstanding, observer, new_epoch)
+}
 
 /// The stream for one learner up to and including NEWLEADER: the plan, then `to_be_applied`
 /// (committed by the quorum, not applied by the leader yet: ZooKeeper's `toBeApplied`) as
@@ -28,12 +81,17 @@ pub fn sync_stream(
 ) -> Vec<SyncPacket> {
     let mut out =
         Vec::with_capacity(2 + 2 * (plan.send.len() + to_be_applied.len()) + outstanding.len());
+    let at = match plan.mode {
+        SyncMode::Diff(z) | SyncMode::Trunc(z) | SyncMode::Snap(z) => z,
+    };
     out.push(match plan.mode {
         SyncMode::Diff(z) => SyncPacket::Diff(z),
         SyncMode::Trunc(z) => SyncPacket::Trunc(z),
         SyncMode::Snap(z) => SyncPacket::Snap(z),
     });
-    let mut last_sent = plan.send.last().copied().unwrap_or(Zxid::MIN);
+    // What the learner holds once the plan is carried out: the mode's zxid, or the last txn the
+    // plan sends. Nothing at or before it is sent again.
+    let mut last_sent = plan.send.last().copied().unwrap_or(Zxid::MIN).max(at);
     for &z in plan
         .send
         .iter()

@@ -156,3 +156,77 @@ fn txns_committed_but_not_applied_by_the_leader_go_as_pairs_before_the_outstandi
     assert!(!stream.contains(&SyncPacket::Proposal(z(2, 4))));
     assert!(stream.contains(&SyncPacket::Commit(z(2, 3))));
 }
+
+fn history(zxids: impl IntoIterator<Item = Zxid>) -> History {
+    History::from_zxids(zxids)
+}
+
+/// A leader whose own disk lags commits (on its followers' ACKs) ahead of applying: a learner
+/// that applied a committed txn the leader has not is diffed from where it is, never truncated
+/// below it (seed 27 of the server-pipeline simulator).
+#[test]
+fn a_learner_past_the_leaders_applied_point_but_within_its_commit_point_is_not_truncated() {
+    let log = history((1..=10).map(|c| z(1, c)));
+    let at = SyncPoint {
+        applied: z(1, 5),
+        committed: z(1, 8),
+        last_proposed: z(1, 10),
+        persisted: None,
+    };
+    assert_eq!(
+        learner_stream(&log, z(1, 7), at, false, 2),
+        vec![
+            SyncPacket::Diff(z(1, 8)),
+            SyncPacket::Proposal(z(1, 8)),
+            SyncPacket::Commit(z(1, 8)),
+            SyncPacket::Proposal(z(1, 9)),
+            SyncPacket::Proposal(z(1, 10)),
+            SyncPacket::NewLeader(z(2, 0)),
+        ]
+    );
+    // One that holds txns the leader never had is cut back to the commit point, and gets the
+    // outstanding proposals after it again; nothing it keeps is sent twice.
+    assert_eq!(
+        learner_stream(&log, z(1, 12), at, false, 2),
+        vec![
+            SyncPacket::Trunc(z(1, 8)),
+            SyncPacket::Proposal(z(1, 9)),
+            SyncPacket::Proposal(z(1, 10)),
+            SyncPacket::NewLeader(z(2, 0)),
+        ]
+    );
+}
+
+/// A leader not established yet SNAPs a learner as of its persisted tree and sends the rest of
+/// its history as txns, which the learner can still TRUNC should this leader fail (seed 10544).
+#[test]
+fn before_establishment_a_snap_is_the_persisted_tree_and_the_history_after_it_follows() {
+    // Discovery: the leader's whole log (to 1.6) is its initial history, applied in memory; only
+    // 1.3 is persisted. The learner is behind the log's start: it needs a SNAP.
+    let log = history((3..=6).map(|c| z(1, c)));
+    let mut at = SyncPoint {
+        applied: z(1, 6),
+        committed: z(1, 6),
+        last_proposed: z(1, 6),
+        persisted: Some(z(1, 3)),
+    };
+    assert_eq!(
+        learner_stream(&log, z(1, 1), at, false, 2),
+        vec![
+            SyncPacket::Snap(z(1, 3)),
+            SyncPacket::Proposal(z(1, 4)),
+            SyncPacket::Commit(z(1, 4)),
+            SyncPacket::Proposal(z(1, 5)),
+            SyncPacket::Commit(z(1, 5)),
+            SyncPacket::Proposal(z(1, 6)),
+            SyncPacket::Commit(z(1, 6)),
+            SyncPacket::NewLeader(z(2, 0)),
+        ]
+    );
+    // Established, the SNAP is the applied tree.
+    at.persisted = None;
+    assert_eq!(
+        learner_stream(&log, z(1, 1), at, false, 2),
+        vec![SyncPacket::Snap(z(1, 6)), SyncPacket::NewLeader(z(2, 0))]
+    );
+}

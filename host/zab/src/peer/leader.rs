@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use super::{Output, Packet, Serving, Shared, StoreOp};
 use crate::broadcast::{LeaderBroadcast, LeaderBroadcastOutput};
 use crate::discovery::{LeaderDiscovery, LeaderOutput};
-use crate::leader_sync::{sync_stream, NewLeaderOutput, NewLeaderQuorum};
+use crate::leader_sync::{learner_stream, NewLeaderOutput, NewLeaderQuorum, SyncPoint};
 use crate::liveness::LeaderLiveness;
 use crate::planted::{planted, Bug};
-use crate::sync::{plan_sync_in, HistoryUpTo};
+
 use crate::{Sid, Zxid};
 
 /// A connected learner, as the leader's `LearnerHandler` knows it.
@@ -363,14 +363,13 @@ impl Leading {
         let (Some(epoch), Some(h)) = (self.epoch, self.handlers.get_mut(&sid)) else {
             return;
         };
-        let committed = HistoryUpTo {
-            history: &s.log,
-            upto: s.applied,
+        let point = SyncPoint {
+            applied: s.applied,
+            committed: self.committed,
+            last_proposed: self.last_proposed,
+            persisted: (self.broadcast.is_none()).then_some(s.persisted),
         };
-        let plan = plan_sync_in(last_zxid, &committed, s.applied);
-        let to_be_applied = s.log.range(s.applied, self.committed);
-        let outstanding = s.log.range(self.committed, self.last_proposed);
-        for p in sync_stream(&plan, &to_be_applied, &outstanding, h.observer, epoch) {
+        for p in learner_stream(&s.log, last_zxid, point, h.observer, epoch) {
             out.push(Output::Send {
                 to: sid,
                 packet: Packet::sync(p),

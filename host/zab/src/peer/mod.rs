@@ -282,6 +282,9 @@ struct Shared {
     durable: Zxid,
     /// The last zxid applied to the tree.
     applied: Zxid,
+    /// The zxid of the tree the host has persisted (see [`Peer::set_persisted`]); `Zxid::MAX`
+    /// until the host says.
+    persisted: Zxid,
     next_barrier: u64,
 }
 
@@ -350,6 +353,7 @@ impl Peer {
                 log: recovered.log,
                 durable: last,
                 applied: last,
+                persisted: Zxid::MAX,
                 next_barrier: 0,
             },
             role: Role::Idle,
@@ -381,6 +385,22 @@ impl Peer {
         self.s.applied
     }
 
+    /// The host's persisted tree is as of `zxid` (it persists only committed state). A leader
+    /// that is not established yet sends a SNAP as of that point, with the rest of its history
+    /// after it as txns: its tree in memory may hold txns of its log nobody committed (a log is
+    /// reapplied when a server leaves its role), which a learner must still be able to TRUNC,
+    /// and a learner cannot cut a persisted tree back. Until the host says, a SNAP is as of the
+    /// applied point (the simulator of peers alone keeps no tree).
+    pub fn set_persisted(&mut self, zxid: Zxid) {
+        self.s.persisted = zxid;
+    }
+
+    /// The txns the host may forget (drop from what it DIFFs learners from): the applied ones
+    /// its persisted tree holds. A txn past it may still have to follow a SNAP.
+    pub fn forgettable(&self) -> Zxid {
+        self.s.applied.min(self.s.persisted)
+    }
+
     /// The host no longer holds the txns up to `zxid` (they left the window it DIFFs learners
     /// from): the history forgets them, so a learner that needs one is planned a SNAP rather
     /// than a DIFF that cannot be sent. Only applied txns are forgotten (returns the zxid the
@@ -392,7 +412,7 @@ impl Peer {
         let upto = if planted(Bug::ForgetUnapplied) {
             zxid
         } else {
-            zxid.min(self.s.applied)
+            zxid.min(self.forgettable())
         };
         if !planted(Bug::DiffBeyondWindow) {
             self.s.log.forget_through(upto);
