@@ -253,6 +253,33 @@ def test_followers_that_restart_behind_catch_up_by_diff_and_by_snap(make_cluster
     verify(c, wl)
 
 
+def test_a_session_opened_while_a_follower_was_away_moves_to_it_after_its_snap(make_cluster):
+    # Found by the server-pipeline simulator (seed 31): a follower synced by SNAP did not track
+    # the sessions the SNAP brought, and told a client moving one of them there that it had
+    # expired, while the session and its ephemeral lived on.
+    c = make_cluster(extra_cfg={"wazoo.diffWindowBytes": "65536"})
+    leader = c.leader()
+    f1, _ = others(c, leader)
+    c.kill(f1)
+    w = zkwire.Conn(harness.HOST, c[leader].port, timeout_ms=SESSION_TIMEOUT_MS)
+    assert w.create("/mine", b"", flags=zkwire.CreateFlags.EPHEMERAL).err == 0
+    snaps = int(c.mntr(leader)["zk_snap_count"])
+    bulk_create(c, leader, "/bulk", 1500, b"x" * 200)   # past the DIFF window: f1 needs a SNAP
+    c.start(f1)
+    harness.wait_until(lambda: int(c.mntr(leader)["zk_snap_count"]) > snaps, 10.0, what="a SNAP sync")
+    c.wait_converged()
+    moved = zkwire.Conn(harness.HOST, c[f1].port, timeout_ms=SESSION_TIMEOUT_MS,
+                        session_id=w.session_id, passwd=w.passwd, last_zxid=w.last_zxid)
+    try:
+        resp = moved.connect_response
+        assert resp.timeout > 0 and resp.session_id == w.session_id, \
+            f"the follower refused the live session: {resp}"
+        assert moved.exists("/mine").err == 0, "the session's ephemeral is gone"
+    finally:
+        moved.close()
+        w.close()
+
+
 def test_an_old_leader_with_uncommitted_txns_is_truncated_when_it_rejoins(make_cluster):
     c, leader, wl = loaded(make_cluster, seed=5)
     wl.stop()

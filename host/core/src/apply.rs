@@ -88,7 +88,7 @@ impl Core {
             }
         }
         self.batch.last_applied = Some(applied);
-        self.staged_applied = applied;
+        self.set_staged(applied);
     }
 
     pub(super) fn maybe_purge(&mut self) {

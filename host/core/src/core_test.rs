@@ -82,6 +82,7 @@ impl Harness {
             tree: DataTree::new(),
             first_batch: Batch::default(),
             next_zxid: 1,
+            persisted: 0,
         };
         let wiring = Wiring {
             storage: Box::new(storage.clone()),

@@ -56,6 +56,7 @@ mod flow;
 mod forward;
 pub mod links;
 mod pace;
+mod recovery;
 mod replica;
 mod reply;
 mod session;
@@ -67,6 +68,7 @@ pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};
 use pace::LargeWritePacer;
+pub use recovery::{load_tree, member_state, replay_log, RecoveryError, Window};
 pub use replica::Replica;
 pub use storage::{MemStorage, Storage, StoreCall};
 pub use time::{Admission, Alarm, NoAlarm, Now};
@@ -338,11 +340,14 @@ pub struct Core {
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
-/// (tree changes recovery staged), and the zxid after the last logged one.
+/// (tree changes recovery staged), the zxid after the last logged one, and the zxid of the tree
+/// as the store will hold it once the first batch is committed (an ensemble member keeps the
+/// replayed txns unpersisted: see `Core::may_stage`).
 pub struct Recovered {
     pub tree: DataTree,
     pub first_batch: Batch,
     pub next_zxid: Zxid,
+    pub persisted: Zxid,
 }
 
 /// The result of [`Core::run`]: a storage failure stops the node.
@@ -379,6 +384,7 @@ impl Core {
             tree,
             first_batch,
             next_zxid,
+            persisted,
         } = recovered;
         let Wiring {
             storage,
@@ -393,7 +399,7 @@ impl Core {
         for (id, s) in tree.sessions() {
             tracker.add(*id, s.timeout, now.mono_ms);
         }
-        let staged_applied = tree.last_applied();
+        let staged_applied = persisted;
         let sid = cfg.server_id as i64;
         let next_session_id = (sid << 56) | (((now_ms as u64) << 24) >> 8) as i64;
         let large_write_rate = cfg.large_write_bytes_per_second;
@@ -432,6 +438,11 @@ impl Core {
             last_seq: 0,
             started,
         }
+    }
+
+    /// The applied tree (for a simulator's or a test's checks; clients read it through requests).
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
     }
 
     /// The core's first step, before any input: publishes its tables and starts the ensemble

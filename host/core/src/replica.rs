@@ -104,10 +104,16 @@ impl Replica {
         self.window.insert(z, data);
         // Only applied txns leave: one logged and not applied yet may still be proposed or
         // synced (the window then holds more than its limit until commits catch up).
-        let applied = self.peer.applied();
+        // Nor one past the persisted tree: a SNAP before the leader is established is as of
+        // that tree, and the txns after it follow the image (`Peer::set_persisted`).
+        let forgettable = self.peer.forgettable();
         let mut forgotten = None;
         while self.window_bytes > self.window_limit {
-            let Some(first) = self.window.first_entry().filter(|e| *e.key() <= applied) else {
+            let Some(first) = self
+                .window
+                .first_entry()
+                .filter(|e| *e.key() <= forgettable)
+            else {
                 break;
             };
             forgotten = Some(*first.key());
@@ -165,6 +171,11 @@ impl Replica {
 }
 
 impl Core {
+    /// The member's role as its peer reports it (`None`: a standalone server).
+    pub fn serving(&self) -> Option<Serving> {
+        self.replica.as_ref().map(|r| r.serving)
+    }
+
     /// Attaches the ensemble member's peer: from now on writes are numbered and committed by it.
     pub fn attach_replica(&mut self, replica: Replica) {
         self.gauges.set_mode(ServerMode::Follower);
@@ -408,11 +419,13 @@ impl Core {
                         }
                     },
                     Packet::Snap(z) => {
-                        // The tree as of the SNAP zxid: the peer plans it at what is applied here.
-                        if self.tree.last_applied() != z {
+                        // The tree as of the SNAP zxid: the peer plans it at what is applied
+                        // here, or (not established yet) at what is persisted.
+                        if z != self.tree.last_applied() && z != self.staged_applied {
                             return Err(CoreError::Storage(format!(
-                                "SNAP at {z:#x} but the tree is at {:#x}",
-                                self.tree.last_applied()
+                                "SNAP at {z:#x} but the tree is at {:#x} (persisted at {:#x})",
+                                self.tree.last_applied(),
+                                self.staged_applied
                             )));
                         }
                         self.send_snapshot(to, z)?;
@@ -469,13 +482,12 @@ impl Core {
     /// of its own: the leader goes on serving while it is read (encoding the tree here stalled
     /// it for the length of the walk), and what it sends `to` meanwhile waits behind the image.
     /// Everything applied is staged and submitted first, so the store's tree is at `z` when the
-    /// view is taken (checked there). Before the leader is established its tree is not persisted
-    /// (see `may_stage`) and the SNAP is encoded from memory as before.
+    /// view is taken (checked there). Before the leader is established nothing is staged (see
+    /// `may_stage`): `z` is then the persisted tree's zxid (`Peer::set_persisted`).
     fn send_snapshot(&mut self, to: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
-        if !self.may_stage() {
-            // A leader not established yet persists nothing of its tree (it may hold txns a
-            // TRUNC would cut if it fails to establish), so the store lags: the SNAP is its
-            // in-memory tree, encoded here. It serves no client yet, so none waits for it.
+        if !self.may_stage() && z != self.staged_applied {
+            // Not established and not as of the persisted tree (a peer not told where the store
+            // is): the in-memory tree, encoded here. It serves no client yet, so none waits.
             let image = encode_records(&self.tree.snapshot_records());
             info!(
                 to,
@@ -487,6 +499,9 @@ impl Core {
             r.links.send_snapshot(to, z, &image);
             return Ok(());
         }
+        // Established: everything applied is committed, staged now. Not yet: the SNAP is as of
+        // the persisted tree (committed state only; `Peer::set_persisted`), its history after it
+        // following as txns, so nothing is staged (it may hold txns a TRUNC would cut).
         self.stage_tree_changes();
         self.submit_batch();
         let r = self.replica.as_mut().expect("a replica");
@@ -527,7 +542,8 @@ impl Core {
         // The txns replayed over the persisted tree stay dirty: staged once this member serves.
         self.tree = tree;
         self.pending = PendingChanges::new();
-        self.staged_applied = persisted;
+        self.set_staged(persisted);
+        self.track_tree_sessions();
         let r = self.replica.as_mut().expect("a replica");
         r.learned.retain(|(h, _)| h.zxid <= z);
         while r.window.last_key_value().is_some_and(|(k, _)| *k > z) {
@@ -570,12 +586,42 @@ impl Core {
         );
         self.tree = tree;
         self.pending = PendingChanges::new();
-        self.staged_applied = z;
+        self.set_staged(z);
+        self.track_tree_sessions();
         let r = self.replica.as_mut().expect("a replica");
         r.learned.clear();
         r.window.clear();
         r.window_bytes = 0;
         self.complete_after_submitted(StoreOp::LoadSnapshot(z))
+    }
+
+    /// The store's tree is (once the batch being built commits) as of `z`: the peer plans SNAPs
+    /// and keeps txns with it (`Peer::set_persisted`).
+    pub(super) fn set_staged(&mut self, z: Zxid) {
+        self.staged_applied = z;
+        if let Some(r) = self.replica.as_mut() {
+            r.peer.set_persisted(z);
+        }
+    }
+
+    /// Tracks every session of the tree, one not tracked (or marked closing) with a full timeout
+    /// to come back, as after a restart: when this member starts serving (as the leader it
+    /// expires them from now on), and when its tree was replaced (SNAP, TRUNC), after which a
+    /// client may move one of the tree's sessions here.
+    /// Without it a learner synced by SNAP answered a moving client "session expired" for any
+    /// session opened while it was away, though the session lived on (found by the
+    /// server-pipeline simulator, seed 31).
+    fn track_tree_sessions(&mut self) {
+        let untracked: Vec<(i64, i32)> = self
+            .tree
+            .sessions()
+            .iter()
+            .filter(|(id, _)| !self.tracker.is_valid(**id))
+            .map(|(id, s)| (*id, s.timeout))
+            .collect();
+        for (id, timeout) in untracked {
+            self.tracker.add(id, timeout, self.now.mono_ms);
+        }
     }
 
     /// A store op done on the storage thread (after every batch asked before it): its completion
@@ -694,12 +740,14 @@ impl Core {
                 r.proposal_sizes = BufferSizeStats::default();
             }
             self.next_zxid = ((epoch as Zxid) << 32) | 1;
-            // Sessions the tree knows get a full timeout to come back, as after a restart.
-            for (id, sess) in self.tree.sessions() {
-                if !self.tracker.is_valid(*id) {
-                    self.tracker.add(*id, sess.timeout, self.now.mono_ms);
-                }
-            }
+        }
+        if s != Serving::Looking {
+            // Serving again: every session of the tree is tracked and none is closing. A close
+            // this member forwarded to a leader it has since lost died with that leader (its
+            // client saw the connection go), so its session lives on and may be resumed here;
+            // answering "expired" left its ephemerals behind a client told they were gone (found
+            // by the server-pipeline simulator, seed 340).
+            self.track_tree_sessions();
         }
     }
 }

@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 use wazoo_admin::metrics::{Metrics, SummaryKind};
 use wazoo_disk::{GroupCommitter, RocksStore};
-use wazoo_proto::decode_txn;
 use wazoo_store::{Batch, Store, StoreError};
 use wazoo_tree::{DataTree, LoadEntry};
 
@@ -45,6 +44,15 @@ pub enum ServerError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Core(#[from] core::CoreError),
+}
+
+impl From<core::RecoveryError> for ServerError {
+    fn from(e: core::RecoveryError) -> ServerError {
+        match e {
+            core::RecoveryError::Store(e) => ServerError::Store(e),
+            core::RecoveryError::Corrupt(m) => ServerError::Corrupt(m),
+        }
+    }
 }
 
 /// `envi` lines after zookeeper.version.
@@ -86,43 +94,7 @@ pub fn recover(cfg: &ServerConfig) -> Result<Recovered, ServerError> {
         .map_err(|e| ServerError::DataDir(cfg.data_dir.display().to_string(), e))?;
     let store = RocksStore::open(&cfg.data_dir)?;
     let mut tree = load_tree(&store)?;
-    let last_applied = store.last_applied()?;
-    tree.finish_load(last_applied);
-    let mut after = last_applied;
-    let mut replayed = 0;
-    loop {
-        let entries = store.read_log(after, 10_000)?;
-        if entries.is_empty() {
-            break;
-        }
-        for e in entries {
-            if !wazoo_store::zxid_follows(after, e.zxid) {
-                let what = if replayed == 0 {
-                    format!("the persisted tree is at zxid {after:#x}")
-                } else {
-                    format!("the previous entry is {after:#x}")
-                };
-                return Err(ServerError::Corrupt(format!(
-                    "the txn log has a gap: {what} but the next logged entry is {:#x}; the \
-                     entries between them are missing",
-                    e.zxid
-                )));
-            }
-            let (h, txn) = decode_txn(&e.data)
-                .map_err(|err| ServerError::Corrupt(format!("log entry {:#x}: {err}", e.zxid)))?;
-            tree.apply(&h, &txn);
-            after = e.zxid;
-            replayed += 1;
-        }
-    }
-    let store_last = store.last_logged_zxid()?;
-    if after < store_last {
-        return Err(ServerError::Corrupt(format!(
-            "the txn log replay ended at zxid {after:#x}, but the store logged entries up to \
-             {store_last:#x}: the end of the log is missing"
-        )));
-    }
-    let last_logged = store_last.max(tree.last_applied());
+    let (last_logged, replayed) = core::replay_log(&store, &mut tree)?;
     Ok(Recovered {
         tree,
         store,
@@ -223,7 +195,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         None => None,
     };
     let mut first = Batch::default();
+    let mut persisted = tree.last_applied();
     if cfg.ensemble.is_some() {
+        persisted = store.last_applied()?;
         // An ensemble member's log may end in txns nobody committed: the replayed changes stay
         // unpersisted (the log covers them) until the member serves, so that a TRUNC can still
         // drop them (wazoo-core's replica.rs, `may_stage`).
@@ -270,6 +244,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
             tree,
             first_batch: first,
             next_zxid: last_logged + 1,
+            persisted,
         },
         core::Wiring {
             storage: Box::new(core::Committer(committer)),
@@ -315,39 +290,17 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
 
 /// An ensemble member's peer, from the store's epochs and its retained log (whose txns are the
 /// window it can DIFF a learner from).
-#[allow(clippy::type_complexity)]
 fn member_state(
     cfg: &ServerConfig,
     store: &RocksStore,
     e: &config::Ensemble,
-) -> Result<(wazoo_zab::peer::Peer, Vec<(i64, Vec<u8>)>), ServerError> {
-    use wazoo_store::MetaKey;
-    let mut window = Vec::new();
-    let mut after = -1;
-    loop {
-        let entries = store.read_log(after, 10_000)?;
-        let Some(last) = entries.last() else { break };
-        after = last.zxid;
-        window.extend(entries.into_iter().map(|e| (e.zxid, e.data)));
-    }
+) -> Result<(wazoo_zab::peer::Peer, core::Window), ServerError> {
     let tick = cfg.tick_time_ms as u64;
     let mut pc = wazoo_zab::peer::PeerConfig::new(e.me, e.voters(), e.observers());
     pc.tick_ms = tick;
     pc.init_limit_ms = tick * cfg.init_limit as u64;
     pc.sync_limit_ms = tick * cfg.sync_limit as u64;
-    // The history: the retained log, and the persisted tree's zxid when the log does not reach it
-    // (after a SNAP the log starts empty at the snapshot's zxid).
-    let mut log = wazoo_zab::history::History::from_zxids(window.iter().map(|w| w.0));
-    let applied = store.last_applied()?;
-    if applied > log.last().unwrap_or(0) {
-        log.push(applied);
-    }
-    let recovered = wazoo_zab::peer::Recovered {
-        accepted_epoch: store.get_meta_u64(MetaKey::AcceptedEpoch)?.unwrap_or(0),
-        current_epoch: store.get_meta_u64(MetaKey::CurrentEpoch)?.unwrap_or(0),
-        log,
-    };
-    Ok((wazoo_zab::peer::Peer::new(pc, recovered), window))
+    Ok(core::member_state(store, pc)?)
 }
 
 #[cfg(test)]

@@ -94,6 +94,8 @@ struct Inner {
     /// wrote: that commit's meta is written after its log, so if its last record is torn (see
     /// [`MemStore::crash_with_torn_tail`]) its meta never reached the disk either.
     torn_meta_undo: Vec<(&'static str, Option<u64>)>,
+    /// [`Store::spawn_tree_walk`] walks on the calling thread (see [`MemStore::set_inline_walks`]).
+    inline_walks: bool,
 }
 
 impl Inner {
@@ -107,6 +109,7 @@ impl Inner {
             syncs: 0,
             fail_writes: false,
             torn_meta_undo: Vec::new(),
+            inline_walks: false,
         }
     }
 
@@ -183,8 +186,13 @@ impl MemStore {
     /// The store a restarted process finds after a machine crash: only synced log and meta writes
     /// and checkpointed tree writes survive. The returned store is independent of `self`.
     pub fn crash(&self) -> MemStore {
-        let durable = self.lock().durable.clone();
-        MemStore::from_inner(Inner::from_durable(durable))
+        let (durable, inline_walks) = {
+            let inner = self.lock();
+            (inner.durable.clone(), inner.inline_walks)
+        };
+        let mut inner = Inner::from_durable(durable);
+        inner.inline_walks = inline_walks;
+        MemStore::from_inner(inner)
     }
 
     /// Like [`MemStore::crash`], and the last durable log record is torn (its fsync never
@@ -203,7 +211,17 @@ impl MemStore {
             }
             tracing::debug!(zxid, "MemStore: tore and cut the last durable log record");
         }
-        MemStore::from_inner(Inner::from_durable(durable))
+        let mut inner = Inner::from_durable(durable);
+        inner.inline_walks = self.lock().inline_walks;
+        MemStore::from_inner(inner)
+    }
+
+    /// While `on`, [`Store::spawn_tree_walk`] walks on the calling thread and reports before it
+    /// returns, instead of on a thread of its own: a deterministic simulator cannot have a thread
+    /// racing it. (The view is the same fixed copy; only when the walk runs changes.) Kept across
+    /// [`MemStore::crash`].
+    pub fn set_inline_walks(&self, on: bool) {
+        self.lock().inline_walks = on;
     }
 
     /// While `on`, every mutating call fails with [`StoreError::Injected`] and writes nothing.
@@ -375,19 +393,27 @@ impl Store for MemStore {
 
     fn spawn_tree_walk(&self, mut walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
         // A copy is the fixed view.
-        let tree = self.lock().current.tree.clone();
-        std::thread::Builder::new()
-            .name("wazoo-tree-walk".into())
-            .spawn(move || {
-                let mut visit = || -> Result<(), StoreError> {
-                    for (key, raw) in &tree {
-                        walk.entry(key, record::decode("tree", key, raw)?)?;
-                    }
-                    Ok(())
-                };
-                let result = visit();
-                walk.done(result);
-            })?;
+        let (tree, inline) = {
+            let inner = self.lock();
+            (inner.current.tree.clone(), inner.inline_walks)
+        };
+        let run = move || {
+            let mut visit = || -> Result<(), StoreError> {
+                for (key, raw) in &tree {
+                    walk.entry(key, record::decode("tree", key, raw)?)?;
+                }
+                Ok(())
+            };
+            let result = visit();
+            walk.done(result);
+        };
+        if inline {
+            run();
+        } else {
+            std::thread::Builder::new()
+                .name("wazoo-tree-walk".into())
+                .spawn(run)?;
+        }
         Ok(())
     }
 
