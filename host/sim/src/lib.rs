@@ -11,10 +11,12 @@
 //! serving with the same history, every acknowledged write in it, and a fresh write acknowledged
 //! within a bound of simulated time. [`check`] holds the invariants checked after every event.
 //!
-//! Not yet: the server's request pipeline and tree and `MemStore` under the peers (the txns here
-//! are numbers), and client sessions; both come as the pipeline is wired to the peer.
+//! That simulator's txns are numbers. [`cluster`] is the second one: the server itself (the pure
+//! request pipeline `wazoo-core`, its tree, sessions and `MemStore`, the same peer) with clients
+//! that send real requests, checked by a history checker (`wazoo sim --servers`).
 
 pub mod check;
+pub mod cluster;
 mod world;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,242 @@
+//! Faults (crashes, partitions, link resets, slow disks) and the end of a run: healing, the
+//! convergence it must reach, and the history check over the converged tree.
+
+use super::*;
+
+impl World {
+    pub(super) fn fault(&mut self) -> Step {
+        if !self.chaos {
+            return Ok(());
+        }
+        let next = self.now + self.rng.random_range(1..=2 * self.cfg.fault_every_ms);
+        self.at(next, Event::Fault);
+        let n = self.nodes.len();
+        let live: Vec<usize> = (0..n).filter(|&i| self.nodes[i].live.is_some()).collect();
+        let leader = (0..n).find(|&i| {
+            matches!(
+                self.nodes[i].live.as_ref().and_then(|l| l.core.serving()),
+                Some(Serving::Leading { .. })
+            )
+        });
+        let kind = self.rng.random_range(0..6);
+        let name = match kind {
+            0 | 1 => {
+                let target = if kind == 1 {
+                    leader
+                } else if live.is_empty() {
+                    None
+                } else {
+                    Some(live[self.rng.random_range(0..live.len())])
+                };
+                let Some(i) = target else { return Ok(()) };
+                self.crash(i);
+                let back = self.now + self.rng.random_range(100..2_000);
+                self.at(back, Event::Restart { sid: i as Sid + 1 });
+                if kind == 1 {
+                    "crash the leader"
+                } else {
+                    "crash and restart"
+                }
+            }
+            2 => {
+                let sid = self.rng.random_range(1..=n as Sid);
+                for other in 1..=n as Sid {
+                    if other != sid {
+                        self.cut.insert((sid, other));
+                    }
+                }
+                self.break_cut_links();
+                let heal = self.now + self.rng.random_range(200..2_500);
+                self.at(heal, Event::Heal);
+                "isolate one"
+            }
+            3 => {
+                let mut side = vec![false; n];
+                for s in side.iter_mut() {
+                    *s = self.rng.random_bool(0.5);
+                }
+                for a in 0..n {
+                    for b in 0..n {
+                        if side[a] != side[b] {
+                            self.cut.insert((a as Sid + 1, b as Sid + 1));
+                        }
+                    }
+                }
+                self.break_cut_links();
+                let heal = self.now + self.rng.random_range(200..2_500);
+                self.at(heal, Event::Heal);
+                "split"
+            }
+            4 => {
+                let sid = self.rng.random_range(1..=n as Sid);
+                let links: Vec<u64> = self
+                    .links
+                    .iter()
+                    .filter(|(_, q)| q.open && q.sids.contains(&sid))
+                    .map(|(&l, _)| l)
+                    .collect();
+                for l in links {
+                    self.close_link(l);
+                }
+                "link reset"
+            }
+            _ => {
+                let i = self.rng.random_range(0..n);
+                self.nodes[i].slow_disk_until = self.now + self.rng.random_range(200..1_500);
+                "slow disk"
+            }
+        };
+        *self.report.faults.entry(name).or_default() += 1;
+        self.note(format!("fault: {name}"));
+        Ok(())
+    }
+
+    pub(super) fn break_cut_links(&mut self) {
+        let links: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, q)| q.open && !self.connected(q.sids[0], q.sids[1]))
+            .map(|(&l, _)| l)
+            .collect();
+        for l in links {
+            self.close_link(l);
+        }
+    }
+
+    /// Server `i` crashes: what its store had not synced is lost, and a commit whose fsync had
+    /// not returned may leave a torn final record.
+    pub(super) fn crash(&mut self, i: usize) {
+        let sid = self.nodes[i].sid;
+        let Some(live) = self.nodes[i].live.take() else {
+            return;
+        };
+        let torn = live.in_flight_entries > 0 && self.rng.random_bool(0.5);
+        drop(live);
+        self.note(format!(
+            "{sid} crashes{}",
+            if torn { " (its last record torn)" } else { "" }
+        ));
+        let node = &mut self.nodes[i];
+        node.store = if torn {
+            node.store.crash_with_torn_tail()
+        } else {
+            node.store.crash()
+        };
+        let links: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, q)| q.open && q.sids.contains(&sid))
+            .map(|(&l, _)| l)
+            .collect();
+        for l in links {
+            self.close_link(l);
+        }
+        for c in 0..self.clients.len() {
+            if let Some(k) = self.clients[c].conn.as_ref().filter(|k| k.sid == sid) {
+                k.sink
+                    .closed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.wake(c, self.now + 1);
+            }
+        }
+    }
+
+    // ---- convergence ----
+
+    pub(super) fn check_convergence(&mut self) -> Step {
+        let leader = self
+            .nodes
+            .iter()
+            .find_map(|n| match n.live.as_ref()?.core.serving() {
+                Some(Serving::Leading { epoch }) => Some((n.sid, epoch)),
+                _ => None,
+            });
+        let Some((leader, epoch)) = leader else {
+            return Ok(());
+        };
+        let all_follow = self.nodes.iter().all(|n| match n.live.as_ref() {
+            None => false,
+            Some(l) => match l.core.serving() {
+                Some(Serving::Leading { epoch: e }) => n.sid == leader && e == epoch,
+                Some(Serving::Following {
+                    leader: l2,
+                    epoch: e,
+                }) => l2 == leader && e == epoch,
+                _ => false,
+            },
+        });
+        if !all_follow {
+            return Ok(());
+        }
+        let healed = self.healed_at.expect("after healing");
+        if !self.stopping {
+            let written = self.ops.iter().any(|o| {
+                matches!(o.kind, Kind::Set { .. } | Kind::Create { .. })
+                    && matches!(o.outcome, Outcome::Ok { .. })
+                    && o.invoked >= healed
+            });
+            if written {
+                self.stopping = true;
+            }
+            return Ok(());
+        }
+        let quiet = self
+            .clients
+            .iter()
+            .all(|c| matches!(c.waiting, Waiting::Nothing))
+            && self.nodes.iter().all(|n| {
+                n.live
+                    .as_ref()
+                    .is_some_and(|l| !l.disk_busy && !l.storage.has_work())
+            });
+        if !quiet {
+            return Ok(());
+        }
+        let states: BTreeSet<(i64, u64)> = self
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let t = n.live.as_ref()?.core.tree();
+                Some((t.last_applied(), t.digest()))
+            })
+            .collect();
+        if states.len() != 1 {
+            return Ok(());
+        }
+        // A session a client was told had expired may outlive that answer: a leader that expired
+        // it and lost its quorum before the close committed (ZooKeeper's leader answers the same
+        // from its closing mark). Its successor expires it in turn, nobody using it: wait for it.
+        let tree = self.nodes[Self::idx(leader)]
+            .live
+            .as_ref()
+            .expect("the leader is up")
+            .core
+            .tree();
+        if self.expired.iter().any(|s| tree.session(*s).is_some()) {
+            return Ok(());
+        }
+        self.report.converge_ms = self.now - healed;
+        let last = self.nodes[Self::idx(leader)]
+            .live
+            .as_ref()
+            .expect("the leader is up")
+            .core
+            .tree();
+        history::check(&self.ops, self.cfg.keys, &self.expired, last)?;
+        for o in &self.ops {
+            match o.outcome {
+                Outcome::Ok { .. } => self.report.ops_ok += 1,
+                Outcome::Err(_) => self.report.ops_failed += 1,
+                Outcome::Unknown | Outcome::Pending => self.report.ops_unknown += 1,
+            }
+            if matches!(o.kind, Kind::Read { synced: true, .. })
+                && matches!(o.outcome, Outcome::Ok { .. })
+            {
+                self.report.synced_reads += 1;
+            }
+        }
+        self.report.sessions_expired = self.expired.len() as u64;
+        self.done = true;
+        Ok(())
+    }
+}

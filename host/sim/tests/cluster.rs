@@ -1,0 +1,71 @@
+//! The simulator over the server's own pipeline in CI (issue 10, item 4): a block of seeds, each
+//! with faults, real client sessions and the history checker.
+
+use wazoo_sim::cluster::{run_cluster, sweep_cluster, ClusterConfig};
+
+fn seeds_per_run() -> u64 {
+    std::env::var("WAZOO_CLUSTER_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
+
+#[test]
+fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
+    let s = sweep_cluster(0, seeds_per_run()).unwrap_or_else(|f| panic!("{f}"));
+    eprintln!("{s:?}");
+    for kind in [
+        "crash and restart",
+        "crash the leader",
+        "isolate one",
+        "split",
+        "link reset",
+        "slow disk",
+    ] {
+        assert!(
+            s.faults.get(kind).copied().unwrap_or(0) > 0,
+            "{kind} never injected: {s:?}"
+        );
+    }
+    assert!(
+        s.ops_ok > 100 * seeds_per_run(),
+        "too little work done: {s:?}"
+    );
+    assert!(s.synced_reads > 0 && s.session_moves > 0, "{s:?}");
+}
+
+#[test]
+fn the_seeds_that_once_failed_pass() {
+    let list = include_str!("../cluster-failing-seeds.txt");
+    for line in list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let seed: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+        if let Err(f) = run_cluster(seed, &ClusterConfig::for_seed(seed)) {
+            panic!("{f}");
+        }
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let a = run_cluster(7, &ClusterConfig::for_seed(7)).unwrap_or_else(|f| panic!("{f}"));
+    let b = run_cluster(7, &ClusterConfig::for_seed(7)).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(
+        (a.events, a.ops_ok, a.converge_ms),
+        (b.events, b.ops_ok, b.converge_ms)
+    );
+}
+
+/// `SEED=n cargo test -p wazoo-sim --test cluster one_seed -- --ignored --nocapture` runs one
+/// seed and prints its report (`WAZOO_SIM_TRACE=n` keeps the last n events for a failure).
+#[test]
+#[ignore]
+fn one_seed() {
+    let seed = std::env::var("SEED").unwrap().parse().unwrap();
+    match run_cluster(seed, &ClusterConfig::for_seed(seed)) {
+        Ok(r) => eprintln!("{r:?}"),
+        Err(f) => panic!("{f}"),
+    }
+}
