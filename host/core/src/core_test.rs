@@ -2,8 +2,6 @@
 //! ([`Now`]): a [`MemStorage`] whose commits the test runs and feeds back as inputs, and
 //! connections that record the bytes the core sends them.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use wazoo_proto::{Acl, ConnectResponse, CreateRequest};
@@ -12,33 +10,6 @@ use wazoo_store::MemStore;
 use crate::time::NoAlarm;
 
 use super::*;
-
-/// A connection that keeps what the core sends it; its peer reads everything at once.
-#[derive(Default)]
-struct TestSink {
-    out: Mutex<Vec<u8>>,
-    closed: AtomicBool,
-    /// What the connection's reader would stamp: a frame received, not yet handled by the core.
-    last_received: AtomicI64,
-}
-
-impl ConnSink for TestSink {
-    fn send(&self, bytes: &[u8]) {
-        self.out.lock().unwrap().extend_from_slice(bytes);
-    }
-    fn queued(&self) -> usize {
-        0
-    }
-    fn want_drained(&self) {}
-    fn drained_not_wanted(&self) {}
-    fn set_stall_timeout(&self, _ms: u64) {}
-    fn last_received(&self) -> i64 {
-        self.last_received.load(Ordering::SeqCst)
-    }
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-}
 
 /// A reply as the client reads it: (xid, zxid, err); notifications have xid -1.
 type Reply = (i32, Zxid, i32);
@@ -67,7 +38,7 @@ struct Harness {
     core: Core,
     storage: MemStorage,
     now: Now,
-    sinks: HashMap<ConnId, Arc<TestSink>>,
+    sinks: HashMap<ConnId, Arc<RecordingSink>>,
 }
 
 impl Harness {
@@ -125,7 +96,7 @@ impl Harness {
 
     /// A new session on connection `id`; returns its id.
     fn connect(&mut self, id: ConnId) -> i64 {
-        let sink = Arc::new(TestSink::default());
+        let sink = Arc::new(RecordingSink::default());
         self.sinks.insert(id, sink.clone());
         self.input(CoreMsg::Connect {
             conn: id,
@@ -167,15 +138,7 @@ impl Harness {
 
     /// The frames sent to connection `id` since the last call, without their length prefix.
     fn frames(&mut self, id: ConnId) -> Vec<Vec<u8>> {
-        let bytes = std::mem::take(&mut *self.sinks[&id].out.lock().unwrap());
-        let mut out = Vec::new();
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let len = i32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-            out.push(rest[4..4 + len].to_vec());
-            rest = &rest[4 + len..];
-        }
-        out
+        self.sinks[&id].frames()
     }
 
     /// The replies sent to connection `id` since the last call.
@@ -253,7 +216,7 @@ fn requests_behind_a_close_session_get_no_reply_and_no_zxid() {
     let replies = h.replies(1);
     assert_eq!(replies.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1]);
     let close_zxid = replies[0].1;
-    assert!(h.sinks[&1].closed.load(Ordering::SeqCst));
+    assert!(h.sinks[&1].is_closed());
     h.connect(2);
     h.request(2, 1, create("/x", 0));
     h.request(2, 2, get("/e"));
@@ -405,9 +368,7 @@ fn pings_keep_a_session_alive_even_when_the_tick_overtakes_them() {
     // 5 s later (past the 10 s timeout and the tick it rounds up to) is handled before that ping
     // reaches the core.
     h.advance(Duration::from_secs(9));
-    h.sinks[&1]
-        .last_received
-        .store(h.now.mono_ms, Ordering::SeqCst);
+    h.sinks[&1].received_at(h.now.mono_ms);
     h.advance(Duration::from_secs(5));
     tick(&mut h);
     assert_eq!(

@@ -60,6 +60,7 @@ mod recovery;
 mod replica;
 mod reply;
 mod session;
+mod sink;
 mod storage;
 mod time;
 
@@ -70,6 +71,7 @@ pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDe
 use pace::LargeWritePacer;
 pub use recovery::{load_tree, member_state, replay_log, RecoveryError, Window};
 pub use replica::Replica;
+pub use sink::RecordingSink;
 pub use storage::{MemStorage, Storage, StoreCall};
 pub use time::{Admission, Alarm, NoAlarm, Now};
 use wazoo_zab::quorum::CommitPoint;

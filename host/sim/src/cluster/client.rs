@@ -6,63 +6,12 @@
 //! session expired starts a new one.
 
 use super::*;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use wazoo_core::ConnSink;
 use wazoo_proto::{ConnectResponse, Reader, Stat};
 use wazoo_zab::Sid;
 
 use super::history::{Kind, Op, Outcome};
-
-/// A client's connection as the core sees it: it keeps what the core sends; its client reads
-/// everything at once.
-#[derive(Default)]
-pub(super) struct SimSink {
-    out: Mutex<Vec<u8>>,
-    pub(super) closed: AtomicBool,
-    pub(super) last_received: AtomicI64,
-}
-
-impl ConnSink for SimSink {
-    fn send(&self, bytes: &[u8]) {
-        self.out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-    }
-    fn queued(&self) -> usize {
-        0
-    }
-    fn want_drained(&self) {}
-    fn drained_not_wanted(&self) {}
-    fn set_stall_timeout(&self, _ms: u64) {}
-    fn last_received(&self) -> i64 {
-        self.last_received.load(Ordering::SeqCst)
-    }
-    fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-    }
-}
-
-impl SimSink {
-    /// The whole frames received since the last call, without their length prefix.
-    pub(super) fn frames(&self) -> Vec<Vec<u8>> {
-        let mut buf = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::new();
-        let mut at = 0;
-        while buf.len() >= at + 4 {
-            let len = i32::from_be_bytes(buf[at..at + 4].try_into().expect("4 bytes")) as usize;
-            if buf.len() < at + 4 + len {
-                break;
-            }
-            out.push(buf[at + 4..at + 4 + len].to_vec());
-            at += 4 + len;
-        }
-        buf.drain(..at);
-        out
-    }
-}
 
 /// A client's live connection.
 pub(super) struct Conn {
@@ -70,7 +19,7 @@ pub(super) struct Conn {
     /// The incarnation of the server it is on.
     pub(super) inc: u64,
     pub(super) id: u64,
-    pub(super) sink: Arc<SimSink>,
+    pub(super) sink: Arc<RecordingSink>,
     /// The ConnectResponse has arrived.
     pub(super) ready: bool,
     pub(super) opened_at: u64,
@@ -276,11 +225,7 @@ impl super::World {
             return self.connect(c);
         }
         let k = self.clients[c].conn.as_ref().expect("connected");
-        let (closed, ready, opened_at) = (
-            k.sink.closed.load(std::sync::atomic::Ordering::SeqCst),
-            k.ready,
-            k.opened_at,
-        );
+        let (closed, ready, opened_at) = (k.sink.is_closed(), k.ready, k.opened_at);
         if closed {
             self.lost(c);
             return Ok(());
@@ -354,7 +299,7 @@ impl super::World {
         }
         let sid = up[self.rng.random_range(0..up.len())];
         self.next_conn += 1;
-        let sink = Arc::new(SimSink::default());
+        let sink = Arc::new(RecordingSink::default());
         let client = &mut self.clients[c];
         if client.session != 0 {
             self.report.session_moves += 1;

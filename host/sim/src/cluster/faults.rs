@@ -69,15 +69,7 @@ impl World {
             }
             4 => {
                 let sid = self.rng.random_range(1..=n as Sid);
-                let links: Vec<u64> = self
-                    .links
-                    .iter()
-                    .filter(|(_, q)| q.open && q.sids.contains(&sid))
-                    .map(|(&l, _)| l)
-                    .collect();
-                for l in links {
-                    self.close_link(l);
-                }
+                self.close_links_of(sid);
                 "link reset"
             }
             _ => {
@@ -89,6 +81,19 @@ impl World {
         *self.report.faults.entry(name).or_default() += 1;
         self.note(format!("fault: {name}"));
         Ok(())
+    }
+
+    /// Every open quorum link of server `sid` closes.
+    pub(super) fn close_links_of(&mut self, sid: Sid) {
+        let links: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, q)| q.open && q.sids.contains(&sid))
+            .map(|(&l, _)| l)
+            .collect();
+        for l in links {
+            self.close_link(l);
+        }
     }
 
     pub(super) fn break_cut_links(&mut self) {
@@ -122,20 +127,10 @@ impl World {
         } else {
             node.store.crash()
         };
-        let links: Vec<u64> = self
-            .links
-            .iter()
-            .filter(|(_, q)| q.open && q.sids.contains(&sid))
-            .map(|(&l, _)| l)
-            .collect();
-        for l in links {
-            self.close_link(l);
-        }
+        self.close_links_of(sid);
         for c in 0..self.clients.len() {
             if let Some(k) = self.clients[c].conn.as_ref().filter(|k| k.sid == sid) {
-                k.sink
-                    .closed
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                k.sink.reset();
                 self.wake(c, self.now + 1);
             }
         }

@@ -32,7 +32,7 @@ use wazoo_admin::metrics::Metrics;
 use wazoo_admin::published::Gauges;
 use wazoo_core::{
     load_tree, member_state, replay_log, Admission, Alarm, ClientRequest, Core, CoreConfig,
-    CoreMsg, LinkEvent, Links, MemStorage, Now, Recovered, Replica, Wiring,
+    CoreMsg, LinkEvent, Links, MemStorage, Now, RecordingSink, Recovered, Replica, Wiring,
 };
 use wazoo_proto::{op as opcode, Acl, ConnectRequest, CreateRequest, Request};
 use wazoo_store::{Batch, CommitReport, MemStore};
@@ -40,7 +40,7 @@ use wazoo_zab::election::Notification;
 use wazoo_zab::peer::{PeerConfig, Serving};
 use wazoo_zab::Sid;
 
-use client::{Client, SimSink, Waiting};
+use client::{Client, Waiting};
 use history::{Kind, Op, Outcome, INITIAL};
 use net::{Outbox, QLink, SimTransport};
 
@@ -270,7 +270,7 @@ enum Event {
     ClientSend {
         sid: Sid,
         inc: u64,
-        sink: Arc<SimSink>,
+        sink: Arc<RecordingSink>,
         msg: CoreMsg,
     },
     ClientStep {

@@ -312,11 +312,7 @@ impl super::World {
             self.close_link(link);
             return Ok(());
         }
-        let outbox = self.nodes[Self::idx(sid)]
-            .live
-            .as_ref()
-            .map(|l| l.outbox.clone())
-            .expect("live");
+        let outbox = self.outbox_of(sid);
         let tx = Box::new(SimQuorumTx {
             outbox,
             link,
@@ -331,6 +327,12 @@ impl super::World {
                 tx,
             },
         )
+    }
+
+    /// Where live server `sid`'s links write.
+    fn outbox_of(&self, sid: Sid) -> Outbox {
+        let live = self.nodes[Self::idx(sid)].live.as_ref();
+        live.map(|l| l.outbox.clone()).expect("live")
     }
 
     pub(super) fn link_event(&mut self, sid: Sid, inc: u64, e: LinkEvent) -> Step {
@@ -348,11 +350,7 @@ impl super::World {
         if !q.open || !self.is_live(sid, inc) {
             return Ok(());
         }
-        let outbox = self.nodes[Self::idx(sid)]
-            .live
-            .as_ref()
-            .map(|l| l.outbox.clone())
-            .expect("live");
+        let outbox = self.outbox_of(sid);
         let q = self.links.get_mut(&link).expect("present");
         let mut up = || -> Box<dyn wazoo_core::QuorumTx> {
             Box::new(SimQuorumTx {

@@ -106,9 +106,10 @@ impl World {
                 }
             }
             self.report.events += 1;
-            if !self.superseded(&e) {
-                self.note(e.describe());
+            if self.superseded(&e) {
+                continue;
             }
+            self.note(e.describe());
             self.event(e)?;
             if self.healed_at.is_some() {
                 self.check_convergence()?;
@@ -117,7 +118,8 @@ impl World {
         Ok(())
     }
 
-    /// A wake-up or client step a later one replaced: nothing happens, and the trace skips it.
+    /// A wake-up or client step a later one replaced (or of a server since restarted): nothing
+    /// happens, and the trace skips it.
     pub(super) fn superseded(&self, e: &Event) -> bool {
         match *e {
             Event::Wake {
@@ -191,22 +193,8 @@ impl World {
                 }
                 self.with_core(sid, |c, now| c.handle(now, CoreMsg::Durable(report)))
             }
-            Event::Wake {
-                sid,
-                inc,
-                which,
-                gen,
-            } => {
-                if !self.is_live(sid, inc) {
-                    return Ok(());
-                }
-                let current = self.nodes[Self::idx(sid)]
-                    .live
-                    .as_ref()
-                    .map(|l| l.alarms[which].get().1);
-                if current != Some(gen) {
-                    return Ok(()); // superseded
-                }
+            Event::Wake { sid, which, .. } => {
+                // Not superseded (checked by `run`): the alarm's latest instant has come.
                 let msg = if which == 0 {
                     CoreMsg::PeerWake
                 } else {
@@ -230,18 +218,15 @@ impl World {
                 msg,
             } => {
                 if !self.is_live(sid, inc) {
-                    sink.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+                    sink.reset();
                     return Ok(());
                 }
                 let mono = self.now_of().mono_ms;
-                sink.last_received
-                    .store(mono, std::sync::atomic::Ordering::SeqCst);
+                sink.received_at(mono);
                 self.with_core(sid, |c, now| c.handle(now, msg))
             }
-            Event::ClientStep { client, gen } => {
-                if self.clients[client].step.1 != gen {
-                    return Ok(()); // superseded by an earlier step
-                }
+            Event::ClientStep { client, .. } => {
+                // Not superseded (checked by `run`).
                 self.clients[client].step.0 = None;
                 self.client_step(client)
             }
