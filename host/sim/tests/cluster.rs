@@ -2,6 +2,7 @@
 //! with faults, real client sessions and the history checker.
 
 use wazoo_sim::cluster::{run_cluster, sweep_cluster, ClusterConfig};
+use wazoo_zab::planted::{plant, Bug};
 
 fn seeds_per_run() -> u64 {
     std::env::var("WAZOO_CLUSTER_SEEDS")
@@ -21,6 +22,10 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
         "split",
         "link reset",
         "slow disk",
+        "asymmetric",
+        "clog",
+        "clock jump",
+        "crash a majority",
     ] {
         assert!(
             s.faults.get(kind).copied().unwrap_or(0) > 0,
@@ -67,5 +72,36 @@ fn one_seed() {
     match run_cluster(seed, &ClusterConfig::for_seed(seed)) {
         Ok(r) => eprintln!("{r:?}"),
         Err(f) => panic!("{f}"),
+    }
+}
+
+/// The first seed of the server-pipeline simulator that catches `bug` planted in the ZAB peer
+/// every server runs, within `limit` seeds.
+fn caught(bug: Bug, limit: u64) -> Option<(u64, String)> {
+    plant(bug);
+    let found = (0..limit).find_map(|seed| {
+        run_cluster(seed, &ClusterConfig::for_seed(seed))
+            .err()
+            .map(|f| (seed, f.what))
+    });
+    plant(Bug::None);
+    found
+}
+
+/// The bugs the issue names, planted in the peer under the whole server: each is caught by what
+/// it breaks for clients or for the servers' agreement (the server simulator has no check at
+/// the sender of an ACK, as the peer simulator has). A sync answered without the quorum check
+/// is not caught here within 2,000 seeds (it needs a deposed leader's client to read right after
+/// a newer write elsewhere); the peer simulator's named scenario catches it.
+#[test]
+fn planted_bugs_are_caught_through_the_servers_and_their_clients() {
+    for (bug, name) in [
+        (Bug::AckBeforeDurable, "ACK before durable"),
+        (Bug::SkipTrunc, "skipped TRUNC"),
+        (Bug::CommitOnMinority, "commit on a minority"),
+        (Bug::DiffWithoutTrunc, "DIFF without TRUNC"),
+    ] {
+        let (seed, what) = caught(bug, 2_000).unwrap_or_else(|| panic!("{name} not caught"));
+        eprintln!("{name}: caught by seed {seed}: {what}");
     }
 }

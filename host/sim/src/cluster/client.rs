@@ -194,13 +194,16 @@ impl super::World {
         } else {
             self.clients[c].xid()
         };
-        let conn = self.clients[c].conn.as_ref().map_or(0, |k| k.id);
+        let (conn, sid) = self.clients[c]
+            .conn
+            .as_ref()
+            .map_or((0, 1), |k| (k.id, k.sid));
         let request = ClientRequest {
             xid,
             op: req.opcode(),
             req: Ok(req),
             size: 64,
-            received_ms: self.now_of().mono_ms,
+            received_ms: self.now_at(sid).mono_ms,
             admit: Admission::none(),
         };
         self.send(c, CoreMsg::Request { conn, request });
@@ -321,7 +324,7 @@ impl super::World {
             opened_at: self.now,
         });
         client.last_send = self.now;
-        let received_ms = self.now_of().mono_ms;
+        let received_ms = self.now_at(sid).mono_ms;
         let msg = CoreMsg::Connect {
             conn: self.next_conn,
             remote: "127.0.0.1:40000".parse().expect("an address"),

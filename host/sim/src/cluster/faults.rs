@@ -18,7 +18,7 @@ impl World {
                 Some(Serving::Leading { .. })
             )
         });
-        let kind = self.rng.random_range(0..6);
+        let kind = self.rng.random_range(0..10);
         let name = match kind {
             0 | 1 => {
                 let target = if kind == 1 {
@@ -43,11 +43,10 @@ impl World {
                 for other in 1..=n as Sid {
                     if other != sid {
                         self.cut.insert((sid, other));
+                        self.cut.insert((other, sid));
                     }
                 }
-                self.break_cut_links();
-                let heal = self.now + self.rng.random_range(200..2_500);
-                self.at(heal, Event::Heal);
+                self.partitioned();
                 "isolate one"
             }
             3 => {
@@ -62,9 +61,7 @@ impl World {
                         }
                     }
                 }
-                self.break_cut_links();
-                let heal = self.now + self.rng.random_range(200..2_500);
-                self.at(heal, Event::Heal);
+                self.partitioned();
                 "split"
             }
             4 => {
@@ -72,10 +69,51 @@ impl World {
                 self.close_links_of(sid);
                 "link reset"
             }
-            _ => {
+            5 => {
                 let i = self.rng.random_range(0..n);
                 self.nodes[i].slow_disk_until = self.now + self.rng.random_range(200..1_500);
                 "slow disk"
+            }
+            6 => {
+                // One server's messages are lost one way (it hears the others; they do not
+                // hear it), its leader's likeliest.
+                let sid =
+                    leader.map_or_else(|| self.rng.random_range(1..=n as Sid), |l| l as Sid + 1);
+                for other in 1..=n as Sid {
+                    if other != sid {
+                        self.cut.insert((sid, other));
+                    }
+                }
+                self.partitioned();
+                "asymmetric"
+            }
+            7 => {
+                let a = self.rng.random_range(1..=n as Sid);
+                let b = self.rng.random_range(1..=n as Sid);
+                let until = self.now + self.rng.random_range(300..2_000);
+                self.clogged.insert((a, b), until);
+                self.clogged.insert((b, a), until);
+                "clog"
+            }
+            8 => {
+                let i = self.rng.random_range(0..n);
+                self.nodes[i].skew += self.rng.random_range(100..2_000);
+                "clock jump"
+            }
+            _ => {
+                // A majority of the voters at once (a power cut): what none of them had synced
+                // is gone.
+                let voters = self.cfg.voters;
+                let mut order: Vec<usize> = (0..voters).collect();
+                for k in (1..order.len()).rev() {
+                    order.swap(k, self.rng.random_range(0..=k));
+                }
+                for &i in &order[..voters / 2 + 1] {
+                    self.crash(i);
+                    let back = self.now + self.rng.random_range(100..2_000);
+                    self.at(back, Event::Restart { sid: i as Sid + 1 });
+                }
+                "crash a majority"
             }
         };
         *self.report.faults.entry(name).or_default() += 1;
@@ -94,6 +132,17 @@ impl World {
         for l in links {
             self.close_link(l);
         }
+    }
+
+    /// A partition was just cut: a third of the time the links across it reset at once (the
+    /// others stall, holding what is sent, until the peers' timeouts drop them or it heals);
+    /// it heals within 2.5 s.
+    fn partitioned(&mut self) {
+        if self.rng.random_bool(0.33) {
+            self.break_cut_links();
+        }
+        let heal = self.now + self.rng.random_range(200..2_500);
+        self.at(heal, Event::Heal);
     }
 
     pub(super) fn break_cut_links(&mut self) {
@@ -154,6 +203,10 @@ impl World {
             Some(l) => match l.core.serving() {
                 Some(Serving::Leading { epoch: e }) => n.sid == leader && e == epoch,
                 Some(Serving::Following {
+                    leader: l2,
+                    epoch: e,
+                }) => l2 == leader && e == epoch,
+                Some(Serving::Observing {
                     leader: l2,
                     epoch: e,
                 }) => l2 == leader && e == epoch,

@@ -48,6 +48,8 @@ use net::{Outbox, QLink, SimTransport};
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     pub voters: usize,
+    /// Observers, after the voters (sids `voters + 1` ...).
+    pub observers: usize,
     pub clients: usize,
     /// Keys the clients write and read (`/k0` ...).
     pub keys: usize,
@@ -70,11 +72,12 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// The shape seed `seed` runs: 3 or 5 voters; odd seeds keep a small DIFF window, so
-    /// learners further behind get a SNAP.
+    /// The shape seed `seed` runs: 3, 5 or 7 voters, sometimes an observer; odd seeds keep a
+    /// small DIFF window, so learners further behind get a SNAP.
     pub fn for_seed(seed: u64) -> ClusterConfig {
         ClusterConfig {
-            voters: [3, 5, 3][(seed % 3) as usize],
+            voters: [3, 5, 3, 7, 3][(seed % 5) as usize],
+            observers: usize::from(seed % 4 == 1),
             clients: 6,
             keys: 3,
             chaos_ms: 6_000,
@@ -216,6 +219,11 @@ struct Node {
     live: Option<Live>,
     /// Its disk is slow until then.
     slow_disk_until: u64,
+    /// How far its clocks are ahead of the simulation's (clock jumps move them forward).
+    skew: u64,
+    /// The epochs on its disk when last seen in this incarnation (they never go back while it
+    /// runs).
+    epochs: (u64, u64),
 }
 
 enum Event {
@@ -339,8 +347,11 @@ struct World {
     links: BTreeMap<u64, QLink>,
     next_link: u64,
     next_accept: u64,
-    /// Directed pairs that cannot talk.
+    /// Directed pairs whose messages are held (quorum links) or lost (notifications) until the
+    /// network heals, as a partition does to TCP.
     cut: BTreeSet<(Sid, Sid)>,
+    /// Directed pairs whose messages are slow until then.
+    clogged: BTreeMap<(Sid, Sid), u64>,
     clients: Vec<Client>,
     /// Setup requests client 0 sends before the chaos starts.
     setup: VecDeque<Request>,

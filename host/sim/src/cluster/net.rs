@@ -110,6 +110,8 @@ pub(super) struct QLink {
     pub(super) known: bool,
     /// When the last bytes towards each side are delivered (FIFO).
     pub(super) last_at: [u64; 2],
+    /// Frames towards each side held by a partition, sent on when it heals.
+    pub(super) held: [Vec<Vec<u8>>; 2],
     /// Bytes received by each side and not framed yet, and a SNAP being assembled.
     buf: [Vec<u8>; 2],
     snap: [Option<(Zxid, Vec<u8>)>; 2],
@@ -132,6 +134,7 @@ impl QLink {
             open: true,
             known: false,
             last_at: [0, 0],
+            held: [Vec::new(), Vec::new()],
             buf: [Vec::new(), Vec::new()],
             snap: [None, None],
         }
@@ -210,14 +213,76 @@ impl super::World {
         !self.cut.contains(&(a, b)) && !self.cut.contains(&(b, a))
     }
 
+    /// A message from `a` to `b` takes this long: a few ms, more while the pair is clogged.
+    fn delay(&mut self, a: Sid, b: Sid) -> u64 {
+        let d = self.net_delay();
+        match self.clogged.get(&(a, b)) {
+            Some(&until) if until > self.now => d + self.rng.random_range(50..300),
+            _ => d,
+        }
+    }
+
+    /// The partitions heal: what they held on the quorum links flows again, in order.
+    pub(super) fn heal(&mut self) {
+        self.cut.clear();
+        let links: Vec<u64> = self
+            .links
+            .iter()
+            .filter(|(_, q)| q.open && q.held.iter().any(|h| !h.is_empty()))
+            .map(|(&l, _)| l)
+            .collect();
+        for link in links {
+            for to in 0..2 {
+                let q = self.links.get_mut(&link).expect("present");
+                let held = std::mem::take(&mut q.held[to]);
+                for bytes in held {
+                    self.send_frame(link, to, bytes);
+                }
+            }
+        }
+    }
+
+    /// Frames `bytes` on to side `to` of `link`, after what went before, or holds them while a
+    /// partition cuts that direction.
+    fn send_frame(&mut self, link: u64, to: usize, bytes: Vec<u8>) {
+        let Some(q) = self.links.get(&link) else {
+            return;
+        };
+        let (from_sid, to_sid) = (q.sids[1 - to], q.sids[to]);
+        if !q.open {
+            return;
+        }
+        if self.cut.contains(&(from_sid, to_sid)) {
+            let q = self.links.get_mut(&link).expect("present");
+            q.held[to].push(bytes);
+            return;
+        }
+        let delay = self.delay(from_sid, to_sid);
+        let q = self.links.get_mut(&link).expect("present");
+        let t = (self.now + delay).max(q.last_at[to]);
+        q.last_at[to] = t;
+        self.at(
+            t,
+            Event::Bytes {
+                link,
+                side: to,
+                bytes,
+            },
+        );
+    }
+
     /// Carries out what server `sid`'s links asked.
     pub(super) fn net(&mut self, sid: Sid, inc: u64, a: NetAction) {
         match a {
             NetAction::Notify { to, n } => {
                 let up = self.nodes[Self::idx(to)].live.is_some();
-                if up && self.connected(sid, to) && !self.rng.random_bool(0.02) {
-                    let t = self.now + self.net_delay();
+                if up && !self.cut.contains(&(sid, to)) && !self.rng.random_bool(0.02) {
+                    let t = self.now + self.delay(sid, to);
                     self.at(t, Event::Notify { to, n });
+                    if self.rng.random_bool(0.02) {
+                        let again = t + self.delay(sid, to);
+                        self.at(again, Event::Notify { to, n });
+                    }
                 }
             }
             NetAction::Dial { to, conn } => {
@@ -243,26 +308,7 @@ impl super::World {
                     );
                 }
             }
-            NetAction::Frame { link, side, bytes } => {
-                let delay = self.net_delay();
-                let Some(q) = self.links.get_mut(&link) else {
-                    return;
-                };
-                if !q.open {
-                    return;
-                }
-                let to = 1 - side;
-                let t = (self.now + delay).max(q.last_at[to]);
-                q.last_at[to] = t;
-                self.at(
-                    t,
-                    Event::Bytes {
-                        link,
-                        side: to,
-                        bytes,
-                    },
-                );
-            }
+            NetAction::Frame { link, side, bytes } => self.send_frame(link, 1 - side, bytes),
             NetAction::Close { link } => self.close_link(link),
             NetAction::Post(event) => {
                 let t = self.now + self.rng.random_range(1..10);
@@ -377,7 +423,7 @@ impl super::World {
                         }
                     }
                 }
-                let now = self.now_of();
+                let now = self.now_at(sid);
                 let Some(live) = self.nodes[Self::idx(sid)].live.as_mut() else {
                     return Ok(());
                 };

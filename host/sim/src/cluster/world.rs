@@ -6,13 +6,15 @@ use super::*;
 
 impl World {
     pub(super) fn new(seed: u64, cfg: ClusterConfig) -> World {
-        let nodes = (1..=cfg.voters as Sid)
+        let nodes = (1..=(cfg.voters + cfg.observers) as Sid)
             .map(|sid| Node {
                 sid,
                 store: MemStore::new(),
                 inc: 0,
                 live: None,
                 slow_disk_until: 0,
+                skew: 0,
+                epochs: (0, 0),
             })
             .collect();
         let clients = (0..cfg.clients).map(|i| Client::new(i, cfg.keys)).collect();
@@ -32,6 +34,7 @@ impl World {
             next_link: 0,
             next_accept: 1 << 32,
             cut: BTreeSet::new(),
+            clogged: BTreeMap::new(),
             clients,
             setup,
             ops: Vec::new(),
@@ -57,17 +60,21 @@ impl World {
         self.queue.insert((t.max(self.now), self.seq), e);
     }
 
-    pub(super) fn now_of(&self) -> Now {
+    /// The time on server `sid`'s clocks (ahead of the simulation's by its skew).
+    pub(super) fn now_at(&self, sid: Sid) -> Now {
+        let t = self.now + self.nodes[Self::idx(sid)].skew;
         Now {
-            at: self.base + Duration::from_millis(self.now),
-            mono_ms: 1_000_000 + self.now as i64,
-            wall_ms: 1_700_000_000_000 + self.now as i64,
+            at: self.base + Duration::from_millis(t),
+            mono_ms: 1_000_000 + t as i64,
+            wall_ms: 1_700_000_000_000 + t as i64,
         }
     }
 
-    pub(super) fn ms_of(&self, at: Instant) -> u64 {
+    /// The simulation's time at which server `sid`'s clock reads `at`.
+    pub(super) fn ms_of(&self, sid: Sid, at: Instant) -> u64 {
         let d = at.saturating_duration_since(self.base);
-        (d.as_micros() as u64).div_ceil(1000)
+        let t = (d.as_micros() as u64).div_ceil(1000);
+        t.saturating_sub(self.nodes[Self::idx(sid)].skew)
     }
 
     pub(super) fn idx(sid: Sid) -> usize {
@@ -208,7 +215,7 @@ impl World {
                 }
                 let half = (self.cfg.tick_ms as u64 / 2).max(1);
                 self.at(self.now + half, Event::Tick { sid, inc });
-                let at_ms = self.now_of().mono_ms;
+                let at_ms = self.now_at(sid).mono_ms;
                 self.with_core(sid, |c, now| c.handle(now, CoreMsg::Tick { at_ms }))
             }
             Event::ClientSend {
@@ -221,7 +228,7 @@ impl World {
                     sink.reset();
                     return Ok(());
                 }
-                let mono = self.now_of().mono_ms;
+                let mono = self.now_at(sid).mono_ms;
                 sink.received_at(mono);
                 self.with_core(sid, |c, now| c.handle(now, msg))
             }
@@ -232,7 +239,7 @@ impl World {
             }
             Event::Fault => self.fault(),
             Event::Heal => {
-                self.cut.clear();
+                self.heal();
                 Ok(())
             }
             Event::Restart { sid } => {
@@ -243,7 +250,8 @@ impl World {
             }
             Event::EndChaos => {
                 self.chaos = false;
-                self.cut.clear();
+                self.heal();
+                self.clogged.clear();
                 for i in 0..self.nodes.len() {
                     if self.nodes[i].live.is_none() {
                         self.boot(i)?;
@@ -272,7 +280,8 @@ impl World {
         let (last_logged, _) = replay_log(&store, &mut tree).map_err(|e| fail(&e))?;
         let tick = self.cfg.tick_ms as u64;
         let voters: Vec<Sid> = (1..=self.cfg.voters as Sid).collect();
-        let mut pc = PeerConfig::new(sid, voters.iter().copied(), []);
+        let observers = (1..=self.cfg.observers as Sid).map(|o| self.cfg.voters as Sid + o);
+        let mut pc = PeerConfig::new(sid, voters.iter().copied(), observers);
         pc.tick_ms = tick;
         pc.init_limit_ms = tick * self.cfg.init_limit as u64;
         pc.sync_limit_ms = tick * self.cfg.sync_limit as u64;
@@ -290,7 +299,7 @@ impl World {
         let alarms = [SimAlarm::default(), SimAlarm::default()];
         let mut seed = [0u8; 32];
         self.rng.fill(&mut seed);
-        let now = self.now_of();
+        let now = self.now_at(sid);
         let mut core = Core::new(
             Arc::new(self.core_config(sid)),
             Recovered {
@@ -326,6 +335,7 @@ impl World {
         core.attach_replica(replica);
         let node = &mut self.nodes[i];
         node.inc += 1;
+        node.epochs = (0, 0);
         let inc = node.inc;
         node.live = Some(Live {
             core,
@@ -367,7 +377,7 @@ impl World {
         sid: Sid,
         f: impl FnOnce(&mut Core, Now) -> Result<(), wazoo_core::CoreError>,
     ) -> Step {
-        let now = self.now_of();
+        let now = self.now_at(sid);
         let Some(live) = self.nodes[Self::idx(sid)].live.as_mut() else {
             return Ok(());
         };
@@ -414,6 +424,47 @@ impl World {
                 }
             }
         }
+        // The epochs on disk: current never past accepted, neither going back while it runs;
+        // and a serving server's tree holds nothing its store does not (D10).
+        let store = live.storage.store();
+        let meta = |k| {
+            wazoo_store::Store::get_meta_u64(&store, k)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        let epochs = (
+            meta(wazoo_store::MetaKey::AcceptedEpoch),
+            meta(wazoo_store::MetaKey::CurrentEpoch),
+        );
+        if epochs.1 > epochs.0 {
+            return Err(format!(
+                "{sid}'s currentEpoch {} is past its acceptedEpoch {}",
+                epochs.1, epochs.0
+            ));
+        }
+        let was = self.nodes[i].epochs;
+        if epochs.0 < was.0 || epochs.1 < was.1 {
+            return Err(format!(
+                "{sid}'s epochs went back from {was:?} to {epochs:?}"
+            ));
+        }
+        self.nodes[i].epochs = epochs;
+        let Some(live) = self.nodes[i].live.as_mut() else {
+            return Ok(());
+        };
+        let logged = wazoo_store::Store::last_logged_zxid(&store)
+            .unwrap_or(0)
+            .max(wazoo_store::Store::last_applied(&store).unwrap_or(0));
+        // (While it synchronises a learner applies the committed txns of the stream before its
+        // log holds them: ZAB's D10 is for a serving server.)
+        let serving_now = !matches!(live.core.serving(), Some(Serving::Looking));
+        if serving_now && live.core.tree().last_applied() > logged {
+            return Err(format!(
+                "{sid} applied {:#x}, past what its store holds ({logged:#x})",
+                live.core.tree().last_applied()
+            ));
+        }
         // Equal trees at equal applied zxids.
         let (z, d) = (live.core.tree().last_applied(), live.core.tree().digest());
         match self.digests.get(&z) {
@@ -452,7 +503,7 @@ impl World {
             self.at(self.now + d, Event::Disk { sid, inc });
         }
         for (at, which, gen) in wakes {
-            let t = self.ms_of(at);
+            let t = self.ms_of(sid, at);
             self.at(
                 t,
                 Event::Wake {
