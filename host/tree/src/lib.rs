@@ -17,6 +17,7 @@ pub mod path;
 pub mod prep;
 pub mod reads;
 pub mod session;
+pub mod stage;
 pub mod watch;
 
 pub use acl::{AclList, AuthInfo};
@@ -26,4 +27,5 @@ pub use datatree::{
 pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
 pub use reads::{read, set_watches, ReadCtx};
 pub use session::SessionTracker;
+pub use stage::Stage;
 pub use watch::{WatchRegistry, WatcherId};

@@ -82,6 +82,11 @@ impl PendingChanges {
         }
     }
 
+    /// The outstanding change of `p`, if any (a deletion included).
+    pub(crate) fn record_of(&self, p: &str) -> Option<&ChangeRecord> {
+        self.by_path.get(p)
+    }
+
     /// Drops everything (e.g. when a storage error makes the pipeline restart from the tree).
     pub fn clear(&mut self) {
         self.by_path.clear();
@@ -89,20 +94,20 @@ impl PendingChanges {
     }
 }
 
-struct Prep<'a> {
-    tree: &'a DataTree,
-    pending: &'a mut PendingChanges,
-    ctx: PrepCtx<'a>,
-    cfg: &'a PrepConfig,
+pub(crate) struct Prep<'a> {
+    pub(crate) tree: &'a DataTree,
+    pub(crate) pending: &'a mut PendingChanges,
+    pub(crate) ctx: PrepCtx<'a>,
+    pub(crate) cfg: &'a PrepConfig,
     /// For each change this txn recorded, in order, the path's record before it (None: no
     /// pending record), to roll back on failure by restoring them in reverse. A path changed
     /// twice is saved twice, which costs a record per change instead of a search per change (a
     /// multi of 200k ops used to scan the list for the path before every change).
-    saved: Vec<(Arc<str>, Option<ChangeRecord>)>,
+    pub(crate) saved: Vec<(Arc<str>, Option<ChangeRecord>)>,
     /// Whether changes are saved for a rollback: every request but closeSession, which cannot
     /// fail and may delete 100k ephemerals. A single op records its changes after every check
     /// that can fail, but its txn can still be refused as too large (see [`prep`]).
-    undoable: bool,
+    pub(crate) undoable: bool,
 }
 
 fn check_version(current: i32, expected: i32) -> Result<i32, ErrorCode> {
@@ -122,7 +127,7 @@ fn parent_for_delete(p: &str) -> Result<&str, ErrorCode> {
 }
 
 impl Prep<'_> {
-    fn record(&self, p: &str) -> Option<ChangeRecord> {
+    pub(crate) fn record(&self, p: &str) -> Option<ChangeRecord> {
         if let Some(r) = self.pending.by_path.get(p) {
             return r.meta.is_some().then(|| r.clone());
         }
@@ -152,7 +157,24 @@ impl Prep<'_> {
         }
     }
 
-    fn rollback(&mut self) {
+    /// Where a rollback to this point starts: the changes saved and the pending order so far.
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.saved.len(), self.pending.order.len())
+    }
+
+    /// Undoes the changes recorded since `mark` (newest first), as [`Prep::rollback`] does for
+    /// all of them.
+    pub(crate) fn rollback_to(&mut self, mark: (usize, usize)) {
+        for (p, prev) in self.saved.drain(mark.0..).rev() {
+            match prev {
+                Some(r) => self.pending.by_path.insert(p, r),
+                None => self.pending.by_path.remove(&*p),
+            };
+        }
+        self.pending.order.truncate(mark.1);
+    }
+
+    pub(crate) fn rollback(&mut self) {
         // Newest first: a path changed twice ends up with the record it had before the first.
         for (p, prev) in self.saved.drain(..).rev() {
             match prev {
@@ -428,7 +450,7 @@ impl Prep<'_> {
         }
     }
 
-    fn multi_op(&mut self, op: &MultiOp) -> Result<Txn, ErrorCode> {
+    pub(crate) fn multi_op(&mut self, op: &MultiOp) -> Result<Txn, ErrorCode> {
         match op {
             MultiOp::Create(c) => self.create(c),
             MultiOp::Delete { path, version } => self.delete(path, *version),
