@@ -115,12 +115,13 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
         return match wazoo_sim::cluster::sweep_cluster(from, count) {
             Ok(s) => {
                 println!(
-                    "{count} server-pipeline seeds from {from}: 0 violations; {} events, {} client operations ok, {} failed, {} unknown, {} synced reads checked, {} session moves, {} sessions expired, {} leaders established, slowest convergence after healing {} ms (simulated); {:.1} s",
+                    "{count} server-pipeline seeds from {from}: 0 violations; {} events, {} client operations ok, {} failed, {} unknown, {} synced reads checked, {} watch events checked, {} session moves, {} sessions expired, {} leaders established, slowest convergence after healing {} ms (simulated); {:.1} s",
                     s.events,
                     s.ops_ok,
                     s.ops_failed,
                     s.ops_unknown,
                     s.synced_reads,
+                    s.watch_events,
                     s.session_moves,
                     s.sessions_expired,
                     s.leaders_established,

@@ -53,6 +53,10 @@ pub(super) struct Client {
     pub(super) counter: u64,
     /// The last version this client read or wrote per key (for CAS writes).
     pub(super) versions: Vec<Option<i32>>,
+    /// Per key, the version a data watch of this connection was set at and has not fired since.
+    pub(super) watches: Vec<Option<i32>>,
+    /// The key whose read in flight sets a watch.
+    pub(super) watching: Option<usize>,
     /// The session has an ephemeral node already.
     pub(super) has_ephemeral: bool,
     /// Not before this time does it send its next operation (think time, reconnect backoff).
@@ -75,6 +79,8 @@ impl Client {
             next_xid: 1,
             counter: 0,
             versions: vec![None; keys],
+            watches: vec![None; keys],
+            watching: None,
             has_ephemeral: false,
             idle_until: 0,
             step: (None, 0),
@@ -198,6 +204,9 @@ impl super::World {
             .conn
             .as_ref()
             .map_or((0, 1), |k| (k.id, k.sid));
+        if self.trace_len > TRACE {
+            self.note(format!("client {c} -> {sid}: xid {xid} {req:?}"));
+        }
         let request = ClientRequest {
             xid,
             op: req.opcode(),
@@ -343,6 +352,9 @@ impl super::World {
         let backoff = self.rng.random_range(10..100);
         let client = &mut self.clients[c];
         client.conn = None;
+        // Watches belong to the connection (this client does not set them again elsewhere).
+        client.watches.iter_mut().for_each(|w| *w = None);
+        client.watching = None;
         if let Waiting::Reply { op, .. } = std::mem::replace(&mut client.waiting, Waiting::Nothing)
         {
             if op != usize::MAX {
@@ -397,11 +409,14 @@ impl super::World {
             };
             (Kind::Set { key, tag, expect }, req, false)
         } else if r < 60 {
-            (
-                Kind::Read { key, synced: false },
-                get(&history::key_path(key)),
-                false,
-            )
+            let watch = self.rng.random_bool(0.5);
+            let client = &mut self.clients[c];
+            client.watching = watch.then_some(key);
+            let req = Request::GetData {
+                path: history::key_path(key),
+                watch,
+            };
+            (Kind::Read { key, synced: false }, req, false)
         } else if r < 75 {
             let req = Request::Sync {
                 path: history::key_path(key),
@@ -484,8 +499,32 @@ impl super::World {
                 continue;
             }
             let reply = client::parse_reply(&f).ok_or("an undecodable reply")?;
-            if reply.xid == -1 || reply.xid == -2 {
-                continue; // a notification, a ping
+            if self.trace_len > TRACE {
+                self.note(format!(
+                    "client {c} <- xid {} zxid {:#x} err {}",
+                    reply.xid, reply.zxid, reply.err
+                ));
+            }
+            if reply.xid == -1 {
+                // A watch event: the key's watch has fired.
+                let mut r = Reader::new(&reply.body);
+                let (_ty, _state) = (r.read_i32(), r.read_i32());
+                let path = r
+                    .read_string()
+                    .map_err(|e| format!("a bad watch event: {e}"))?;
+                if let Some(k) = path
+                    .strip_prefix("/k")
+                    .and_then(|k| k.parse::<usize>().ok())
+                {
+                    if let Some(w) = self.clients[c].watches.get_mut(k) {
+                        *w = None;
+                        self.report.watch_events += 1;
+                    }
+                }
+                continue;
+            }
+            if reply.xid == -2 {
+                continue; // a ping
             }
             let client = &mut self.clients[c];
             if reply.zxid > 0 {
@@ -549,14 +588,32 @@ impl super::World {
             match (&entry.kind, &outcome) {
                 (Kind::Set { key, .. } | Kind::Read { key, .. }, Outcome::Ok { version, .. }) => {
                     client.versions[*key] = Some(*version);
+                    // ZooKeeper's order: a connection sees a watch event before any reply that
+                    // reveals the change it is about (zk-protocol.md; the core's apply queues
+                    // the event first, on a learner too).
+                    if let Some(armed) = client.watches[*key] {
+                        if *version > armed {
+                            return Err(format!(
+                                "client {c} saw {} at version {version} before the event of the \
+                                 watch it set at version {armed}",
+                                history::key_path(*key)
+                            ));
+                        }
+                    }
+                    if client.watching.take() == Some(*key) {
+                        let w = &mut client.watches[*key];
+                        *w = Some(w.map_or(*version, |a| a.min(*version)));
+                    }
                 }
                 (Kind::Set { key, .. }, Outcome::Err(_)) => client.versions[*key] = None,
+                (Kind::Read { .. }, _) => client.watching = None,
                 (Kind::Ephemeral { .. }, Outcome::Ok { .. }) => client.has_ephemeral = true,
                 (Kind::Close, Outcome::Ok { .. }) => {
                     client.session = 0;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
                     client.conn = None;
+                    client.watches.iter_mut().for_each(|w| *w = None);
                 }
                 _ => {}
             }

@@ -103,6 +103,9 @@ pub struct ClusterReport {
     pub ops_unknown: u64,
     /// Reads checked after a sync.
     pub synced_reads: u64,
+    /// Watch events the clients received (each checked to come before any reply revealing the
+    /// change it is about).
+    pub watch_events: u64,
     /// Sessions moved to another server (reconnects with a session id).
     pub session_moves: u64,
     /// Sessions the clients were told had expired.
@@ -166,6 +169,7 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.ops_failed += r.ops_failed;
         sum.ops_unknown += r.ops_unknown;
         sum.synced_reads += r.synced_reads;
+        sum.watch_events += r.watch_events;
         sum.session_moves += r.session_moves;
         sum.sessions_expired += r.sessions_expired;
         sum.leaders_established += r.leaders_established;
