@@ -85,7 +85,7 @@ pub type ConnId = u64;
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A connection's outgoing side as the core sees it: where its replies go, and what the core
-/// learns back for flow control and session liveness. The runtime's is [`ConnOut`] (the socket and
+/// learns back for flow control and session liveness. The runtime's is `ConnOut` (the socket and
 /// its writer task); the core's unit tests use their own.
 pub trait ConnSink: Send + Sync {
     /// Sends whole frames, in order; never blocks.
@@ -99,7 +99,7 @@ pub trait ConnSink: Send + Sync {
     fn drained_not_wanted(&self);
     /// Output stuck for this long closes the connection (the negotiated session timeout).
     fn set_stall_timeout(&self, ms: u64);
-    /// [`mono_ms`] when the connection last received a frame.
+    /// `Now::mono_ms` when the connection last received a frame.
     fn last_received(&self) -> i64;
     /// Closes the connection once everything sent before has been written.
     fn close(&self);
@@ -133,7 +133,7 @@ pub enum CoreMsg {
         remote: SocketAddr,
         req: ConnectRequest,
         out: ConnTx,
-        /// [`mono_ms`] when the connection read the ConnectRequest.
+        /// `Now::mono_ms` when the connection read the ConnectRequest.
         received_ms: i64,
     },
     Request {
@@ -149,7 +149,7 @@ pub enum CoreMsg {
         conn: ConnId,
     },
     Durable(CommitReport),
-    /// Session expiry, as of `at_ms` ([`mono_ms`] when the timer fired, not when the core gets to
+    /// Session expiry, as of `at_ms` (`Now::mono_ms` when the timer fired, not when the core gets to
     /// it: a tick that waited behind a stall must not count the stall against sessions).
     Tick {
         at_ms: i64,
@@ -160,7 +160,7 @@ pub enum CoreMsg {
     PaceLarge,
     /// A peer link's event (an ensemble member).
     Link(LinkEvent),
-    /// The time the peer asked for ([`Replica::wakeups`]).
+    /// The time the peer asked for (the [`Alarm`] given to [`Replica::new`]).
     PeerWake,
     /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
     /// `wchp`); every other command is answered from the published gauges, without the core.
@@ -168,8 +168,8 @@ pub enum CoreMsg {
 }
 
 /// A piece of an admin listing. The core answers each in time bounded by the size of the piece
-/// ([`ADMIN_CHUNK`] entries; see `admin_http` for the protocol), except the watch tables, which
-/// it walks whole ([`AdminQuery::Watches`]).
+/// ([`ADMIN_CHUNK`] entries; see `wazoo-server`'s `admin_http` for the protocol), except the
+/// watch tables, which it walks whole ([`AdminQuery::Watches`]).
 pub enum AdminQuery {
     /// The ids of every session (of the tree) and every connection: integers only.
     Ids(Reply<(Vec<i64>, Vec<ConnId>)>),
@@ -232,7 +232,7 @@ pub struct ClientRequest {
     pub req: Result<Request, ErrorCode>,
     /// Frame size in bytes.
     pub size: usize,
-    /// [`mono_ms`] when the connection read the frame: the session's activity time.
+    /// `Now::mono_ms` when the connection read the frame: the session's activity time.
     pub received_ms: i64,
     /// Its place in the outstanding-request budgets, held until it is answered or applied.
     pub admit: Admission,
@@ -352,7 +352,7 @@ pub struct Recovered {
     pub persisted: Zxid,
 }
 
-/// The result of [`Core::run`]: a storage failure stops the node.
+/// Why [`Core::handle`] stopped: a storage failure stops the node.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error("storage failure: {0}")]

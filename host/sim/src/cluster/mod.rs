@@ -1,20 +1,24 @@
-//! The simulator over the server itself (issue 10, item 4): N voting servers, each the real
-//! [`wazoo_core::Core`] with its replica (the real ZAB peer), tree, session tracker and reply
-//! queues over a [`MemStore`], recovered from that store at every restart by the same code the
-//! server runs ([`wazoo_core::load_tree`], [`wazoo_core::replay_log`],
-//! [`wazoo_core::member_state`]); their links run over a simulated network
-//! ([`net`]), their storage commits when the simulator says (a commit, then its fsync returning
-//! later), their timers are simulated. K clients with sessions send real requests
-//! ([`client`]): setData with and without a version, getData with and without a sync first,
-//! creates, ephemerals, closeSession; they move their sessions between servers as ZooKeeper's
-//! clients do. One seeded RNG drives everything, so a seed replays exactly.
+//! The simulator over the server itself (issue 10, item 4): 3, 5 or 7 voters and sometimes an
+//! observer, each the real [`wazoo_core::Core`] with its replica (the real ZAB peer), tree,
+//! session tracker and reply queues over a [`MemStore`], recovered from that store at every
+//! restart by the same code the server runs ([`wazoo_core::load_tree`],
+//! [`wazoo_core::replay_log`], [`wazoo_core::member_state`]); their own links run over a
+//! simulated network (`net`), their storage commits when the simulator says (a commit, then its
+//! fsync returning later), their clocks and timers are simulated, one clock per server. Clients
+//! with sessions send real requests (`client`): setData with and without a version, getData with
+//! and without a sync first (some setting watches), creates, ephemerals, closeSession; they move
+//! their sessions between servers as ZooKeeper's clients do. One seeded RNG drives everything, so
+//! a seed replays exactly.
 //!
-//! Faults: crash and restart (losing what was not synced; a torn final record while a commit's
-//! fsync has not returned), the leader crashed, one server isolated, a split, link resets, slow
-//! disks. Checked after every event: at most one leader per epoch, equal tree digests at equal
-//! applied zxids; per seed, the clients' history ([`history`]); then, with faults healed and
-//! every server restarted, one leader that every server follows, a write acknowledged after the
-//! healing, and every server converged on the same tree.
+//! Faults (`faults`): crash and restart (losing what was not synced; a torn final record while a
+//! commit's fsync has not returned), the leader crashed, a majority crashed at once, one server
+//! isolated, splits, one server's messages lost one way, partitions that hold quorum traffic
+//! until they heal, link resets, clogged pairs, slow disks, clock jumps. Checked after every
+//! event: at most one leader per epoch, equal tree digests at equal applied zxids, the epochs on
+//! disk, a serving server's tree never ahead of its store; as replies arrive, watch events before
+//! the changes they announce; per seed, the clients' history (`history`); then, with faults
+//! healed and every server restarted, one leader that every server follows, a write
+//! acknowledged after the healing, and every server converged on the same tree.
 
 mod client;
 mod faults;
