@@ -68,6 +68,29 @@ fn tree() -> DataTree {
     t
 }
 
+/// A tree, its outstanding changes and what a stage is made with.
+struct Fixture {
+    tree: DataTree,
+    pending: PendingChanges,
+    auth: AuthInfo,
+    cfg: PrepConfig,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            tree: tree(),
+            pending: PendingChanges::new(),
+            auth: AuthInfo::default(),
+            cfg: PrepConfig::default(),
+        }
+    }
+
+    fn stage(&mut self) -> Stage<'_> {
+        Stage::new(&self.tree, &mut self.pending, ctx(&self.auth), &self.cfg)
+    }
+}
+
 fn ctx(auth: &AuthInfo) -> PrepCtx<'_> {
     PrepCtx {
         session_id: 7,
@@ -80,11 +103,8 @@ fn ctx(auth: &AuthInfo) -> PrepCtx<'_> {
 
 #[test]
 fn staged_writes_are_read_back_with_data_and_sorted_children_then_commit_as_one_multi() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut f = Fixture::new();
+    let mut s = f.stage();
     assert_eq!(
         s.stage(&create_op("/q/0c", b"C", 0)),
         Ok(Some("/q/0c".into()))
@@ -107,29 +127,25 @@ fn staged_writes_are_read_back_with_data_and_sorted_children_then_commit_as_one_
         panic!("a multi: {txn:?}")
     };
     assert_eq!(ops.len(), 3);
-    let mut t = t;
     let h = TxnHeader {
         session_id: 7,
         cxid: 0,
         zxid: ZXID,
         time: 5,
     };
-    t.apply(&h, &txn);
-    let mut kids: Vec<&str> = t.get("/q").unwrap().children().collect();
+    f.tree.apply(&h, &txn);
+    let mut kids: Vec<&str> = f.tree.get("/q").unwrap().children().collect();
     kids.sort();
     assert_eq!(kids, ["0c", "a"]);
-    assert_eq!(t.get("/x").unwrap().data().unwrap(), b"new");
-    pending.applied(ZXID);
-    assert!(pending.is_empty());
+    assert_eq!(f.tree.get("/x").unwrap().data().unwrap(), b"new");
+    f.pending.applied(ZXID);
+    assert!(f.pending.is_empty());
 }
 
 #[test]
 fn a_failed_op_leaves_no_trace_and_the_stage_goes_on() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut f = Fixture::new();
+    let mut s = f.stage();
     s.stage(&create_op("/q/c", b"", 0)).unwrap();
     assert_eq!(
         s.stage(&create_op("/q/a", b"", 0)),
@@ -151,7 +167,7 @@ fn a_failed_op_leaves_no_trace_and_the_stage_goes_on() {
     };
     assert_eq!(ops.len(), 2);
     assert_eq!(
-        pending.len(),
+        f.pending.len(),
         4,
         "two creates, each with its parent's record"
     );
@@ -159,17 +175,14 @@ fn a_failed_op_leaves_no_trace_and_the_stage_goes_on() {
 
 #[test]
 fn abort_takes_every_change_back() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut f = Fixture::new();
+    let mut s = f.stage();
     s.stage(&create_op("/q/c", b"", 0)).unwrap();
     s.stage(&delete_op("/q/a")).unwrap();
     s.abort();
-    assert!(pending.is_empty());
+    assert!(f.pending.is_empty());
     // A later stage sees the tree as it was.
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut s = f.stage();
     assert_eq!(
         s.stage(&create_op("/q/a", b"", 0)),
         Err(ErrorCode::NodeExists)
@@ -179,11 +192,8 @@ fn abort_takes_every_change_back() {
 
 #[test]
 fn sequential_creates_take_consecutive_suffixes_and_a_recreated_child_is_listed_once() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut f = Fixture::new();
+    let mut s = f.stage();
     let a = s.stage(&create_op("/q/lock-", b"", 3)).unwrap().unwrap();
     let b = s.stage(&create_op("/q/lock-", b"", 3)).unwrap().unwrap();
     assert_eq!(
@@ -208,26 +218,23 @@ fn sequential_creates_take_consecutive_suffixes_and_a_recreated_child_is_listed_
 
 #[test]
 fn other_outstanding_txns_constrain_what_is_staged_but_reads_see_the_tree_and_the_stage() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
+    let mut f = Fixture::new();
     // Another txn, prepped and not applied: it deletes /x.
     let other = crate::prep(
-        &t,
-        &mut pending,
+        &f.tree,
+        &mut f.pending,
         &wazoo_proto::Request::Delete {
             path: "/x".into(),
             version: -1,
         },
         PrepCtx {
             zxid: ZXID - 1,
-            ..ctx(&auth)
+            ..ctx(&f.auth)
         },
-        &cfg,
+        &f.cfg,
     );
     assert!(matches!(other, Txn::Delete { .. }));
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut s = f.stage();
     assert_eq!(s.stage(&set_op("/x", b"", -1)), Err(ErrorCode::NoNode));
     assert_eq!(
         s.get("/x").unwrap().0,
@@ -238,11 +245,8 @@ fn other_outstanding_txns_constrain_what_is_staged_but_reads_see_the_tree_and_th
 
 #[test]
 fn staging_many_creates_under_one_parent_costs_each_op_its_own_records() {
-    let t = tree();
-    let mut pending = PendingChanges::new();
-    let auth = AuthInfo::default();
-    let cfg = PrepConfig::default();
-    let mut s = Stage::new(&t, &mut pending, ctx(&auth), &cfg);
+    let mut f = Fixture::new();
+    let mut s = f.stage();
     // 20k creates: per op, its record and its parent's (no scan of what was staged before; a
     // quadratic stage would take minutes here).
     for i in 0..20_000 {
@@ -251,5 +255,5 @@ fn staging_many_creates_under_one_parent_costs_each_op_its_own_records() {
     assert_eq!(s.children("/q").unwrap().len(), 20_002);
     assert_eq!(s.stat("/q").unwrap().num_children, 20_002);
     s.abort();
-    assert!(pending.is_empty());
+    assert!(f.pending.is_empty());
 }
