@@ -96,7 +96,11 @@ impl PendingChanges {
 
 pub(crate) struct Prep<'a> {
     pub(crate) tree: &'a DataTree,
+    /// Where this txn's changes are recorded (and read back first).
     pub(crate) pending: &'a mut PendingChanges,
+    /// Outstanding changes read under `pending` and over the tree, never written: a recipe's
+    /// stage records its changes in a set of its own over the server's ([`crate::Stage`]).
+    pub(crate) base: Option<&'a PendingChanges>,
     pub(crate) ctx: PrepCtx<'a>,
     pub(crate) cfg: &'a PrepConfig,
     /// For each change this txn recorded, in order, the path's record before it (None: no
@@ -128,7 +132,12 @@ fn parent_for_delete(p: &str) -> Result<&str, ErrorCode> {
 
 impl Prep<'_> {
     pub(crate) fn record(&self, p: &str) -> Option<ChangeRecord> {
-        if let Some(r) = self.pending.by_path.get(p) {
+        if let Some(r) = self
+            .pending
+            .by_path
+            .get(p)
+            .or_else(|| self.base.and_then(|b| b.by_path.get(p)))
+        {
             return r.meta.is_some().then(|| r.clone());
         }
         let p = if p.is_empty() { "/" } else { p };
@@ -498,6 +507,7 @@ pub fn prep(
     let mut p = Prep {
         tree,
         pending,
+        base: None,
         ctx,
         cfg,
         saved: Vec::new(),

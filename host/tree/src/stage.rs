@@ -1,111 +1,263 @@
-//! Staging (issue 11, item 2): writes staged one at a time against the tree and the outstanding
-//! changes, read back through the staged view, then committed as one multi txn or dropped — what
-//! a server-side recipe does with the tree in one invocation.
+//! Staging (issue 11, item 2): what a server-side recipe does with the tree in one invocation —
+//! writes staged one at a time, read back through the staged view, then handed over as the ops
+//! of one multi (or dropped) — built so the recipe can run on another thread than the one that
+//! owns the tree (docs/recipes.md, "Running recipes off the core").
 //!
-//! Each [`Stage::stage`] checks its op as prep checks a multi's sub-op (against the tree plus
-//! every outstanding change, this stage's own included) and records its changes as outstanding;
-//! a failing op leaves no trace and the stage goes on (the recipe decides whether to abort). The
-//! reads ([`Stage::stat`], [`Stage::get`], [`Stage::children`]) see the applied tree plus this
-//! stage's own writes, data and sorted child lists included; other outstanding txns only
-//! constrain what may be staged, as they constrain prep. [`Stage::commit`] hands back the multi
-//! txn, its changes left outstanding until it is applied, exactly as [`crate::prep`] leaves a
-//! multi; [`Stage::abort`] takes every change back.
+//! A [`Stage`] owns everything it staged: its own outstanding changes, layered over the server's
+//! (which it reads and never writes), the ops, and the data and child-list changes its reads show.
+//! The tree's owner answers each of the recipe's [`Access`]es with [`Stage::access`] against the
+//! tree and the server's outstanding changes as they are at that moment, so nothing of a stage is
+//! visible to other requests, and a slow recipe holds nothing of the server's between accesses.
 //!
-//! Cost: staging an op is what prepping it costs (its path's records, no scan of earlier ops);
-//! aborting costs what was staged. A child list read costs the node's children plus this
-//! stage's changes under it.
+//! - A staged op is checked as prep checks a multi's sub-op, against the tree plus the server's
+//!   outstanding changes plus this stage's; a failing op leaves no trace and the stage goes on
+//!   (the recipe decides whether to abort).
+//! - A read of a path with an outstanding change of the server's is not answered from the tree,
+//!   whose data and children are stale for it: it [`Wait`]s until that change is applied.
+//! - Every path a read or an op depended on is stamped with its state under the stage (its
+//!   [`NodeMeta`], which every change of data, children, ACL or existence alters). The ops are
+//!   committed by prepping them again as one multi, after [`Stage::still_holds`] confirmed every
+//!   stamp: then the multi preps to what the stage showed, and the recipe decided on a state
+//!   that is still current (optimistic concurrency control; a stale stage runs again).
+//!
+//! Cost: staging an op is what prepping it costs (its path's records, no scan of earlier ops); a
+//! child list read costs the node's children plus this stage's changes under it; validation
+//! costs a lookup per stamped path.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use wazoo_proto::{ErrorCode, MultiOp, Stat, Txn, MAX_TXN_LEN, TXN_HEADER_LEN};
+use wazoo_proto::{perms, ErrorCode, MultiOp, Stat, Txn, Zxid, MAX_TXN_LEN, TXN_HEADER_LEN};
 
+use crate::acl::{check_acl, AuthInfo};
 use crate::datatree::DataTree;
 use crate::hash::FastMap;
-use crate::node::stat_of;
+use crate::node::{stat_of, NodeMeta};
 use crate::path;
 use crate::prep::{PendingChanges, Prep, PrepConfig, PrepCtx};
 
+/// One thing a recipe asks of the tree.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Access {
+    /// Data and stat (needs READ).
+    Get(String),
+    /// Stat, or `None`.
+    Exists(String),
+    /// Child names, sorted (needs READ).
+    Children(String),
+    /// A create, delete, setData or check, as a multi's sub-op.
+    Stage(MultiOp),
+}
+
+/// The answer to an [`Access`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Data(Vec<u8>, Stat),
+    Exists(Option<Stat>),
+    Children(Vec<String>),
+    /// An op staged: its node's path (a sequential create's resolved) and stat (`None` once
+    /// deleted; a check's node's stat).
+    Staged {
+        path: String,
+        stat: Option<Stat>,
+    },
+    /// The access failed with ZooKeeper's code for it; nothing was staged.
+    Failed(ErrorCode),
+}
+
+/// An access that cannot be answered until the server's txn `until` is applied (the path read
+/// has an outstanding change whose data or children the tree does not hold yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Wait {
+    pub until: Zxid,
+}
+
+/// The tree as a stage is answered against: the applied tree, the server's outstanding changes,
+/// and who is asking.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub tree: &'a DataTree,
+    pub pending: &'a PendingChanges,
+    pub cfg: &'a PrepConfig,
+    pub auth: &'a AuthInfo,
+    /// False once the calling session is closing or expired: staged writes get SESSIONEXPIRED.
+    pub session_valid: bool,
+}
+
 /// One invocation's staged writes; see the module docs.
-pub struct Stage<'a> {
-    prep: Prep<'a>,
-    txns: Vec<Txn>,
+pub struct Stage {
+    session_id: i64,
+    /// The zxid and time its changes are recorded with (the real ones are the multi's, when it
+    /// is prepped again at commit).
+    zxid: Zxid,
+    time: i64,
+    own: PendingChanges,
+    ops: Vec<MultiOp>,
     /// The multi txn's encoded size so far.
     size: usize,
     /// Data this stage wrote, by path (`None`: deleted by it).
     data: FastMap<String, Option<Vec<u8>>>,
     /// Children this stage created and deleted, by parent (`true`: created).
     children: FastMap<String, BTreeMap<String, bool>>,
+    /// Each path the stage depended on, with its state under the stage when first used.
+    stamps: FastMap<String, Option<NodeMeta>>,
 }
 
-impl<'a> Stage<'a> {
-    /// A stage for the txn that will be logged at `ctx.zxid`.
-    pub fn new(
-        tree: &'a DataTree,
-        pending: &'a mut PendingChanges,
-        ctx: PrepCtx<'a>,
-        cfg: &'a PrepConfig,
-    ) -> Stage<'a> {
+/// `p`'s state under a stage: the server's outstanding change of it, else the tree's node.
+fn meta_under(tree: &DataTree, pending: &PendingChanges, p: &str) -> Option<NodeMeta> {
+    match pending.record_of(p) {
+        Some(r) => r.meta,
+        None => tree.get(p).map(|n| n.meta()),
+    }
+}
+
+impl Stage {
+    /// A stage for `session_id`'s call at `time`; `zxid` stands in for the multi's zxid in the
+    /// stats of nodes the stage creates or changes (the server's next zxid is a fair guess).
+    pub fn new(session_id: i64, zxid: Zxid, time: i64) -> Stage {
         Stage {
-            prep: Prep {
-                tree,
-                pending,
-                ctx,
-                cfg,
-                saved: Vec::new(),
-                undoable: true,
-            },
-            txns: Vec::new(),
+            session_id,
+            zxid,
+            time,
+            own: PendingChanges::new(),
+            ops: Vec::new(),
             size: TXN_HEADER_LEN + Txn::Multi(Vec::new()).encoded_len(),
             data: FastMap::default(),
             children: FastMap::default(),
+            stamps: FastMap::default(),
+        }
+    }
+
+    /// Answers `a` against `view`, or says what it waits for.
+    pub fn access(&mut self, view: View<'_>, a: &Access) -> Result<Answer, Wait> {
+        let read = match a {
+            Access::Get(p) | Access::Exists(p) | Access::Children(p) => p,
+            Access::Stage(op) => return Ok(self.stage(view, op)),
+        };
+        if let Some(r) = view.pending.record_of(read) {
+            return Err(Wait { until: r.zxid });
+        }
+        self.stamp(view, read);
+        let needs_read = !matches!(a, Access::Exists(_));
+        if needs_read {
+            if let Err(e) = self.check_read(view, read) {
+                return Ok(Answer::Failed(e));
+            }
+        }
+        Ok(match a {
+            Access::Get(p) => match self.get(view.tree, p) {
+                Some((d, s)) => Answer::Data(d, s),
+                None => Answer::Failed(ErrorCode::NoNode),
+            },
+            Access::Exists(p) => Answer::Exists(self.stat(view.tree, p)),
+            Access::Children(p) => match self.children(view.tree, p) {
+                Some(c) => Answer::Children(c),
+                None => Answer::Failed(ErrorCode::NoNode),
+            },
+            Access::Stage(_) => unreachable!("answered above"),
+        })
+    }
+
+    /// READ on `p` for the caller, the ACL as the stage has it (a node the stage created has the
+    /// ACL it was created with). A missing node passes: the read answers NONODE.
+    fn check_read(&self, view: View<'_>, p: &str) -> Result<(), ErrorCode> {
+        let acl = match self.own.record_of(p) {
+            Some(r) if r.meta.is_some() => r.acl.clone(),
+            Some(_) => return Ok(()),
+            None => match view.tree.get(p) {
+                Some(n) => n.acl().clone(),
+                None => return Ok(()),
+            },
+        };
+        check_acl(&acl, perms::READ, view.auth)
+    }
+
+    fn stamp(&mut self, view: View<'_>, p: &str) {
+        if !self.stamps.contains_key(p) {
+            let m = meta_under(view.tree, view.pending, p);
+            self.stamps.insert(p.to_owned(), m);
         }
     }
 
     /// Stages `op` (create, delete, setData or check, with ZooKeeper's semantics and error
-    /// codes); a create returns the path it creates (sequential names resolved). On an error the
-    /// stage is as it was before the op. A txn that would pass the log's record limit is
-    /// refused with MARSHALLINGERROR, as prep refuses it.
-    pub fn stage(&mut self, op: &MultiOp) -> Result<Option<String>, ErrorCode> {
-        let mark = self.prep.mark();
-        let txn = match self.prep.multi_op(op) {
+    /// codes). On an error the stage is as it was before the op. A multi that would pass the
+    /// log's record limit is refused with MARSHALLINGERROR, as prep refuses it.
+    fn stage(&mut self, view: View<'_>, op: &MultiOp) -> Answer {
+        let target = match op {
+            MultiOp::Create(c) => c.path.as_str(),
+            MultiOp::Delete { path, .. }
+            | MultiOp::SetData { path, .. }
+            | MultiOp::Check { path, .. } => path.as_str(),
+        };
+        // What the op depends on: its node and (a create's or delete's) parent. A sequential
+        // create's node is stamped below, once its name is known.
+        let parent = path::parent(target).unwrap_or("/").to_owned();
+        let node_decides = !matches!(op, MultiOp::Create(c) if c.flags & 2 != 0);
+        if node_decides {
+            self.stamp(view, target);
+        }
+        if matches!(op, MultiOp::Create(_) | MultiOp::Delete { .. }) {
+            self.stamp(view, &parent);
+        }
+        let mut prep = Prep {
+            tree: view.tree,
+            pending: &mut self.own,
+            base: Some(view.pending),
+            ctx: PrepCtx {
+                session_id: self.session_id,
+                session_valid: view.session_valid,
+                auth: view.auth,
+                zxid: self.zxid,
+                time: self.time,
+            },
+            cfg: view.cfg,
+            saved: Vec::new(),
+            undoable: true,
+        };
+        // Every op of a stage has the stage's zxid: take back this op's changes only.
+        let mark = prep.mark();
+        let txn = match prep.multi_op(op) {
             Ok(t) => t,
             Err(e) => {
-                self.prep.rollback_to(mark);
-                return Err(e);
+                prep.rollback_to(mark);
+                return Answer::Failed(e);
             }
         };
         let len = txn.encoded_len();
         if self.size + len > MAX_TXN_LEN {
-            self.prep.rollback_to(mark);
-            return Err(ErrorCode::MarshallingError);
+            prep.rollback_to(mark);
+            return Answer::Failed(ErrorCode::MarshallingError);
         }
         self.size += len;
-        let created = match &txn {
+        let node = match &txn {
             Txn::Create { path: p, data, .. } => {
                 self.data
                     .insert(p.clone(), Some(data.clone().unwrap_or_default()));
                 self.child(p, true);
-                Some(p.clone())
+                p.clone()
             }
             Txn::Delete { path: p } => {
                 self.data.insert(p.clone(), None);
                 self.child(p, false);
-                None
+                p.clone()
             }
             Txn::SetData { path: p, data, .. } => {
                 self.data
                     .insert(p.clone(), Some(data.clone().unwrap_or_default()));
-                None
+                p.clone()
             }
-            _ => None,
+            _ => target.to_owned(),
         };
-        self.txns.push(txn);
-        Ok(created)
+        if !node_decides {
+            self.stamp(view, &node);
+        }
+        self.ops.push(op.clone());
+        let stat = self.stat(view.tree, &node);
+        Answer::Staged { path: node, stat }
     }
 
     fn child(&mut self, p: &str, created: bool) {
         let parent = path::parent(p).unwrap_or("/");
-        let name = &p[p.rfind('/').map_or(0, |i| i + 1)..];
+        let name = path::name(p);
         let under = self.children.entry(parent.to_owned()).or_default();
         match under.get(name) {
             // Deleted what this stage created, or recreated what it deleted: the tree's state.
@@ -120,41 +272,34 @@ impl<'a> Stage<'a> {
 
     /// Ops staged so far.
     pub fn len(&self) -> usize {
-        self.txns.len()
+        self.ops.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.txns.is_empty()
+        self.ops.is_empty()
     }
 
     /// The node at `p` as the tree plus this stage's writes have it (`None`: no such node).
-    pub fn stat(&self, p: &str) -> Option<Stat> {
-        let own = self
-            .prep
-            .pending
-            .record_of(p)
-            .filter(|r| r.zxid == self.prep.ctx.zxid);
-        let meta = match own {
+    fn stat(&self, tree: &DataTree, p: &str) -> Option<Stat> {
+        let meta = match self.own.record_of(p) {
             Some(r) => r.meta?,
-            None => self.prep.tree.get(p)?.meta(),
+            None => tree.get(p)?.meta(),
         };
         let data_len = match self.data.get(p) {
             Some(Some(d)) => d.len() as i32,
             Some(None) => return None,
-            None => self.prep.tree.get(p).map_or(0, |n| n.data_len()),
+            None => tree.get(p).map_or(0, |n| n.data_len()),
         };
-        let children = self.children(p).map_or(0, |c| c.len()) as i32;
+        let children = self.children(tree, p).map_or(0, |c| c.len()) as i32;
         Some(stat_of(&meta, data_len, children))
     }
 
     /// The data and stat of `p` as the tree plus this stage's writes have them.
-    pub fn get(&self, p: &str) -> Option<(Vec<u8>, Stat)> {
-        let stat = self.stat(p)?;
+    fn get(&self, tree: &DataTree, p: &str) -> Option<(Vec<u8>, Stat)> {
+        let stat = self.stat(tree, p)?;
         let data = match self.data.get(p) {
             Some(Some(d)) => d.clone(),
-            _ => self
-                .prep
-                .tree
+            _ => tree
                 .get(p)
                 .and_then(|n| n.data())
                 .unwrap_or_default()
@@ -165,11 +310,11 @@ impl<'a> Stage<'a> {
 
     /// The children of `p`, sorted by name, as the tree plus this stage's writes have them
     /// (`None`: no such node).
-    pub fn children(&self, p: &str) -> Option<Vec<String>> {
+    fn children(&self, tree: &DataTree, p: &str) -> Option<Vec<String>> {
         if matches!(self.data.get(p), Some(None)) {
             return None;
         }
-        let mut names: BTreeSet<String> = match self.prep.tree.get(p) {
+        let mut names: BTreeSet<String> = match tree.get(p) {
             Some(n) => n.children().map(str::to_owned).collect(),
             None if self.data.contains_key(p) => BTreeSet::new(),
             None => return None,
@@ -186,15 +331,22 @@ impl<'a> Stage<'a> {
         Some(names.into_iter().collect())
     }
 
-    /// The multi txn of every op staged, to log at the stage's zxid; its changes stay
-    /// outstanding until the tree applies it.
-    pub fn commit(self) -> Txn {
-        Txn::Multi(self.txns)
+    /// Whether every path the stage depended on is as it was then, under the server's
+    /// outstanding changes now: if so, its ops prep (as one multi) to what the stage showed.
+    pub fn still_holds(&self, tree: &DataTree, pending: &PendingChanges) -> bool {
+        self.stamps
+            .iter()
+            .all(|(p, m)| meta_under(tree, pending, p) == *m)
     }
 
-    /// Drops every staged op: the outstanding changes are as they were before the stage.
-    pub fn abort(mut self) {
-        self.prep.rollback();
+    /// Paths the stage depended on.
+    pub fn stamped(&self) -> usize {
+        self.stamps.len()
+    }
+
+    /// The ops staged, in order: the multi to prep at commit.
+    pub fn into_ops(self) -> Vec<MultiOp> {
+        self.ops
     }
 }
 

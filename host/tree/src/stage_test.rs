@@ -1,7 +1,8 @@
-//! Staging against a tree with outstanding changes: reads through the stage, failed ops, abort,
-//! and commit as one multi that, applied, gives the tree the stage showed.
+//! Staging against a tree with outstanding changes: reads through the stage, failed ops, reads
+//! that wait for the server's outstanding changes, the stamps that tell a stale stage, and the
+//! multi that, prepped again and applied, gives the tree the stage showed.
 
-use wazoo_proto::{Acl, CreateRequest, ErrorCode, MultiOp, Txn, TxnHeader};
+use wazoo_proto::{Acl, CreateRequest, ErrorCode, Id, MultiOp, Request, Txn, TxnHeader};
 
 use super::*;
 use crate::acl::AuthInfo;
@@ -34,6 +35,15 @@ fn delete_op(path: &str) -> MultiOp {
     }
 }
 
+fn header(zxid: i64) -> TxnHeader {
+    TxnHeader {
+        session_id: 7,
+        cxid: 0,
+        zxid,
+        time: 5,
+    }
+}
+
 /// `/q` with children `b` and `a`, and `/x` holding "old".
 fn tree() -> DataTree {
     let mut t = DataTree::new();
@@ -43,19 +53,13 @@ fn tree() -> DataTree {
         (3, "/q/a", "A"),
         (4, "/x", "old"),
     ] {
-        let h = TxnHeader {
-            session_id: 1,
-            cxid: 0,
-            zxid: z,
-            time: 0,
-        };
         let parent_cversion = match p {
             "/q/b" => 1,
             "/q/a" => 2,
             _ => z as i32,
         };
         t.apply(
-            &h,
+            &header(z),
             &Txn::Create {
                 path: p.to_owned(),
                 data: Some(d.as_bytes().to_vec()),
@@ -68,7 +72,7 @@ fn tree() -> DataTree {
     t
 }
 
-/// A tree, its outstanding changes and what a stage is made with.
+/// A tree, the server's outstanding changes and what a stage is answered with.
 struct Fixture {
     tree: DataTree,
     pending: PendingChanges,
@@ -86,174 +90,354 @@ impl Fixture {
         }
     }
 
-    fn stage(&mut self) -> Stage<'_> {
-        Stage::new(&self.tree, &mut self.pending, ctx(&self.auth), &self.cfg)
+    fn view(&self) -> View<'_> {
+        View {
+            tree: &self.tree,
+            pending: &self.pending,
+            cfg: &self.cfg,
+            auth: &self.auth,
+            session_valid: true,
+        }
+    }
+
+    /// Stages `op`: the node's path, or the error.
+    fn op(&self, s: &mut Stage, op: MultiOp) -> Result<String, ErrorCode> {
+        match s.access(self.view(), &Access::Stage(op)) {
+            Ok(Answer::Staged { path, .. }) => Ok(path),
+            Ok(Answer::Failed(e)) => Err(e),
+            other => panic!("staging answered {other:?}"),
+        }
+    }
+
+    fn get(&self, s: &mut Stage, p: &str) -> Result<(Vec<u8>, Stat), ErrorCode> {
+        match s.access(self.view(), &Access::Get(p.into())) {
+            Ok(Answer::Data(d, st)) => Ok((d, st)),
+            Ok(Answer::Failed(e)) => Err(e),
+            other => panic!("get answered {other:?}"),
+        }
+    }
+
+    fn exists(&self, s: &mut Stage, p: &str) -> Option<Stat> {
+        match s.access(self.view(), &Access::Exists(p.into())) {
+            Ok(Answer::Exists(st)) => st,
+            other => panic!("exists answered {other:?}"),
+        }
+    }
+
+    fn children(&self, s: &mut Stage, p: &str) -> Result<Vec<String>, ErrorCode> {
+        match s.access(self.view(), &Access::Children(p.into())) {
+            Ok(Answer::Children(c)) => Ok(c),
+            Ok(Answer::Failed(e)) => Err(e),
+            other => panic!("children answered {other:?}"),
+        }
+    }
+
+    /// Preps `req` as another client's txn at `zxid`, left outstanding.
+    fn other(&mut self, req: Request, zxid: i64) -> Txn {
+        crate::prep(
+            &self.tree,
+            &mut self.pending,
+            &req,
+            PrepCtx {
+                session_id: 9,
+                session_valid: true,
+                auth: &self.auth,
+                zxid,
+                time: 5,
+            },
+            &self.cfg,
+        )
+    }
+
+    /// Commits the stage as the server does: checks its stamps, preps its ops as one multi at
+    /// `zxid` and applies it.
+    fn commit(&mut self, s: Stage, zxid: i64) -> Txn {
+        assert!(
+            s.still_holds(&self.tree, &self.pending),
+            "the stage is current"
+        );
+        let txn = self.other(Request::Multi(s.into_ops()), zxid);
+        self.tree.apply(&header(zxid), &txn);
+        self.pending.applied(zxid);
+        txn
     }
 }
 
-fn ctx(auth: &AuthInfo) -> PrepCtx<'_> {
-    PrepCtx {
-        session_id: 7,
-        session_valid: true,
-        auth,
-        zxid: ZXID,
-        time: 5,
-    }
+fn stage() -> Stage {
+    Stage::new(7, ZXID, 5)
 }
 
 #[test]
 fn staged_writes_are_read_back_with_data_and_sorted_children_then_commit_as_one_multi() {
     let mut f = Fixture::new();
-    let mut s = f.stage();
+    let mut s = stage();
     assert_eq!(
-        s.stage(&create_op("/q/0c", b"C", 0)),
-        Ok(Some("/q/0c".into()))
+        f.op(&mut s, create_op("/q/0c", b"C", 0)),
+        Ok("/q/0c".into())
     );
-    assert_eq!(s.stage(&set_op("/x", b"new", 0)), Ok(None));
-    assert_eq!(s.stage(&delete_op("/q/b")), Ok(None));
-    assert_eq!(
-        s.children("/q").unwrap(),
-        vec!["0c".to_string(), "a".to_string()]
-    );
-    let (data, stat) = s.get("/x").unwrap();
+    assert_eq!(f.op(&mut s, set_op("/x", b"new", 0)), Ok("/x".into()));
+    assert_eq!(f.op(&mut s, delete_op("/q/b")), Ok("/q/b".into()));
+    assert_eq!(f.children(&mut s, "/q").unwrap(), ["0c", "a"]);
+    let (data, stat) = f.get(&mut s, "/x").unwrap();
     assert_eq!((data.as_slice(), stat.version), (&b"new"[..], 1));
-    assert_eq!(s.get("/q/0c").unwrap().0, b"C");
-    assert!(s.stat("/q/b").is_none(), "deleted by the stage");
-    assert_eq!(s.stat("/q").unwrap().num_children, 2);
+    assert_eq!(f.get(&mut s, "/q/0c").unwrap().0, b"C");
+    assert!(f.exists(&mut s, "/q/b").is_none(), "deleted by the stage");
+    assert_eq!(f.exists(&mut s, "/q").unwrap().num_children, 2);
     assert_eq!(s.len(), 3);
-    let txn = s.commit();
+    assert!(f.pending.is_empty(), "nothing of a stage is outstanding");
+    let txn = f.commit(s, ZXID);
     // Applied, the tree is what the stage showed.
     let Txn::Multi(ref ops) = txn else {
         panic!("a multi: {txn:?}")
     };
     assert_eq!(ops.len(), 3);
-    let h = TxnHeader {
-        session_id: 7,
-        cxid: 0,
-        zxid: ZXID,
-        time: 5,
-    };
-    f.tree.apply(&h, &txn);
     let mut kids: Vec<&str> = f.tree.get("/q").unwrap().children().collect();
     kids.sort();
     assert_eq!(kids, ["0c", "a"]);
     assert_eq!(f.tree.get("/x").unwrap().data().unwrap(), b"new");
-    f.pending.applied(ZXID);
     assert!(f.pending.is_empty());
 }
 
 #[test]
 fn a_failed_op_leaves_no_trace_and_the_stage_goes_on() {
     let mut f = Fixture::new();
-    let mut s = f.stage();
-    s.stage(&create_op("/q/c", b"", 0)).unwrap();
+    let mut s = stage();
+    f.op(&mut s, create_op("/q/c", b"", 0)).unwrap();
     assert_eq!(
-        s.stage(&create_op("/q/a", b"", 0)),
+        f.op(&mut s, create_op("/q/a", b"", 0)),
         Err(ErrorCode::NodeExists)
     );
-    assert_eq!(s.stage(&set_op("/x", b"", 5)), Err(ErrorCode::BadVersion));
     assert_eq!(
-        s.stage(&create_op("/none/a", b"", 0)),
+        f.op(&mut s, set_op("/x", b"", 5)),
+        Err(ErrorCode::BadVersion)
+    );
+    assert_eq!(
+        f.op(&mut s, create_op("/none/a", b"", 0)),
         Err(ErrorCode::NoNode)
     );
-    assert_eq!(s.stage(&delete_op("/q")), Err(ErrorCode::NotEmpty));
+    assert_eq!(f.op(&mut s, delete_op("/q")), Err(ErrorCode::NotEmpty));
     assert_eq!(s.len(), 1);
-    assert_eq!(s.children("/q").unwrap(), ["a", "b", "c"]);
+    assert_eq!(f.children(&mut s, "/q").unwrap(), ["a", "b", "c"]);
     // A create the failed ones did not disturb: /q's cversion moved once.
-    s.stage(&create_op("/q/s-", b"", 2)).unwrap();
-    assert_eq!(s.stat("/q").unwrap().cversion, 4);
-    let Txn::Multi(ops) = s.commit() else {
+    f.op(&mut s, create_op("/q/s-", b"", 2)).unwrap();
+    assert_eq!(f.exists(&mut s, "/q").unwrap().cversion, 4);
+    let Txn::Multi(ops) = f.commit(s, ZXID) else {
         panic!("a multi")
     };
     assert_eq!(ops.len(), 2);
-    assert_eq!(
-        f.pending.len(),
-        4,
-        "two creates, each with its parent's record"
-    );
+    assert!(f.tree.get("/q/s-0000000003").is_some());
 }
 
 #[test]
-fn abort_takes_every_change_back() {
-    let mut f = Fixture::new();
-    let mut s = f.stage();
-    s.stage(&create_op("/q/c", b"", 0)).unwrap();
-    s.stage(&delete_op("/q/a")).unwrap();
-    s.abort();
+fn a_dropped_stage_leaves_nothing_behind() {
+    let f = Fixture::new();
+    let mut s = stage();
+    f.op(&mut s, create_op("/q/c", b"", 0)).unwrap();
+    f.op(&mut s, delete_op("/q/a")).unwrap();
+    drop(s);
     assert!(f.pending.is_empty());
     // A later stage sees the tree as it was.
-    let mut s = f.stage();
+    let mut s = stage();
     assert_eq!(
-        s.stage(&create_op("/q/a", b"", 0)),
+        f.op(&mut s, create_op("/q/a", b"", 0)),
         Err(ErrorCode::NodeExists)
     );
-    assert_eq!(s.stage(&create_op("/q/c", b"", 0)), Ok(Some("/q/c".into())));
+    assert_eq!(f.op(&mut s, create_op("/q/c", b"", 0)), Ok("/q/c".into()));
 }
 
 #[test]
 fn sequential_creates_take_consecutive_suffixes_and_a_recreated_child_is_listed_once() {
-    let mut f = Fixture::new();
-    let mut s = f.stage();
-    let a = s.stage(&create_op("/q/lock-", b"", 3)).unwrap().unwrap();
-    let b = s.stage(&create_op("/q/lock-", b"", 3)).unwrap().unwrap();
+    let f = Fixture::new();
+    let mut s = stage();
+    let a = f.op(&mut s, create_op("/q/lock-", b"", 3)).unwrap();
+    let b = f.op(&mut s, create_op("/q/lock-", b"", 3)).unwrap();
     assert_eq!(
         (a.as_str(), b.as_str()),
         ("/q/lock-0000000002", "/q/lock-0000000003")
     );
-    s.stage(&delete_op("/q/a")).unwrap();
-    s.stage(&create_op("/q/a", b"again", 0)).unwrap();
+    f.op(&mut s, delete_op("/q/a")).unwrap();
+    f.op(&mut s, create_op("/q/a", b"again", 0)).unwrap();
     assert_eq!(
-        s.children("/q").unwrap(),
+        f.children(&mut s, "/q").unwrap(),
         ["a", "b", "lock-0000000002", "lock-0000000003"]
     );
-    assert_eq!(s.get("/q/a").unwrap().0, b"again");
+    assert_eq!(f.get(&mut s, "/q/a").unwrap().0, b"again");
     // A node the stage created and deleted is gone, as is the child list of a deleted node.
-    s.stage(&create_op("/y", b"", 0)).unwrap();
-    s.stage(&create_op("/y/z", b"", 0)).unwrap();
-    assert_eq!(s.children("/y").unwrap(), ["z"]);
-    s.stage(&delete_op("/y/z")).unwrap();
-    s.stage(&delete_op("/y")).unwrap();
-    assert!(s.children("/y").is_none() && s.stat("/y").is_none());
+    f.op(&mut s, create_op("/y", b"", 0)).unwrap();
+    f.op(&mut s, create_op("/y/z", b"", 0)).unwrap();
+    assert_eq!(f.children(&mut s, "/y").unwrap(), ["z"]);
+    f.op(&mut s, delete_op("/y/z")).unwrap();
+    f.op(&mut s, delete_op("/y")).unwrap();
+    assert_eq!(f.children(&mut s, "/y"), Err(ErrorCode::NoNode));
+    assert!(f.exists(&mut s, "/y").is_none());
 }
 
 #[test]
-fn other_outstanding_txns_constrain_what_is_staged_but_reads_see_the_tree_and_the_stage() {
+fn the_servers_outstanding_txns_constrain_staging_and_reads_of_their_paths_wait_for_them() {
     let mut f = Fixture::new();
-    // Another txn, prepped and not applied: it deletes /x.
-    let other = crate::prep(
-        &f.tree,
-        &mut f.pending,
-        &wazoo_proto::Request::Delete {
+    // Another client's txn, prepped and not applied: it deletes /x.
+    let other = f.other(
+        Request::Delete {
             path: "/x".into(),
             version: -1,
         },
-        PrepCtx {
-            zxid: ZXID - 1,
-            ..ctx(&f.auth)
-        },
-        &f.cfg,
+        ZXID - 1,
     );
     assert!(matches!(other, Txn::Delete { .. }));
-    let mut s = f.stage();
-    assert_eq!(s.stage(&set_op("/x", b"", -1)), Err(ErrorCode::NoNode));
+    let mut s = stage();
+    assert_eq!(f.op(&mut s, set_op("/x", b"", -1)), Err(ErrorCode::NoNode));
+    // The tree still holds /x: a read of it waits for the delete to apply.
+    for a in [
+        Access::Get("/x".into()),
+        Access::Exists("/x".into()),
+        Access::Children("/x".into()),
+    ] {
+        assert_eq!(s.access(f.view(), &a), Err(Wait { until: ZXID - 1 }));
+    }
+    // /q is untouched by it: read at once.
+    assert_eq!(f.children(&mut s, "/q").unwrap(), ["a", "b"]);
+    f.tree.apply(&header(ZXID - 1), &other);
+    f.pending.applied(ZXID - 1);
+    assert_eq!(f.get(&mut s, "/x"), Err(ErrorCode::NoNode));
+    assert!(
+        s.still_holds(&f.tree, &f.pending),
+        "/x was first seen under the outstanding delete, as deleted: as the tree has it now"
+    );
+}
+
+#[test]
+fn a_change_to_anything_the_stage_read_or_staged_against_makes_it_stale() {
+    // Each case: what the stage does, then another client's txn; whether the stage still holds.
+    type Case = (&'static str, fn(&Fixture, &mut Stage), Request, bool);
+    let cases: Vec<Case> = vec![
+        (
+            "data read, then set",
+            |f, s| drop(f.get(s, "/x")),
+            Request::SetData {
+                path: "/x".into(),
+                data: Some(b"v".to_vec()),
+                version: -1,
+            },
+            false,
+        ),
+        (
+            "children read, then a child created",
+            |f, s| drop(f.children(s, "/q")),
+            Request::Create(match create_op("/q/n", b"", 0) {
+                MultiOp::Create(c) => c,
+                _ => unreachable!(),
+            }),
+            false,
+        ),
+        (
+            "a missing node seen, then created",
+            |f, s| assert!(f.exists(s, "/y").is_none()),
+            Request::Create(match create_op("/y", b"", 0) {
+                MultiOp::Create(c) => c,
+                _ => unreachable!(),
+            }),
+            false,
+        ),
+        (
+            "a sequential create staged, then a sibling created (the suffix moves)",
+            |f, s| drop(f.op(s, create_op("/q/s-", b"", 2))),
+            Request::Create(match create_op("/q/n", b"", 0) {
+                MultiOp::Create(c) => c,
+                _ => unreachable!(),
+            }),
+            false,
+        ),
+        (
+            "a setData staged, then its ACL changed",
+            |f, s| drop(f.op(s, set_op("/x", b"1", -1))),
+            Request::SetAcl {
+                path: "/x".into(),
+                acl: Acl::open_unsafe(),
+                version: -1,
+            },
+            false,
+        ),
+        (
+            "/x read, then /q/a changed",
+            |f, s| drop(f.get(s, "/x")),
+            Request::SetData {
+                path: "/q/a".into(),
+                data: None,
+                version: -1,
+            },
+            true,
+        ),
+    ];
+    for (name, run, req, holds) in cases {
+        let mut f = Fixture::new();
+        let mut s = stage();
+        run(&f, &mut s);
+        assert!(
+            s.still_holds(&f.tree, &f.pending),
+            "{name}: current at first"
+        );
+        let txn = f.other(req, ZXID - 1);
+        assert!(!matches!(txn, Txn::Error { .. }), "{name}: {txn:?}");
+        assert_eq!(
+            s.still_holds(&f.tree, &f.pending),
+            holds,
+            "{name}: with the change outstanding"
+        );
+        f.tree.apply(&header(ZXID - 1), &txn);
+        f.pending.applied(ZXID - 1);
+        assert_eq!(
+            s.still_holds(&f.tree, &f.pending),
+            holds,
+            "{name}: with the change applied"
+        );
+    }
+}
+
+#[test]
+fn a_read_needs_read_permission_as_the_caller_has_it() {
+    let mut f = Fixture::new();
+    let secret = MultiOp::Create(CreateRequest {
+        op: wazoo_proto::op::CREATE,
+        path: "/secret".into(),
+        data: Some(b"s".to_vec()),
+        acl: vec![Acl {
+            perms: wazoo_proto::perms::WRITE,
+            id: Id {
+                scheme: "world".into(),
+                id: "anyone".into(),
+            },
+        }],
+        flags: 0,
+        ttl: -1,
+    });
+    let mut s = stage();
+    f.op(&mut s, secret).unwrap();
+    f.commit(s, ZXID);
+    let mut s = stage();
+    assert_eq!(f.get(&mut s, "/secret"), Err(ErrorCode::NoAuth));
+    assert_eq!(f.children(&mut s, "/secret"), Err(ErrorCode::NoAuth));
+    assert!(
+        f.exists(&mut s, "/secret").is_some(),
+        "exists needs no READ"
+    );
     assert_eq!(
-        s.get("/x").unwrap().0,
-        b"old",
-        "reads are of the applied tree"
+        f.op(&mut s, set_op("/secret", b"w", -1)),
+        Ok("/secret".into())
     );
 }
 
 #[test]
 fn staging_many_creates_under_one_parent_costs_each_op_its_own_records() {
-    let mut f = Fixture::new();
-    let mut s = f.stage();
+    let f = Fixture::new();
+    let mut s = stage();
     // 20k creates: per op, its record and its parent's (no scan of what was staged before; a
     // quadratic stage would take minutes here).
     for i in 0..20_000 {
-        s.stage(&create_op(&format!("/q/n{i:05}"), b"", 0)).unwrap();
+        f.op(&mut s, create_op(&format!("/q/n{i:05}"), b"", 0))
+            .unwrap();
     }
-    assert_eq!(s.children("/q").unwrap().len(), 20_002);
-    assert_eq!(s.stat("/q").unwrap().num_children, 20_002);
-    s.abort();
+    assert_eq!(f.children(&mut s, "/q").unwrap().len(), 20_002);
+    assert_eq!(f.exists(&mut s, "/q").unwrap().num_children, 20_002);
+    assert_eq!(s.stamped(), 20_001, "each created path and /q");
     assert!(f.pending.is_empty());
 }
