@@ -3,6 +3,7 @@
 #   apt: libclang-dev clang (RocksDB bindgen), zookeeper + default-jre-headless (real ZooKeeper 3.8 for the
 #        differential / compatibility tests and zkCli), zookeeper-bin (the C client's shell, cli_mt)
 #   pip: tests/python/requirements.txt (kazoo, pytest, pytest-timeout)
+#   rustup: the wasm32-wasip2 target (host/recipes' build script compiles the built-in recipes with it)
 # Idempotent: a fast no-op when everything is already present. Non-interactive.
 set -euo pipefail
 
@@ -49,6 +50,12 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 fi
 if [ -x /etc/init.d/zookeeper ] && /etc/init.d/zookeeper status >/dev/null 2>&1; then
     "${SUDO[@]}" /etc/init.d/zookeeper stop >/dev/null 2>&1 || true
+fi
+
+# The recipes' target: `rustup target add` is a fast no-op when it is installed.
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "install-test-deps: rustup target add wasm32-wasip2"
+    rustup target add wasm32-wasip2
 fi
 
 # Python packages: only if an import check fails (pip is slow even when nothing is to be done).

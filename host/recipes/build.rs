@@ -1,0 +1,54 @@
+//! Builds the built-in recipes (`recipes/`, a workspace of its own) into wasm32-wasip2
+//! components for the tests and the server to embed: `$OUT_DIR/<name>.wasm`. The nested cargo
+//! gets a target directory of its own (sharing the outer one would wait on its lock forever).
+//! Needs the target: `rustup target add wasm32-wasip2` (the scripts run it).
+
+use std::env;
+use std::path::PathBuf;
+use std::process::Command;
+
+const RECIPES: &[&str] = &["counter", "hostile"];
+
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../..");
+    let recipes = root.join("recipes");
+    for dir in ["recipes/Cargo.toml", "recipes/Cargo.lock", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    for name in RECIPES {
+        println!("cargo:rerun-if-changed={}", recipes.join(name).display());
+    }
+    let out = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
+    let target = out.join("guest-target");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .arg("--manifest-path")
+        .arg(recipes.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .expect("cargo runs");
+    assert!(
+        status.success(),
+        "building the recipes for wasm32-wasip2 failed (is the target installed? \
+         `rustup target add wasm32-wasip2`)"
+    );
+    for name in RECIPES {
+        let built = target
+            .join("wasm32-wasip2/release")
+            .join(format!("{name}.wasm"));
+        std::fs::copy(&built, out.join(format!("{name}.wasm")))
+            .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
+    }
+}
