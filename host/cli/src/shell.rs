@@ -652,6 +652,9 @@ fn code_message(code: ErrorCode) -> &'static str {
         }
         ErrorCode::QuotaExceeded => "Quota has exceeded",
         ErrorCode::ThrottledOp => "Op throttled due to high load",
+        ErrorCode::NoRecipe => "No such recipe",
+        ErrorCode::RecipeFailed => "Recipe failed",
+        ErrorCode::RecipeConflict => "Recipe conflict",
     }
 }
 

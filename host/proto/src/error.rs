@@ -36,10 +36,16 @@ pub enum ErrorCode {
     SessionClosedRequireSaslAuth = -124,
     QuotaExceeded = -125,
     ThrottledOp = -127,
+    /// wazoo's own (docs/recipes.md): no recipe of that name is loaded.
+    NoRecipe = -1001,
+    /// The recipe trapped, ran out of fuel, broke a limit or returned too much.
+    RecipeFailed = -1002,
+    /// The recipe's reads went stale at every one of its runs (too much contention).
+    RecipeConflict = -1003,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 35] = [
         ErrorCode::Ok,
         ErrorCode::SystemError,
         ErrorCode::RuntimeInconsistency,
@@ -72,6 +78,9 @@ impl ErrorCode {
         ErrorCode::SessionClosedRequireSaslAuth,
         ErrorCode::QuotaExceeded,
         ErrorCode::ThrottledOp,
+        ErrorCode::NoRecipe,
+        ErrorCode::RecipeFailed,
+        ErrorCode::RecipeConflict,
     ];
 
     pub fn code(self) -> i32 {
@@ -117,6 +126,9 @@ impl ErrorCode {
             ErrorCode::SessionClosedRequireSaslAuth => "SESSIONCLOSEDREQUIRESASLAUTH",
             ErrorCode::QuotaExceeded => "QUOTAEXCEEDED",
             ErrorCode::ThrottledOp => "THROTTLEDOP",
+            ErrorCode::NoRecipe => "NORECIPE",
+            ErrorCode::RecipeFailed => "RECIPEFAILED",
+            ErrorCode::RecipeConflict => "RECIPECONFLICT",
         }
     }
 }

@@ -20,6 +20,8 @@ pub use records::{
     ConnectRequest, ConnectResponse, CreateMode, EventType, Id, ReplyHeader, RequestHeader, Stat,
     WatcherEvent, Zxid,
 };
-pub use request::{decode_request, op, CreateRequest, MultiOp, ReadOp, Request, SetWatches};
+pub use request::{
+    decode_request, op, CreateRequest, MultiOp, ReadOp, RecipeCall, Request, SetWatches,
+};
 pub use response::{encode_notification, encode_reply, OpResult, Response};
 pub use txn::{decode_txn, encode_txn, Txn, TxnHeader, MAX_TXN_LEN, TXN_HEADER_LEN};

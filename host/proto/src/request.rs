@@ -40,6 +40,9 @@ pub mod op {
     pub const SET_WATCHES2: i32 = 105;
     pub const ADD_WATCH: i32 = 106;
     pub const WHO_AM_I: i32 = 107;
+    /// wazoo's own: call a server-side recipe (docs/recipes.md, "Wire"). A ZooKeeper server
+    /// answers it UNIMPLEMENTED and closes the connection, so a client can tell.
+    pub const RECIPE_CALL: i32 = 1000;
     pub const CREATE_SESSION: i32 = -10;
     pub const CLOSE_SESSION: i32 = -11;
     pub const ERROR: i32 = -1;
@@ -96,6 +99,7 @@ pub mod op {
             SET_WATCHES2 => "setWatches2",
             ADD_WATCH => "addWatch",
             WHO_AM_I => "whoAmI",
+            RECIPE_CALL => "recipeCall",
             CREATE_SESSION => "createSession",
             CLOSE_SESSION => "closeSession",
             ERROR => "error",
@@ -152,6 +156,16 @@ pub struct SetWatches {
     pub child: Vec<String>,
     pub persistent: Vec<String>,
     pub persistent_recursive: Vec<String>,
+}
+
+/// `RecipeCallRequest` (wazoo's opcode 1000): recipe `recipe`'s `op` with `args` (MessagePack
+/// by convention, opaque here). `request_id` names the call across retries; empty for none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipeCall {
+    pub recipe: String,
+    pub op: String,
+    pub args: Vec<u8>,
+    pub request_id: String,
 }
 
 /// A decoded client request.
@@ -240,6 +254,7 @@ pub enum Request {
     },
     WhoAmI,
     CloseSession,
+    RecipeCall(RecipeCall),
     /// An opcode this protocol does not accept from clients.
     Unknown(i32),
 }
@@ -295,6 +310,7 @@ impl Request {
             Request::AddWatch { .. } => op::ADD_WATCH,
             Request::WhoAmI => op::WHO_AM_I,
             Request::CloseSession => op::CLOSE_SESSION,
+            Request::RecipeCall(_) => op::RECIPE_CALL,
             Request::Unknown(c) => *c,
         }
     }
@@ -498,6 +514,12 @@ fn read_body(op_code: i32, r: &mut Reader) -> Result<Request, DecodeError> {
         },
         op::WHO_AM_I => Request::WhoAmI,
         op::CLOSE_SESSION => Request::CloseSession,
+        op::RECIPE_CALL => Request::RecipeCall(RecipeCall {
+            recipe: r.read_string()?,
+            op: r.read_string()?,
+            args: r.read_buffer()?.unwrap_or_default().to_vec(),
+            request_id: r.read_string()?,
+        }),
         other => Request::Unknown(other),
     })
 }
@@ -637,6 +659,12 @@ impl Request {
             }
             Request::Sasl { token } => {
                 w.buffer(Some(token));
+            }
+            Request::RecipeCall(c) => {
+                w.string(&c.recipe)
+                    .string(&c.op)
+                    .buffer(Some(&c.args))
+                    .string(&c.request_id);
             }
             Request::AddWatch { path, mode } => {
                 w.string(path).i32(*mode);

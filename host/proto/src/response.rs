@@ -62,6 +62,12 @@ pub enum Response {
     Sasl {
         token: Vec<u8>,
     },
+    /// `RecipeCallResponse`: the recipe committed (`aborted` false; `output` is its result) or
+    /// aborted (`output` is its error); its failures are error codes instead.
+    RecipeCall {
+        aborted: bool,
+        output: Vec<u8>,
+    },
 }
 
 fn write_multi_header(w: &mut Writer, typ: i32, done: bool, err: i32) {
@@ -182,6 +188,9 @@ impl Response {
             Response::Sasl { token } => {
                 w.buffer(Some(token));
             }
+            Response::RecipeCall { aborted, output } => {
+                w.i32(i32::from(*aborted)).buffer(Some(output));
+            }
         }
     }
 
@@ -241,6 +250,10 @@ impl Response {
             }
             op::SASL => Response::Sasl {
                 token: r.read_buffer()?.unwrap_or_default().to_vec(),
+            },
+            op::RECIPE_CALL => Response::RecipeCall {
+                aborted: r.read_i32()? != 0,
+                output: r.read_buffer()?.unwrap_or_default().to_vec(),
             },
             _ => Response::Empty,
         })

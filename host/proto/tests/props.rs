@@ -110,6 +110,20 @@ fn arb_request() -> impl Strategy<Value = Request> {
         Just(Request::Ping),
         Just(Request::CloseSession),
         Just(Request::WhoAmI),
+        (
+            "[a-z]{1,8}",
+            "[a-z]{0,8}",
+            prop::collection::vec(any::<u8>(), 0..32),
+            "[a-z0-9-]{0,16}"
+        )
+            .prop_map(|(recipe, op, args, request_id)| {
+                Request::RecipeCall(RecipeCall {
+                    recipe,
+                    op,
+                    args,
+                    request_id,
+                })
+            }),
     ]
 }
 
@@ -122,7 +136,7 @@ proptest! {
         let _ = ConnectRequest::decode(&bytes);
         let _ = decode_txn(&bytes);
         let mut r = Reader::new(&bytes);
-        for op in [op::MULTI, op::GET_DATA, op::GET_ACL, op::WHO_AM_I, op::GET_CHILDREN2] {
+        for op in [op::MULTI, op::GET_DATA, op::GET_ACL, op::WHO_AM_I, op::GET_CHILDREN2, op::RECIPE_CALL] {
             let _ = Response::decode_body(op, &mut r.clone());
         }
         let _ = r.read_string_vec();
