@@ -459,10 +459,13 @@ pub enum Counter {
     DiffCount,
     SnapCount,
     TruncCount,
+    /// Recipe calls started (wazoo's), and their runs again after stale reads.
+    RecipeRuns,
+    RecipeReruns,
 }
 
 impl Counter {
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 12;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
@@ -474,6 +477,8 @@ impl Counter {
         Counter::DiffCount,
         Counter::SnapCount,
         Counter::TruncCount,
+        Counter::RecipeRuns,
+        Counter::RecipeReruns,
     ];
 
     /// The mntr key (without `zk_`).
@@ -533,6 +538,16 @@ impl Counter {
                 "trunc_count",
                 "learner_trunc_syncs_total",
                 "Learner syncs that began with a TRUNC (leader).",
+            ),
+            Counter::RecipeRuns => (
+                "recipe_calls",
+                "recipe_calls_total",
+                "Recipe calls started.",
+            ),
+            Counter::RecipeReruns => (
+                "recipe_reruns",
+                "recipe_reruns_total",
+                "Recipe calls run again because something they read changed while they ran.",
             ),
         }
     }

@@ -57,8 +57,10 @@ impl Core {
         Ok(())
     }
 
-    /// What follows applying a batch's txns: waiting large writes, staging, purging.
+    /// What follows applying a batch's txns: recipe accesses that waited for them, waiting
+    /// large writes, staging, purging.
     fn after_apply(&mut self) {
+        self.retry_waiting_accesses();
         if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
             self.pump_waiting_large();
         }
@@ -223,6 +225,29 @@ impl Core {
                 self.drain_reads(origin);
                 self.pump(origin);
             }
+            Some(Queued::RecipeCommit {
+                xid,
+                zxid: qz,
+                output,
+                at,
+            }) if qz == zxid => {
+                let result = recipe::commit_reply(applied.outcome, output);
+                reply(
+                    c,
+                    &self.metrics,
+                    ReplyTo {
+                        xid,
+                        opcode: op::RECIPE_CALL,
+                        at,
+                    },
+                    zxid,
+                    result.as_ref().map_err(|e| *e),
+                    &self.now,
+                );
+                self.dirty.push(origin);
+                self.drain_reads(origin);
+                self.pump(origin);
+            }
             other => {
                 error!(
                     zxid,
@@ -235,7 +260,8 @@ impl Core {
         }
     }
 
-    /// Answers the reads queued behind a connection's write, up to its next write.
+    /// Answers the reads (and replies decided before their turn) queued behind a connection's
+    /// write, up to its next write.
     pub(super) fn drain_reads(&mut self, id: ConnId) {
         loop {
             let Some(c) = self.conns.get_mut(&id) else {
@@ -245,6 +271,25 @@ impl Core {
                 return;
             }
             match c.queue.front() {
+                Some(Queued::Ready { .. }) => {
+                    if let Some(Queued::Ready {
+                        xid,
+                        op: opcode,
+                        result,
+                        at,
+                    }) = c.queue.pop_front()
+                    {
+                        reply(
+                            c,
+                            &self.metrics,
+                            ReplyTo { xid, opcode, at },
+                            self.tree.last_applied(),
+                            result.as_ref().map_err(|e| *e),
+                            &self.now,
+                        );
+                        self.dirty.push(id);
+                    }
+                }
                 Some(Queued::Read { .. }) => {
                     if let Some(Queued::Read {
                         xid, op, req, at, ..

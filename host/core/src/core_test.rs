@@ -12,10 +12,10 @@ use crate::time::NoAlarm;
 use super::*;
 
 /// A reply as the client reads it: (xid, zxid, err); notifications have xid -1.
-type Reply = (i32, Zxid, i32);
+pub(crate) type Reply = (i32, Zxid, i32);
 
 /// A standalone server's defaults (`ServerConfig::standalone_default` in `wazoo-server`).
-fn standalone() -> CoreConfig {
+pub(crate) fn standalone() -> CoreConfig {
     CoreConfig {
         tick_time_ms: 2000,
         server_id: 0,
@@ -34,15 +34,15 @@ fn standalone() -> CoreConfig {
     }
 }
 
-struct Harness {
-    core: Core,
+pub(crate) struct Harness {
+    pub(crate) core: Core,
     storage: MemStorage,
     now: Now,
     sinks: HashMap<ConnId, Arc<RecordingSink>>,
 }
 
 impl Harness {
-    fn new(cfg: CoreConfig) -> Harness {
+    pub(crate) fn new(cfg: CoreConfig) -> Harness {
         let storage = MemStorage::new(MemStore::new());
         let now = Now {
             at: Instant::now(),
@@ -76,7 +76,7 @@ impl Harness {
         self.now = self.now.after(d);
     }
 
-    fn input(&mut self, msg: CoreMsg) {
+    pub(crate) fn input(&mut self, msg: CoreMsg) {
         self.core
             .handle(self.now, msg)
             .expect("the core handles it");
@@ -84,7 +84,7 @@ impl Harness {
 
     /// Runs the core until it waits for nothing: hands its batches to storage and feeds every
     /// completion back, as the run loop does.
-    fn settle(&mut self) {
+    pub(crate) fn settle(&mut self) {
         loop {
             self.core.flush(false);
             let Some(report) = self.storage.commit_next() else {
@@ -95,7 +95,7 @@ impl Harness {
     }
 
     /// A new session on connection `id`; returns its id.
-    fn connect(&mut self, id: ConnId) -> i64 {
+    pub(crate) fn connect(&mut self, id: ConnId) -> i64 {
         let sink = Arc::new(RecordingSink::default());
         self.sinks.insert(id, sink.clone());
         self.input(CoreMsg::Connect {
@@ -132,17 +132,17 @@ impl Harness {
         self.input(CoreMsg::Request { conn: id, request });
     }
 
-    fn request(&mut self, id: ConnId, xid: i32, req: Request) {
+    pub(crate) fn request(&mut self, id: ConnId, xid: i32, req: Request) {
         self.request_sized(id, xid, req, 64);
     }
 
     /// The frames sent to connection `id` since the last call, without their length prefix.
-    fn frames(&mut self, id: ConnId) -> Vec<Vec<u8>> {
+    pub(crate) fn frames(&mut self, id: ConnId) -> Vec<Vec<u8>> {
         self.sinks[&id].frames()
     }
 
     /// The replies sent to connection `id` since the last call.
-    fn replies(&mut self, id: ConnId) -> Vec<Reply> {
+    pub(crate) fn replies(&mut self, id: ConnId) -> Vec<Reply> {
         self.frames(id)
             .iter()
             .map(|f| {
@@ -156,7 +156,7 @@ impl Harness {
     }
 }
 
-fn create(path: &str, flags: i32) -> Request {
+pub(crate) fn create(path: &str, flags: i32) -> Request {
     Request::Create(CreateRequest {
         op: op::CREATE,
         path: path.to_owned(),
@@ -167,7 +167,7 @@ fn create(path: &str, flags: i32) -> Request {
     })
 }
 
-fn get(path: &str) -> Request {
+pub(crate) fn get(path: &str) -> Request {
     Request::GetData {
         path: path.to_owned(),
         watch: false,
@@ -279,7 +279,7 @@ fn a_large_write_waits_for_its_pace_while_others_are_served() {
     );
 }
 
-fn set_data(path: &str) -> Request {
+pub(crate) fn set_data(path: &str) -> Request {
     Request::SetData {
         path: path.to_owned(),
         data: Some(b"y".to_vec()),

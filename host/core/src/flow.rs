@@ -30,6 +30,14 @@ impl Core {
         }
         conn.stats.received += 1;
         self.metrics.packet_received(r.size as u64);
+        if r.op == op::PING && conn.run.is_some() {
+            // Behind a running recipe call, which may take long, a heartbeat is answered at
+            // once: clients match ping replies by their xid (-2), outside the others' order.
+            let session = conn.session;
+            self.tracker.touch(session, r.received_ms);
+            self.answer(id, r.xid, r.op, r.req, at);
+            return;
+        }
         let p = Parked { r, at };
         let large = is_large_write(&p.r, self.cfg.large_request_threshold);
         if !large && p.r.op != op::PING {
@@ -52,10 +60,10 @@ impl Core {
     /// Whether a connection can take its next request now: its queued output is under
     /// `wazoo.maxConnectionOutputBytes` (else its writer is asked to report when it has drained)
     /// and fewer than [`MAX_QUEUED_READS`] reads wait behind its writes (else the apply of the
-    /// write ahead pumps it). Requests it cannot take wait unprocessed in `parked`, where they
+    /// write ahead pumps it), and no recipe call of its is running (its end pumps it). Requests it cannot take wait unprocessed in `parked`, where they
     /// hold their budget places, so that the connection soon stops reading its socket.
     fn can_take(c: &Conn, max_output: usize) -> bool {
-        if c.queued_reads >= MAX_QUEUED_READS {
+        if c.queued_reads >= MAX_QUEUED_READS || c.run.is_some() {
             return false;
         }
         if c.buf.buf.len() + c.out.queued() < max_output {

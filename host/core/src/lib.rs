@@ -37,7 +37,7 @@ use wazoo_admin::published::Gauges;
 use wazoo_admin::stats::{ConnectionStats, SessionDump};
 use wazoo_proto::{
     encode_notification, encode_reply, encode_txn, op, perms, ConnectRequest, ConnectResponse,
-    ErrorCode, MultiOp, OpResult, Request, Response, Txn, TxnHeader, Writer, Zxid,
+    ErrorCode, MultiOp, OpResult, RecipeCall, Request, Response, Txn, TxnHeader, Writer, Zxid,
 };
 use wazoo_store::{Batch, CommitReport, LogEntry};
 use wazoo_tree::acl::{authenticate, check_acl};
@@ -56,6 +56,7 @@ mod flow;
 mod forward;
 pub mod links;
 mod pace;
+mod recipe;
 mod recovery;
 mod replica;
 mod reply;
@@ -69,6 +70,7 @@ pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};
 use pace::LargeWritePacer;
+pub use recipe::{Recipes, RunEnd, RunHandle, RunId, RunStart, MAX_RUNS};
 pub use recovery::{load_tree, member_state, replay_log, RecoveryError, Window};
 pub use replica::Replica;
 pub use sink::RecordingSink;
@@ -162,6 +164,16 @@ pub enum CoreMsg {
     Link(LinkEvent),
     /// The time the peer asked for (the [`Alarm`] given to [`Replica::new`]).
     PeerWake,
+    /// A running recipe's tree access (see [`Recipes`]).
+    RecipeAccess {
+        run: RunId,
+        access: wazoo_tree::Access,
+    },
+    /// A recipe run's end (see [`Recipes`]).
+    RecipeEnd {
+        run: RunId,
+        end: RunEnd,
+    },
     /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
     /// `wchp`); every other command is answered from the published gauges, without the core.
     Admin(AdminQuery),
@@ -222,6 +234,22 @@ enum Queued {
         at: Instant,
         _admit: Admission,
     },
+    /// A recipe call whose run has not ended (`recipe.rs`).
+    Recipe { run: RunId },
+    /// A recipe call's multi txn: answered with `output` when `zxid` applies.
+    RecipeCommit {
+        xid: i32,
+        zxid: Zxid,
+        output: Vec<u8>,
+        at: Instant,
+    },
+    /// A reply decided before its turn (a recipe call's abort or failure): sent in turn.
+    Ready {
+        xid: i32,
+        op: i32,
+        result: Result<Response, ErrorCode>,
+        at: Instant,
+    },
 }
 
 /// A request as its connection read and decoded it.
@@ -274,6 +302,8 @@ struct Conn {
     parked: VecDeque<Parked>,
     /// In `Core::waiting_large`.
     waiting_large: bool,
+    /// Its recipe call running, if any: its later requests wait unprocessed until it ends.
+    run: Option<RunId>,
     buf: Writer,
     closing: bool,
     established_ms: i64,
@@ -339,6 +369,9 @@ pub struct Core {
     last_seq: u64,
     /// What the admin views' uptime counts from.
     started: Instant,
+    /// Where recipe calls run (`None`: answered NORECIPE).
+    recipes: Option<Box<dyn Recipes>>,
+    runs: recipe::Runs,
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
@@ -439,6 +472,8 @@ impl Core {
             replica: None,
             last_seq: 0,
             started,
+            recipes: None,
+            runs: recipe::Runs::default(),
         }
     }
 
@@ -481,6 +516,8 @@ impl Core {
             CoreMsg::ContainerCheck => self.on_container_check(),
             CoreMsg::PaceLarge => self.pump_waiting_large(),
             CoreMsg::Admin(q) => self.admin(q),
+            CoreMsg::RecipeAccess { run, access } => self.on_recipe_access(run, access),
+            CoreMsg::RecipeEnd { run, end } => self.on_recipe_end(run, end),
             CoreMsg::Link(e) => return self.on_link(e),
             CoreMsg::PeerWake => return self.peer_step(wazoo_zab::peer::Input::Timeout),
         }
@@ -670,6 +707,13 @@ impl Core {
                 return;
             }
         }
+        let req = match req {
+            Ok(Request::RecipeCall(call)) => {
+                self.start_call(id, xid, opcode, call, now, admit);
+                return;
+            }
+            other => other,
+        };
         let is_write = matches!(&req, Ok(r) if r.is_write());
         if let (Ok(Request::Sync { path }), Some(_)) = (&req, &self.replica) {
             // An ensemble member's client's sync goes through the peer, the leader's own

@@ -22,6 +22,7 @@ impl Core {
             queued_reads: 0,
             parked: VecDeque::new(),
             waiting_large: false,
+            run: None,
             buf: Writer::new(),
             closing: false,
             established_ms: self.now.wall_ms,

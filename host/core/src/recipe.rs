@@ -1,0 +1,366 @@
+//! Recipe calls (issue 11): the core's side of running a server-side recipe off the core
+//! (docs/recipes.md, "Running recipes off the core"). A client's recipeCall starts a *run* on the
+//! runtime's workers ([`Recipes`]); the recipe's tree accesses come back as
+//! [`CoreMsg::RecipeAccess`] and are answered from the run's [`Stage`] (a read of a path with an
+//! outstanding change waits until it applies); at the run's end ([`CoreMsg::RecipeEnd`]) the core
+//! commits the staged ops as one multi txn (or answers the abort) if every stamp still holds,
+//! runs the call again if one does not, or answers the failure — always in the connection's
+//! reply order.
+//!
+//! While a connection has a call running, its later requests wait unprocessed (`Conn::run`
+//! makes `can_take` false): a client's requests take effect in the order it sent them, so a
+//! write pipelined behind a recipe call is prepped after the call's txn.
+
+use std::collections::BTreeMap;
+
+use wazoo_tree::{Access, Answer, Stage, View};
+
+use super::*;
+
+/// A run of a recipe call, unique per core.
+pub type RunId = u64;
+
+/// Runs of one call, at most (the first and the re-runs after stale reads), before it is
+/// answered RECIPECONFLICT. Each re-run follows a change, applied or outstanding, to something
+/// the previous one read, so this many means the paths it uses changed this many times while it
+/// ran.
+pub const MAX_RUNS: u32 = 64;
+
+/// What a worker is given to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunStart {
+    pub recipe: String,
+    pub op: String,
+    pub args: Vec<u8>,
+    pub session_id: i64,
+    /// The client's name for the call (empty: none).
+    pub request_id: String,
+    /// The server's time when the run started (ms since the epoch).
+    pub now_ms: i64,
+    /// The run's randomness.
+    pub seed: u64,
+    /// Which run of the call this is: 1, then more after stale reads.
+    pub attempt: u32,
+}
+
+/// How a run ended, as its worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// Commit what it staged; `output` goes to the client.
+    Commit { output: Vec<u8> },
+    /// Drop what it staged; `error` goes to the client.
+    Abort { error: Vec<u8> },
+    /// It could not run or did not finish: NORECIPE or RECIPEFAILED to the client; `reason` is
+    /// logged.
+    Failed { code: ErrorCode, reason: String },
+}
+
+/// Where the core runs recipes: the runtime's worker pool (a test's script in unit tests).
+pub trait Recipes: Send {
+    /// Starts `run` on a worker. The worker sends a [`CoreMsg::RecipeAccess`] for each of the
+    /// recipe's tree accesses, waits for its answer on the returned handle, and ends with one
+    /// [`CoreMsg::RecipeEnd`].
+    fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle>;
+}
+
+/// Where a running recipe's answers go.
+pub trait RunHandle: Send {
+    fn answer(&self, answer: Answer);
+}
+
+pub(super) struct Run {
+    conn: ConnId,
+    xid: i32,
+    session: i64,
+    auth: AuthInfo,
+    stage: Stage,
+    start: RunStart,
+    handle: Box<dyn RunHandle>,
+    at: Instant,
+    admit: Admission,
+}
+
+/// The core's runs: those in progress, and the accesses waiting for an apply.
+#[derive(Default)]
+pub(super) struct Runs {
+    by_id: FastMap<RunId, Run>,
+    next: RunId,
+    /// Accesses that wait for the txn of their key to apply.
+    waiting: BTreeMap<Zxid, Vec<(RunId, Access)>>,
+}
+
+impl Core {
+    /// Gives the core its recipe workers; without them a recipeCall is answered NORECIPE.
+    pub fn attach_recipes(&mut self, recipes: Box<dyn Recipes>) {
+        self.recipes = Some(recipes);
+    }
+
+    /// A client's recipeCall, its session checked: starts its first run.
+    pub(super) fn start_call(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        call: RecipeCall,
+        at: Instant,
+        admit: Admission,
+    ) {
+        let refusal = if self.replica.is_some() {
+            // Recipes run on the leader; an ensemble does not take calls yet (docs/recipes.md).
+            Some(ErrorCode::Unimplemented)
+        } else if self.recipes.is_none() {
+            Some(ErrorCode::NoRecipe)
+        } else {
+            None
+        };
+        if let Some(code) = refusal {
+            self.answer_in_turn(id, xid, opcode, Err(code), at);
+            return;
+        }
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let start = RunStart {
+            recipe: call.recipe,
+            op: call.op,
+            args: call.args,
+            session_id: conn.session,
+            request_id: call.request_id,
+            now_ms: self.now.wall_ms,
+            seed: self.rng.next_u64(),
+            attempt: 1,
+        };
+        let run = Run {
+            conn: id,
+            xid,
+            session: conn.session,
+            auth: conn.auth.clone(),
+            stage: Stage::new(conn.session, self.next_zxid, start.now_ms),
+            handle: self.launch(self.runs.next, &start),
+            start,
+            at,
+            admit,
+        };
+        let run_id = self.runs.next;
+        self.runs.next += 1;
+        self.runs.by_id.insert(run_id, run);
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.run = Some(run_id);
+            c.queue.push_back(Queued::Recipe { run: run_id });
+        }
+        self.metrics.inc(Counter::RecipeRuns);
+    }
+
+    fn launch(&self, run: RunId, start: &RunStart) -> Box<dyn RunHandle> {
+        self.recipes
+            .as_ref()
+            .expect("checked by the caller")
+            .start(run, start.clone())
+    }
+
+    /// A recipe's tree access: answered from its stage now, or once the txn it waits for
+    /// applies.
+    pub(super) fn on_recipe_access(&mut self, run_id: RunId, access: Access) {
+        let Some(run) = self.runs.by_id.get_mut(&run_id) else {
+            return; // a run that ended (its worker is told nothing more)
+        };
+        let view = View {
+            tree: &self.tree,
+            pending: &self.pending,
+            cfg: &self.prep_cfg,
+            auth: &run.auth,
+            session_valid: self.tracker.is_valid(run.session),
+        };
+        match run.stage.access(view, &access) {
+            Ok(answer) => run.handle.answer(answer),
+            Err(wait) => self
+                .runs
+                .waiting
+                .entry(wait.until)
+                .or_default()
+                .push((run_id, access)),
+        }
+    }
+
+    /// Answers the accesses that waited for txns now applied (after each batch of applies).
+    pub(super) fn retry_waiting_accesses(&mut self) {
+        let applied = self.tree.last_applied();
+        while let Some(entry) = self.runs.waiting.first_entry() {
+            if *entry.key() > applied {
+                return;
+            }
+            for (run, access) in entry.remove() {
+                self.on_recipe_access(run, access);
+            }
+        }
+    }
+
+    /// A run's end: commit, run again, or answer.
+    pub(super) fn on_recipe_end(&mut self, run_id: RunId, end: RunEnd) {
+        let Some(mut run) = self.runs.by_id.remove(&run_id) else {
+            return;
+        };
+        let (output, aborted) = match end {
+            RunEnd::Commit { output } => (output, false),
+            RunEnd::Abort { error } => (error, true),
+            RunEnd::Failed { code, reason } => {
+                warn!(
+                    recipe = %run.start.recipe,
+                    op = %run.start.op,
+                    session = format_args!("{:#x}", run.session),
+                    "recipe call failed: {reason}"
+                );
+                self.finish(run_id, run, Err(code));
+                return;
+            }
+        };
+        // A commit and an abort alike are decisions on what the recipe read: stale, it runs
+        // again (a create that failed NODEEXISTS against a node made after the recipe saw the
+        // path empty is no reason to give up).
+        if !run.stage.still_holds(&self.tree, &self.pending) {
+            self.metrics.inc(Counter::RecipeReruns);
+            if run.start.attempt >= MAX_RUNS {
+                warn!(recipe = %run.start.recipe, op = %run.start.op, "recipe call stale at every run");
+                self.finish(run_id, run, Err(ErrorCode::RecipeConflict));
+                return;
+            }
+            // Run it again against the tree as it is now, under the same id: the connection's
+            // queue keeps its place.
+            run.start.attempt += 1;
+            run.start.now_ms = self.now.wall_ms;
+            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+            run.handle = self.launch(run_id, &run.start);
+            self.runs.by_id.insert(run_id, run);
+            return;
+        }
+        if aborted {
+            let result = Ok(Response::RecipeCall {
+                aborted: true,
+                output,
+            });
+            self.finish(run_id, run, result);
+            return;
+        }
+        if run.stage.is_empty() {
+            // Nothing to write: what it read is applied (reads wait for outstanding changes).
+            let result = Ok(Response::RecipeCall {
+                aborted: false,
+                output,
+            });
+            self.finish(run_id, run, result);
+            return;
+        }
+        let Some(zxid) = self.alloc_zxid() else {
+            return; // a refused zxid: the step down closes the connection
+        };
+        let Run {
+            conn,
+            xid,
+            session,
+            auth,
+            stage,
+            at,
+            admit,
+            ..
+        } = run;
+        let valid = self.tracker.is_valid(session);
+        let multi = Request::Multi(stage.into_ops());
+        self.prep_and_log(session, xid, valid, &auth, &multi, zxid, Some(conn));
+        self.hold_until_applied(admit, 0);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(q) = c
+                .queue
+                .iter_mut()
+                .find(|q| matches!(q, Queued::Recipe { run } if *run == run_id))
+            {
+                *q = Queued::RecipeCommit {
+                    xid,
+                    zxid,
+                    output,
+                    at,
+                };
+            }
+        }
+        self.end_run(conn);
+    }
+
+    /// Answers a run's call with `result`, in its connection's turn.
+    fn finish(&mut self, run_id: RunId, run: Run, result: Result<Response, ErrorCode>) {
+        let conn = run.conn;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(q) = c
+                .queue
+                .iter_mut()
+                .find(|q| matches!(q, Queued::Recipe { run } if *run == run_id))
+            {
+                *q = Queued::Ready {
+                    xid: run.xid,
+                    op: op::RECIPE_CALL,
+                    result,
+                    at: run.at,
+                };
+            }
+        }
+        drop(run);
+        self.drain_reads(conn);
+        self.dirty.push(conn);
+        self.end_run(conn);
+    }
+
+    /// The connection's call has ended: its waiting requests go on.
+    fn end_run(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.run = None;
+        }
+        self.pump(conn);
+    }
+
+    /// Answers now if nothing of the connection's waits before it, else in its turn.
+    fn answer_in_turn(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        result: Result<Response, ErrorCode>,
+        at: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.queue.push_back(Queued::Ready {
+            xid,
+            op: opcode,
+            result,
+            at,
+        });
+        self.drain_reads(id);
+        self.dirty.push(id);
+    }
+}
+
+/// A recipe call's reply once its multi txn applied: the output, or the first failed op's code
+/// (its session closed while it ran, say).
+pub(super) fn commit_reply(outcome: OpOutcome, output: Vec<u8>) -> Result<Response, ErrorCode> {
+    let code = |c: i32| ErrorCode::from_code(c).unwrap_or(ErrorCode::SystemError);
+    match outcome {
+        OpOutcome::Error(c) => Err(code(c)),
+        OpOutcome::Multi(results) => {
+            let failed = results.iter().find_map(|r| match r {
+                OpOutcome::Error(c) if *c != 0 => Some(*c),
+                _ => None,
+            });
+            match failed {
+                Some(c) => Err(code(c)),
+                None => Ok(Response::RecipeCall {
+                    aborted: false,
+                    output,
+                }),
+            }
+        }
+        _ => Err(ErrorCode::SystemError),
+    }
+}
+
+#[cfg(test)]
+#[path = "recipe_test.rs"]
+mod tests;

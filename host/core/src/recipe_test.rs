@@ -1,0 +1,368 @@
+//! The core's side of recipe calls (docs/recipes.md), with a scripted worker: the test plays the
+//! recipe, sending its accesses and its end as the runtime's worker would, and reads what the
+//! core answered it and the client.
+
+use std::sync::Mutex;
+
+use wazoo_proto::jute::Reader;
+use wazoo_tree::{Access, Answer};
+
+use super::*;
+use crate::core_test::{create, get, set_data, standalone, Harness};
+
+/// Runs started and answers delivered, as the worker pool would see them.
+#[derive(Default)]
+struct Script {
+    starts: Vec<(RunId, RunStart)>,
+    answers: Vec<(RunId, Answer)>,
+}
+
+#[derive(Clone, Default)]
+struct Scripted(Arc<Mutex<Script>>);
+
+struct Handle {
+    run: RunId,
+    script: Scripted,
+}
+
+impl RunHandle for Handle {
+    fn answer(&self, answer: Answer) {
+        self.script
+            .0
+            .lock()
+            .unwrap()
+            .answers
+            .push((self.run, answer));
+    }
+}
+
+impl Recipes for Scripted {
+    fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
+        self.0.lock().unwrap().starts.push((run, start));
+        Box::new(Handle {
+            run,
+            script: self.clone(),
+        })
+    }
+}
+
+impl Scripted {
+    fn starts(&self) -> Vec<(RunId, RunStart)> {
+        std::mem::take(&mut self.0.lock().unwrap().starts)
+    }
+
+    fn answers(&self) -> Vec<(RunId, Answer)> {
+        std::mem::take(&mut self.0.lock().unwrap().answers)
+    }
+}
+
+fn harness() -> (Harness, Scripted) {
+    let mut h = Harness::new(standalone());
+    let script = Scripted::default();
+    h.core.attach_recipes(Box::new(script.clone()));
+    (h, script)
+}
+
+fn call(op: &str) -> Request {
+    Request::RecipeCall(RecipeCall {
+        recipe: "test".into(),
+        op: op.into(),
+        args: b"args".to_vec(),
+        request_id: String::new(),
+    })
+}
+
+fn access(h: &mut Harness, run: RunId, a: Access) {
+    h.input(CoreMsg::RecipeAccess { run, access: a });
+}
+
+fn end(h: &mut Harness, run: RunId, end: RunEnd) {
+    h.input(CoreMsg::RecipeEnd { run, end });
+    h.settle();
+}
+
+fn stage_create(path: &str) -> Access {
+    let Request::Create(c) = create(path, 0) else {
+        unreachable!()
+    };
+    Access::Stage(MultiOp::Create(c))
+}
+
+/// The one run started since the last look.
+fn started(s: &Scripted) -> (RunId, RunStart) {
+    let mut v = s.starts();
+    assert_eq!(v.len(), 1, "one run started: {v:?}");
+    v.pop().unwrap()
+}
+
+/// A recipe call's reply body: (aborted, output).
+fn body(frame: &[u8]) -> (bool, Vec<u8>) {
+    let mut r = Reader::new(&frame[16..]);
+    match Response::decode_body(op::RECIPE_CALL, &mut r).unwrap() {
+        Response::RecipeCall { aborted, output } => (aborted, output),
+        other => panic!("not a recipe call's reply: {other:?}"),
+    }
+}
+
+fn commit(output: &[u8]) -> RunEnd {
+    RunEnd::Commit {
+        output: output.to_vec(),
+    }
+}
+
+#[test]
+fn a_call_commits_what_it_staged_as_one_txn_and_answers_its_output() {
+    let (mut h, s) = harness();
+    let session = h.connect(1);
+    h.request(1, 1, call("make"));
+    let (run, start) = started(&s);
+    assert_eq!(
+        (
+            start.recipe.as_str(),
+            start.op.as_str(),
+            start.args.as_slice()
+        ),
+        ("test", "make", &b"args"[..])
+    );
+    assert_eq!((start.session_id, start.attempt), (session, 1));
+    access(&mut h, run, Access::Exists("/c".into()));
+    access(&mut h, run, stage_create("/c"));
+    access(&mut h, run, Access::Get("/c".into()));
+    let answers: Vec<Answer> = s.answers().into_iter().map(|(_, a)| a).collect();
+    assert_eq!(answers[0], Answer::Exists(None));
+    assert!(matches!(&answers[1], Answer::Staged { path, .. } if path == "/c"));
+    assert!(matches!(&answers[2], Answer::Data(d, _) if d == b"x"));
+    h.settle();
+    assert_eq!(
+        h.core.tree().get("/c").map(|_| ()),
+        None,
+        "nothing before the end"
+    );
+    end(&mut h, run, commit(b"made"));
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(&frames[0][12..16], &[0, 0, 0, 0], "no error");
+    assert_eq!(body(&frames[0]), (false, b"made".to_vec()));
+    let node = h.core.tree().get("/c").expect("committed");
+    assert_eq!(node.data().unwrap(), b"x");
+    assert_eq!(
+        h.core.tree().last_applied(),
+        2,
+        "createSession, then the call's one txn"
+    );
+}
+
+#[test]
+fn a_read_of_a_path_with_an_outstanding_write_waits_until_it_applies() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(2, 1, create("/c", 0));
+    h.settle();
+    h.replies(2);
+    h.request(1, 1, call("read"));
+    let (run, _) = started(&s);
+    // Another client's setData, prepped and not yet durable.
+    h.request(2, 2, set_data("/c"));
+    access(&mut h, run, Access::Get("/c".into()));
+    assert!(s.answers().is_empty(), "waits for the setData");
+    h.settle();
+    let answers = s.answers();
+    assert!(
+        matches!(&answers[..], [(r, Answer::Data(d, st))] if *r == run && d == b"y" && st.version == 1),
+        "answered once applied, with the new data: {answers:?}"
+    );
+    end(&mut h, run, commit(b""));
+    assert_eq!(h.replies(1).len(), 1);
+}
+
+#[test]
+fn a_run_whose_reads_went_stale_runs_again_and_the_client_gets_one_reply() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(2, 1, create("/c", 0));
+    h.settle();
+    h.replies(2);
+    h.request(1, 7, call("bump"));
+    let (run, _) = started(&s);
+    access(&mut h, run, Access::Get("/c".into()));
+    // While the recipe runs, another client changes what it read.
+    h.request(2, 2, set_data("/c"));
+    h.settle();
+    access(&mut h, run, stage_create("/c/child"));
+    end(&mut h, run, commit(b"first"));
+    let (again, start) = started(&s);
+    assert_eq!((again, start.attempt), (run, 2), "the same call, run again");
+    assert!(h.replies(1).is_empty(), "no reply for a stale run");
+    assert!(h.core.tree().get("/c/child").is_none(), "nor its writes");
+    s.answers();
+    access(&mut h, run, Access::Get("/c".into()));
+    access(&mut h, run, stage_create("/c/child"));
+    end(&mut h, run, commit(b"second"));
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (false, b"second".to_vec()));
+    assert!(h.core.tree().get("/c/child").is_some());
+}
+
+#[test]
+fn requests_behind_a_running_call_wait_and_take_effect_after_it_in_order() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("make"));
+    let (run, _) = started(&s);
+    h.request(1, 2, create("/after", 0));
+    h.request(1, 3, get("/before"));
+    h.settle();
+    assert!(h.replies(1).is_empty());
+    assert!(
+        h.core.tree().get("/after").is_none(),
+        "a write behind the call is not prepped before the call's txn"
+    );
+    access(&mut h, run, stage_create("/before"));
+    end(&mut h, run, commit(b""));
+    let replies = h.replies(1);
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, 0), (2, 0), (3, 0)],
+        "in request order; the read sees the call's write"
+    );
+    assert!(replies[0].1 < replies[1].1, "the call's txn comes first");
+}
+
+#[test]
+fn an_abort_or_a_failure_is_answered_in_turn_and_writes_nothing() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, create("/w", 0));
+    h.request(1, 2, call("refuse"));
+    h.request(1, 3, call("trap"));
+    let (run, _) = started(&s);
+    access(&mut h, run, stage_create("/never"));
+    end(
+        &mut h,
+        run,
+        RunEnd::Abort {
+            error: b"no".to_vec(),
+        },
+    );
+    let (run2, _) = started(&s);
+    end(
+        &mut h,
+        run2,
+        RunEnd::Failed {
+            code: ErrorCode::RecipeFailed,
+            reason: "a trap".into(),
+        },
+    );
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 3);
+    assert_eq!(body(&frames[1]), (true, b"no".to_vec()));
+    let err = i32::from_be_bytes(frames[2][12..16].try_into().unwrap());
+    assert_eq!(err, ErrorCode::RecipeFailed.code());
+    assert!(h.core.tree().get("/never").is_none());
+}
+
+#[test]
+fn a_call_stale_at_every_run_is_answered_recipe_conflict() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(2, 0, create("/c", 0));
+    h.settle();
+    h.request(1, 1, call("bump"));
+    for i in 0..MAX_RUNS {
+        let (run, start) = started(&s);
+        assert_eq!(start.attempt, i + 1);
+        access(&mut h, run, Access::Get("/c".into()));
+        h.request(2, i as i32 + 1, set_data("/c"));
+        h.settle();
+        end(&mut h, run, commit(b""));
+    }
+    assert!(s.starts().is_empty());
+    let replies = h.replies(1);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].2, ErrorCode::RecipeConflict.code());
+}
+
+#[test]
+fn without_recipe_workers_a_call_is_answered_norecipe() {
+    let mut h = Harness::new(standalone());
+    h.connect(1);
+    h.request(1, 1, call("x"));
+    h.settle();
+    assert_eq!(h.replies(1)[0].2, ErrorCode::NoRecipe.code());
+}
+
+#[test]
+fn a_call_whose_connection_closed_while_it_ran_still_commits() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("make"));
+    let (run, _) = started(&s);
+    access(&mut h, run, stage_create("/e"));
+    h.input(CoreMsg::Closed { conn: 1 });
+    // The connection is gone, not the session: the call still commits, as a write the client
+    // sent before it went would.
+    end(&mut h, run, commit(b""));
+    assert!(h.core.tree().get("/e").is_some());
+    assert!(h.core.runs.by_id.is_empty() && h.core.runs.waiting.is_empty());
+}
+
+/// Found by 8 kazoo clients sharing the counter: a recipe that aborted because a write it tried
+/// failed against a change made after its read (NODEEXISTS, BADVERSION) was answered with its
+/// abort. An abort is a decision on what the recipe read, like a commit: stale, it runs again.
+#[test]
+fn an_abort_decided_on_stale_reads_runs_again() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(1, 1, call("make"));
+    let (run, _) = started(&s);
+    access(&mut h, run, Access::Exists("/c".into()));
+    // Another client creates /c after the recipe saw it missing: the recipe's create fails.
+    h.request(2, 1, create("/c", 0));
+    access(&mut h, run, stage_create("/c"));
+    let answers = s.answers();
+    assert_eq!(answers[1].1, Answer::Failed(ErrorCode::NodeExists));
+    end(
+        &mut h,
+        run,
+        RunEnd::Abort {
+            error: b"node-exists".to_vec(),
+        },
+    );
+    let (again, start) = started(&s);
+    assert_eq!((again, start.attempt), (run, 2), "run again, not answered");
+    assert!(h.replies(1).is_empty());
+    // Now it sees /c and commits.
+    access(&mut h, run, Access::Exists("/c".into()));
+    end(&mut h, run, commit(b"seen"));
+    let frames = h.frames(1);
+    assert_eq!(body(&frames[0]), (false, b"seen".to_vec()));
+}
+
+/// Found by kazoo behind a long call: its heartbeat ping waited behind the running call and the
+/// client dropped the connection. A ping behind a running call is answered at once (every client
+/// matches ping replies by their xid, -2, outside the order of the others).
+#[test]
+fn a_ping_behind_a_running_call_is_answered_at_once() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("slow"));
+    let (run, _) = started(&s);
+    h.request(1, -2, Request::Ping);
+    h.request(1, 3, get("/x"));
+    h.settle();
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![-2],
+        "the ping, not the read behind the call"
+    );
+    end(&mut h, run, commit(b""));
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+}
