@@ -1,6 +1,7 @@
 //! The `wazoo` binary: `wazoo server` runs a standalone server (ZooKeeper's zoo.cfg format with
 //! `--config`), `wazoo shell` is a zkCli-like shell, `wazoo bench` measures any ZooKeeper-compatible
-//! server, `wazoo sim` runs the deterministic ensemble simulator.
+//! server, `wazoo sim` runs the deterministic ensemble simulator, `wazoo recipe call` calls a
+//! server-side recipe.
 
 use std::path::PathBuf;
 
@@ -11,6 +12,7 @@ use wazoo_server::ServerConfig;
 
 mod alloc;
 mod bench;
+mod recipe;
 mod shell;
 
 #[derive(Parser)]
@@ -34,6 +36,8 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run the deterministic ensemble simulator: seeds of faults, invariants checked throughout.
     Sim(SimArgs),
+    /// Server-side recipes: `call NAME OP [JSON]`.
+    Recipe(recipe::RecipeArgs),
 }
 
 #[derive(clap::Args)]
@@ -179,6 +183,17 @@ fn main() {
             }
         }
         Cmd::Sim(a) => sim(a),
+        Cmd::Recipe(a) => {
+            init_logging("warn");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            match rt.block_on(recipe::run(a)) {
+                Ok(code) => std::process::exit(code),
+                Err(e) => Err(e),
+            }
+        }
         Cmd::Bench(a) => {
             init_logging("warn");
             match bench::run(a) {

@@ -961,6 +961,37 @@ impl Client {
         }
     }
 
+    /// wazoo's `recipeCall` (opcode 1000, docs/recipes.md): runs `recipe`'s `op` with `args`
+    /// on the server. `Ok(Ok(output))` when it committed, `Ok(Err(error))` when the recipe
+    /// aborted; NORECIPE, RECIPEFAILED, RECIPECONFLICT and ZooKeeper's codes as
+    /// [`ClientError::Server`]. A ZooKeeper server answers UNIMPLEMENTED and closes the
+    /// connection.
+    pub async fn recipe_call(
+        &self,
+        recipe: &str,
+        op: &str,
+        args: &[u8],
+        request_id: &str,
+    ) -> Result<Result<Vec<u8>, Vec<u8>>, ClientError> {
+        let req = Request::RecipeCall(wazoo_proto::RecipeCall {
+            recipe: recipe.to_owned(),
+            op: op.to_owned(),
+            args: args.to_vec(),
+            request_id: request_id.to_owned(),
+        });
+        match self.submit(req).await? {
+            Response::RecipeCall {
+                aborted: false,
+                output,
+            } => Ok(Ok(output)),
+            Response::RecipeCall {
+                aborted: true,
+                output,
+            } => Ok(Err(output)),
+            r => Err(unexpected("recipeCall", r)),
+        }
+    }
+
     /// Ends the session: sends closeSession (opcode -11), waits for its reply (at most the
     /// negotiated timeout), then drops the connection. Calls made after this starts fail with
     /// `Closed`. Closing a closed client is a no-op; closing a client whose connection was lost

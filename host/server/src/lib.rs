@@ -8,6 +8,7 @@ pub mod config;
 pub mod conn;
 pub mod core;
 pub mod ensemble;
+pub mod recipes;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub enum ServerError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Core(#[from] core::CoreError),
+    #[error(transparent)]
+    Recipes(#[from] recipes::WorkersError),
 }
 
 impl From<core::RecoveryError> for ServerError {
@@ -263,6 +266,11 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         let replica = core::Replica::new(peer, links, window, cfg.diff_window_bytes, wake);
         core::spawn_wake(wakeups, tx.clone(), || core::CoreMsg::PeerWake);
         core.attach_replica(replica);
+    }
+    if cfg.ensemble.is_none() && !cfg.recipes.is_empty() {
+        // Recipes run on a standalone server only for now (docs/recipes.md, "Status").
+        let workers = recipes::Workers::start(&cfg.recipes, cfg.recipe_workers, tx.clone())?;
+        core.attach_recipes(Box::new(workers));
     }
     core::spawn_timers(&cfg, tx.clone(), pace_wakeups);
     let core_task = tokio::spawn(core::run(core, rx));

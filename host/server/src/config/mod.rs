@@ -80,6 +80,10 @@ pub struct ServerConfig {
     /// `wazoo.diffWindowBytes`: an ensemble member keeps about this many bytes of its latest
     /// txns in memory to DIFF learners from; a learner further behind gets a SNAP.
     pub diff_window_bytes: usize,
+    /// `wazoo.recipes`: the built-in recipes to install (comma list of names; empty for none).
+    pub recipes: Vec<String>,
+    /// `wazoo.recipeWorkers`: threads that run recipe calls.
+    pub recipe_workers: usize,
     pub server_id: u8,
     /// `server.N` lines (two or more make an ensemble; see [`Self::ensemble`]).
     pub servers: Vec<ensemble::Member>,
@@ -125,6 +129,11 @@ impl ServerConfig {
             container_max_never_used_ms: 0,
             log_retain_txns: 100_000,
             diff_window_bytes: 256 << 20,
+            recipes: wazoo_recipes::DEFAULT_BUILTINS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            recipe_workers: 2,
             server_id: 0,
             servers: Vec::new(),
             peer_type: None,
@@ -246,6 +255,8 @@ impl ServerConfig {
                 "reconfigEnabled" => c.reconfig_enabled = boolean(k, v)?,
                 "wazoo.logRetainTxns" => c.log_retain_txns = num(k, v, 0, i64::MAX)? as u64,
                 "wazoo.diffWindowBytes" => c.diff_window_bytes = num(k, v, 0, i64::MAX)? as usize,
+                "wazoo.recipes" => c.recipes = builtin_list(k, v)?,
+                "wazoo.recipeWorkers" => c.recipe_workers = num(k, v, 1, 256)? as usize,
                 // Accepted for compatibility; wazoo's storage makes them moot.
                 "forceSync"
                 | "snapCount"
@@ -336,6 +347,26 @@ fn num(k: &str, v: &str, min: i64, max: i64) -> Result<i64, ConfigError> {
         return Err(invalid(k, v, &format!("must be between {min} and {max}")));
     }
     Ok(n)
+}
+
+/// A comma list of built-in recipe names.
+fn builtin_list(k: &str, v: &str) -> Result<Vec<String>, ConfigError> {
+    let mut names = Vec::new();
+    for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !wazoo_recipes::BUILTIN.iter().any(|(b, _)| *b == name) {
+            let known: Vec<&str> = wazoo_recipes::BUILTIN.iter().map(|(b, _)| *b).collect();
+            return Err(invalid(
+                k,
+                v,
+                &format!(
+                    "no built-in recipe {name:?} (there are {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 fn boolean(k: &str, v: &str) -> Result<bool, ConfigError> {

@@ -1,0 +1,116 @@
+//! `wazoo recipe call`: calls a server-side recipe over the client protocol (opcode 1000,
+//! docs/recipes.md). Arguments are given as JSON and sent as MessagePack (or as hex bytes);
+//! the output is printed as JSON when it is MessagePack, else as hex.
+
+use std::io::Cursor;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use wazoo_client::{Client, ClientError, ConnectOptions};
+
+#[derive(clap::Args)]
+pub struct RecipeArgs {
+    /// Server address, `host:port` or a comma-separated list tried in order.
+    #[arg(short = 's', long = "server", default_value = "127.0.0.1:2181")]
+    server: String,
+    #[command(subcommand)]
+    cmd: RecipeCmd,
+}
+
+#[derive(Subcommand)]
+enum RecipeCmd {
+    /// Call a recipe's op; prints its output (exit status 1 if it aborted or failed).
+    Call(CallArgs),
+}
+
+#[derive(clap::Args)]
+struct CallArgs {
+    /// The recipe's name.
+    name: String,
+    /// The op.
+    op: String,
+    /// Arguments as JSON, sent as MessagePack.
+    #[arg(conflicts_with = "hex")]
+    args: Option<String>,
+    /// Arguments as hex bytes, sent as they are.
+    #[arg(long)]
+    hex: Option<String>,
+    /// The call's name across retries.
+    #[arg(long, default_value = "")]
+    request_id: String,
+}
+
+pub async fn run(a: RecipeArgs) -> anyhow::Result<i32> {
+    let RecipeCmd::Call(c) = a.cmd;
+    let args = match (&c.args, &c.hex) {
+        (_, Some(h)) => from_hex(h).context("--hex")?,
+        (Some(j), None) => {
+            let v: serde_json::Value = serde_json::from_str(j).context("the arguments")?;
+            rmp_serde::to_vec(&v)?
+        }
+        (None, None) => Vec::new(),
+    };
+    let client = Client::connect(&a.server, ConnectOptions::default())
+        .await
+        .with_context(|| format!("cannot connect to {}", a.server))?;
+    let result = client
+        .recipe_call(&c.name, &c.op, &args, &c.request_id)
+        .await;
+    let _ = client.close().await;
+    match result {
+        Ok(Ok(output)) => {
+            println!("{}", show(&output));
+            Ok(0)
+        }
+        Ok(Err(error)) => {
+            eprintln!("aborted: {}", show(&error));
+            Ok(1)
+        }
+        Err(ClientError::Server(code)) => {
+            eprintln!("wazoo: {} {}.{}: {code}", a.server, c.name, c.op);
+            Ok(1)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// JSON if `bytes` are exactly one MessagePack value, else `hex:` and the bytes.
+fn show(bytes: &[u8]) -> String {
+    let mut cur = Cursor::new(bytes);
+    let decoded: Result<serde_json::Value, _> =
+        serde::Deserialize::deserialize(&mut rmp_serde::Deserializer::new(&mut cur));
+    match decoded {
+        Ok(v) if !bytes.is_empty() && cur.position() as usize == bytes.len() => v.to_string(),
+        _ => format!("hex:{}", to_hex(bytes)),
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> anyhow::Result<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        bail!("an odd number of hex digits");
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).context("not hex"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_json_only_when_it_is_exactly_one_messagepack_value() {
+        let packed = rmp_serde::to_vec(&serde_json::json!({"value": 3})).unwrap();
+        assert_eq!(show(&packed), r#"{"value":3}"#);
+        // An 8-byte little-endian 3: its first byte alone would read as MessagePack's 3.
+        assert_eq!(show(&3i64.to_le_bytes()), "hex:0300000000000000");
+        assert_eq!(show(b""), "hex:");
+        assert_eq!(from_hex("00ff").unwrap(), vec![0, 255]);
+        assert!(from_hex("0").is_err() && from_hex("zz").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+"""Server-side recipes (issue 11, docs/recipes.md) called by real clients: kazoo through the repo's
+``python/wazoo`` package, and ``wazoo recipe call``.
+
+wazoo only, except the last test: a real ZooKeeper answers the recipe opcode UNIMPLEMENTED and closes the
+connection, which is how a client tells the two apart.
+"""
+
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from kazoo.exceptions import ConnectionLoss, UnimplementedError
+
+import harness
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
+
+import wazoo  # noqa: E402
+
+
+def hostile_server(factory):
+    return factory(extra_cfg={"wazoo.recipes": "counter,hostile"})
+
+
+def test_the_counter_is_exact_under_8_concurrent_sessions_and_a_restart(wazoo_server_factory, kazoo_factory):
+    srv = wazoo_server_factory()
+    path = "/counters/exact"
+    seen = []
+    errors = []
+    lock = threading.Lock()
+
+    def phase(adds_each):
+        clients = [kazoo_factory(srv) for _ in range(8)]
+
+        def worker(zk):
+            try:
+                c = wazoo.Counter(zk, path)
+                for _ in range(adds_each):
+                    v = c.add(1)
+                    with lock:
+                        seen.append(v)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker, args=(zk,)) for zk in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for zk in clients:
+            zk.stop()
+            zk.close()
+
+    kazoo_factory(srv).ensure_path("/counters")
+    phase(40)
+    srv.restart()
+    phase(40)
+    assert not errors, errors
+    # Atomic: every add saw a distinct value, and together they are exactly 1..640.
+    assert sorted(seen) == list(range(1, 641))
+    data, stat = kazoo_factory(srv).get(path)
+    assert struct.unpack("<q", data)[0] == 640
+    assert stat.version == 639, "one txn per add: created, then 639 setData"
+
+
+def test_a_recipe_call_takes_effect_in_request_order_with_the_sessions_other_requests(wazoo_server, kazoo_factory):
+    zk = kazoo_factory(wazoo_server)
+    zk.ensure_path("/order")
+    args = struct.pack("<q", 7) + b"/order/c"
+    # Pipelined without waiting: a create, the call, then a read of what the call wrote.
+    a = zk.create_async("/order/before", b"")
+    call = wazoo.recipe_call_async(zk, "counter", "add", args)
+    read = zk.get_async("/order/c")
+    assert a.get(timeout=10) == "/order/before"
+    assert call.get(timeout=10) == (False, struct.pack("<q", 7))
+    data, stat = read.get(timeout=10)
+    assert data == struct.pack("<q", 7), "the read behind the call sees its write"
+    before = zk.exists("/order/before")
+    assert before.czxid < stat.czxid, "the call's txn follows the create sent before it"
+
+
+def test_each_hostile_recipe_fails_only_its_own_call_while_other_clients_are_served(wazoo_server_factory,
+                                                                                  kazoo_factory):
+    srv = hostile_server(wazoo_server_factory)
+    caller = kazoo_factory(srv)
+    caller.ensure_path("/hostile/flood")
+    other = kazoo_factory(srv)
+    stop = threading.Event()
+    served = []
+    failures = []
+
+    def plain_creates():
+        i = 0
+        while not stop.is_set():
+            try:
+                other.create(f"/hostile/plain-{i}", b"x")
+                served.append(i)
+            except Exception as e:  # noqa: BLE001 - reported below
+                failures.append(e)
+            i += 1
+
+    t = threading.Thread(target=plain_creates)
+    t.start()
+    try:
+        for op, args in [("spin", b""), ("trap", b""), ("bomb", b""), ("recurse", b""), ("huge", b"2000000")]:
+            before = len(served)
+            with pytest.raises(wazoo.RecipeFailedError):
+                wazoo.recipe_call(caller, "hostile", op, args)
+            harness.wait_until(lambda: len(served) > before + 5, 10, what=f"plain creates after {op}")
+        with pytest.raises(wazoo.RecipeAborted) as aborted:
+            wazoo.recipe_call(caller, "hostile", "flood", b"/hostile/flood")
+        assert aborted.value.error == b"flood: limit-exceeded after 1000"
+        with pytest.raises(wazoo.NoRecipeError):
+            wazoo.recipe_call(caller, "nonesuch", "x")
+    finally:
+        stop.set()
+        t.join(10)
+    assert not failures, failures
+    assert caller.get_children("/hostile/flood") == [], "the flood left nothing"
+    # The caller's session is unharmed: its next call works.
+    assert wazoo.Counter(caller, "/hostile/count").add(2) == 2
+
+
+def test_wazoo_recipe_call_prints_the_output(wazoo_server):
+    args = (struct.pack("<q", 5) + b"/cli-counter").hex()
+    out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", "counter", "add",
+                          "--hex", args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "hex:" + struct.pack("<q", 5).hex()
+    out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", "nonesuch", "x"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1
+    assert "NORECIPE (-1001)" in out.stderr
+
+
+def test_zookeeper_answers_a_recipe_call_unimplemented_and_closes(zk_server, kazoo_factory):
+    zk = kazoo_factory(zk_server)
+    with pytest.raises((UnimplementedError, ConnectionLoss)):
+        wazoo.recipe_call(zk, "counter", "add", b"")
