@@ -99,3 +99,18 @@ class Counter:
         args = struct.pack("<q", delta) + self.path.encode()
         out = recipe_call(self.client, "counter", "add", args)
         return struct.unpack("<q", out)[0]
+
+    def wait_async(self, target, timeout_ms=0):
+        """Starts a wait for the counter to reach `target`; kazoo's async result yields
+        (aborted, output)."""
+        args = struct.pack("<qq", target, timeout_ms) + self.path.encode()
+        return recipe_call_async(self.client, "counter", "wait", args)
+
+    def wait(self, target, timeout_ms=0):
+        """Returns the counter's value once it is at least `target`: the call waits on the
+        server, one round trip. Raises RecipeAborted(b"timed out") after `timeout_ms` (0: never).
+        """
+        aborted, out = self.wait_async(target, timeout_ms).get()
+        if aborted:
+            raise RecipeAborted(out)
+        return struct.unpack("<q", out)[0]

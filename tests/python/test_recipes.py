@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,51 @@ def test_zookeeper_answers_a_recipe_call_unimplemented_and_closes(zk_server, kaz
     zk = kazoo_factory(zk_server)
     with pytest.raises((UnimplementedError, ConnectionLoss)):
         wazoo.recipe_call(zk, "counter", "add", b"")
+
+
+def test_a_wait_parks_on_the_server_until_the_counter_reaches_its_target(wazoo_server, kazoo_factory):
+    # A 4 s session: the waiter's heartbeats must be answered while its call is parked for longer.
+    waiter = kazoo_factory(wazoo_server, timeout=4.0)
+    adder = kazoo_factory(wazoo_server)
+    waiter.ensure_path("/latch")
+    pending = wazoo.Counter(waiter, "/latch/n").wait_async(3)
+    c = wazoo.Counter(adder, "/latch/n")
+    for i in range(1, 3):
+        assert c.add(1) == i
+        time.sleep(2.0)
+        assert not pending.ready(), f"still waiting at {i}"
+    c.add(1)
+    assert pending.get(timeout=10) == (False, struct.pack("<q", 3))
+    assert waiter.connected
+    # The waiter's session goes on: its next request is answered.
+    assert waiter.exists("/latch/n") is not None
+
+
+def test_a_wait_with_a_timeout_aborts_timed_out_and_leaves_the_session_usable(wazoo_server, kazoo_factory):
+    zk = kazoo_factory(wazoo_server)
+    zk.ensure_path("/latch2")
+    t0 = time.monotonic()
+    with pytest.raises(wazoo.RecipeAborted) as aborted:
+        wazoo.Counter(zk, "/latch2/n").wait(5, timeout_ms=1500)
+    waited = time.monotonic() - t0
+    assert aborted.value.error == b"timed out"
+    assert 1.5 <= waited < 5.0, waited
+    assert wazoo.Counter(zk, "/latch2/n").add(5) == 5
+    assert wazoo.Counter(zk, "/latch2/n").wait(5) == 5, "already there: no wait"
+
+
+def test_a_recipe_parking_on_too_many_paths_fails_and_parked_calls_go_with_their_session(wazoo_server_factory,
+                                                                                        kazoo_factory):
+    srv = hostile_server(wazoo_server_factory)
+    zk = kazoo_factory(srv)
+    with pytest.raises(wazoo.RecipeFailedError):
+        wazoo.recipe_call(zk, "hostile", "park", b"5000")
+    # Many sessions parked forever, then gone: the server goes on serving.
+    parked = [kazoo_factory(srv) for _ in range(20)]
+    calls = [wazoo.recipe_call_async(p, "hostile", "park", b"1000") for p in parked]
+    time.sleep(0.5)
+    assert not any(c.ready() for c in calls)
+    for p in parked:
+        p.stop()
+        p.close()
+    assert zk.create("/after-parking", b"") == "/after-parking"

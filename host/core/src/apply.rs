@@ -61,6 +61,7 @@ impl Core {
     /// large writes, staging, purging.
     fn after_apply(&mut self) {
         self.retry_waiting_accesses();
+        self.run_woken();
         if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
             self.pump_waiting_large();
         }
@@ -125,6 +126,11 @@ impl Core {
         self.pending.applied(f.header.zxid);
         self.applied_since_purge += 1;
         let zxid = applied.zxid;
+        if self.runs.parked() > 0 {
+            for ev in &applied.events {
+                self.wake_parked(ev.kind, &ev.path);
+            }
+        }
         for ev in &applied.events {
             let triggered = self.watches.trigger(ev.kind, &ev.path);
             self.metrics

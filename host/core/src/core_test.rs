@@ -72,7 +72,7 @@ impl Harness {
         }
     }
 
-    fn advance(&mut self, d: Duration) {
+    pub(crate) fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
     }
 
@@ -313,7 +313,7 @@ fn a_watch_event_comes_before_the_reply_that_reveals_the_change() {
     );
 }
 
-fn tick(h: &mut Harness) {
+pub(crate) fn tick(h: &mut Harness) {
     let at_ms = h.now.mono_ms;
     h.input(CoreMsg::Tick { at_ms });
     h.settle();

@@ -53,7 +53,12 @@ impl Core {
             self.process(id, p);
             return;
         }
+        let close_behind_run = conn.run.is_some() && matches!(p.r.req, Ok(Request::CloseSession));
         conn.parked.push_back(p);
+        if close_behind_run {
+            // A parked call would hold it forever (a running one parks or ends soon).
+            self.cancel_parked_call(id);
+        }
         self.pump(id);
     }
 

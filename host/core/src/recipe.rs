@@ -10,9 +10,18 @@
 //! While a connection has a call running, its later requests wait unprocessed (`Conn::run`
 //! makes `can_take` false): a client's requests take effect in the order it sent them, so a
 //! write pipelined behind a recipe call is prepped after the call's txn.
+//!
+//! **Parking.** A run that ends with [`RunEnd::Park`] commits what it staged (a txn with no
+//! reply) and waits, holding no worker, until a path it named changes (a watch event of the
+//! applied tree) or its deadline passes (checked at each tick); then the call runs again as a
+//! fresh run with the reason and the state it parked with. Woken calls run in the order they
+//! parked. The client's reply waits, in its place in the connection's order, until a run of the
+//! call commits or aborts; pings are answered meanwhile. A parked call of a session that closes
+//! is dropped with the session's connection.
 
 use std::collections::BTreeMap;
 
+use wazoo_proto::EventType;
 use wazoo_tree::{Access, Answer, Stage, View};
 
 use super::*;
@@ -25,6 +34,55 @@ pub type RunId = u64;
 /// the previous one read, so this many means the paths it uses changed this many times while it
 /// ran.
 pub const MAX_RUNS: u32 = 64;
+
+/// Why a run runs (the WIT's `reason`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunReason {
+    /// The client's call.
+    Initial,
+    /// A path the parked call waits for changed (maybe spuriously: the recipe re-checks).
+    Woken,
+    /// The parked call's deadline passed.
+    TimedOut,
+}
+
+/// What a parked call waits for: a change of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Created(String),
+    /// Deleted (a delete also wakes data and children waiters, as it fires ZooKeeper's data and
+    /// child watches).
+    Deleted(String),
+    DataChanged(String),
+    ChildrenChanged(String),
+}
+
+impl WaitFor {
+    fn path(&self) -> &str {
+        match self {
+            WaitFor::Created(p)
+            | WaitFor::Deleted(p)
+            | WaitFor::DataChanged(p)
+            | WaitFor::ChildrenChanged(p) => p,
+        }
+    }
+
+    /// Whether an event of `kind` on this path fires it: creation for `Created`, deletion for
+    /// `Deleted`, any change of the node's data or existence for `DataChanged`, a child created
+    /// or deleted (or the node deleted) for `ChildrenChanged`.
+    fn fired_by(&self, kind: EventType) -> bool {
+        use EventType::*;
+        match self {
+            WaitFor::Created(_) => kind == NodeCreated,
+            WaitFor::Deleted(_) => kind == NodeDeleted,
+            WaitFor::DataChanged(_) => matches!(kind, NodeDataChanged | NodeCreated | NodeDeleted),
+            WaitFor::ChildrenChanged(_) => matches!(kind, NodeChildrenChanged | NodeDeleted),
+        }
+    }
+}
+
+/// Paths one parked call may wait on: each costs an index entry until it wakes.
+pub const MAX_PARK_WATCHES: usize = 1024;
 
 /// What a worker is given to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,8 +97,12 @@ pub struct RunStart {
     pub now_ms: i64,
     /// The run's randomness.
     pub seed: u64,
-    /// Which run of the call this is: 1, then more after stale reads.
+    /// Which run of the call this is: 1, then more after stale reads (again from 1 after a
+    /// wake).
     pub attempt: u32,
+    pub reason: RunReason,
+    /// What the call parked with, for a woken or timed-out run.
+    pub state: Option<Vec<u8>>,
 }
 
 /// How a run ended, as its worker reports it.
@@ -50,6 +112,13 @@ pub enum RunEnd {
     Commit { output: Vec<u8> },
     /// Drop what it staged; `error` goes to the client.
     Abort { error: Vec<u8> },
+    /// Commit what it staged and wait for `on` (or `deadline_ms`, the server's wall clock),
+    /// then run again with `state`.
+    Park {
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    },
     /// It could not run or did not finish: NORECIPE or RECIPEFAILED to the client; `reason` is
     /// logged.
     Failed { code: ErrorCode, reason: String },
@@ -80,13 +149,38 @@ pub(super) struct Run {
     admit: Admission,
 }
 
-/// The core's runs: those in progress, and the accesses waiting for an apply.
+/// A call waiting for a path to change: its run's identity, no worker.
+pub(super) struct Parked {
+    run: Run,
+    on: Vec<WaitFor>,
+    deadline_ms: Option<i64>,
+    state: Vec<u8>,
+    /// Order of parking: woken calls run in it.
+    seq: u64,
+}
+
+/// The core's runs: those in progress, the accesses waiting for an apply, and the parked calls.
 #[derive(Default)]
 pub(super) struct Runs {
     by_id: FastMap<RunId, Run>,
     next: RunId,
     /// Accesses that wait for the txn of their key to apply.
     waiting: BTreeMap<Zxid, Vec<(RunId, Access)>>,
+    parked: FastMap<RunId, Parked>,
+    /// Parked calls by the paths they wait on.
+    by_path: FastMap<String, Vec<RunId>>,
+    /// Parked calls with a deadline, by it.
+    deadlines: BTreeMap<(i64, RunId), ()>,
+    /// Parked calls woken by the txns applied so far in this batch, by parking order.
+    woken: BTreeMap<u64, (RunId, RunReason)>,
+    next_seq: u64,
+}
+
+impl Runs {
+    /// Parked calls (for the gauges and tests).
+    pub(super) fn parked(&self) -> usize {
+        self.parked.len()
+    }
 }
 
 impl Core {
@@ -129,6 +223,8 @@ impl Core {
             now_ms: self.now.wall_ms,
             seed: self.rng.next_u64(),
             attempt: 1,
+            reason: RunReason::Initial,
+            state: None,
         };
         let run = Run {
             conn: id,
@@ -200,9 +296,27 @@ impl Core {
         let Some(mut run) = self.runs.by_id.remove(&run_id) else {
             return;
         };
+        let mut park = None;
         let (output, aborted) = match end {
             RunEnd::Commit { output } => (output, false),
             RunEnd::Abort { error } => (error, true),
+            RunEnd::Park {
+                on,
+                deadline_ms,
+                state,
+            } => {
+                if on.len() > MAX_PARK_WATCHES {
+                    let reason = format!(
+                        "parked on {} paths, over the limit of {MAX_PARK_WATCHES}",
+                        on.len()
+                    );
+                    warn!(recipe = %run.start.recipe, op = %run.start.op, "recipe call failed: {reason}");
+                    self.finish(run_id, run, Err(ErrorCode::RecipeFailed));
+                    return;
+                }
+                park = Some((on, deadline_ms, state));
+                (Vec::new(), false)
+            }
             RunEnd::Failed { code, reason } => {
                 warn!(
                     recipe = %run.start.recipe,
@@ -239,6 +353,10 @@ impl Core {
                 output,
             });
             self.finish(run_id, run, result);
+            return;
+        }
+        if let Some((on, deadline_ms, state)) = park {
+            self.park(run_id, run, on, deadline_ms, state);
             return;
         }
         if run.stage.is_empty() {
@@ -282,6 +400,160 @@ impl Core {
             }
         }
         self.end_run(conn);
+    }
+
+    /// Commits what a parking run staged (a txn with no reply: the call's reply waits for a later
+    /// run) and parks the call.
+    fn park(
+        &mut self,
+        run_id: RunId,
+        mut run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) {
+        let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
+        if !stage.is_empty() {
+            let Some(zxid) = self.alloc_zxid() else {
+                return; // a refused zxid: the step down closes the connection
+            };
+            let valid = self.tracker.is_valid(run.session);
+            let multi = Request::Multi(stage.into_ops());
+            self.prep_and_log(run.session, run.xid, valid, &run.auth, &multi, zxid, None);
+        }
+        for w in &on {
+            let ids = self.runs.by_path.entry(w.path().to_owned()).or_default();
+            if !ids.contains(&run_id) {
+                ids.push(run_id);
+            }
+        }
+        if let Some(d) = deadline_ms {
+            self.runs.deadlines.insert((d, run_id), ());
+        }
+        let seq = self.runs.next_seq;
+        self.runs.next_seq += 1;
+        let conn = run.conn;
+        self.runs.parked.insert(
+            run_id,
+            Parked {
+                run,
+                on,
+                deadline_ms,
+                state,
+                seq,
+            },
+        );
+        let closing = self.conns.get(&conn).is_some_and(|c| {
+            c.parked
+                .iter()
+                .any(|p| matches!(p.r.req, Ok(Request::CloseSession)))
+        });
+        if closing {
+            self.cancel_parked_call(conn);
+        }
+    }
+
+    /// The connection's closeSession waits behind its parked call: the call is answered
+    /// SESSIONEXPIRED (the client gave up waiting) and the close goes on.
+    pub(super) fn cancel_parked_call(&mut self, conn: ConnId) {
+        let Some(run_id) = self.conns.get(&conn).and_then(|c| c.run) else {
+            return;
+        };
+        if let Some(p) = self.unpark(run_id) {
+            self.finish(run_id, p.run, Err(ErrorCode::SessionExpired));
+        }
+    }
+
+    /// Takes a parked call out of the indexes.
+    fn unpark(&mut self, run_id: RunId) -> Option<Parked> {
+        let p = self.runs.parked.remove(&run_id)?;
+        for w in &p.on {
+            if let Some(ids) = self.runs.by_path.get_mut(w.path()) {
+                ids.retain(|&r| r != run_id);
+                if ids.is_empty() {
+                    self.runs.by_path.remove(w.path());
+                }
+            }
+        }
+        if let Some(d) = p.deadline_ms {
+            self.runs.deadlines.remove(&(d, run_id));
+        }
+        Some(p)
+    }
+
+    /// A watch event of an applied txn: the parked calls it fires are woken (they run after the
+    /// batch of applies, in parking order).
+    pub(super) fn wake_parked(&mut self, kind: EventType, path: &str) {
+        let Some(ids) = self.runs.by_path.get(path) else {
+            return;
+        };
+        let fired: Vec<RunId> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.runs
+                    .parked
+                    .get(id)
+                    .is_some_and(|p| p.on.iter().any(|w| w.path() == path && w.fired_by(kind)))
+            })
+            .collect();
+        for id in fired {
+            if let Some(p) = self.runs.parked.get(&id) {
+                self.runs.woken.insert(p.seq, (id, RunReason::Woken));
+            }
+        }
+    }
+
+    /// Parked calls whose deadline has passed are woken as timed out.
+    pub(super) fn time_out_parked(&mut self) {
+        let now = self.now.wall_ms;
+        let due: Vec<RunId> = self
+            .runs
+            .deadlines
+            .range(..=(now, RunId::MAX))
+            .map(|(&(_, id), _)| id)
+            .collect();
+        for id in due {
+            if let Some(p) = self.runs.parked.get(&id) {
+                self.runs.woken.insert(p.seq, (id, RunReason::TimedOut));
+            }
+        }
+        self.run_woken();
+    }
+
+    /// Runs the woken calls again, in parking order.
+    pub(super) fn run_woken(&mut self) {
+        while let Some((_, (id, reason))) = self.runs.woken.pop_first() {
+            let Some(p) = self.unpark(id) else {
+                continue;
+            };
+            let Parked { mut run, state, .. } = p;
+            if !self.conns.contains_key(&run.conn) || !self.tracker.is_valid(run.session) {
+                // Its connection or session is gone: nobody waits for the answer.
+                continue;
+            }
+            run.start.attempt = 1;
+            run.start.reason = reason;
+            run.start.state = Some(state);
+            run.start.now_ms = self.now.wall_ms;
+            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+            run.handle = self.launch(id, &run.start);
+            self.runs.by_id.insert(id, run);
+        }
+    }
+
+    /// Drops the parked calls of a connection that closed.
+    pub(super) fn drop_parked_of(&mut self, conn: ConnId) {
+        let ids: Vec<RunId> = self
+            .runs
+            .parked
+            .iter()
+            .filter(|(_, p)| p.run.conn == conn)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.unpark(id);
+        }
     }
 
     /// Answers a run's call with `result`, in its connection's turn.

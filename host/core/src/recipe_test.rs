@@ -366,3 +366,213 @@ fn a_ping_behind_a_running_call_is_answered_at_once() {
         vec![1, 3]
     );
 }
+
+fn park(on: Vec<WaitFor>, deadline_ms: Option<i64>, state: &[u8]) -> RunEnd {
+    RunEnd::Park {
+        on,
+        deadline_ms,
+        state: state.to_vec(),
+    }
+}
+
+/// Parking: the run's writes commit while the call waits, a change of the path it waits for
+/// runs it again (woken, with its state), and that run's commit answers the client, once.
+#[test]
+fn a_parked_call_commits_its_writes_waits_and_answers_when_woken() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    access(&mut h, run, stage_create("/waiter"));
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b"st"),
+    );
+    assert!(
+        h.core.tree().get("/waiter").is_some(),
+        "the park's writes are committed"
+    );
+    assert!(h.replies(1).is_empty(), "the call waits");
+    assert!(s.starts().is_empty(), "holding no worker");
+    // An unrelated change wakes nothing; creating /go wakes it.
+    h.request(2, 1, create("/other", 0));
+    h.settle();
+    assert!(s.starts().is_empty());
+    h.request(2, 2, create("/go", 0));
+    h.settle();
+    let (again, start) = started(&s);
+    assert_eq!(again, run);
+    assert_eq!(
+        (start.reason, start.state.as_deref(), start.attempt),
+        (RunReason::Woken, Some(&b"st"[..]), 1)
+    );
+    end(&mut h, run, commit(b"went"));
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (false, b"went".to_vec()));
+    assert_eq!(h.core.runs.parked(), 0);
+}
+
+#[test]
+fn while_parked_pings_are_answered_and_later_requests_wait() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::DataChanged("/d".into())], None, b""),
+    );
+    h.request(1, -2, Request::Ping);
+    h.request(1, 3, create("/later", 0));
+    h.settle();
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![-2]
+    );
+    assert!(h.core.tree().get("/later").is_none());
+    h.request(2, 1, create("/d", 0));
+    h.settle();
+    let (run, _) = started(&s);
+    end(&mut h, run, commit(b""));
+    assert_eq!(
+        h.replies(1).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+}
+
+#[test]
+fn a_parked_call_times_out_at_the_first_tick_past_its_deadline() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("await"));
+    let (run, start) = started(&s);
+    let deadline = start.now_ms + 3_000;
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Deleted("/never".into())], Some(deadline), b""),
+    );
+    h.advance(std::time::Duration::from_millis(2_000));
+    crate::core_test::tick(&mut h);
+    assert!(s.starts().is_empty(), "not yet at +2 s");
+    h.advance(std::time::Duration::from_millis(2_000));
+    crate::core_test::tick(&mut h);
+    let (again, start) = started(&s);
+    assert_eq!((again, start.reason), (run, RunReason::TimedOut));
+    end(
+        &mut h,
+        run,
+        RunEnd::Abort {
+            error: b"timed out".to_vec(),
+        },
+    );
+    assert_eq!(body(&h.frames(1)[0]), (true, b"timed out".to_vec()));
+}
+
+#[test]
+fn calls_woken_by_one_change_run_in_the_order_they_parked() {
+    let (mut h, s) = harness();
+    for c in 1..=4 {
+        h.connect(c);
+    }
+    // Three calls start in connection order; they park in another order, which is the order
+    // they must wake in (not the order they started).
+    let mut started_runs = Vec::new();
+    for c in 1..=3 {
+        h.request(c, 1, call("await"));
+        started_runs.push(started(&s).0);
+    }
+    let runs = vec![started_runs[2], started_runs[0], started_runs[1]];
+    for &run in &runs {
+        end(
+            &mut h,
+            run,
+            park(vec![WaitFor::ChildrenChanged("/q".into())], None, b""),
+        );
+    }
+    h.request(4, 1, create("/q", 0));
+    h.request(4, 2, create("/q/item", 0));
+    h.settle();
+    let woken: Vec<RunId> = s.starts().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(woken, runs, "in parking order, each once");
+}
+
+#[test]
+fn a_closed_connection_drops_its_parked_call_and_a_park_on_too_many_paths_fails() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    h.input(CoreMsg::Closed { conn: 1 });
+    h.settle();
+    assert_eq!(h.core.runs.parked(), 0);
+    h.request(2, 1, create("/go", 0));
+    h.settle();
+    assert!(s.starts().is_empty(), "nobody to run for");
+
+    h.request(2, 2, call("await"));
+    let (run, _) = started(&s);
+    let on = (0..=MAX_PARK_WATCHES)
+        .map(|i| WaitFor::Created(format!("/p{i}")))
+        .collect();
+    end(&mut h, run, park(on, None, b""));
+    let replies = h.replies(2);
+    assert_eq!(replies.last().unwrap().2, ErrorCode::RecipeFailed.code());
+    assert_eq!(h.core.runs.parked(), 0);
+}
+
+/// Found by kazoo: a client closing its session while a call of its was parked waited forever,
+/// its closeSession held behind the call. A closeSession cancels the connection's parked call
+/// (answered SESSIONEXPIRED, in turn) and then closes the session.
+#[test]
+fn a_close_session_behind_a_parked_call_cancels_it_and_closes() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    h.request(1, 2, Request::CloseSession);
+    h.settle();
+    let replies = h.replies(1);
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, ErrorCode::SessionExpired.code()), (2, 0)]
+    );
+    assert_eq!(h.core.runs.parked(), 0);
+}
+
+/// The same when the closeSession arrives while the call still runs and it parks afterwards.
+#[test]
+fn a_call_that_parks_with_a_close_session_waiting_behind_it_is_cancelled_at_once() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    h.request(1, 2, Request::CloseSession);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    let replies = h.replies(1);
+    assert_eq!(
+        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        vec![(1, ErrorCode::SessionExpired.code()), (2, 0)]
+    );
+    assert_eq!(h.core.runs.parked(), 0);
+}

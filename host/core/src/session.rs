@@ -132,6 +132,9 @@ impl Core {
     }
 
     pub(super) fn drop_conn(&mut self, id: ConnId) {
+        if self.runs.parked() > 0 {
+            self.drop_parked_of(id);
+        }
         if let Some(c) = self.conns.remove(&id) {
             // Ends the writer task once it has written what was sent (it holds the socket too).
             c.out.close();
@@ -147,6 +150,7 @@ impl Core {
     }
 
     pub(super) fn on_tick(&mut self, now: i64) {
+        self.time_out_parked();
         self.stage_tree_changes();
         self.submit_batch();
         // What a session's connection received counts even if the request still waits in the

@@ -16,7 +16,7 @@ use wazoo_recipes::{
     TreeAccess, BUILTIN,
 };
 
-use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunStart};
+use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart, WaitFor};
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -142,8 +142,12 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
         let call = Call {
             op: start.op.clone(),
             args: start.args.clone(),
-            reason: Reason::Initial,
-            state: None,
+            reason: match start.reason {
+                RunReason::Initial => Reason::Initial,
+                RunReason::Woken => Reason::Woken,
+                RunReason::TimedOut => Reason::TimedOut,
+            },
+            state: start.state.clone(),
         };
         let context = CallContext {
             session_id: start.session_id,
@@ -156,9 +160,14 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
         let end = match result {
             Ok(Outcome::Commit { output }) => RunEnd::Commit { output },
             Ok(Outcome::Abort { error }) => RunEnd::Abort { error },
-            Ok(Outcome::Park { .. }) => RunEnd::Failed {
-                code: ErrorCode::RecipeFailed,
-                reason: "commit-and-park is not supported yet".into(),
+            Ok(Outcome::Park {
+                on,
+                deadline_ms,
+                state,
+            }) => RunEnd::Park {
+                on: on.into_iter().map(wait_for).collect(),
+                deadline_ms,
+                state,
             },
             Err(RecipeError::NoSuchRecipe(name)) => RunEnd::Failed {
                 code: ErrorCode::NoRecipe,
@@ -173,5 +182,14 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
         if core.send(CoreMsg::RecipeEnd { run, end }).is_err() {
             return;
         }
+    }
+}
+
+fn wait_for(w: wazoo_recipes::WaitFor) -> WaitFor {
+    match w {
+        wazoo_recipes::WaitFor::Created(p) => WaitFor::Created(p),
+        wazoo_recipes::WaitFor::Deleted(p) => WaitFor::Deleted(p),
+        wazoo_recipes::WaitFor::DataChanged(p) => WaitFor::DataChanged(p),
+        wazoo_recipes::WaitFor::ChildrenChanged(p) => WaitFor::ChildrenChanged(p),
     }
 }

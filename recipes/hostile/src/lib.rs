@@ -11,13 +11,14 @@
 //! - `flood`: stages creates under the path it is given until the host refuses one, then
 //!   aborts saying how many it staged;
 //! - `children`: lists the children of the path it is given and returns how many (as text);
+//! - `park`: parks on as many paths (`/park/<i>`) as its argument says, forever;
 //! - `refuse`: aborts with "refused".
 
 wit_bindgen::generate!({ world: "recipe", path: "../../wit" });
 
-use exports::wazoo::recipe::runner::{Guest, Invocation, Outcome};
+use exports::wazoo::recipe::runner::{Guest, Invocation, Outcome, Park};
 use wazoo::recipe::tree;
-use wazoo::recipe::types::CreateMode;
+use wazoo::recipe::types::{CreateMode, Watch};
 
 struct Hostile;
 
@@ -77,6 +78,16 @@ impl Guest for Hostile {
                 Ok(c) => Outcome::Commit(c.len().to_string().into_bytes()),
                 Err(e) => Outcome::Abort(format!("children: {}", e.name()).into_bytes()),
             },
+            "park" => {
+                let n: usize = text(&inv.args).parse().unwrap_or(0);
+                Outcome::CommitAndPark(Park {
+                    on: (0..n)
+                        .map(|i| Watch::NodeCreated(format!("/park/{i}")))
+                        .collect(),
+                    deadline_ms: None,
+                    state: Vec::new(),
+                })
+            }
             "refuse" => Outcome::Abort(b"refused".to_vec()),
             other => Outcome::Abort(format!("no op {other}").into_bytes()),
         }
