@@ -37,6 +37,11 @@ pub enum Workload {
     Mix { read_pct: u8 },
     /// keeper-bench's multi-write: a create under one parent and a setData on a key, in one multi.
     Multi,
+    /// A multi of one setData (8 bytes) on a random key: what the counter recipe commits.
+    MultiSet,
+    /// wazoo's built-in counter recipe: add 1 to a random key (a read and a setData, committed
+    /// as one multi by the server). wazoo only.
+    Recipe,
     /// Lock handoff among `--sessions` contenders.
     Lock,
     /// Double-barrier rounds with `--participants` participants.
@@ -58,6 +63,8 @@ impl Workload {
             Workload::Children => "children".into(),
             Workload::Mix { read_pct } => format!("mix:{read_pct}"),
             Workload::Multi => "multi".into(),
+            Workload::MultiSet => "multiset".into(),
+            Workload::Recipe => "recipe".into(),
             Workload::Lock => "lock".into(),
             Workload::Barrier => "barrier".into(),
             Workload::Populate => "populate".into(),
@@ -91,6 +98,8 @@ impl Workload {
                 | Workload::Children
                 | Workload::Mix { .. }
                 | Workload::Multi
+                | Workload::MultiSet
+                | Workload::Recipe
         )
     }
 
@@ -103,6 +112,8 @@ impl Workload {
                 | Workload::Exists
                 | Workload::Mix { .. }
                 | Workload::Multi
+                | Workload::MultiSet
+                | Workload::Recipe
         )
     }
 }
@@ -111,7 +122,7 @@ impl Workload {
 pub const DEFAULT_READ_PCT: u8 = 90;
 
 const WORKLOADS: &str =
-    "create, set, get, exists, children, mix[:read_pct], multi, lock, barrier, populate, failover";
+    "create, set, get, exists, children, mix[:read_pct], multi, multiset, recipe, lock, barrier, populate, failover";
 
 /// Parses a workload name: `create`, `set`, `get`, `exists`, `children` (or `getchildren`),
 /// `mix` / `mix:<read %>`, `multi`, `lock`, `barrier`, `populate`, `failover`.
@@ -139,6 +150,8 @@ pub fn parse_workload(s: &str) -> Result<Workload, BenchError> {
             return Ok(Workload::Mix { read_pct });
         }
         "multi" => Workload::Multi,
+        "multiset" => Workload::MultiSet,
+        "recipe" => Workload::Recipe,
         "lock" => Workload::Lock,
         "barrier" => Workload::Barrier,
         "populate" => Workload::Populate,
@@ -259,8 +272,8 @@ pub struct BenchArgs {
     /// Servers to connect to, `host:port[,host:port...]`; sessions are spread round-robin.
     #[arg(long, short = 's', default_value = "127.0.0.1:2181", value_parser = clap_servers)]
     pub servers: ServerList,
-    /// create | set | get | exists | children | mix[:read_pct] | multi | lock | barrier |
-    /// populate | failover.
+    /// create | set | get | exists | children | mix[:read_pct] | multi | multiset | recipe | lock |
+    /// barrier | populate | failover (recipe: wazoo only).
     #[arg(long, short = 'w', default_value = "create", value_parser = clap_workload)]
     pub workload: Workload,
     /// Sessions (TCP connections); for `lock`, the number of contenders.

@@ -384,6 +384,10 @@ pub enum OpKind {
     /// getData with this probability in percent, else setData.
     Mix(u8),
     Multi,
+    /// A multi of one 8-byte setData on a random key.
+    MultiSet,
+    /// The counter recipe's add of 1 on a random key.
+    Recipe,
 }
 
 /// Issues the throughput workloads' requests for one session.
@@ -480,6 +484,18 @@ impl Feed for OpFeed {
                     e.set_data(xid, &self.path, &self.data);
                     Some(CLASS_WRITE)
                 }
+            }
+            OpKind::MultiSet => {
+                self.key_path();
+                Encoder::new(buf).multi_set(xid, &self.path, &1i64.to_le_bytes());
+                Some(0)
+            }
+            OpKind::Recipe => {
+                self.key_path();
+                let mut args = 1i64.to_le_bytes().to_vec();
+                args.extend_from_slice(self.path.as_bytes());
+                Encoder::new(buf).recipe_call(xid, "counter", "add", &args);
+                Some(0)
             }
             OpKind::Multi => {
                 self.path2.clear();

@@ -399,6 +399,8 @@ fn op_kind(w: Workload) -> Option<OpKind> {
         Workload::Children => OpKind::Children,
         Workload::Mix { read_pct } => OpKind::Mix(read_pct),
         Workload::Multi => OpKind::Multi,
+        Workload::MultiSet => OpKind::MultiSet,
+        Workload::Recipe => OpKind::Recipe,
         _ => return None,
     })
 }

@@ -155,6 +155,31 @@ impl<'a> Encoder<'a> {
         self.end(m);
     }
 
+    /// A multi of one setData of any version.
+    pub fn multi_set(&mut self, xid: i32, path: &str, data: &[u8]) {
+        let m = self.begin(xid, op::MULTI);
+        self.i32(op::SET_DATA);
+        self.bool(false);
+        self.i32(-1);
+        self.bytes(path.as_bytes());
+        self.bytes(data);
+        self.i32(-1);
+        self.i32(-1);
+        self.bool(true);
+        self.i32(-1);
+        self.end(m);
+    }
+
+    /// wazoo's `recipeCall` (opcode 1000) with no request id.
+    pub fn recipe_call(&mut self, xid: i32, recipe: &str, rop: &str, args: &[u8]) {
+        let m = self.begin(xid, op::RECIPE_CALL);
+        self.bytes(recipe.as_bytes());
+        self.bytes(rop.as_bytes());
+        self.bytes(args);
+        self.bytes(b"");
+        self.end(m);
+    }
+
     /// `closeSession`.
     pub fn close_session(&mut self, xid: i32) {
         let m = self.begin(xid, op::CLOSE_SESSION);
@@ -439,6 +464,23 @@ mod tests {
                 ]),
             ),
             (enc(|e| e.close_session(13)), Request::CloseSession),
+            (
+                enc(|e| e.multi_set(14, "/b/k/5", b"12345678")),
+                Request::Multi(vec![MultiOp::SetData {
+                    path: "/b/k/5".into(),
+                    data: Some(b"12345678".to_vec()),
+                    version: -1,
+                }]),
+            ),
+            (
+                enc(|e| e.recipe_call(15, "counter", "add", b"args")),
+                Request::RecipeCall(wazoo_proto::RecipeCall {
+                    recipe: "counter".into(),
+                    op: "add".into(),
+                    args: b"args".to_vec(),
+                    request_id: String::new(),
+                }),
+            ),
         ];
         for (i, (bytes, req)) in cases.into_iter().enumerate() {
             let xid = 5 + i as i32;

@@ -252,3 +252,22 @@ fn a_component_that_is_not_a_recipe_is_refused_at_load() {
     );
     assert!(matches!(result, Err(RecipeError::NoSuchRecipe(_))));
 }
+
+/// Not a test: the in-process cost of a counter add (instantiate, run, drop; accesses answered on
+/// the same thread), to tell the host's share of a call from the hops to the core.
+/// `cargo test --release -p wazoo-recipes call_cost -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn call_cost() {
+    let w = World::new(Limits::default());
+    for _ in 0..200 {
+        w.add(1);
+    }
+    let n = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        w.add(1);
+    }
+    let per = t.elapsed() / n;
+    eprintln!("counter add, in process: {per:?} per call (run, validate, prep and apply)");
+}

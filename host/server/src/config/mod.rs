@@ -82,7 +82,9 @@ pub struct ServerConfig {
     pub diff_window_bytes: usize,
     /// `wazoo.recipes`: the built-in recipes to install (comma list of names; empty for none).
     pub recipes: Vec<String>,
-    /// `wazoo.recipeWorkers`: threads that run recipe calls.
+    /// `wazoo.recipeWorkers`: threads that run recipe calls. A worker waits for the core at each
+    /// of its recipe's tree accesses, so there are more than cores: counter adds from 16x8
+    /// sessions went from 4.2k/s with 2 to 9.9k/s with 8.
     pub recipe_workers: usize,
     pub server_id: u8,
     /// `server.N` lines (two or more make an ensemble; see [`Self::ensemble`]).
@@ -133,7 +135,7 @@ impl ServerConfig {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-            recipe_workers: 2,
+            recipe_workers: 8,
             server_id: 0,
             servers: Vec::new(),
             peer_type: None,
