@@ -108,9 +108,7 @@ impl<'a> Encoder<'a> {
     /// `setData` of any version.
     pub fn set_data(&mut self, xid: i32, path: &str, data: &[u8]) {
         let m = self.begin(xid, op::SET_DATA);
-        self.bytes(path.as_bytes());
-        self.bytes(data);
-        self.i32(-1);
+        self.set_data_body(path, data);
         self.end(m);
     }
 
@@ -138,36 +136,35 @@ impl<'a> Encoder<'a> {
     /// `data`: keeper-bench's multi-write.
     pub fn multi_create_set(&mut self, xid: i32, create_path: &str, set_path: &str, data: &[u8]) {
         let m = self.begin(xid, op::MULTI);
-        // MultiHeader{type, done, err=-1} before each sub-op, {-1, true, -1} at the end.
-        self.i32(op::CREATE);
-        self.bool(false);
-        self.i32(-1);
+        self.multi_header(op::CREATE, false);
         self.create_body(create_path, data, 0);
-        self.i32(op::SET_DATA);
-        self.bool(false);
-        self.i32(-1);
-        self.bytes(set_path.as_bytes());
-        self.bytes(data);
-        self.i32(-1);
-        self.i32(-1);
-        self.bool(true);
-        self.i32(-1);
+        self.multi_header(op::SET_DATA, false);
+        self.set_data_body(set_path, data);
+        self.multi_header(-1, true);
         self.end(m);
     }
 
     /// A multi of one setData of any version.
     pub fn multi_set(&mut self, xid: i32, path: &str, data: &[u8]) {
         let m = self.begin(xid, op::MULTI);
-        self.i32(op::SET_DATA);
-        self.bool(false);
+        self.multi_header(op::SET_DATA, false);
+        self.set_data_body(path, data);
+        self.multi_header(-1, true);
+        self.end(m);
+    }
+
+    /// MultiHeader{type, done, err=-1}: before each sub-op, and {-1, true, -1} at the end.
+    fn multi_header(&mut self, typ: i32, done: bool) {
+        self.i32(typ);
+        self.bool(done);
         self.i32(-1);
+    }
+
+    /// SetDataRequest's body with version -1.
+    fn set_data_body(&mut self, path: &str, data: &[u8]) {
         self.bytes(path.as_bytes());
         self.bytes(data);
         self.i32(-1);
-        self.i32(-1);
-        self.bool(true);
-        self.i32(-1);
-        self.end(m);
     }
 
     /// wazoo's `recipeCall` (opcode 1000) with no request id.

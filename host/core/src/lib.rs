@@ -71,7 +71,7 @@ use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};
 use pace::LargeWritePacer;
 pub use recipe::{
-    Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart, WaitFor, MAX_PARK_WATCHES, MAX_RUNS,
+    Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart, MAX_PARK_WATCHES, MAX_RUNS,
 };
 pub use recovery::{load_tree, member_state, replay_log, RecoveryError, Window};
 pub use replica::Replica;

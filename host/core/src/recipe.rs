@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use wazoo_proto::EventType;
-use wazoo_tree::{Access, Answer, Stage, View};
+use wazoo_tree::{Access, Answer, Stage, View, WaitFor};
 
 use super::*;
 
@@ -44,41 +44,6 @@ pub enum RunReason {
     Woken,
     /// The parked call's deadline passed.
     TimedOut,
-}
-
-/// What a parked call waits for: a change of one path.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WaitFor {
-    Created(String),
-    /// Deleted (a delete also wakes data and children waiters, as it fires ZooKeeper's data and
-    /// child watches).
-    Deleted(String),
-    DataChanged(String),
-    ChildrenChanged(String),
-}
-
-impl WaitFor {
-    fn path(&self) -> &str {
-        match self {
-            WaitFor::Created(p)
-            | WaitFor::Deleted(p)
-            | WaitFor::DataChanged(p)
-            | WaitFor::ChildrenChanged(p) => p,
-        }
-    }
-
-    /// Whether an event of `kind` on this path fires it: creation for `Created`, deletion for
-    /// `Deleted`, any change of the node's data or existence for `DataChanged`, a child created
-    /// or deleted (or the node deleted) for `ChildrenChanged`.
-    fn fired_by(&self, kind: EventType) -> bool {
-        use EventType::*;
-        match self {
-            WaitFor::Created(_) => kind == NodeCreated,
-            WaitFor::Deleted(_) => kind == NodeDeleted,
-            WaitFor::DataChanged(_) => matches!(kind, NodeDataChanged | NodeCreated | NodeDeleted),
-            WaitFor::ChildrenChanged(_) => matches!(kind, NodeChildrenChanged | NodeDeleted),
-        }
-    }
 }
 
 /// Paths one parked call may wait on: each costs an index entry until it wakes.

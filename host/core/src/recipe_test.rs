@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 
 use wazoo_proto::jute::Reader;
-use wazoo_tree::{Access, Answer};
+use wazoo_tree::{Access, Answer, WaitFor};
 
 use super::*;
 use crate::core_test::{create, get, set_data, standalone, Harness};
@@ -61,6 +61,17 @@ fn harness() -> (Harness, Scripted) {
     let script = Scripted::default();
     h.core.attach_recipes(Box::new(script.clone()));
     (h, script)
+}
+
+/// Connections 1 and 2, and /c created by 2 (its reply read).
+fn two_clients_and_c() -> (Harness, Scripted) {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    h.request(2, 1, create("/c", 0));
+    h.settle();
+    h.replies(2);
+    (h, s)
 }
 
 fn call(op: &str) -> Request {
@@ -154,12 +165,7 @@ fn a_call_commits_what_it_staged_as_one_txn_and_answers_its_output() {
 
 #[test]
 fn a_read_of_a_path_with_an_outstanding_write_waits_until_it_applies() {
-    let (mut h, s) = harness();
-    h.connect(1);
-    h.connect(2);
-    h.request(2, 1, create("/c", 0));
-    h.settle();
-    h.replies(2);
+    let (mut h, s) = two_clients_and_c();
     h.request(1, 1, call("read"));
     let (run, _) = started(&s);
     // Another client's setData, prepped and not yet durable.
@@ -178,12 +184,7 @@ fn a_read_of_a_path_with_an_outstanding_write_waits_until_it_applies() {
 
 #[test]
 fn a_run_whose_reads_went_stale_runs_again_and_the_client_gets_one_reply() {
-    let (mut h, s) = harness();
-    h.connect(1);
-    h.connect(2);
-    h.request(2, 1, create("/c", 0));
-    h.settle();
-    h.replies(2);
+    let (mut h, s) = two_clients_and_c();
     h.request(1, 7, call("bump"));
     let (run, _) = started(&s);
     access(&mut h, run, Access::Get("/c".into()));
@@ -266,17 +267,13 @@ fn an_abort_or_a_failure_is_answered_in_turn_and_writes_nothing() {
 
 #[test]
 fn a_call_stale_at_every_run_is_answered_recipe_conflict() {
-    let (mut h, s) = harness();
-    h.connect(1);
-    h.connect(2);
-    h.request(2, 0, create("/c", 0));
-    h.settle();
+    let (mut h, s) = two_clients_and_c();
     h.request(1, 1, call("bump"));
     for i in 0..MAX_RUNS {
         let (run, start) = started(&s);
         assert_eq!(start.attempt, i + 1);
         access(&mut h, run, Access::Get("/c".into()));
-        h.request(2, i as i32 + 1, set_data("/c"));
+        h.request(2, i as i32 + 2, set_data("/c"));
         h.settle();
         end(&mut h, run, commit(b""));
     }
@@ -373,6 +370,23 @@ fn park(on: Vec<WaitFor>, deadline_ms: Option<i64>, state: &[u8]) -> RunEnd {
         deadline_ms,
         state: state.to_vec(),
     }
+}
+
+/// Connection `conn`'s call (xid 1), started and parked until /go is created; its run.
+fn parked_on_go(h: &mut Harness, s: &Scripted, conn: ConnId) -> RunId {
+    h.request(conn, 1, call("await"));
+    let (run, _) = started(s);
+    end(
+        h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    run
+}
+
+/// (xid, err) of the replies sent to `conn` since the last look.
+fn codes(h: &mut Harness, conn: ConnId) -> Vec<(i32, i32)> {
+    h.replies(conn).iter().map(|r| (r.0, r.2)).collect()
 }
 
 /// Parking: the run's writes commit while the call waits, a change of the path it waits for
@@ -507,13 +521,7 @@ fn a_closed_connection_drops_its_parked_call_and_a_park_on_too_many_paths_fails(
     let (mut h, s) = harness();
     h.connect(1);
     h.connect(2);
-    h.request(1, 1, call("await"));
-    let (run, _) = started(&s);
-    end(
-        &mut h,
-        run,
-        park(vec![WaitFor::Created("/go".into())], None, b""),
-    );
+    parked_on_go(&mut h, &s, 1);
     h.input(CoreMsg::Closed { conn: 1 });
     h.settle();
     assert_eq!(h.core.runs.parked(), 0);
@@ -539,18 +547,11 @@ fn a_closed_connection_drops_its_parked_call_and_a_park_on_too_many_paths_fails(
 fn a_close_session_behind_a_parked_call_cancels_it_and_closes() {
     let (mut h, s) = harness();
     h.connect(1);
-    h.request(1, 1, call("await"));
-    let (run, _) = started(&s);
-    end(
-        &mut h,
-        run,
-        park(vec![WaitFor::Created("/go".into())], None, b""),
-    );
+    parked_on_go(&mut h, &s, 1);
     h.request(1, 2, Request::CloseSession);
     h.settle();
-    let replies = h.replies(1);
     assert_eq!(
-        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        codes(&mut h, 1),
         vec![(1, ErrorCode::SessionExpired.code()), (2, 0)]
     );
     assert_eq!(h.core.runs.parked(), 0);
@@ -569,9 +570,8 @@ fn a_call_that_parks_with_a_close_session_waiting_behind_it_is_cancelled_at_once
         run,
         park(vec![WaitFor::Created("/go".into())], None, b""),
     );
-    let replies = h.replies(1);
     assert_eq!(
-        replies.iter().map(|r| (r.0, r.2)).collect::<Vec<_>>(),
+        codes(&mut h, 1),
         vec![(1, ErrorCode::SessionExpired.code()), (2, 0)]
     );
     assert_eq!(h.core.runs.parked(), 0);

@@ -21,7 +21,7 @@ use wasmtime::{
     StoreLimitsBuilder, Trap,
 };
 use wazoo_proto::{op, Acl, CreateRequest, ErrorCode as ZkError, MultiOp};
-pub use wazoo_tree::{Access, Answer};
+pub use wazoo_tree::{Access, Answer, WaitFor};
 
 /// The recipes built from `recipes/` with this crate, by name. `counter` is installed by default;
 /// `hostile` (misbehaviour on request, for tests) only when named.
@@ -102,15 +102,6 @@ pub struct Call {
 /// [`Access`] (blocking until it can: a read of a path with an outstanding change waits for it).
 pub trait TreeAccess: Send {
     fn access(&mut self, a: Access) -> Answer;
-}
-
-/// What a parked call waits for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WaitFor {
-    Created(String),
-    Deleted(String),
-    DataChanged(String),
-    ChildrenChanged(String),
 }
 
 /// A call's result: what the stage's owner does with the staged writes.

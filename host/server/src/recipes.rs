@@ -16,7 +16,7 @@ use wazoo_recipes::{
     TreeAccess, BUILTIN,
 };
 
-use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart, WaitFor};
+use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart};
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +165,7 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
                 deadline_ms,
                 state,
             }) => RunEnd::Park {
-                on: on.into_iter().map(wait_for).collect(),
+                on,
                 deadline_ms,
                 state,
             },
@@ -182,14 +182,5 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
         if core.send(CoreMsg::RecipeEnd { run, end }).is_err() {
             return;
         }
-    }
-}
-
-fn wait_for(w: wazoo_recipes::WaitFor) -> WaitFor {
-    match w {
-        wazoo_recipes::WaitFor::Created(p) => WaitFor::Created(p),
-        wazoo_recipes::WaitFor::Deleted(p) => WaitFor::Deleted(p),
-        wazoo_recipes::WaitFor::DataChanged(p) => WaitFor::DataChanged(p),
-        wazoo_recipes::WaitFor::ChildrenChanged(p) => WaitFor::ChildrenChanged(p),
     }
 }

@@ -26,7 +26,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use wazoo_proto::{perms, ErrorCode, MultiOp, Stat, Txn, Zxid, MAX_TXN_LEN, TXN_HEADER_LEN};
+use wazoo_proto::{
+    perms, ErrorCode, EventType, MultiOp, Stat, Txn, Zxid, MAX_TXN_LEN, TXN_HEADER_LEN,
+};
 
 use crate::acl::{check_acl, AuthInfo};
 use crate::datatree::DataTree;
@@ -69,6 +71,41 @@ pub enum Answer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Wait {
     pub until: Zxid,
+}
+
+/// What a parked call waits for: a change of one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WaitFor {
+    Created(String),
+    /// Deleted (a delete also wakes data and children waiters, as it fires ZooKeeper's data and
+    /// child watches).
+    Deleted(String),
+    DataChanged(String),
+    ChildrenChanged(String),
+}
+
+impl WaitFor {
+    pub fn path(&self) -> &str {
+        match self {
+            WaitFor::Created(p)
+            | WaitFor::Deleted(p)
+            | WaitFor::DataChanged(p)
+            | WaitFor::ChildrenChanged(p) => p,
+        }
+    }
+
+    /// Whether an event of `kind` on this path fires it: creation for `Created`, deletion for
+    /// `Deleted`, any change of the node's data or existence for `DataChanged`, a child created
+    /// or deleted (or the node deleted) for `ChildrenChanged`.
+    pub fn fired_by(&self, kind: EventType) -> bool {
+        use EventType::*;
+        match self {
+            WaitFor::Created(_) => kind == NodeCreated,
+            WaitFor::Deleted(_) => kind == NodeDeleted,
+            WaitFor::DataChanged(_) => matches!(kind, NodeDataChanged | NodeCreated | NodeDeleted),
+            WaitFor::ChildrenChanged(_) => matches!(kind, NodeChildrenChanged | NodeDeleted),
+        }
+    }
 }
 
 /// The tree as a stage is answered against: the applied tree, the server's outstanding changes,
