@@ -65,8 +65,9 @@ impl Core {
     /// Whether a connection can take its next request now: its queued output is under
     /// `wazoo.maxConnectionOutputBytes` (else its writer is asked to report when it has drained)
     /// and fewer than [`MAX_QUEUED_READS`] reads wait behind its writes (else the apply of the
-    /// write ahead pumps it), and no recipe call of its is running (its end pumps it). Requests it cannot take wait unprocessed in `parked`, where they
-    /// hold their budget places, so that the connection soon stops reading its socket.
+    /// write ahead pumps it), and no recipe call of its is running or parked (its end pumps
+    /// it). Requests it cannot take wait unprocessed in `parked`, where they hold their budget
+    /// places, so that the connection soon stops reading its socket.
     fn can_take(c: &Conn, max_output: usize) -> bool {
         if c.queued_reads >= MAX_QUEUED_READS || c.run.is_some() {
             return false;
