@@ -204,15 +204,22 @@ def test_each_group_commit_carries_at_most_one_large_write(srv, wire):
 
 
 READER = """
-import sys
+import sys, time
 sys.path.insert(0, %r)
 import zkwire
 c = zkwire.Conn(sys.argv[1], int(sys.argv[2]), timeout_ms=10000)
 for _ in range(10):
     assert c.exists("/pace").err == 0
 print("reading", flush=True)
-while True:
+end = time.monotonic() + float(sys.argv[3])
+last, gaps = time.monotonic(), 0.0
+while time.monotonic() < end:
     assert c.exists("/pace").err == 0
+    now = time.monotonic()
+    if now - last > 0.05:
+        gaps += now - last
+    last = now
+print("gaps", gaps, flush=True)
 """ % str(__import__("pathlib").Path(__file__).resolve().parent)
 
 
@@ -232,33 +239,45 @@ def test_large_writes_are_paced_while_others_are_served_and_not_when_alone(wazoo
     blob = b"\x61" * (100 * 1024)
     inflight = 8
 
-    def stream(seconds: float) -> int:
-        """Bytes of setData answered within `seconds`, 8 in flight."""
+    def stream(seconds: float):
+        """Bytes of setData answered in about `seconds`, 8 in flight, and the time they took: from the
+        first send to the last reply counted (the last read ends after the deadline, and CI once saw
+        the 3 s window's one extra blob come from that overrun)."""
+        t0 = time.monotonic()
         xids = [writer.send(Op.SET_DATA, zkwire.set_data_body("/pace", blob, -1)) for _ in range(inflight)]
-        done, deadline = 0, time.monotonic() + seconds
+        done, deadline = 0, t0 + seconds
         while time.monotonic() < deadline:
             assert writer.read_reply(xids.pop(0), Op.SET_DATA, timeout=30).err == Err.OK
             done += len(blob)
             xids.append(writer.send(Op.SET_DATA, zkwire.set_data_body("/pace", blob, -1)))
+        elapsed = time.monotonic() - t0
         for x in xids:
             assert writer.read_reply(x, Op.SET_DATA, timeout=30).err == Err.OK
-        return done
+        return done, elapsed
 
-    alone = stream(2.0)
+    alone, _ = stream(2.0)
     assert alone > 4 * rate * 2.0, f"alone the stream must not be paced: {alone / MIB:.1f} MiB in 2 s"
 
     # The reader is a process of its own: as a thread of this one it shared the GIL with the
     # stream, and a pause of 50 ms in its requests (the pacer's window for "others are being
     # served") let unpaced writes through: CI saw 73 blobs where pacing allows 72.
+    # The reader outlasts the stream and reports the time between its requests that exceeded the
+    # pacer's 50 ms window ("others being served"): unpaced writes may flow then, by design, and
+    # on a loaded 2-core machine the reader or the server is sometimes descheduled that long (a
+    # run in isolation saw 10-15 MiB with the bound at 7.1, the reader's gaps unaccounted).
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, harness.HOST, str(srv.port)],
+        [sys.executable, "-c", READER, harness.HOST, str(srv.port), "3.5"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert reader.stdout.readline().strip() == "reading", "the reader did not start"
-        busy = stream(3.0)
+        busy, took = stream(3.0)
+        gaps = float(reader.stdout.readline().split()[1])
     finally:
         reader.kill()
         reader.wait(timeout=10)
-    most = rate * 3.0 + rate / 10 + (inflight + 1) * len(blob)
-    assert busy <= most, f"beside a reader: {busy / MIB:.1f} MiB in 3 s, more than {most / MIB:.1f}"
+    assert gaps < 1.0, f"the reader was idle {gaps:.2f} s of 3: too loaded a machine to tell"
+    unpaced = alone / 2.0
+    most = rate * took + rate / 10 + (inflight + 1) * len(blob) + unpaced * gaps
+    assert busy <= most, (f"beside a reader: {busy / MIB:.2f} MiB in {took:.2f} s, more than {most / MIB:.2f} "
+                          f"(reader idle {gaps:.3f} s)")
     assert busy > 0
