@@ -7,7 +7,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const RECIPES: &[&str] = &["counter", "hostile"];
+const RECIPES: &[&str] = &["counter", "hostile", "mutex"];
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../..");

@@ -13,6 +13,7 @@ from kazoo.protocol.serialization import int_struct, read_buffer, write_buffer, 
 
 __all__ = [
     "Counter",
+    "Lock",
     "NoRecipeError",
     "RecipeAborted",
     "RecipeConflictError",
@@ -114,3 +115,31 @@ class Counter:
         if aborted:
             raise RecipeAborted(out)
         return struct.unpack("<q", out)[0]
+
+
+class Lock:
+    """The built-in mutex recipe: a fair lock whose acquire is one call that waits on the server
+    (no herd: a release wakes only the next waiter). Reentrant per session: each acquire by the
+    holding session needs a release. The waiter is an ephemeral node: a session that ends
+    releases."""
+
+    def __init__(self, client, path):
+        self.client = client
+        self.path = path
+
+    def acquire(self, timeout=None):
+        """Waits for the lock; True once held, False after `timeout` seconds (None: no limit)."""
+        ms = 0 if timeout is None else max(1, int(timeout * 1000))
+        out = recipe_call(self.client, "mutex", "acquire", struct.pack("<q", ms) + self.path.encode())
+        return out.startswith(b"acquired")
+
+    def release(self):
+        """Gives one hold back; raises RecipeAborted(b"not held") if the session holds none."""
+        recipe_call(self.client, "mutex", "release", self.path.encode())
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()

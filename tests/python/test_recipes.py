@@ -189,3 +189,64 @@ def test_a_recipe_parking_on_too_many_paths_fails_and_parked_calls_go_with_their
         p.stop()
         p.close()
     assert zk.create("/after-parking", b"") == "/after-parking"
+
+
+def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_that_dies(wazoo_server,
+                                                                                        kazoo_factory):
+    """Each of 8 sessions takes the lock 15 times and, holding it, does a read-modify-write of a shared
+    node without a version (a lost update if two held it at once); the holders recorded in order never
+    overlap. Then a session that dies holding the lock hands it to the next waiter."""
+    setup = kazoo_factory(wazoo_server)
+    setup.create("/mx-count", b"0")
+    rounds = 15
+    holders = []
+    inside = [0]
+    errors = []
+    guard = threading.Lock()
+
+    def worker(i, zk):
+        try:
+            lock = wazoo.Lock(zk, "/mx")
+            for _ in range(rounds):
+                assert lock.acquire()
+                with guard:
+                    inside[0] += 1
+                    overlap = inside[0]
+                    holders.append(i)
+                assert overlap == 1, "two holders at once"
+                data, _ = zk.get("/mx-count")
+                zk.set("/mx-count", str(int(data) + 1).encode())
+                with guard:
+                    inside[0] -= 1
+                lock.release()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    clients = [kazoo_factory(wazoo_server) for _ in range(8)]
+    threads = [threading.Thread(target=worker, args=(i, zk)) for i, zk in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert int(setup.get("/mx-count")[0]) == 8 * rounds, "no lost update: never two holders"
+    assert sorted(set(holders)) == list(range(8))
+
+    # Reentrant: the holder takes it twice and must give it back twice.
+    a, b = kazoo_factory(wazoo_server), kazoo_factory(wazoo_server)
+    la, lb = wazoo.Lock(a, "/mx2"), wazoo.Lock(b, "/mx2")
+    assert la.acquire() and la.acquire()
+    la.release()
+    assert lb.acquire(timeout=0.5) is False, "still held once"
+    la.release()
+    assert lb.acquire(timeout=5)
+    # A holder whose session dies: the next waiter gets it.
+    waiting = wazoo.recipe_call_async(a, "mutex", "acquire", struct.pack("<q", 0) + b"/mx2")
+    time.sleep(0.3)
+    assert not waiting.ready()
+    b.stop()
+    b.close()
+    aborted, out = waiting.get(timeout=10)
+    assert not aborted and out.startswith(b"acquired /mx2/")
+    with pytest.raises(wazoo.RecipeAborted):
+        wazoo.Lock(kazoo_factory(wazoo_server), "/mx2").release()

@@ -23,7 +23,7 @@ use wasmtime::{
 use wazoo_proto::{op, Acl, CreateRequest, ErrorCode as ZkError, MultiOp};
 pub use wazoo_tree::{Access, Answer, WaitFor};
 
-/// The recipes built from `recipes/` with this crate, by name. `counter` is installed by default;
+/// The recipes built from `recipes/` with this crate, by name. `counter` and `mutex` are installed by default;
 /// `hostile` (misbehaviour on request, for tests) only when named.
 pub const BUILTIN: &[(&str, &[u8])] = &[
     (
@@ -34,13 +34,17 @@ pub const BUILTIN: &[(&str, &[u8])] = &[
         "hostile",
         include_bytes!(concat!(env!("OUT_DIR"), "/hostile.wasm")),
     ),
+    (
+        "mutex",
+        include_bytes!(concat!(env!("OUT_DIR"), "/mutex.wasm")),
+    ),
 ];
 
 /// Instance slots of the pooling allocator (concurrent calls are at most the worker threads).
 const POOL_SLOTS: u32 = 64;
 
 /// The built-ins a server installs when not told otherwise.
-pub const DEFAULT_BUILTINS: &[&str] = &["counter"];
+pub const DEFAULT_BUILTINS: &[&str] = &["counter", "mutex"];
 
 wasmtime::component::bindgen!({
     world: "recipe",
