@@ -70,6 +70,8 @@ class Workload:
     note: str = ""
     # Open loop at half of ZooKeeper's median throughput in this invocation's runs of that workload.
     half_rate_of: str = ""
+    # Extra `wazoo bench` arguments for wazoo's runs only (ZooKeeper runs the workload without them).
+    wazoo_args: List[str] = field(default_factory=list)
 
 
 WORKLOADS: Dict[str, Workload] = {w.key: w for w in [
@@ -83,7 +85,11 @@ WORKLOADS: Dict[str, Workload] = {w.key: w for w in [
              metric="p50", target="p50 <= 0.5x"),
     Workload("lock", "lock, 8 clients", ["-w", "lock", "--sessions", "8"],
              target=">= 5x (server-side lock)",
-             note="both systems run the Curator-style client recipe; wazoo's server-side lock does not exist yet"),
+             note="'lock, 8 clients': both systems run the Curator-style client recipe"),
+    Workload("lockserver", "lock, 8 clients, wazoo's mutex recipe", ["-w", "lock", "--sessions", "8"],
+             target=">= 5x", wazoo_args=["--lock-impl", "server"],
+             note="'lock, 8 clients, wazoo's mutex recipe': wazoo's built-in mutex (acquire waits on the "
+                  "server in one call) against ZooKeeper running the Curator-style client recipe"),
     Workload("barrier", "double barrier, 8 participants", ["-w", "barrier", "--participants", "8"],
              target=">= 10x"),
     # Not in the default set.
@@ -437,7 +443,7 @@ class Runner:
         res.fsync = fsync_probe(cluster.members[0].data_dir)
         try:
             cluster.start()
-            args = list(w.args) + list(extra or [])
+            args = list(w.args) + list(extra or []) + (list(w.wazoo_args) if system == "wazoo" else [])
             if w.key == "failover":
                 leader = cluster.leader()
                 if leader is None or leader.proc is None:
@@ -653,7 +659,7 @@ def fmt_ratio(vals: List[Optional[float]]) -> str:
 
 
 def metric_label(w: Workload) -> str:
-    return {"ops_per_sec": f"{'acquisitions' if w.key == 'lock' else 'rounds' if w.key == 'barrier' else 'ops'}/s",
+    return {"ops_per_sec": f"{'acquisitions' if w.key in ('lock', 'lockserver') else 'rounds' if w.key == 'barrier' else 'ops'}/s",
             "p50": "p50 ms", "p99": "p99 ms", "failover": "ms"}[w.metric]
 
 

@@ -16,7 +16,8 @@ pub enum LockImpl {
     /// Curator-style client recipe: ephemeral-sequential node, getChildren, watch the predecessor
     /// with exists, acquire when lowest, release by delete. Works against any server.
     Client,
-    /// wazoo's server-side lock (one round trip). Not available yet.
+    /// wazoo's built-in mutex recipe: acquire is one call that waits on the server, release one
+    /// more. wazoo only.
     Server,
 }
 
@@ -444,12 +445,6 @@ impl BenchArgs {
         if self.workload == Workload::Barrier && self.participants < 1 {
             return arg("--participants must be at least 1".into());
         }
-        if self.workload == Workload::Lock && self.lock_impl == LockImpl::Server {
-            return Err(BenchError::Unavailable(
-                "--lock-impl server: wazoo's server-side lock is not available yet; use --lock-impl client"
-                    .into(),
-            ));
-        }
         match (&self.kill_cmd, self.workload) {
             (None, Workload::Failover) => {
                 return arg("--workload failover needs --kill-cmd \"<shell command>\"".into())
@@ -720,14 +715,14 @@ mod tests {
     }
 
     #[test]
-    fn server_side_lock_is_not_available_yet() {
-        let e = parse(&["--workload", "lock", "--lock-impl", "server"])
-            .unwrap()
-            .to_config(false)
-            .unwrap_err();
-        assert!(matches!(e, BenchError::Unavailable(_)));
-        assert!(e.to_string().contains("not available yet"), "{e}");
-        // The flag is accepted by the parser (the slot exists) and ignored by other workloads.
+    fn the_lock_takes_either_implementation_and_other_workloads_ignore_it() {
+        for imp in ["client", "server"] {
+            let c = parse(&["--workload", "lock", "--lock-impl", imp])
+                .unwrap()
+                .to_config(false)
+                .unwrap();
+            assert_eq!(c.lock_impl == LockImpl::Server, imp == "server");
+        }
         parse(&["--workload", "get", "--lock-impl", "server"])
             .unwrap()
             .to_config(false)

@@ -9,9 +9,6 @@ pub enum BenchError {
     /// A bad argument or combination of arguments.
     #[error("{0}")]
     Arg(String),
-    /// A feature that exists as a flag but not yet in any server.
-    #[error("{0}")]
-    Unavailable(String),
     /// Could not open a session.
     #[error("cannot connect to {addr}: {why}")]
     Connect { addr: String, why: String },

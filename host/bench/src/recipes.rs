@@ -1,6 +1,8 @@
 //! Coordination recipes as clients run them, over `wazoo-client` sessions (one per contender or
 //! participant), so any ZooKeeper-compatible server can be measured:
 //!
+//! * **lock** with `--lock-impl server`: wazoo's built-in `mutex` recipe, acquire in one call
+//!   that waits on the server, release in another; the number and latency as below.
 //! * **lock** (Curator's `InterProcessMutex` algorithm): create an ephemeral-sequential
 //!   `lock-` node under the lock node, getChildren, if ours is the lowest the lock is held;
 //!   otherwise `exists` with a watch on the next lower node and wait for its deletion, then look
@@ -195,6 +197,40 @@ async fn lock_contender(
     Ok(())
 }
 
+/// The lock through wazoo's `mutex` recipe: the same loop as [`lock_contender`], each acquire
+/// and release one call.
+async fn server_lock_contender(
+    client: &Client,
+    dir: &str,
+    win: Window,
+    rec: &mut Recorder,
+    progress: &Progress,
+) -> Result<(), Failed> {
+    let mut acquire = 0i64.to_le_bytes().to_vec();
+    acquire.extend_from_slice(dir.as_bytes());
+    while win.issuing(Instant::now()) {
+        let t0 = Instant::now();
+        let held = client.recipe_call("mutex", "acquire", &acquire, "").await?;
+        if !matches!(&held, Ok(out) if out.starts_with(b"acquired")) {
+            return Err(Failed(
+                ErrorCode::SystemError as i32,
+                format!("acquire answered {held:?}"),
+            ));
+        }
+        record_completion(&win, rec, progress, t0);
+        if let Err(e) = client
+            .recipe_call("mutex", "release", dir.as_bytes(), "")
+            .await?
+        {
+            return Err(Failed(
+                ErrorCode::SystemError as i32,
+                format!("release aborted: {}", String::from_utf8_lossy(&e)),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Decides the last round of the barrier so that every participant stops after the same one.
 pub struct RoundGate {
     end: Instant,
@@ -347,6 +383,7 @@ pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, Ben
     let marks = spawn_phase_marks(progress, win);
     let gate = Arc::new(RoundGate::new(win.end.unwrap_or(start)));
     tokio::time::sleep_until(start).await;
+    let server_lock = cfg.lock_impl == crate::args::LockImpl::Server;
     let mut set = JoinSet::new();
     for (id, (client, mut events)) in clients.into_iter().enumerate() {
         let progress = progress.clone();
@@ -354,7 +391,9 @@ pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, Ben
         let gate = gate.clone();
         set.spawn(async move {
             let mut rec = Recorder::new(1);
-            let r = if is_lock {
+            let r = if is_lock && server_lock {
+                server_lock_contender(&client, &layout.lock_dir(), win, &mut rec, &progress).await
+            } else if is_lock {
                 lock_contender(
                     &client,
                     &mut events,
