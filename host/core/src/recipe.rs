@@ -95,6 +95,18 @@ pub trait Recipes: Send {
     /// recipe's tree accesses, waits for its answer on the returned handle, and ends with one
     /// [`CoreMsg::RecipeEnd`].
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle>;
+
+    /// Runs `start` right here, on the core's thread, if its recipe is one that may run here,
+    /// within a budget small enough not to hold the core up; each access is answered by `access`
+    /// (`None`: it would have to wait for an apply, so the run gives up). `None`: not run here
+    /// (not such a recipe, over the budget, or given up); the core then runs it on a worker.
+    fn run_here(
+        &self,
+        _start: &RunStart,
+        _access: &mut (dyn FnMut(Access) -> Option<Answer> + Send),
+    ) -> Option<RunEnd> {
+        None
+    }
 }
 
 /// Where a running recipe's answers go.
@@ -109,7 +121,8 @@ pub(super) struct Run {
     auth: AuthInfo,
     stage: Stage,
     start: RunStart,
-    handle: Box<dyn RunHandle>,
+    /// Where a worker's run takes its answers (`None` before it is started on one).
+    handle: Option<Box<dyn RunHandle>>,
     at: Instant,
     admit: Admission,
 }
@@ -131,6 +144,9 @@ pub(super) struct Runs {
     next: RunId,
     /// Accesses that wait for the txn of their key to apply.
     waiting: BTreeMap<Zxid, Vec<(RunId, Access)>>,
+    /// Runs on the core that gave up at a read of a path with an outstanding change: they run
+    /// again, on the core, once the txn of their key applies.
+    waiting_here: BTreeMap<Zxid, Vec<(RunId, Run)>>,
     parked: FastMap<RunId, Parked>,
     /// Parked calls by the paths they wait on.
     by_path: FastMap<String, Vec<RunId>>,
@@ -197,19 +213,75 @@ impl Core {
             session: conn.session,
             auth: conn.auth.clone(),
             stage: Stage::new(conn.session, self.next_zxid, start.now_ms),
-            handle: self.launch(self.runs.next, &start),
+            handle: None,
             start,
             at,
             admit,
         };
         let run_id = self.runs.next;
         self.runs.next += 1;
-        self.runs.by_id.insert(run_id, run);
         if let Some(c) = self.conns.get_mut(&id) {
             c.run = Some(run_id);
             c.queue.push_back(Queued::Recipe { run: run_id });
         }
         self.metrics.inc(Counter::RecipeRuns);
+        self.begin(run_id, run);
+    }
+
+    /// Runs `run` (its stage fresh): on the core when its recipe runs here and finishes within
+    /// its budget, its end handled at once; else on a worker.
+    fn begin(&mut self, run_id: RunId, mut run: Run) {
+        let (end, waited) = self.run_here(&mut run);
+        if let Some(end) = end {
+            self.runs.by_id.insert(run_id, run);
+            self.on_recipe_end(run_id, end);
+            return;
+        }
+        if let Some(until) = waited {
+            // Run it here again once that change applies: a worker would read the same state
+            // and, on a busy path, find its reads stale by the time it ends.
+            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+            self.runs
+                .waiting_here
+                .entry(until)
+                .or_default()
+                .push((run_id, run));
+            return;
+        }
+        run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+        run.handle = Some(self.launch(run_id, &run.start));
+        self.runs.by_id.insert(run_id, run);
+    }
+
+    /// A run on the core's thread, its accesses answered from its stage as a worker's are; with
+    /// the txn a read would have waited for, if it gave up there.
+    fn run_here(&self, run: &mut Run) -> (Option<RunEnd>, Option<Zxid>) {
+        let Some(recipes) = self.recipes.as_ref() else {
+            return (None, None);
+        };
+        let (tree, pending, cfg) = (&self.tree, &self.pending, &self.prep_cfg);
+        let session_valid = self.tracker.is_valid(run.session);
+        let auth = &run.auth;
+        let stage = &mut run.stage;
+        let mut waited = None;
+        let mut access = |a: Access| {
+            let view = View {
+                tree,
+                pending,
+                cfg,
+                auth,
+                session_valid,
+            };
+            match stage.access(view, &a) {
+                Ok(answer) => Some(answer),
+                Err(w) => {
+                    waited = Some(w.until);
+                    None
+                }
+            }
+        };
+        let end = recipes.run_here(&run.start, &mut access);
+        (end, waited)
     }
 
     fn launch(&self, run: RunId, start: &RunStart) -> Box<dyn RunHandle> {
@@ -233,7 +305,11 @@ impl Core {
             session_valid: self.tracker.is_valid(run.session),
         };
         match run.stage.access(view, &access) {
-            Ok(answer) => run.handle.answer(answer),
+            Ok(answer) => {
+                if let Some(h) = &run.handle {
+                    h.answer(answer);
+                }
+            }
             Err(wait) => self
                 .runs
                 .waiting
@@ -243,9 +319,18 @@ impl Core {
         }
     }
 
-    /// Answers the accesses that waited for txns now applied (after each batch of applies).
+    /// Answers the accesses that waited for txns now applied (after each batch of applies), and
+    /// runs again the runs on the core that waited for them.
     pub(super) fn retry_waiting_accesses(&mut self) {
         let applied = self.tree.last_applied();
+        while let Some(entry) = self.runs.waiting_here.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for (id, run) in entry.remove() {
+                self.begin(id, run);
+            }
+        }
         while let Some(entry) = self.runs.waiting.first_entry() {
             if *entry.key() > applied {
                 return;
@@ -308,8 +393,8 @@ impl Core {
             run.start.attempt += 1;
             run.start.now_ms = self.now.wall_ms;
             run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = self.launch(run_id, &run.start);
-            self.runs.by_id.insert(run_id, run);
+            run.handle = None;
+            self.begin(run_id, run);
             return;
         }
         if aborted {
@@ -502,8 +587,8 @@ impl Core {
             run.start.state = Some(state);
             run.start.now_ms = self.now.wall_ms;
             run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = self.launch(id, &run.start);
-            self.runs.by_id.insert(id, run);
+            run.handle = None;
+            self.begin(id, run);
         }
     }
 

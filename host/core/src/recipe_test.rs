@@ -576,3 +576,85 @@ fn a_call_that_parks_with_a_close_session_waiting_behind_it_is_cancelled_at_once
     );
     assert_eq!(h.core.runs.parked(), 0);
 }
+
+/// A worker pool whose recipes also run on the core's thread, as `play` says.
+struct HereToo {
+    workers: Scripted,
+    play: fn(&mut dyn FnMut(Access) -> Option<Answer>) -> Option<RunEnd>,
+}
+
+impl Recipes for HereToo {
+    fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
+        self.workers.start(run, start)
+    }
+
+    fn run_here(
+        &self,
+        _start: &RunStart,
+        access: &mut (dyn FnMut(Access) -> Option<Answer> + Send),
+    ) -> Option<RunEnd> {
+        (self.play)(access)
+    }
+}
+
+fn harness_here(
+    play: fn(&mut dyn FnMut(Access) -> Option<Answer>) -> Option<RunEnd>,
+) -> (Harness, Scripted) {
+    let mut h = Harness::new(standalone());
+    let workers = Scripted::default();
+    h.core.attach_recipes(Box::new(HereToo {
+        workers: workers.clone(),
+        play,
+    }));
+    (h, workers)
+}
+
+/// Creates /here/n if /here exists, and commits "here": the run's accesses on the core.
+fn create_under_here(access: &mut dyn FnMut(Access) -> Option<Answer>) -> Option<RunEnd> {
+    match access(Access::Get("/here".into()))? {
+        Answer::Data(..) => {}
+        other => panic!("{other:?}"),
+    }
+    let Answer::Staged { .. } = access(stage_create("/here/n"))? else {
+        panic!("not staged")
+    };
+    Some(commit(b"here"))
+}
+
+#[test]
+fn a_call_run_on_the_core_commits_and_answers_without_a_worker() {
+    let (mut h, workers) = harness_here(create_under_here);
+    h.connect(1);
+    h.request(1, 1, create("/here", 0));
+    h.settle();
+    h.replies(1);
+    h.request(1, 2, call("make"));
+    h.settle();
+    assert!(workers.starts().is_empty(), "no worker");
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (false, b"here".to_vec()));
+    assert!(h.core.tree().get("/here/n").is_some());
+}
+
+#[test]
+fn a_call_on_the_core_that_would_wait_runs_there_again_once_the_change_applies() {
+    let (mut h, workers) = harness_here(create_under_here);
+    h.connect(1);
+    h.connect(2);
+    h.request(2, 1, create("/here", 0));
+    h.settle();
+    // /here has an outstanding change when the call comes: its read would wait.
+    h.request(2, 2, set_data("/here"));
+    h.request(1, 1, call("make"));
+    h.core.flush(false);
+    assert!(h.frames(1).is_empty(), "not before the setData applies");
+    h.settle();
+    assert!(
+        workers.starts().is_empty(),
+        "run on the core again, not on a worker"
+    );
+    assert_eq!(body(&h.frames(1)[0]), (false, b"here".to_vec()));
+    assert!(h.core.tree().get("/here/n").is_some());
+    assert_eq!(h.core.tree().get("/here").unwrap().stat().version, 1);
+}

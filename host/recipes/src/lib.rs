@@ -211,6 +211,43 @@ impl RecipeHost {
         tree: Box<dyn TreeAccess>,
         context: CallContext,
     ) -> (Result<Outcome, RecipeError>, Box<dyn TreeAccess>) {
+        self.call_fuel(name, call, tree, context, self.limits.fuel)
+    }
+
+    /// Runs `call` with at most `fuel`, its accesses answered by `tree`, which may borrow what
+    /// the caller holds (the server's core answers them from its own state this way).
+    pub fn call_here(
+        &self,
+        name: &str,
+        call: &Call,
+        tree: &mut (dyn TreeAccess + '_),
+        context: CallContext,
+        fuel: u64,
+    ) -> Result<Outcome, RecipeError> {
+        struct Borrowed(&'static mut dyn TreeAccess);
+        impl TreeAccess for Borrowed {
+            fn access(&mut self, a: Access) -> Answer {
+                self.0.access(a)
+            }
+        }
+        // SAFETY: the store that holds `Borrowed` needs 'static data; `call_fuel` consumes the
+        // store (`into_data`) and drops what it returns before this function returns, so the
+        // reference never outlives the borrow it was made from.
+        let tree: &'static mut dyn TreeAccess = unsafe {
+            std::mem::transmute::<&mut (dyn TreeAccess + '_), &'static mut dyn TreeAccess>(tree)
+        };
+        self.call_fuel(name, call, Box::new(Borrowed(tree)), context, fuel)
+            .0
+    }
+
+    fn call_fuel(
+        &self,
+        name: &str,
+        call: &Call,
+        tree: Box<dyn TreeAccess>,
+        context: CallContext,
+        fuel: u64,
+    ) -> (Result<Outcome, RecipeError>, Box<dyn TreeAccess>) {
         let Some(pre) = self.recipes.get(name) else {
             return (Err(RecipeError::NoSuchRecipe(name.to_owned())), tree);
         };
@@ -227,7 +264,7 @@ impl RecipeHost {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        if let Err(e) = store.set_fuel(self.limits.fuel) {
+        if let Err(e) = store.set_fuel(fuel) {
             return (
                 Err(RecipeError::Trap(e.to_string())),
                 store.into_data().tree,

@@ -2,7 +2,9 @@
 //! (docs/recipes.md). They execute and decide nothing: the core starts a run ([`Recipes`]),
 //! answers each tree access the recipe makes (`CoreMsg::RecipeAccess`, answered on the run's
 //! channel), and decides what the run's end (`CoreMsg::RecipeEnd`) means for the tree and the
-//! client.
+//! client. A built-in's call is first offered to run on the core's own thread
+//! ([`Recipes::run_here`], under [`HERE_FUEL`]): the hand-offs to a worker cost more than such a
+//! call does.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -33,9 +35,18 @@ struct Job {
     answers: mpsc::Receiver<Answer>,
 }
 
+/// Fuel a call run on the core's own thread may use before it is handed to a worker instead: a
+/// counter add burns about 5k, a mutex acquire a few times that; 200k is well under a
+/// millisecond of wasm. (Instantiation, 15-20 us for a small Rust recipe, is not fuel: only
+/// recipes known to instantiate fast run there; see [`Workers::start`].)
+const HERE_FUEL: u64 = 200_000;
+
 /// The worker pool as the core's [`Recipes`].
 pub struct Workers {
     jobs: mpsc::Sender<Job>,
+    host: Arc<RecipeHost>,
+    /// Recipes that may run on the core's thread: the built-ins (small Rust components).
+    here: Vec<String>,
 }
 
 impl Workers {
@@ -73,11 +84,62 @@ impl Workers {
                 .spawn(move || work(&host, &rx, &core))
                 .map_err(WorkersError::Spawn)?;
         }
-        Ok(Workers { jobs })
+        Ok(Workers {
+            jobs,
+            host,
+            here: builtins.to_vec(),
+        })
+    }
+}
+
+/// The core's own accesses, answered at once or given up.
+struct Here<'a> {
+    access: &'a mut (dyn FnMut(Access) -> Option<Answer> + Send),
+    gave_up: bool,
+}
+
+impl TreeAccess for Here<'_> {
+    fn access(&mut self, a: Access) -> Answer {
+        if self.gave_up {
+            return Answer::Failed(ErrorCode::SystemError);
+        }
+        match (self.access)(a) {
+            Some(answer) => answer,
+            None => {
+                // It would wait for an apply: the call goes to a worker, this run is dropped.
+                self.gave_up = true;
+                Answer::Failed(ErrorCode::SystemError)
+            }
+        }
     }
 }
 
 impl Recipes for Workers {
+    fn run_here(
+        &self,
+        start: &RunStart,
+        access: &mut (dyn FnMut(Access) -> Option<Answer> + Send),
+    ) -> Option<RunEnd> {
+        if !self.here.contains(&start.recipe) {
+            return None;
+        }
+        let mut here = Here {
+            access,
+            gave_up: false,
+        };
+        let result = self.host.call_here(
+            &start.recipe,
+            &call_of(start),
+            &mut here,
+            context_of(start),
+            HERE_FUEL,
+        );
+        if here.gave_up || matches!(result, Err(RecipeError::OutOfFuel)) {
+            return None;
+        }
+        Some(end_of(result))
+    }
+
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
         let (tx, answers) = mpsc::channel();
         // The workers live as long as the process: a send fails only while it exits.
@@ -139,48 +201,59 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
             core: core.clone(),
             answers,
         });
-        let call = Call {
-            op: start.op.clone(),
-            args: start.args.clone(),
-            reason: match start.reason {
-                RunReason::Initial => Reason::Initial,
-                RunReason::Woken => Reason::Woken,
-                RunReason::TimedOut => Reason::TimedOut,
-            },
-            state: start.state.clone(),
-        };
-        let context = CallContext {
-            session_id: start.session_id,
-            tenant: String::new(),
-            now_ms: start.now_ms,
-            request_id: start.request_id.clone(),
-            seed: start.seed,
-        };
-        let (result, _) = host.call(&start.recipe, &call, access, context);
-        let end = match result {
-            Ok(Outcome::Commit { output }) => RunEnd::Commit { output },
-            Ok(Outcome::Abort { error }) => RunEnd::Abort { error },
-            Ok(Outcome::Park {
-                on,
-                deadline_ms,
-                state,
-            }) => RunEnd::Park {
-                on,
-                deadline_ms,
-                state,
-            },
-            Err(RecipeError::NoSuchRecipe(name)) => RunEnd::Failed {
-                code: ErrorCode::NoRecipe,
-                reason: format!("no recipe {name:?}"),
-            },
-            Err(e) => RunEnd::Failed {
-                code: ErrorCode::RecipeFailed,
-                reason: e.to_string(),
-            },
-        };
+        let (result, _) = host.call(&start.recipe, &call_of(&start), access, context_of(&start));
+        let end = end_of(result);
         debug!(run, recipe = %start.recipe, op = %start.op, attempt = start.attempt, "recipe run ended");
         if core.send(CoreMsg::RecipeEnd { run, end }).is_err() {
             return;
         }
+    }
+}
+
+fn call_of(start: &RunStart) -> Call {
+    Call {
+        op: start.op.clone(),
+        args: start.args.clone(),
+        reason: match start.reason {
+            RunReason::Initial => Reason::Initial,
+            RunReason::Woken => Reason::Woken,
+            RunReason::TimedOut => Reason::TimedOut,
+        },
+        state: start.state.clone(),
+    }
+}
+
+fn context_of(start: &RunStart) -> CallContext {
+    CallContext {
+        session_id: start.session_id,
+        tenant: String::new(),
+        now_ms: start.now_ms,
+        request_id: start.request_id.clone(),
+        seed: start.seed,
+    }
+}
+
+/// A call's result as the core takes it.
+fn end_of(result: Result<Outcome, RecipeError>) -> RunEnd {
+    match result {
+        Ok(Outcome::Commit { output }) => RunEnd::Commit { output },
+        Ok(Outcome::Abort { error }) => RunEnd::Abort { error },
+        Ok(Outcome::Park {
+            on,
+            deadline_ms,
+            state,
+        }) => RunEnd::Park {
+            on,
+            deadline_ms,
+            state,
+        },
+        Err(RecipeError::NoSuchRecipe(name)) => RunEnd::Failed {
+            code: ErrorCode::NoRecipe,
+            reason: format!("no recipe {name:?}"),
+        },
+        Err(e) => RunEnd::Failed {
+            code: ErrorCode::RecipeFailed,
+            reason: e.to_string(),
+        },
     }
 }
