@@ -232,7 +232,9 @@ impl Core {
     /// its budget, its end handled at once; else on a worker.
     fn begin(&mut self, run_id: RunId, mut run: Run) {
         let (end, waited) = self.run_here(&mut run);
-        if let Some(end) = end {
+        // A run that met a read it had to give up on decided on a failed access: its end, if
+        // any, does not count.
+        if let (Some(end), None) = (end, waited) {
             self.runs.by_id.insert(run_id, run);
             self.on_recipe_end(run_id, end);
             return;
