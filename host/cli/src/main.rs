@@ -164,6 +164,22 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Runs a client command's future on a single-threaded runtime.
+fn on_current_thread<F: std::future::Future<Output = anyhow::Result<i32>>>(
+    f: F,
+) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+/// Exits with a command's status, or hands its error on.
+fn exit_with(r: anyhow::Result<i32>) -> anyhow::Result<()> {
+    std::process::exit(r?)
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -173,33 +189,16 @@ fn main() {
         }
         Cmd::Shell(a) => {
             init_logging("warn");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            match rt.block_on(shell::run(a)) {
-                Ok(code) => std::process::exit(code),
-                Err(e) => Err(e),
-            }
+            exit_with(on_current_thread(shell::run(a)))
         }
         Cmd::Sim(a) => sim(a),
         Cmd::Recipe(a) => {
             init_logging("warn");
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            match rt.block_on(recipe::run(a)) {
-                Ok(code) => std::process::exit(code),
-                Err(e) => Err(e),
-            }
+            exit_with(on_current_thread(recipe::run(a)))
         }
         Cmd::Bench(a) => {
             init_logging("warn");
-            match bench::run(a) {
-                Ok(code) => std::process::exit(code),
-                Err(e) => Err(e),
-            }
+            exit_with(bench::run(a))
         }
     };
     if let Err(e) = result {
