@@ -420,9 +420,6 @@ impl Core {
             self.finish(run_id, run, result);
             return;
         }
-        let Some(zxid) = self.alloc_zxid() else {
-            return; // a refused zxid: the step down closes the connection
-        };
         let Run {
             conn,
             xid,
@@ -433,24 +430,20 @@ impl Core {
             admit,
             ..
         } = run;
-        let valid = self.tracker.is_valid(session);
-        let multi = Request::Multi(stage.into_ops());
-        self.prep_and_log(session, xid, valid, &auth, &multi, zxid, Some(conn));
+        let Some(zxid) = self.log_stage(session, xid, &auth, stage, Some(conn)) else {
+            return; // a refused zxid: the step down closes the connection
+        };
         self.hold_until_applied(admit, 0);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if let Some(q) = c
-                .queue
-                .iter_mut()
-                .find(|q| matches!(q, Queued::Recipe { run } if *run == run_id))
-            {
-                *q = Queued::RecipeCommit {
-                    xid,
-                    zxid,
-                    output,
-                    at,
-                };
-            }
-        }
+        self.settle_entry(
+            conn,
+            run_id,
+            Queued::RecipeCommit {
+                xid,
+                zxid,
+                output,
+                at,
+            },
+        );
         self.end_run(conn);
     }
 
@@ -465,13 +458,12 @@ impl Core {
         state: Vec<u8>,
     ) {
         let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
-        if !stage.is_empty() {
-            let Some(zxid) = self.alloc_zxid() else {
-                return; // a refused zxid: the step down closes the connection
-            };
-            let valid = self.tracker.is_valid(run.session);
-            let multi = Request::Multi(stage.into_ops());
-            self.prep_and_log(run.session, run.xid, valid, &run.auth, &multi, zxid, None);
+        if !stage.is_empty()
+            && self
+                .log_stage(run.session, run.xid, &run.auth, stage, None)
+                .is_none()
+        {
+            return; // a refused zxid: the step down closes the connection
         }
         for w in &on {
             let ids = self.runs.by_path.entry(w.path().to_owned()).or_default();
@@ -611,24 +603,46 @@ impl Core {
     /// Answers a run's call with `result`, in its connection's turn.
     fn finish(&mut self, run_id: RunId, run: Run, result: Result<Response, ErrorCode>) {
         let conn = run.conn;
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if let Some(q) = c
-                .queue
-                .iter_mut()
-                .find(|q| matches!(q, Queued::Recipe { run } if *run == run_id))
-            {
-                *q = Queued::Ready {
-                    xid: run.xid,
-                    op: op::RECIPE_CALL,
-                    result,
-                    at: run.at,
-                };
-            }
-        }
+        let ready = Queued::Ready {
+            xid: run.xid,
+            op: op::RECIPE_CALL,
+            result,
+            at: run.at,
+        };
         drop(run);
+        self.settle_entry(conn, run_id, ready);
         self.drain_reads(conn);
         self.dirty.push(conn);
         self.end_run(conn);
+    }
+
+    /// Preps a run's staged ops as one multi at the next zxid, as its session stands now, and
+    /// logs it (`origin`: the connection its reply goes to, if one does); `None`: no zxid.
+    fn log_stage(
+        &mut self,
+        session: i64,
+        xid: i32,
+        auth: &AuthInfo,
+        stage: Stage,
+        origin: Option<ConnId>,
+    ) -> Option<Zxid> {
+        let zxid = self.alloc_zxid()?;
+        let valid = self.tracker.is_valid(session);
+        let multi = Request::Multi(stage.into_ops());
+        self.prep_and_log(session, xid, valid, auth, &multi, zxid, origin);
+        Some(zxid)
+    }
+
+    /// Puts `entry` in the place the call `run_id` holds in its connection's reply order.
+    fn settle_entry(&mut self, conn: ConnId, run_id: RunId, entry: Queued) {
+        let place = self.conns.get_mut(&conn).and_then(|c| {
+            c.queue
+                .iter_mut()
+                .find(|q| matches!(q, Queued::Recipe { run } if *run == run_id))
+        });
+        if let Some(q) = place {
+            *q = entry;
+        }
     }
 
     /// The connection's call has ended: its waiting requests go on.
