@@ -23,6 +23,8 @@ use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStar
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkersError {
+    #[error("the recipe engine: {0}")]
+    Engine(RecipeError),
     #[error("built-in recipe {name}: {source}")]
     Builtin { name: String, source: RecipeError },
     #[error("starting a recipe worker: {0}")]
@@ -57,11 +59,7 @@ impl Workers {
         threads: usize,
         core: UnboundedSender<CoreMsg>,
     ) -> Result<Workers, WorkersError> {
-        let mut host =
-            RecipeHost::new(Limits::default()).map_err(|source| WorkersError::Builtin {
-                name: String::new(),
-                source,
-            })?;
+        let mut host = RecipeHost::new(Limits::default()).map_err(WorkersError::Engine)?;
         for name in builtins {
             let (_, wasm) = BUILTIN
                 .iter()
