@@ -66,7 +66,7 @@ import sys
 want = {"kazoo": "2.11.0"}
 if m.version("kazoo") != want["kazoo"]:
     sys.exit(1)
-import pytest, pytest_timeout  # noqa: F401
+import msgpack, pytest, pytest_timeout  # noqa: F401
 PYEOF
 then
     echo "install-test-deps: pip installing tests/python/requirements.txt"

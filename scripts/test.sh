@@ -3,7 +3,7 @@
 #
 #   1. install test dependencies (apt: clang/libclang, zookeeper, JRE; pip: kazoo, pytest)
 #   2. cargo build --workspace --bins --tests   (one dev profile: the binaries the tests spawn are built once)
-#   3. cargo test --workspace
+#   3. cargo test --workspace, then the guest SDK's own tests (guest-sdk/)
 #   4. purity check: wazoo-proto, -tree, -store, -admin, -zab, -core and -sim must not depend on tokio / rocksdb / wasmtime
 #   5. python3 -m pytest tests/python           (real clients against $WAZOO_BIN; see tests/python/README.md),
 #      then the client suites again against a 3-server ensemble (WAZOO_TEST_ENSEMBLE=3)
@@ -35,7 +35,7 @@ cargo build --workspace --bins --tests
 step "cargo test --workspace (with a throwaway wazoo server for the client's live tests)"
 LIVE_DIR="$(mktemp -d /tmp/wazoo-live.XXXXXX)"
 LIVE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-printf 'tickTime=500\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n' \
+printf 'tickTime=500\ndataDir=%s/data\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\nwazoo.recipeCacheDir=/tmp/wazoo-recipe-cache\n' \
     "$LIVE_DIR" "$LIVE_PORT" > "$LIVE_DIR/zoo.cfg"
 "$WAZOO_BIN" server --config "$LIVE_DIR/zoo.cfg" > "$LIVE_DIR/server.log" 2>&1 &
 LIVE_PID=$!
@@ -51,6 +51,9 @@ done
 WAZOO_CLIENT_TEST_SERVER="127.0.0.1:$LIVE_PORT" cargo test --workspace
 stop_live
 trap - EXIT
+
+step "cargo test: the guest SDK (a crate of its own, built for wasm32-wasip2 by the recipes)"
+cargo test --locked --manifest-path guest-sdk/Cargo.toml
 
 step "purity check: pure crates must not depend on tokio, rocksdb or wasmtime"
 pure_failed=0

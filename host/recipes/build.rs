@@ -7,12 +7,28 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const RECIPES: &[&str] = &["counter", "hostile", "mutex"];
+/// The crates of `recipes/` (a crate `a-b` builds `a_b.wasm`).
+const RECIPES: &[&str] = &[
+    "barrier",
+    "counter",
+    "double-barrier",
+    "hostile",
+    "latch",
+    "mutex",
+    "queue",
+    "rwlock",
+    "semaphore",
+];
 
 fn main() {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../..");
     let recipes = root.join("recipes");
-    for dir in ["recipes/Cargo.toml", "recipes/Cargo.lock", "wit"] {
+    for dir in [
+        "recipes/Cargo.toml",
+        "recipes/Cargo.lock",
+        "wit",
+        "guest-sdk",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
     for name in RECIPES {
@@ -45,10 +61,9 @@ fn main() {
          `rustup target add wasm32-wasip2`)"
     );
     for name in RECIPES {
-        let built = target
-            .join("wasm32-wasip2/release")
-            .join(format!("{name}.wasm"));
-        std::fs::copy(&built, out.join(format!("{name}.wasm")))
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let built = target.join("wasm32-wasip2/release").join(&file);
+        std::fs::copy(&built, out.join(&file))
             .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
     }
 }

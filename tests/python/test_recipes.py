@@ -5,6 +5,7 @@ wazoo only, except the last test: a real ZooKeeper answers the recipe opcode UNI
 connection, which is how a client tells the two apart.
 """
 
+import json
 import struct
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 from kazoo.exceptions import ConnectionLoss, UnimplementedError
 
@@ -70,13 +72,12 @@ def test_the_counter_is_exact_under_8_concurrent_sessions_and_a_restart(wazoo_se
 def test_a_recipe_call_takes_effect_in_request_order_with_the_sessions_other_requests(wazoo_server, kazoo_factory):
     zk = kazoo_factory(wazoo_server)
     zk.ensure_path("/order")
-    args = struct.pack("<q", 7) + b"/order/c"
     # Pipelined without waiting: a create, the call, then a read of what the call wrote.
     a = zk.create_async("/order/before", b"")
-    call = wazoo.recipe_call_async(zk, "counter", "add", args)
+    call = wazoo.recipe_call_async(zk, "counter", "add", {"path": "/order/c", "delta": 7})
     read = zk.get_async("/order/c")
     assert a.get(timeout=10) == "/order/before"
-    assert call.get(timeout=10) == (False, struct.pack("<q", 7))
+    assert call.get(timeout=10) == (False, msgpack.packb(7))
     data, stat = read.get(timeout=10)
     assert data == struct.pack("<q", 7), "the read behind the call sees its write"
     before = zk.exists("/order/before")
@@ -125,12 +126,24 @@ def test_each_hostile_recipe_fails_only_its_own_call_while_other_clients_are_ser
     assert wazoo.Counter(caller, "/hostile/count").add(2) == 2
 
 
-def test_wazoo_recipe_call_prints_the_output(wazoo_server):
-    args = (struct.pack("<q", 5) + b"/cli-counter").hex()
-    out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", "counter", "add",
-                          "--hex", args], capture_output=True, text=True, timeout=30)
+def test_wazoo_recipe_call_takes_json_and_prints_the_output_as_json(wazoo_server):
+    def call(*args):
+        return subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    out = call("counter", "add", '{"path": "/cli-counter", "delta": 5}')
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "hex:" + struct.pack("<q", 5).hex()
+    assert out.stdout.strip() == "5"
+    out = call("mutex", "acquire", '{"path": "/cli-lock"}')
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["acquired"] is True
+    # Bytes as they are: the same add, packed by hand.
+    out = call("counter", "add", "--hex", msgpack.packb({"path": "/cli-counter", "delta": 2}).hex())
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "7"
+    out = call("counter", "add", '{"path": "/cli-counter"}')
+    assert out.returncode == 1, "an abort is a failure"
+    assert "missing field" in out.stderr and "delta" in out.stderr, out.stderr
     out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", "nonesuch", "x"],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 1
@@ -155,7 +168,7 @@ def test_a_wait_parks_on_the_server_until_the_counter_reaches_its_target(wazoo_s
         time.sleep(2.0)
         assert not pending.ready(), f"still waiting at {i}"
     c.add(1)
-    assert pending.get(timeout=10) == (False, struct.pack("<q", 3))
+    assert pending.get(timeout=10) == (False, msgpack.packb(3))
     assert waiter.connected
     # The waiter's session goes on: its next request is answered.
     assert waiter.exists("/latch/n") is not None
@@ -166,9 +179,9 @@ def test_a_wait_with_a_timeout_aborts_timed_out_and_leaves_the_session_usable(wa
     zk.ensure_path("/latch2")
     t0 = time.monotonic()
     with pytest.raises(wazoo.RecipeAborted) as aborted:
-        wazoo.Counter(zk, "/latch2/n").wait(5, timeout_ms=1500)
+        wazoo.Counter(zk, "/latch2/n").wait(5, timeout=1.5)
     waited = time.monotonic() - t0
-    assert aborted.value.error == b"timed out"
+    assert aborted.value.error == "timed out"
     assert 1.5 <= waited < 5.0, waited
     assert wazoo.Counter(zk, "/latch2/n").add(5) == 5
     assert wazoo.Counter(zk, "/latch2/n").wait(5) == 5, "already there: no wait"
@@ -241,12 +254,13 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
     la.release()
     assert lb.acquire(timeout=5)
     # A holder whose session dies: the next waiter gets it.
-    waiting = wazoo.recipe_call_async(a, "mutex", "acquire", struct.pack("<q", 0) + b"/mx2")
+    waiting = wazoo.recipe_call_async(a, "mutex", "acquire", {"path": "/mx2"})
     time.sleep(0.3)
     assert not waiting.ready()
     b.stop()
     b.close()
     aborted, out = waiting.get(timeout=10)
-    assert not aborted and out.startswith(b"acquired /mx2/")
+    out = msgpack.unpackb(out)
+    assert not aborted and out["acquired"] and out["node"].startswith("/mx2/"), out
     with pytest.raises(wazoo.RecipeAborted):
         wazoo.Lock(kazoo_factory(wazoo_server), "/mx2").release()

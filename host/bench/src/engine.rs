@@ -492,8 +492,7 @@ impl Feed for OpFeed {
             }
             OpKind::Recipe => {
                 self.key_path();
-                let mut args = 1i64.to_le_bytes().to_vec();
-                args.extend_from_slice(self.path.as_bytes());
+                let args = crate::recipes::counter_add_args(&self.path, 1);
                 Encoder::new(buf).recipe_call(xid, "counter", "add", &args);
                 Some(0)
             }

@@ -197,6 +197,34 @@ async fn lock_contender(
     Ok(())
 }
 
+/// `{path}`, the arguments of a recipe op on one path (MessagePack, as the guest SDK reads them).
+fn path_args(path: &str) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Args<'a> {
+        path: &'a str,
+    }
+    rmp_serde::to_vec_named(&Args { path }).expect("encodes")
+}
+
+/// The counter's `add {path, delta}` arguments.
+pub fn counter_add_args(path: &str, delta: i64) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Add<'a> {
+        path: &'a str,
+        delta: i64,
+    }
+    rmp_serde::to_vec_named(&Add { path, delta }).expect("encodes")
+}
+
+/// Whether the mutex's `acquire` output says it is held.
+fn acquired(output: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Acquired {
+        acquired: bool,
+    }
+    rmp_serde::from_slice::<Acquired>(output).is_ok_and(|a| a.acquired)
+}
+
 /// The lock through wazoo's `mutex` recipe: the same loop as [`lock_contender`], each acquire
 /// and release one call.
 async fn server_lock_contender(
@@ -206,22 +234,18 @@ async fn server_lock_contender(
     rec: &mut Recorder,
     progress: &Progress,
 ) -> Result<(), Failed> {
-    let mut acquire = 0i64.to_le_bytes().to_vec();
-    acquire.extend_from_slice(dir.as_bytes());
+    let lock = path_args(dir);
     while win.issuing(Instant::now()) {
         let t0 = Instant::now();
-        let held = client.recipe_call("mutex", "acquire", &acquire, "").await?;
-        if !matches!(&held, Ok(out) if out.starts_with(b"acquired")) {
+        let held = client.recipe_call("mutex", "acquire", &lock, "").await?;
+        if !matches!(&held, Ok(out) if acquired(out)) {
             return Err(Failed(
                 ErrorCode::SystemError as i32,
                 format!("acquire answered {held:?}"),
             ));
         }
         record_completion(&win, rec, progress, t0);
-        if let Err(e) = client
-            .recipe_call("mutex", "release", dir.as_bytes(), "")
-            .await?
-        {
+        if let Err(e) = client.recipe_call("mutex", "release", &lock, "").await? {
             return Err(Failed(
                 ErrorCode::SystemError as i32,
                 format!("release aborted: {}", String::from_utf8_lossy(&e)),

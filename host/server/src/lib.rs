@@ -269,7 +269,12 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
     }
     if cfg.ensemble.is_none() && !cfg.recipes.is_empty() {
         // Recipes run on a standalone server only for now (docs/recipes.md, "Status").
-        let workers = recipes::Workers::start(&cfg.recipes, cfg.recipe_workers, tx.clone())?;
+        let workers = recipes::Workers::start(
+            &cfg.recipes,
+            cfg.recipe_workers,
+            cfg.recipe_cache_dir.clone(),
+            tx.clone(),
+        )?;
         core.attach_recipes(Box::new(workers));
     }
     core::spawn_timers(&cfg, tx.clone(), pace_wakeups);

@@ -6,6 +6,7 @@
 //! ([`Recipes::run_here`], under [`HERE_FUEL`]): the hand-offs to a worker cost more than such a
 //! call does.
 
+use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -52,14 +53,18 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Compiles the built-ins named in `builtins` and starts `threads` workers that report to
-    /// the core through `core`.
+    /// Compiles the built-ins named in `builtins` (or loads them from `cache`) and starts
+    /// `threads` workers that report to the core through `core`.
     pub fn start(
         builtins: &[String],
         threads: usize,
+        cache: Option<PathBuf>,
         core: UnboundedSender<CoreMsg>,
     ) -> Result<Workers, WorkersError> {
         let mut host = RecipeHost::new(Limits::default()).map_err(WorkersError::Engine)?;
+        if let Some(dir) = cache {
+            host.set_cache_dir(dir);
+        }
         for name in builtins {
             let (_, wasm) = BUILTIN
                 .iter()

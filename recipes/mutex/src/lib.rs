@@ -6,155 +6,117 @@
 //! ended), so a release wakes exactly one waiter (no herd). Re-acquiring by the holding session
 //! counts (the count is the node's data, 8 little-endian bytes); each release takes one back.
 //!
-//! - `acquire`: arguments the timeout in ms (8 little-endian bytes, 0: none), then the lock's path;
-//!   output `acquired <node path>` or, after the timeout, `timeout` (the waiter is gone then).
-//! - `release`: argument the lock's path; output `released` (or `held <count>` while the session
-//!   still holds it), abort `not held`.
+//! - `acquire {path, timeout_ms?}` → `{acquired: true, node}`, or after the timeout
+//!   `{acquired: false}` (the waiter is gone then).
+//! - `release {path}` → `{held}`: the holds the session still has (0: released); abort
+//!   `not held`.
 
-wit_bindgen::generate!({ world: "recipe", path: "../../wit" });
+use serde::{Deserialize, Serialize};
+use wazoo_guest::context::session_prefix;
+use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
+use wazoo_guest::{Result, Watch};
 
-use exports::wazoo::recipe::runner::{Guest, Invocation, Outcome, Park, Reason};
-use wazoo::recipe::types::{CreateMode, ErrorCode, Watch};
-use wazoo::recipe::{context, tree};
-
-struct Mutex;
-
-fn session_prefix() -> String {
-    format!("{:016x}-", context::session_id() as u64)
+#[derive(Deserialize)]
+struct Acquire {
+    path: String,
+    timeout_ms: Option<i64>,
 }
 
-/// The sequence suffix of a waiter's name: the order of the queue.
-fn sequence(name: &str) -> &str {
-    name.rsplit('-').next().unwrap_or(name)
+#[derive(Deserialize)]
+struct Release {
+    path: String,
+}
+
+#[derive(Serialize)]
+struct Acquired {
+    acquired: bool,
+    node: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Held {
+    held: u64,
 }
 
 /// The waiters, in queue order.
-fn queue(lock: &str) -> Result<Vec<String>, ErrorCode> {
-    let mut names = tree::children(lock)?;
-    names.sort_by(|a, b| sequence(a).cmp(sequence(b)));
+fn queue(lock: &str) -> Result<Vec<String>> {
+    let mut names = tree::children_or_none(lock)?;
+    sort_by_sequence(&mut names);
     Ok(names)
-}
-
-fn abort(what: &str, e: ErrorCode) -> Outcome {
-    Outcome::Abort(format!("{what}: {}", e.name()).into_bytes())
 }
 
 fn count_of(data: &[u8]) -> u64 {
     <[u8; 8]>::try_from(data).map_or(1, u64::from_le_bytes)
 }
 
-fn acquire(inv: &Invocation) -> Outcome {
-    if inv.args.len() < 9 {
-        return Outcome::Abort(b"acquire: arguments are an 8-byte timeout and a path".to_vec());
-    }
-    let timeout_ms = i64::from_le_bytes(inv.args[..8].try_into().expect("8 bytes"));
-    let Ok(lock) = std::str::from_utf8(&inv.args[8..]) else {
-        return Outcome::Abort(b"acquire: the path is not UTF-8".to_vec());
-    };
+fn acquire(call: &Call) -> Result<Outcome> {
+    let a: Acquire = call.args()?;
+    let lock = a.path.as_str();
     let mine = session_prefix();
-    let mut waiters = match queue(lock) {
-        Ok(w) => w,
-        Err(ErrorCode::NoNode) => {
-            if let Err(e) = tree::create(lock, b"", CreateMode::Container) {
-                return abort("acquire", e);
-            }
-            Vec::new()
-        }
-        Err(e) => return abort("acquire", e),
-    };
+    let mut waiters = queue(lock)?;
     let existing = waiters.iter().find(|n| n.starts_with(&mine)).cloned();
     let own = match existing.clone() {
         Some(n) => n,
-        None if inv.reason == Reason::Initial => {
-            let created = match tree::create(
-                &format!("{lock}/{mine}"),
-                &1u64.to_le_bytes(),
-                CreateMode::EphemeralSequential,
-            ) {
-                Ok(p) => p,
-                Err(e) => return abort("acquire", e),
-            };
-            let name = created.rsplit('/').next().unwrap_or_default().to_owned();
+        None if call.is_initial() => {
+            tree::ensure(lock, CreateMode::Container)?;
+            let path = format!("{lock}/{mine}");
+            let created =
+                tree::create(&path, &1u64.to_le_bytes(), CreateMode::EphemeralSequential)?;
+            let name = name_of(&created).to_owned();
             waiters.push(name.clone());
             name
         }
         // A re-run whose waiter is gone: its session lost it.
-        None => return Outcome::Abort(b"acquire: the waiter is gone".to_vec()),
+        None => bail!("the waiter is gone"),
     };
     let own_path = format!("{lock}/{own}");
     let at = waiters.iter().position(|n| *n == own).expect("listed");
     if at == 0 {
-        if existing.is_some() && inv.reason == Reason::Initial {
+        if existing.is_some() && call.is_initial() {
             // The session holds it already: one more hold.
-            let held = match tree::get(&own_path) {
-                Ok((data, _)) => count_of(&data),
-                Err(e) => return abort("acquire", e),
-            };
-            if let Err(e) = tree::set(&own_path, &(held + 1).to_le_bytes(), None) {
-                return abort("acquire", e);
-            }
+            let held = count_of(&tree::get(&own_path)?.data);
+            tree::set(&own_path, &(held + 1).to_le_bytes(), None)?;
         }
-        return Outcome::Commit(format!("acquired {own_path}").into_bytes());
+        let node = Some(own_path);
+        return Outcome::done(&Acquired {
+            acquired: true,
+            node,
+        });
     }
-    if inv.reason == Reason::TimedOut {
-        if let Err(e) = tree::delete(&own_path, None) {
-            return abort("acquire", e);
-        }
-        return Outcome::Commit(b"timeout".to_vec());
+    if call.reason == Reason::TimedOut {
+        tree::delete(&own_path, None)?;
+        return Outcome::done(&Acquired {
+            acquired: false,
+            node: None,
+        });
     }
-    // The deadline is fixed by the first run and kept in the state across wake-ups.
-    let deadline = match &inv.state {
-        Some(s) if s.len() == 8 => i64::from_le_bytes(s[..].try_into().expect("8 bytes")),
-        _ if timeout_ms > 0 => context::now_ms() + timeout_ms,
-        _ => 0,
-    };
-    Outcome::CommitAndPark(Park {
-        on: vec![Watch::NodeDeleted(format!("{lock}/{}", waiters[at - 1]))],
-        deadline_ms: (deadline > 0).then_some(deadline),
-        state: deadline.to_le_bytes().to_vec(),
-    })
+    let before = Watch::NodeDeleted(format!("{lock}/{}", waiters[at - 1]));
+    Outcome::park(vec![before], call.deadline_ms(a.timeout_ms), &())
 }
 
-fn release(inv: &Invocation) -> Outcome {
-    let Ok(lock) = std::str::from_utf8(&inv.args) else {
-        return Outcome::Abort(b"release: the path is not UTF-8".to_vec());
-    };
+fn release(call: &Call) -> Result<Outcome> {
+    let Release { path: lock } = call.args()?;
     let mine = session_prefix();
-    let waiters = match queue(lock) {
-        Ok(w) => w,
-        Err(ErrorCode::NoNode) => return Outcome::Abort(b"not held".to_vec()),
-        Err(e) => return abort("release", e),
+    let waiters = queue(&lock)?;
+    let Some(first) = waiters.first().filter(|n| n.starts_with(&mine)) else {
+        bail!("not held");
     };
-    match waiters.first() {
-        Some(first) if first.starts_with(&mine) => {
-            let path = format!("{lock}/{first}");
-            let held = match tree::get(&path) {
-                Ok((data, _)) => count_of(&data),
-                Err(e) => return abort("release", e),
-            };
-            let result = if held > 1 {
-                tree::set(&path, &(held - 1).to_le_bytes(), None).map(|_| ())
-            } else {
-                tree::delete(&path, None)
-            };
-            match result {
-                Ok(()) if held > 1 => Outcome::Commit(format!("held {}", held - 1).into_bytes()),
-                Ok(()) => Outcome::Commit(b"released".to_vec()),
-                Err(e) => abort("release", e),
-            }
-        }
-        _ => Outcome::Abort(b"not held".to_vec()),
+    let path = format!("{lock}/{first}");
+    let held = count_of(&tree::get(&path)?.data) - 1;
+    if held > 0 {
+        tree::set(&path, &held.to_le_bytes(), None)?;
+    } else {
+        tree::delete(&path, None)?;
+    }
+    Outcome::done(&Held { held })
+}
+
+fn run(call: Call) -> Result<Outcome> {
+    match call.op.as_str() {
+        "acquire" => acquire(&call),
+        "release" => release(&call),
+        other => bail!("no op {other}"),
     }
 }
 
-impl Guest for Mutex {
-    fn run(inv: Invocation) -> Outcome {
-        match inv.op.as_str() {
-            "acquire" => acquire(&inv),
-            "release" => release(&inv),
-            other => Outcome::Abort(format!("no op {other}").into_bytes()),
-        }
-    }
-}
-
-export!(Mutex);
+wazoo_guest::recipe!(run);
