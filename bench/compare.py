@@ -87,11 +87,16 @@ WORKLOADS: Dict[str, Workload] = {w.key: w for w in [
              target=">= 5x (server-side lock)",
              note="'lock, 8 clients': both systems run the Curator-style client recipe"),
     Workload("lockserver", "lock, 8 clients, wazoo's mutex recipe", ["-w", "lock", "--sessions", "8"],
-             target=">= 5x", wazoo_args=["--lock-impl", "server"],
+             target=">= 5x", wazoo_args=["--recipe-impl", "server"],
              note="'lock, 8 clients, wazoo's mutex recipe': wazoo's built-in mutex (acquire waits on the "
                   "server in one call) against ZooKeeper running the Curator-style client recipe"),
     Workload("barrier", "double barrier, 8 participants", ["-w", "barrier", "--participants", "8"],
              target=">= 10x"),
+    Workload("barrierserver", "double barrier, 8 participants, wazoo's recipe",
+             ["-w", "barrier", "--participants", "8"], target=">= 10x", wazoo_args=["--recipe-impl", "server"],
+             note="'double barrier, 8 participants, wazoo's recipe': wazoo's built-in double-barrier (enter and "
+                  "leave each one call that waits on the server) against ZooKeeper running the Curator-style "
+                  "client recipe"),
     # Not in the default set.
     Workload("exists", "exists 16x8", ["-w", "exists", "--sessions", "16", "--inflight", "8"]),
     Workload("children", "getChildren 16x8", ["-w", "children", "--sessions", "16", "--inflight", "8"]),
@@ -659,7 +664,7 @@ def fmt_ratio(vals: List[Optional[float]]) -> str:
 
 
 def metric_label(w: Workload) -> str:
-    return {"ops_per_sec": f"{'acquisitions' if w.key in ('lock', 'lockserver') else 'rounds' if w.key == 'barrier' else 'ops'}/s",
+    return {"ops_per_sec": f"{'acquisitions' if w.key in ('lock', 'lockserver') else 'rounds' if w.key in ('barrier', 'barrierserver') else 'ops'}/s",
             "p50": "p50 ms", "p99": "p99 ms", "failover": "ms"}[w.metric]
 
 

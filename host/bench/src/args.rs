@@ -10,14 +10,14 @@ use crate::error::BenchError;
 /// The largest payload accepted: ZooKeeper's default `jute.maxbuffer` less room for the header.
 pub const MAX_PAYLOAD: usize = 1_000_000;
 
-/// Which server-side mechanism the lock workload uses.
+/// How the `lock` and `barrier` workloads run their recipe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LockImpl {
+pub enum RecipeImpl {
     /// Curator-style client recipe: ephemeral-sequential node, getChildren, watch the predecessor
     /// with exists, acquire when lowest, release by delete. Works against any server.
     Client,
-    /// wazoo's built-in mutex recipe: acquire is one call that waits on the server, release one
-    /// more. wazoo only.
+    /// wazoo's built-in recipes: the mutex (acquire is one call that waits on the server,
+    /// release one more) and the double barrier (enter and leave one call each). wazoo only.
     Server,
 }
 
@@ -311,9 +311,9 @@ pub struct BenchArgs {
     /// Participants of the `barrier` workload (one session each).
     #[arg(long, default_value_t = 8)]
     pub participants: usize,
-    /// Lock implementation of the `lock` workload.
-    #[arg(long, value_enum, default_value_t = LockImpl::Client)]
-    pub lock_impl: LockImpl,
+    /// How `lock` and `barrier` run their recipe: client-side, or wazoo's server-side recipe.
+    #[arg(long, alias = "lock-impl", value_enum, default_value_t = RecipeImpl::Client)]
+    pub recipe_impl: RecipeImpl,
     /// Shell command run by `failover` (e.g. "kill -9 1234"); the clock starts when it starts.
     #[arg(long)]
     pub kill_cmd: Option<String>,
@@ -357,7 +357,7 @@ pub struct Config {
     pub children: u64,
     pub count: u64,
     pub participants: usize,
-    pub lock_impl: LockImpl,
+    pub recipe_impl: RecipeImpl,
     pub kill_cmd: Option<String>,
     pub failover_timeout: Duration,
     pub session_timeout: Duration,
@@ -495,7 +495,7 @@ impl BenchArgs {
             children: self.children,
             count: self.count,
             participants: self.participants,
-            lock_impl: self.lock_impl,
+            recipe_impl: self.recipe_impl,
             kill_cmd: self.kill_cmd.clone(),
             failover_timeout: self.failover_timeout,
             session_timeout: self.session_timeout,
@@ -623,7 +623,7 @@ mod tests {
         assert_eq!((a.sessions, a.inflight, a.payload), (16, 8, 100));
         assert_eq!(a.duration, Duration::from_secs(10));
         assert_eq!(a.warmup, Duration::from_secs(2));
-        assert_eq!(a.lock_impl, LockImpl::Client);
+        assert_eq!(a.recipe_impl, RecipeImpl::Client);
         let c = a.to_config(false).unwrap();
         assert!(c.prefix.starts_with("/bench-"), "{}", c.prefix);
         check_prefix(&c.prefix).unwrap();
@@ -684,7 +684,7 @@ mod tests {
         assert!(e.contains("unknown"), "{e}");
         let e = parse(&["--servers", "h:x"]).unwrap_err().to_string();
         assert!(e.contains("1..65535"), "{e}");
-        let e = parse(&["--lock-impl", "magic"]).unwrap_err().to_string();
+        let e = parse(&["--recipe-impl", "magic"]).unwrap_err().to_string();
         assert!(e.contains("client"), "{e}");
     }
 
@@ -715,14 +715,19 @@ mod tests {
     }
 
     #[test]
-    fn the_lock_takes_either_implementation_and_other_workloads_ignore_it() {
-        for imp in ["client", "server"] {
-            let c = parse(&["--workload", "lock", "--lock-impl", imp])
+    fn lock_and_barrier_take_either_implementation_and_other_workloads_ignore_it() {
+        for (w, imp) in [
+            ("lock", "client"),
+            ("lock", "server"),
+            ("barrier", "server"),
+        ] {
+            let c = parse(&["--workload", w, "--recipe-impl", imp])
                 .unwrap()
                 .to_config(false)
                 .unwrap();
-            assert_eq!(c.lock_impl == LockImpl::Server, imp == "server");
+            assert_eq!(c.recipe_impl == RecipeImpl::Server, imp == "server");
         }
+        // The flag's first name still works.
         parse(&["--workload", "get", "--lock-impl", "server"])
             .unwrap()
             .to_config(false)

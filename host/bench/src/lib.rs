@@ -27,7 +27,7 @@ pub mod wire;
 
 use std::io::IsTerminal;
 
-pub use args::{BenchArgs, Config, LockImpl, Workload};
+pub use args::{BenchArgs, Config, RecipeImpl, Workload};
 pub use error::BenchError;
 pub use stats::Report;
 

@@ -1,8 +1,11 @@
 //! Coordination recipes as clients run them, over `wazoo-client` sessions (one per contender or
 //! participant), so any ZooKeeper-compatible server can be measured:
 //!
-//! * **lock** with `--lock-impl server`: wazoo's built-in `mutex` recipe, acquire in one call
+//! * **lock** with `--recipe-impl server`: wazoo's built-in `mutex` recipe, acquire in one call
 //!   that waits on the server, release in another; the number and latency as below.
+//! * **barrier** with `--recipe-impl server`: wazoo's built-in `double-barrier` recipe, enter in
+//!   one call that waits until all P are in, leave in one that waits until all are out; rounds
+//!   and latency as below.
 //! * **lock** (Curator's `InterProcessMutex` algorithm): create an ephemeral-sequential
 //!   `lock-` node under the lock node, getChildren, if ours is the lowest the lock is held;
 //!   otherwise `exists` with a watch on the next lower node and wait for its deletion, then look
@@ -360,6 +363,49 @@ async fn barrier_participant(
     Ok(())
 }
 
+/// The double barrier through wazoo's `double-barrier` recipe: each round is two calls, both
+/// waiting on the server; counted as [`barrier_participant`] counts.
+#[allow(clippy::too_many_arguments)]
+async fn server_barrier_participant(
+    id: usize,
+    p: usize,
+    client: &Client,
+    dir: &str,
+    gate: &RoundGate,
+    win: Window,
+    rec: &mut Recorder,
+    progress: &Progress,
+) -> Result<(), Failed> {
+    #[derive(serde::Serialize)]
+    struct Enter<'a> {
+        path: &'a str,
+        count: usize,
+    }
+    let enter = rmp_serde::to_vec_named(&Enter {
+        path: dir,
+        count: p,
+    })
+    .expect("encodes");
+    let leave = path_args(dir);
+    let mut r: i64 = 0;
+    while gate.may_start(r, Instant::now()) {
+        let t0 = Instant::now();
+        for (op, args) in [("enter", &enter), ("leave", &leave)] {
+            if let Err(e) = client.recipe_call("double-barrier", op, args, "").await? {
+                return Err(Failed(
+                    ErrorCode::SystemError as i32,
+                    format!("{op} aborted: {}", String::from_utf8_lossy(&e)),
+                ));
+            }
+        }
+        if id == 0 {
+            record_completion(&win, rec, progress, t0);
+        }
+        r += 1;
+    }
+    Ok(())
+}
+
 /// `lock` (`sessions` contenders) and `barrier` (`participants`).
 pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, BenchError> {
     let is_lock = cfg.workload == crate::args::Workload::Lock;
@@ -407,7 +453,7 @@ pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, Ben
     let marks = spawn_phase_marks(progress, win);
     let gate = Arc::new(RoundGate::new(win.end.unwrap_or(start)));
     tokio::time::sleep_until(start).await;
-    let server_lock = cfg.lock_impl == crate::args::LockImpl::Server;
+    let server_side = cfg.recipe_impl == crate::args::RecipeImpl::Server;
     let mut set = JoinSet::new();
     for (id, (client, mut events)) in clients.into_iter().enumerate() {
         let progress = progress.clone();
@@ -415,8 +461,12 @@ pub async fn run_recipe(cfg: &Config, progress: &Progress) -> Result<Report, Ben
         let gate = gate.clone();
         set.spawn(async move {
             let mut rec = Recorder::new(1);
-            let r = if is_lock && server_lock {
+            let r = if is_lock && server_side {
                 server_lock_contender(&client, &layout.lock_dir(), win, &mut rec, &progress).await
+            } else if server_side {
+                let dir = layout.barrier_dir();
+                server_barrier_participant(id, n, &client, &dir, &gate, win, &mut rec, &progress)
+                    .await
             } else if is_lock {
                 lock_contender(
                     &client,
