@@ -277,12 +277,14 @@ impl Core {
                 return;
             }
             match c.queue.front() {
+                Some(Queued::Ready { after, .. }) if *after > self.tree.last_applied() => return,
                 Some(Queued::Ready { .. }) => {
                     if let Some(Queued::Ready {
                         xid,
                         op: opcode,
                         result,
                         at,
+                        ..
                     }) = c.queue.pop_front()
                     {
                         reply(

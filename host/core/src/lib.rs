@@ -245,12 +245,15 @@ enum Queued {
         output: Vec<u8>,
         at: Instant,
     },
-    /// A reply decided before its turn (a recipe call's abort or failure): sent in turn.
+    /// A reply decided before its turn (a recipe call's abort or failure): sent in turn, once
+    /// txn `after` is applied (a recipe that read outstanding changes answers only once they
+    /// are durable and applied; 0: at once).
     Ready {
         xid: i32,
         op: i32,
         result: Result<Response, ErrorCode>,
         at: Instant,
+        after: Zxid,
     },
 }
 

@@ -147,6 +147,9 @@ pub(super) struct Runs {
     /// Runs on the core that gave up at a read of a path with an outstanding change: they run
     /// again, on the core, once the txn of their key applies.
     waiting_here: BTreeMap<Zxid, Vec<(RunId, Run)>>,
+    /// Connections whose next reply waits for the txn of its key to apply (`Queued::Ready`'s
+    /// `after`).
+    replies_after: BTreeMap<Zxid, Vec<ConnId>>,
     parked: FastMap<RunId, Parked>,
     /// Parked calls by the paths they wait on.
     by_path: FastMap<String, Vec<RunId>>,
@@ -321,10 +324,19 @@ impl Core {
         }
     }
 
-    /// Answers the accesses that waited for txns now applied (after each batch of applies), and
-    /// runs again the runs on the core that waited for them.
+    /// Answers the accesses that waited for txns now applied (after each batch of applies), runs
+    /// again the runs on the core that waited for them, and sends the replies that did.
     pub(super) fn retry_waiting_accesses(&mut self) {
         let applied = self.tree.last_applied();
+        while let Some(entry) = self.runs.replies_after.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            for conn in entry.remove() {
+                self.drain_reads(conn);
+                self.dirty.push(conn);
+            }
+        }
         while let Some(entry) = self.runs.waiting_here.first_entry() {
             if *entry.key() > applied {
                 break;
@@ -412,7 +424,7 @@ impl Core {
             return;
         }
         if run.stage.is_empty() {
-            // Nothing to write: what it read is applied (reads wait for outstanding changes).
+            // Nothing to write: answered once what it read is applied (`finish`).
             let result = Ok(Response::RecipeCall {
                 aborted: false,
                 output,
@@ -600,14 +612,20 @@ impl Core {
         }
     }
 
-    /// Answers a run's call with `result`, in its connection's turn.
+    /// Answers a run's call with `result`, in its connection's turn and not before what the run
+    /// read of the server's outstanding changes is applied.
     fn finish(&mut self, run_id: RunId, run: Run, result: Result<Response, ErrorCode>) {
         let conn = run.conn;
+        let after = run.stage.observed();
+        if after > self.tree.last_applied() {
+            self.runs.replies_after.entry(after).or_default().push(conn);
+        }
         let ready = Queued::Ready {
             xid: run.xid,
             op: op::RECIPE_CALL,
             result,
             at: run.at,
+            after,
         };
         drop(run);
         self.settle_entry(conn, run_id, ready);
@@ -670,6 +688,7 @@ impl Core {
             op: opcode,
             result,
             at,
+            after: 0,
         });
         self.drain_reads(id);
         self.dirty.push(id);

@@ -183,6 +183,37 @@ fn a_read_of_a_path_with_an_outstanding_write_waits_until_it_applies() {
 }
 
 #[test]
+fn outstanding_children_are_read_at_once_and_an_abort_on_them_is_answered_once_they_apply() {
+    let (mut h, s) = two_clients_and_c();
+    h.request(1, 1, call("look"));
+    let (run, _) = started(&s);
+    // Another client's create under /c, prepped and not yet durable.
+    h.request(2, 2, create("/c/k", 0));
+    access(&mut h, run, Access::Children("/c".into()));
+    let answers = s.answers();
+    assert!(
+        matches!(&answers[..], [(r, Answer::Children(c))] if *r == run && c == &["k"]),
+        "answered at once, the outstanding create included: {answers:?}"
+    );
+    h.input(CoreMsg::RecipeEnd {
+        run,
+        end: RunEnd::Abort {
+            error: b"saw k".to_vec(),
+        },
+    });
+    h.core.flush(false);
+    assert!(
+        h.frames(1).is_empty(),
+        "not answered before what it read is durable and applied"
+    );
+    h.settle();
+    let frames = h.frames(1);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (true, b"saw k".to_vec()));
+    assert!(h.core.tree().get("/c/k").is_some());
+}
+
+#[test]
 fn a_run_whose_reads_went_stale_runs_again_and_the_client_gets_one_reply() {
     let (mut h, s) = two_clients_and_c();
     h.request(1, 7, call("bump"));

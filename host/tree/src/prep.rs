@@ -87,6 +87,20 @@ impl PendingChanges {
         self.by_path.get(p)
     }
 
+    /// The outstanding changes of `parent`'s children: each child's name and whether it exists
+    /// once they apply. Only a path with an outstanding change of its own can have children
+    /// created or deleted outstanding (each such change is recorded on the parent too). Costs a
+    /// pass over the outstanding paths.
+    pub(crate) fn children_changes<'a>(
+        &'a self,
+        parent: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ChangeRecord)> + 'a {
+        self.by_path
+            .iter()
+            .filter(move |(p, _)| crate::path::parent(p) == Some(parent))
+            .map(|(p, r)| (crate::path::name(p), r))
+    }
+
     /// Drops everything (e.g. when a storage error makes the pipeline restart from the tree).
     pub fn clear(&mut self) {
         self.by_path.clear();

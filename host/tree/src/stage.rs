@@ -12,8 +12,14 @@
 //! - A staged op is checked as prep checks a multi's sub-op, against the tree plus the server's
 //!   outstanding changes plus this stage's; a failing op leaves no trace and the stage goes on
 //!   (the recipe decides whether to abort).
-//! - A read of a path with an outstanding change of the server's is not answered from the tree,
-//!   whose data and children are stale for it: it [`Wait`]s until that change is applied.
+//! - Reads see the server's outstanding changes too, as prep does: a path's existence, stat and
+//!   children come from its outstanding change and the outstanding changes of its children (so
+//!   contenders creating and deleting children of one lock or barrier node do not wait for each
+//!   other's fsyncs). Only data the outstanding changes hold and the tree does not (a node created
+//!   or set outstanding) is not known yet: a read of it [`Wait`]s until that change is applied. The
+//!   highest outstanding txn a read depended on is [`Stage::observed`]: a run that writes nothing
+//!   must not answer before that txn is applied (its client would see a write that is not yet
+//!   durable), which the stage's owner sees to.
 //! - Every path a read or an op depended on is stamped with its state under the stage (its
 //!   [`NodeMeta`], which every change of data, children, ACL or existence alters). The ops are
 //!   committed by prepping them again as one multi, after [`Stage::still_holds`] confirmed every
@@ -137,6 +143,8 @@ pub struct Stage {
     children: FastMap<String, BTreeMap<String, bool>>,
     /// Each path the stage depended on, with its state under the stage when first used.
     stamps: FastMap<String, Option<NodeMeta>>,
+    /// The highest outstanding txn of the server's a read depended on (0: none).
+    observed: Zxid,
 }
 
 /// `p`'s state under a stage: the server's outstanding change of it, else the tree's node.
@@ -161,6 +169,7 @@ impl Stage {
             data: FastMap::default(),
             children: FastMap::default(),
             stamps: FastMap::default(),
+            observed: 0,
         }
     }
 
@@ -171,7 +180,22 @@ impl Stage {
             Access::Stage(op) => return Ok(self.stage(view, op)),
         };
         if let Some(r) = view.pending.record_of(read) {
-            return Err(Wait { until: r.zxid });
+            let data_unknown = match (&r.meta, view.tree.get(read)) {
+                (Some(m), Some(n)) => {
+                    let t = n.meta();
+                    (t.czxid, t.mzxid) != (m.czxid, m.mzxid)
+                }
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            // A child list needs no data; a stat needs the data's length.
+            if data_unknown
+                && !matches!(a, Access::Children(_))
+                && self.own.record_of(read).is_none()
+            {
+                return Err(Wait { until: r.zxid });
+            }
+            self.observed = self.observed.max(r.zxid);
         }
         self.stamp(view, read);
         let needs_read = !matches!(a, Access::Exists(_));
@@ -181,12 +205,12 @@ impl Stage {
             }
         }
         Ok(match a {
-            Access::Get(p) => match self.get(view.tree, p) {
+            Access::Get(p) => match self.get(view, p) {
                 Some((d, s)) => Answer::Data(d, s),
                 None => Answer::Failed(ErrorCode::NoNode),
             },
-            Access::Exists(p) => Answer::Exists(self.stat(view.tree, p)),
-            Access::Children(p) => match self.children(view.tree, p) {
+            Access::Exists(p) => Answer::Exists(self.stat(view, p)),
+            Access::Children(p) => match self.children(view, p) {
                 Some(c) => Answer::Children(c),
                 None => Answer::Failed(ErrorCode::NoNode),
             },
@@ -197,7 +221,7 @@ impl Stage {
     /// READ on `p` for the caller, the ACL as the stage has it (a node the stage created has the
     /// ACL it was created with). A missing node passes: the read answers NONODE.
     fn check_read(&self, view: View<'_>, p: &str) -> Result<(), ErrorCode> {
-        let acl = match self.own.record_of(p) {
+        let acl = match self.own.record_of(p).or_else(|| view.pending.record_of(p)) {
             Some(r) if r.meta.is_some() => r.acl.clone(),
             Some(_) => return Ok(()),
             None => match view.tree.get(p) {
@@ -288,7 +312,7 @@ impl Stage {
             self.stamp(view, &node);
         }
         self.ops.push(op.clone());
-        let stat = self.stat(view.tree, &node);
+        let stat = self.stat(view, &node);
         Answer::Staged { path: node, stat }
     }
 
@@ -316,27 +340,35 @@ impl Stage {
         self.ops.is_empty()
     }
 
-    /// The node at `p` as the tree plus this stage's writes have it (`None`: no such node).
-    fn stat(&self, tree: &DataTree, p: &str) -> Option<Stat> {
-        let meta = match self.own.record_of(p) {
-            Some(r) => r.meta?,
-            None => tree.get(p)?.meta(),
-        };
+    /// `p`'s meta under the stage: its own change, else the server's outstanding one, else the
+    /// tree's node (`None`: no such node).
+    fn meta(&self, view: View<'_>, p: &str) -> Option<NodeMeta> {
+        match self.own.record_of(p).or_else(|| view.pending.record_of(p)) {
+            Some(r) => r.meta,
+            None => view.tree.get(p).map(|n| n.meta()),
+        }
+    }
+
+    /// The node at `p` under the stage (`None`: no such node). Its data's length is the tree's
+    /// unless the stage wrote it (callers wait for data written outstanding; see `access`).
+    fn stat(&self, view: View<'_>, p: &str) -> Option<Stat> {
+        let meta = self.meta(view, p)?;
         let data_len = match self.data.get(p) {
             Some(Some(d)) => d.len() as i32,
             Some(None) => return None,
-            None => tree.get(p).map_or(0, |n| n.data_len()),
+            None => view.tree.get(p).map_or(0, |n| n.data_len()),
         };
-        let children = self.children(tree, p).map_or(0, |c| c.len()) as i32;
+        let children = self.children(view, p).map_or(0, |c| c.len()) as i32;
         Some(stat_of(&meta, data_len, children))
     }
 
-    /// The data and stat of `p` as the tree plus this stage's writes have them.
-    fn get(&self, tree: &DataTree, p: &str) -> Option<(Vec<u8>, Stat)> {
-        let stat = self.stat(tree, p)?;
+    /// The data and stat of `p` under the stage.
+    fn get(&self, view: View<'_>, p: &str) -> Option<(Vec<u8>, Stat)> {
+        let stat = self.stat(view, p)?;
         let data = match self.data.get(p) {
             Some(Some(d)) => d.clone(),
-            _ => tree
+            _ => view
+                .tree
                 .get(p)
                 .and_then(|n| n.data())
                 .unwrap_or_default()
@@ -345,17 +377,23 @@ impl Stage {
         Some((data, stat))
     }
 
-    /// The children of `p`, sorted by name, as the tree plus this stage's writes have them
-    /// (`None`: no such node).
-    fn children(&self, tree: &DataTree, p: &str) -> Option<Vec<String>> {
-        if matches!(self.data.get(p), Some(None)) {
-            return None;
-        }
-        let mut names: BTreeSet<String> = match tree.get(p) {
+    /// The children of `p`, sorted by name, under the stage: the tree's, then the server's
+    /// outstanding creates and deletes under `p`, then this stage's (`None`: no such node).
+    fn children(&self, view: View<'_>, p: &str) -> Option<Vec<String>> {
+        self.meta(view, p)?;
+        let mut names: BTreeSet<String> = match view.tree.get(p) {
             Some(n) => n.children().map(str::to_owned).collect(),
-            None if self.data.contains_key(p) => BTreeSet::new(),
-            None => return None,
+            None => BTreeSet::new(),
         };
+        if view.pending.record_of(p).is_some() {
+            for (name, r) in view.pending.children_changes(p) {
+                if r.meta.is_some() {
+                    names.insert(name.to_owned());
+                } else {
+                    names.remove(name);
+                }
+            }
+        }
         if let Some(changes) = self.children.get(p) {
             for (name, &created) in changes {
                 if created {
@@ -374,6 +412,12 @@ impl Stage {
         self.stamps
             .iter()
             .all(|(p, m)| meta_under(tree, pending, p) == *m)
+    }
+
+    /// The highest outstanding txn of the server's that a read depended on (0: none): a run
+    /// that commits nothing answers only once it is applied.
+    pub fn observed(&self) -> Zxid {
+        self.observed
     }
 
     /// Paths the stage depended on.

@@ -273,7 +273,7 @@ fn sequential_creates_take_consecutive_suffixes_and_a_recreated_child_is_listed_
 }
 
 #[test]
-fn the_servers_outstanding_txns_constrain_staging_and_reads_of_their_paths_wait_for_them() {
+fn the_servers_outstanding_txns_constrain_staging_and_reads_see_them() {
     let mut f = Fixture::new();
     // Another client's txn, prepped and not applied: it deletes /x.
     let other = f.other(
@@ -286,15 +286,18 @@ fn the_servers_outstanding_txns_constrain_staging_and_reads_of_their_paths_wait_
     assert!(matches!(other, Txn::Delete { .. }));
     let mut s = stage();
     assert_eq!(f.op(&mut s, set_op("/x", b"", -1)), Err(ErrorCode::NoNode));
-    // The tree still holds /x: a read of it waits for the delete to apply.
-    for a in [
-        Access::Get("/x".into()),
-        Access::Exists("/x".into()),
-        Access::Children("/x".into()),
-    ] {
-        assert_eq!(s.access(f.view(), &a), Err(Wait { until: ZXID - 1 }));
-    }
-    // /q is untouched by it: read at once.
+    assert_eq!(
+        s.observed(),
+        0,
+        "a staged op is checked, not observed: it commits after"
+    );
+    // The tree still holds /x; the stage reads it as the outstanding delete leaves it, and
+    // says it depended on that txn.
+    assert_eq!(f.get(&mut s, "/x"), Err(ErrorCode::NoNode));
+    assert!(f.exists(&mut s, "/x").is_none());
+    assert_eq!(f.children(&mut s, "/x"), Err(ErrorCode::NoNode));
+    assert_eq!(s.observed(), ZXID - 1);
+    // /q is untouched by it.
     assert_eq!(f.children(&mut s, "/q").unwrap(), ["a", "b"]);
     f.tree.apply(&header(ZXID - 1), &other);
     f.pending.applied(ZXID - 1);
@@ -303,6 +306,59 @@ fn the_servers_outstanding_txns_constrain_staging_and_reads_of_their_paths_wait_
         s.still_holds(&f.tree, &f.pending),
         "/x was first seen under the outstanding delete, as deleted: as the tree has it now"
     );
+}
+
+#[test]
+fn reads_see_outstanding_children_and_wait_only_for_data_the_tree_does_not_hold_yet() {
+    let mut f = Fixture::new();
+    // Other clients' txns, prepped and not applied: a child of /q created, one deleted, and
+    // /x's data set.
+    let create = f.other(
+        Request::Create(match create_op("/q/c", b"new", 0) {
+            MultiOp::Create(c) => c,
+            _ => unreachable!(),
+        }),
+        ZXID - 3,
+    );
+    let delete = f.other(
+        Request::Delete {
+            path: "/q/a".into(),
+            version: -1,
+        },
+        ZXID - 2,
+    );
+    let set = f.other(
+        Request::SetData {
+            path: "/x".into(),
+            data: Some(b"later".to_vec()),
+            version: -1,
+        },
+        ZXID - 1,
+    );
+    let mut s = stage();
+    assert_eq!(f.children(&mut s, "/q").unwrap(), ["b", "c"]);
+    assert_eq!(s.observed(), ZXID - 2, "/q's last outstanding change");
+    // /q's data is the tree's (only its children changed); its stat counts the new child list.
+    let (data, stat) = f.get(&mut s, "/q").unwrap();
+    assert_eq!(data, f.tree.get("/q").unwrap().data().unwrap_or_default());
+    assert_eq!(stat.num_children, 2);
+    // Data written outstanding is not in the tree yet: those reads wait for it.
+    for (a, until) in [
+        (Access::Get("/x".into()), ZXID - 1),
+        (Access::Exists("/x".into()), ZXID - 1),
+        (Access::Get("/q/c".into()), ZXID - 3),
+    ] {
+        assert_eq!(s.access(f.view(), &a), Err(Wait { until }), "{a:?}");
+    }
+    // A stage's own create under /q joins the outstanding ones.
+    f.op(&mut s, create_op("/q/d", b"", 0)).unwrap();
+    assert_eq!(f.children(&mut s, "/q").unwrap(), ["b", "c", "d"]);
+    for (z, txn) in [(ZXID - 3, &create), (ZXID - 2, &delete), (ZXID - 1, &set)] {
+        f.tree.apply(&header(z), txn);
+        f.pending.applied(z);
+    }
+    assert!(s.still_holds(&f.tree, &f.pending), "read as it was to be");
+    assert_eq!(f.get(&mut s, "/x").unwrap().0, b"later");
 }
 
 #[test]
