@@ -6,6 +6,7 @@ connection, which is how a client tells the two apart.
 """
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -264,3 +265,87 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
     assert not aborted and out["acquired"] and out["node"].startswith("/mx2/"), out
     with pytest.raises(wazoo.RecipeAborted):
         wazoo.Lock(kazoo_factory(wazoo_server), "/mx2").release()
+
+
+def builtin_wasm(name):
+    """A built-in recipe's component as the build made it (host/recipes' build script output)."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/wazoo-target"))
+    found = sorted(target.glob(f"*/build/wazoo-recipes-*/out/{name}.wasm"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no {name}.wasm under {target}: build the workspace first"
+    return found[-1]
+
+
+def recipe_cli(srv, *args):
+    out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", srv.hosts, *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_a_recipe_hot_loaded_under_load_serves_new_calls_while_a_parked_call_finishes_on_its_version(
+        wazoo_server, kazoo_factory):
+    """Version 1 of "dynlock" is the mutex, version 2 the semaphore: both take acquire {path, permits}
+    and both succeed at once on a free path, but the semaphore stores its permits in the lock node
+    (8 bytes) and the mutex does not, so each call's lock node says which version served it."""
+    recipe_cli(wazoo_server, "load", "dynlock", str(builtin_wasm("mutex")))
+    probe = kazoo_factory(wazoo_server)
+    harness.wait_until(lambda: wazoo.recipe_call(probe, "dynlock", "acquire", {"path": "/probe", "permits": 1}),
+                       30, what="version 1 compiled")
+    holder, waiter = kazoo_factory(wazoo_server), kazoo_factory(wazoo_server)
+    assert wazoo.recipe_call(holder, "dynlock", "acquire", {"path": "/held", "permits": 1})["acquired"]
+    parked = wazoo.recipe_call_async(waiter, "dynlock", "acquire", {"path": "/held", "permits": 1})
+
+    stop = threading.Event()
+    errors = []
+    served = {i: [] for i in range(4)}
+
+    def load(i, zk):
+        n = 0
+        while not stop.is_set():
+            path = f"/dl/{i}-{n}"
+            try:
+                out = wazoo.recipe_call(zk, "dynlock", "acquire", {"path": path, "permits": 1})
+                assert out["acquired"], out
+                served[i].append(path)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+            n += 1
+
+    clients = [kazoo_factory(wazoo_server) for _ in range(4)]
+    threads = [threading.Thread(target=load, args=(i, zk)) for i, zk in enumerate(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    recipe_cli(wazoo_server, "load", "dynlock", str(builtin_wasm("semaphore")), "--expect-version", "1")
+
+    def by_version_2():
+        paths = [p for i in served for p in served[i][-3:]]
+        return paths and all(len(probe.get(p)[0]) == 8 for p in paths)
+
+    harness.wait_until(by_version_2, 30, what="new calls served by version 2")
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors[:3]
+    for i, paths in served.items():
+        versions = [2 if len(probe.get(p)[0]) == 8 else 1 for p in paths]
+        assert versions[0] == 1 and versions[-1] == 2, (i, versions[:3], versions[-3:])
+        assert versions == sorted(versions), f"client {i}: once on version 2, never back"
+    assert not parked.ready(), "still waiting for the holder"
+    holder.stop()
+    holder.close()
+    aborted, out = parked.get(timeout=10)
+    assert not aborted, out
+    assert msgpack.unpackb(out)["acquired"], "woken on version 1 (the mutex's parked state)"
+
+    # A restart comes back with the loaded version (from the tree; compiled from the cache).
+    wazoo_server.restart()
+    harness.wait_until(lambda: probe.connected, 30, what="reconnected")
+    harness.wait_until(lambda: wazoo.recipe_call(probe, "dynlock", "acquire", {"path": "/restarted", "permits": 1}),
+                       30, what="dynlock after the restart")
+    assert len(probe.get("/restarted")[0]) == 8, "version 2 after the restart"
+    assert "dynlock" in recipe_cli(wazoo_server, "list")
+    recipe_cli(wazoo_server, "remove", "dynlock")
+    harness.wait_until(lambda: pytest.raises(wazoo.NoRecipeError, wazoo.recipe_call, probe, "dynlock",
+                                             "acquire", {"path": "/after", "permits": 1}), 10, what="removed")

@@ -13,6 +13,7 @@ use wazoo_server::ServerConfig;
 mod alloc;
 mod bench;
 mod recipe;
+mod recipe_store;
 mod shell;
 
 #[derive(Parser)]

@@ -1,5 +1,6 @@
 //! `wazoo recipe call`: calls a server-side recipe over the client protocol (opcode 1000,
-//! docs/recipes.md). Arguments are given as JSON and sent as MessagePack (or as hex bytes);
+//! docs/recipes.md); `load`, `list`, `show`, `remove` manage recipes as znodes
+//! ([`crate::recipe_store`]). Arguments are given as JSON and sent as MessagePack (or as hex bytes);
 //! the output is printed as JSON when it is MessagePack, else as hex.
 
 use std::io::Cursor;
@@ -7,6 +8,8 @@ use std::io::Cursor;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use wazoo_client::{Client, ClientError, ConnectOptions};
+
+use crate::recipe_store;
 
 #[derive(clap::Args)]
 pub struct RecipeArgs {
@@ -21,6 +24,22 @@ pub struct RecipeArgs {
 enum RecipeCmd {
     /// Call a recipe's op; prints its output (exit status 1 if it aborted or failed).
     Call(CallArgs),
+    /// Load a component (a .wasm file) as the current version of a recipe: znodes under
+    /// /wazoo/recipes; new calls run it once the server has compiled it, calls in flight finish
+    /// on theirs.
+    Load {
+        name: String,
+        file: String,
+        /// Fail unless the recipe's node is at this version (what the last load printed).
+        #[arg(long)]
+        expect_version: Option<i32>,
+    },
+    /// List the loaded recipes (the built-ins are not znodes).
+    List,
+    /// Show one loaded recipe.
+    Show { name: String },
+    /// Remove a loaded recipe (calls in flight finish; a built-in of that name serves again).
+    Remove { name: String },
 }
 
 #[derive(clap::Args)]
@@ -41,7 +60,10 @@ struct CallArgs {
 }
 
 pub async fn run(a: RecipeArgs) -> anyhow::Result<i32> {
-    let RecipeCmd::Call(c) = a.cmd;
+    let c = match a.cmd {
+        RecipeCmd::Call(c) => c,
+        cmd => return manage(&a.server, cmd).await,
+    };
     let args = match (&c.args, &c.hex) {
         (_, Some(h)) => from_hex(h).context("--hex")?,
         (Some(j), None) => {
@@ -73,6 +95,59 @@ pub async fn run(a: RecipeArgs) -> anyhow::Result<i32> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `load`, `list`, `show`, `remove`.
+async fn manage(server: &str, cmd: RecipeCmd) -> anyhow::Result<i32> {
+    let client = Client::connect(server, ConnectOptions::default())
+        .await
+        .with_context(|| format!("cannot connect to {server}"))?;
+    let result = async {
+        Ok::<i32, anyhow::Error>(match cmd {
+            RecipeCmd::Call(_) => unreachable!("handled by the caller"),
+            RecipeCmd::Load {
+                name,
+                file,
+                expect_version,
+            } => {
+                let wasm = recipe_store::read_component(&file)?;
+                let l = recipe_store::load(&client, &name, &wasm, expect_version).await?;
+                println!(
+                    "loaded {name}: {} bytes in {} chunk(s), sha256 {}, node version {}",
+                    l.spec.size, l.spec.chunks, l.spec.sha256, l.node_version
+                );
+                0
+            }
+            RecipeCmd::List => {
+                for l in recipe_store::list(&client).await? {
+                    println!("{}", recipe_store::line(&l));
+                }
+                0
+            }
+            RecipeCmd::Show { name } => match recipe_store::show(&client, &name).await? {
+                Some(l) => {
+                    println!("{}", recipe_store::line(&l));
+                    0
+                }
+                None => {
+                    eprintln!("no recipe {name} is loaded");
+                    1
+                }
+            },
+            RecipeCmd::Remove { name } => {
+                if recipe_store::remove(&client, &name).await? {
+                    println!("removed {name}");
+                    0
+                } else {
+                    eprintln!("no recipe {name} is loaded");
+                    1
+                }
+            }
+        })
+    }
+    .await;
+    let _ = client.close().await;
+    result
 }
 
 /// JSON if `bytes` are exactly one MessagePack value, else `hex:` and the bytes.

@@ -60,6 +60,7 @@ impl Core {
     /// What follows applying a batch's txns: recipe accesses that waited for them, waiting
     /// large writes, staging, purging.
     fn after_apply(&mut self) {
+        self.install_touched();
         self.retry_waiting_accesses();
         self.run_woken();
         if !self.waiting_large.is_empty() && self.large_in_flight < LARGE_WRITES_IN_FLIGHT {
@@ -132,6 +133,7 @@ impl Core {
             }
         }
         for ev in &applied.events {
+            self.catalog_event(&ev.path);
             let triggered = self.watches.trigger(ev.kind, &ev.path);
             self.metrics
                 .watches_triggered(ev.kind as i32, triggered.len());

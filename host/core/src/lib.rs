@@ -49,6 +49,7 @@ use wazoo_tree::{
 mod admin;
 mod answer;
 mod apply;
+mod catalog;
 mod config;
 #[cfg(test)]
 mod core_test;
@@ -66,6 +67,7 @@ mod storage;
 mod time;
 
 pub use admin::{Reply, SessionChunk, WatchQuery, WatchTables};
+pub use catalog::{Install, RecipeSpec, RECIPES_ROOT};
 pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};
@@ -175,6 +177,12 @@ pub enum CoreMsg {
     RecipeEnd {
         run: RunId,
         end: RunEnd,
+    },
+    /// The runtime compiled `version` of recipe `name` ([`Recipes::install`]), or could not.
+    RecipeInstalled {
+        name: String,
+        version: u64,
+        error: Option<String>,
     },
     /// An admin command that lists the core's tables (`cons`, `stat`, `dump`, `wchs`, `wchc`,
     /// `wchp`); every other command is answered from the published gauges, without the core.
@@ -377,6 +385,7 @@ pub struct Core {
     /// Where recipe calls run (`None`: answered NORECIPE).
     recipes: Option<Box<dyn Recipes>>,
     runs: recipe::Runs,
+    catalog: catalog::Catalog,
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
@@ -479,6 +488,7 @@ impl Core {
             started,
             recipes: None,
             runs: recipe::Runs::default(),
+            catalog: catalog::Catalog::default(),
         }
     }
 
@@ -523,6 +533,11 @@ impl Core {
             CoreMsg::Admin(q) => self.admin(q),
             CoreMsg::RecipeAccess { run, access } => self.on_recipe_access(run, access),
             CoreMsg::RecipeEnd { run, end } => self.on_recipe_end(run, end),
+            CoreMsg::RecipeInstalled {
+                name,
+                version,
+                error,
+            } => self.on_recipe_installed(name, version, error),
             CoreMsg::Link(e) => return self.on_link(e),
             CoreMsg::PeerWake => return self.peer_step(wazoo_zab::peer::Input::Timeout),
         }

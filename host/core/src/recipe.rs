@@ -53,6 +53,8 @@ pub const MAX_PARK_WATCHES: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunStart {
     pub recipe: String,
+    /// The recipe's version, fixed when the call starts (0: the built-in; see `catalog`).
+    pub version: u64,
     pub op: String,
     pub args: Vec<u8>,
     pub session_id: i64,
@@ -107,6 +109,15 @@ pub trait Recipes: Send {
     ) -> Option<RunEnd> {
         None
     }
+
+    /// The built-in recipes' names (each version 0).
+    fn builtins(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Compiles a loaded recipe's version off the core, then sends
+    /// [`CoreMsg::RecipeInstalled`].
+    fn install(&self, _install: crate::Install) {}
 }
 
 /// Where a running recipe's answers go.
@@ -171,6 +182,7 @@ impl Core {
     /// Gives the core its recipe workers; without them a recipeCall is answered NORECIPE.
     pub fn attach_recipes(&mut self, recipes: Box<dyn Recipes>) {
         self.recipes = Some(recipes);
+        self.load_catalog();
     }
 
     /// A client's recipeCall, its session checked: starts its first run.
@@ -183,23 +195,26 @@ impl Core {
         at: Instant,
         admit: Admission,
     ) {
+        let version = self.catalog.current(&call.recipe);
         let refusal = if self.replica.is_some() {
             // Recipes run on the leader; an ensemble does not take calls yet (docs/recipes.md).
             Some(ErrorCode::Unimplemented)
-        } else if self.recipes.is_none() {
+        } else if self.recipes.is_none() || version.is_none() {
             Some(ErrorCode::NoRecipe)
         } else {
             None
         };
-        if let Some(code) = refusal {
+        let (None, Some(version)) = (refusal, version) else {
+            let code = refusal.unwrap_or(ErrorCode::NoRecipe);
             self.answer_in_turn(id, xid, opcode, Err(code), at);
             return;
-        }
+        };
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
         let start = RunStart {
             recipe: call.recipe,
+            version,
             op: call.op,
             args: call.args,
             session_id: conn.session,

@@ -15,6 +15,7 @@ use crate::core_test::{create, get, set_data, standalone, Harness};
 struct Script {
     starts: Vec<(RunId, RunStart)>,
     answers: Vec<(RunId, Answer)>,
+    installs: Vec<crate::Install>,
 }
 
 #[derive(Clone, Default)]
@@ -37,6 +38,14 @@ impl RunHandle for Handle {
 }
 
 impl Recipes for Scripted {
+    fn builtins(&self) -> Vec<String> {
+        vec!["test".into()]
+    }
+
+    fn install(&self, install: crate::Install) {
+        self.0.lock().unwrap().installs.push(install);
+    }
+
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
         self.0.lock().unwrap().starts.push((run, start));
         Box::new(Handle {
@@ -615,6 +624,10 @@ struct HereToo {
 }
 
 impl Recipes for HereToo {
+    fn builtins(&self) -> Vec<String> {
+        self.workers.builtins()
+    }
+
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
         self.workers.start(run, start)
     }
@@ -688,4 +701,129 @@ fn a_call_on_the_core_that_would_wait_runs_there_again_once_the_change_applies()
     assert_eq!(body(&h.frames(1)[0]), (false, b"here".to_vec()));
     assert!(h.core.tree().get("/here/n").is_some());
     assert_eq!(h.core.tree().get("/here").unwrap().stat().version, 1);
+}
+
+fn create_with(path: &str, data: &[u8]) -> Request {
+    let Request::Create(mut c) = create(path, 0) else {
+        unreachable!()
+    };
+    c.data = Some(data.to_vec());
+    Request::Create(c)
+}
+
+fn set_data_to(path: &str, data: &[u8]) -> Request {
+    Request::SetData {
+        path: path.to_owned(),
+        data: Some(data.to_vec()),
+        version: -1,
+    }
+}
+
+fn delete(path: &str) -> Request {
+    Request::Delete {
+        path: path.to_owned(),
+        version: -1,
+    }
+}
+
+fn call_of(recipe: &str, op: &str) -> Request {
+    Request::RecipeCall(RecipeCall {
+        recipe: recipe.into(),
+        op: op.into(),
+        args: Vec::new(),
+        request_id: String::new(),
+    })
+}
+
+/// Writes recipe `name` from `wasm` as a loader does: the chunk, then the name's node's spec.
+fn load_recipe(h: &mut Harness, conn: ConnId, name: &str, wasm: &[u8], sha: &str) {
+    let spec = crate::RecipeSpec {
+        sha256: sha.into(),
+        size: wasm.len() as u64,
+        chunks: 1,
+    };
+    let node = format!("{}/{name}", crate::RECIPES_ROOT);
+    let chunk = format!("{node}/{}", spec.chunk_name(0));
+    for (i, (path, data)) in [
+        ("/wazoo".to_owned(), Vec::new()),
+        (crate::RECIPES_ROOT.to_owned(), Vec::new()),
+        (node.clone(), b"loading".to_vec()),
+        (chunk, wasm.to_vec()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if h.core.tree().get(&path).is_none() {
+            h.request(conn, 100 + i as i32, create_with(&path, &data));
+        }
+    }
+    h.request(conn, 110, set_data_to(&node, spec.encode().as_bytes()));
+    h.settle();
+    h.replies(conn);
+}
+
+#[test]
+fn a_recipe_loaded_as_znodes_is_installed_and_new_calls_use_it_while_a_parked_call_keeps_its_version(
+) {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    // An unknown name is answered by the core.
+    h.request(1, 1, call_of("nonesuch", "x"));
+    h.settle();
+    assert_eq!(codes(&mut h, 1), vec![(1, ErrorCode::NoRecipe.code())]);
+    // A call parks on the built-in (version 0).
+    h.request(2, 1, call("wait"));
+    let (run, start) = started(&s);
+    assert_eq!(start.version, 0);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    // Version 1 of "test" is loaded as znodes: the core reads it back and asks for it to be
+    // compiled; until then new calls run the built-in.
+    let sha = "ab".repeat(32);
+    load_recipe(&mut h, 1, "test", b"\0asm v1", &sha);
+    let installs = std::mem::take(&mut s.0.lock().unwrap().installs);
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    let install = &installs[0];
+    assert_eq!(
+        (install.name.as_str(), &install.wasm[..]),
+        ("test", &b"\0asm v1"[..])
+    );
+    assert_eq!(install.sha256, sha);
+    h.request(1, 2, call("x"));
+    let (run, start) = started(&s);
+    assert_eq!(
+        start.version, 0,
+        "not compiled yet: the current version still runs"
+    );
+    end(&mut h, run, commit(b""));
+    h.input(CoreMsg::RecipeInstalled {
+        name: "test".into(),
+        version: install.version,
+        error: None,
+    });
+    h.request(1, 3, call("x"));
+    let (run, start) = started(&s);
+    assert_eq!(
+        start.version, install.version,
+        "new calls run the new version"
+    );
+    end(&mut h, run, commit(b""));
+    // The parked call wakes on its own version.
+    h.request(1, 4, create("/go", 0));
+    h.settle();
+    let (_, woken) = started(&s);
+    assert_eq!((woken.reason, woken.version), (RunReason::Woken, 0));
+    // Removed: new calls are answered by the built-in again.
+    let node = format!("{}/test", crate::RECIPES_ROOT);
+    let chunk = format!("{node}/{sha}-0000");
+    h.request(1, 5, delete(&chunk));
+    h.request(1, 6, delete(&node));
+    h.settle();
+    h.request(1, 7, call("x"));
+    let (_, start) = started(&s);
+    assert_eq!(start.version, 0);
 }

@@ -21,11 +21,16 @@ use wasmtime::Engine;
 pub(crate) fn artifact_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
     let mut h = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
-    let content: String = Sha256::digest(wasm)
+    let content = sha256_hex(wasm);
+    dir.join(format!("{content}-{:016x}.cwasm", h.finish()))
+}
+
+/// The SHA-256 of `bytes`, in lowercase hex: a component's name in the cache and in the tree.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    dir.join(format!("{content}-{:016x}.cwasm", h.finish()))
+        .collect()
 }
 
 /// `wasm` compiled for `engine`: from the cache in `dir` if it holds it, else compiled and kept

@@ -13,8 +13,9 @@
 //! imports WASI interfaces its language runtime references (std's panic and print paths); they
 //! are defined as traps, so a recipe can read no clock, randomness, file or socket.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::RwLock;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
@@ -130,6 +131,8 @@ pub struct CallContext {
 /// A call of a recipe's `run`.
 #[derive(Clone, Debug)]
 pub struct Call {
+    /// The recipe's version to run (0: the built-in).
+    pub version: u64,
     pub op: String,
     pub args: Vec<u8>,
     pub reason: Reason,
@@ -177,7 +180,10 @@ pub enum RecipeError {
 pub struct RecipeHost {
     engine: Engine,
     linker: Linker<CallState>,
-    recipes: HashMap<String, RecipePre<CallState>>,
+    /// Every version of every recipe installed, by name and version (a built-in is version 0;
+    /// a recipe loaded as a znode is the zxid that loaded it). Versions stay while the host
+    /// lives: a call keeps the version it started on, parked or not.
+    recipes: RwLock<HashMap<String, BTreeMap<u64, RecipePre<CallState>>>>,
     limits: Limits,
     /// Where compiled recipes are kept (`cache`); none: compiled at every load.
     cache: Option<PathBuf>,
@@ -213,7 +219,7 @@ impl RecipeHost {
         Ok(RecipeHost {
             engine,
             linker,
-            recipes: HashMap::new(),
+            recipes: RwLock::new(HashMap::new()),
             limits,
             cache: None,
         })
@@ -225,8 +231,14 @@ impl RecipeHost {
         self.cache = Some(dir);
     }
 
-    /// Compiles `wasm` (a component) as recipe `name`, replacing one loaded before.
-    pub fn load(&mut self, name: &str, wasm: &[u8]) -> Result<(), RecipeError> {
+    /// Compiles `wasm` (a component) as version 0 of recipe `name` (a built-in).
+    pub fn load(&self, name: &str, wasm: &[u8]) -> Result<(), RecipeError> {
+        self.install(name, 0, wasm)
+    }
+
+    /// Compiles `wasm` (a component) as `version` of recipe `name`, beside its other versions
+    /// (calls name the version they run). Compiling takes the time; other calls go on.
+    pub fn install(&self, name: &str, version: u64, wasm: &[u8]) -> Result<(), RecipeError> {
         let load = |e: wasmtime::Error| RecipeError::Load(format!("{e:#}"));
         let component = match &self.cache {
             Some(dir) => cache::compile(&self.engine, wasm, dir),
@@ -240,13 +252,21 @@ impl RecipeHost {
             .map_err(load)?;
         let pre =
             RecipePre::new(linker.instantiate_pre(&component).map_err(load)?).map_err(load)?;
-        self.recipes.insert(name.to_owned(), pre);
+        self.recipes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_owned())
+            .or_default()
+            .insert(version, pre);
         Ok(())
     }
 
-    /// Whether a recipe named `name` is loaded.
+    /// Whether some version of a recipe named `name` is loaded.
     pub fn has(&self, name: &str) -> bool {
-        self.recipes.contains_key(name)
+        self.recipes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(name)
     }
 
     /// Runs `call` of recipe `name`, its tree accesses answered by `tree` (handed back with the
@@ -295,7 +315,14 @@ impl RecipeHost {
         context: CallContext,
         fuel: u64,
     ) -> (Result<Outcome, RecipeError>, Box<dyn TreeAccess>) {
-        let Some(pre) = self.recipes.get(name) else {
+        let pre = self
+            .recipes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|versions| versions.get(&call.version))
+            .cloned();
+        let Some(pre) = pre else {
             return (Err(RecipeError::NoSuchRecipe(name.to_owned())), tree);
         };
         let state = CallState {
@@ -552,5 +579,6 @@ impl wazoo::recipe::context::Host for CallState {
 }
 
 mod cache;
+pub use cache::sha256_hex;
 #[cfg(test)]
 mod tests;

@@ -135,6 +135,7 @@ impl World {
             o.stage = Some(Stage::new(9, next, 1_000));
         }
         let call = Call {
+            version: 0,
             op: op.to_owned(),
             args,
             reason: Reason::Initial,
@@ -261,8 +262,43 @@ fn a_call_that_reads_past_its_budget_fails_with_limit_exceeded() {
 }
 
 #[test]
+fn versions_of_a_recipe_live_side_by_side_and_a_call_names_its_own() {
+    let host = RecipeHost::new(Limits::default()).expect("an engine");
+    let wasm = |name: &str| BUILTIN.iter().find(|(b, _)| *b == name).unwrap().1;
+    host.install("x", 7, wasm("counter")).unwrap();
+    host.install("x", 9, wasm("hostile")).unwrap();
+    let owner = World::new(Limits::default()).owner;
+    let run = |version| {
+        let call = Call {
+            version,
+            op: "refuse".into(),
+            args: Vec::new(),
+            reason: Reason::Initial,
+            state: None,
+        };
+        let tree = Box::new(Local(Arc::clone(&owner)));
+        host.call("x", &call, tree, CallContext::default()).0
+    };
+    // The hostile recipe's `refuse` aborts "refused"; the counter has no such op.
+    assert_eq!(
+        run(9).unwrap(),
+        Outcome::Abort {
+            error: b"refused".to_vec()
+        }
+    );
+    let Ok(Outcome::Abort { error }) = run(7) else {
+        panic!("the counter aborts an unknown op")
+    };
+    assert_eq!(
+        rmp_serde::from_slice::<String>(&error).unwrap(),
+        "no op refuse"
+    );
+    assert!(matches!(run(8), Err(RecipeError::NoSuchRecipe(_))));
+}
+
+#[test]
 fn a_component_that_is_not_a_recipe_is_refused_at_load() {
-    let mut host = RecipeHost::new(Limits::default()).expect("an engine");
+    let host = RecipeHost::new(Limits::default()).expect("an engine");
     assert!(matches!(
         host.load("x", b"\0asm junk"),
         Err(RecipeError::Load(_))
@@ -272,6 +308,7 @@ fn a_component_that_is_not_a_recipe_is_refused_at_load() {
     let (result, _) = host.call(
         "x",
         &Call {
+            version: 0,
             op: "add".into(),
             args: Vec::new(),
             reason: Reason::Initial,

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use wazoo_proto::ErrorCode;
 use wazoo_recipes::{
     Access, Answer, Call, CallContext, Limits, Outcome, Reason, RecipeError, RecipeHost,
     TreeAccess, BUILTIN,
 };
 
-use crate::core::{CoreMsg, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart};
+use crate::core::{CoreMsg, Install, Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart};
 
 /// Why the workers could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +48,11 @@ const HERE_FUEL: u64 = 200_000;
 pub struct Workers {
     jobs: mpsc::Sender<Job>,
     host: Arc<RecipeHost>,
-    /// Recipes that may run on the core's thread: the built-ins (small Rust components).
+    /// Recipes that may run on the core's thread: the built-ins (small Rust components), whose
+    /// version is 0. A loaded version runs on a worker: its instantiation cost is not known.
     here: Vec<String>,
+    /// Where compiled loaded versions are reported.
+    core: UnboundedSender<CoreMsg>,
 }
 
 impl Workers {
@@ -79,6 +82,7 @@ impl Workers {
         info!(recipes = ?builtins, threads, "recipe workers started");
         let host = Arc::new(host);
         let (jobs, rx) = mpsc::channel::<Job>();
+        let reports = core.clone();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
             let (host, rx, core) = (Arc::clone(&host), Arc::clone(&rx), core.clone());
@@ -91,6 +95,7 @@ impl Workers {
             jobs,
             host,
             here: builtins.to_vec(),
+            core: reports,
         })
     }
 }
@@ -123,7 +128,7 @@ impl Recipes for Workers {
         start: &RunStart,
         access: &mut (dyn FnMut(Access) -> Option<Answer> + Send),
     ) -> Option<RunEnd> {
-        if !self.here.contains(&start.recipe) {
+        if start.version != 0 || !self.here.contains(&start.recipe) {
             return None;
         }
         let mut here = Here {
@@ -141,6 +146,42 @@ impl Recipes for Workers {
             return None;
         }
         Some(end_of(result))
+    }
+
+    fn builtins(&self) -> Vec<String> {
+        self.here.clone()
+    }
+
+    /// Checks and compiles a loaded version on a thread of its own (compiling a component takes
+    /// a third of a second or more; the artifact cache makes a known one fast).
+    fn install(&self, install: Install) {
+        let (host, core) = (Arc::clone(&self.host), self.core.clone());
+        let spawned = thread::Builder::new()
+            .name("wazoo-recipe-compile".into())
+            .spawn(move || {
+                let Install {
+                    name,
+                    version,
+                    wasm,
+                    sha256,
+                } = install;
+                let got = wazoo_recipes::sha256_hex(&wasm);
+                let error = if got != sha256 {
+                    Some(format!("its chunks hash to {got}, not {sha256}"))
+                } else {
+                    host.install(&name, version, &wasm)
+                        .err()
+                        .map(|e| e.to_string())
+                };
+                let _ = core.send(CoreMsg::RecipeInstalled {
+                    name,
+                    version,
+                    error,
+                });
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start a thread to compile a recipe: {e}");
+        }
     }
 
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
@@ -215,6 +256,7 @@ fn work(host: &RecipeHost, jobs: &Mutex<mpsc::Receiver<Job>>, core: &UnboundedSe
 
 fn call_of(start: &RunStart) -> Call {
     Call {
+        version: start.version,
         op: start.op.clone(),
         args: start.args.clone(),
         reason: match start.reason {
