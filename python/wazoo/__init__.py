@@ -8,6 +8,7 @@ wrapper here: Counter, Lock, Semaphore, ReadWriteLock, LeaderLatch, Barrier, Dou
 Queue. Every acquire, wait, enter and take is one call that waits on the server.
 """
 
+import uuid
 from collections import namedtuple
 
 import msgpack
@@ -139,15 +140,14 @@ class _Recipe:
         self.path = path
 
     def _call(self, op, timeout=None, **args):
-        args["path"] = self.path
-        return recipe_call(self.client, self.recipe, op, _with_timeout(args, timeout))
-
-    def _wait(self, op, timeout=None, **args):
-        """A call that waits on the server, retried after a lost connection (kazoo's retry
-        policy): the recipe's retry takes the lost call's place (docs/recipes.md)."""
+        """One call, retried after a lost connection (kazoo's retry policy) under one request
+        id: while the session lives, the server answers a retry with the call's own result or
+        hands it the call still waiting, so nothing happens twice (docs/recipes.md)."""
         args["path"] = self.path
         args = _with_timeout(args, timeout)
-        return self.client.retry(recipe_call, self.client, self.recipe, op, args)
+        request_id = uuid.uuid4().hex
+        return self.client.retry(recipe_call, self.client, self.recipe, op, args, request_id)
+
 
     def _call_async(self, op, timeout=None, **args):
         args["path"] = self.path
@@ -173,7 +173,7 @@ class Counter(_Recipe):
     def wait(self, target, timeout=None):
         """Returns the counter's value once it is at least `target`: one call that waits on the
         server. Raises RecipeAborted("timed out") after `timeout` seconds."""
-        return self._wait("wait", timeout, target=target)
+        return self._call("wait", timeout, target=target)
 
 
 class Lock(_Recipe):
@@ -186,7 +186,7 @@ class Lock(_Recipe):
 
     def acquire(self, timeout=None):
         """Waits for the lock; True once held, False after `timeout` seconds (None: no limit)."""
-        return self._wait("acquire", timeout)["acquired"]
+        return self._call("acquire", timeout)["acquired"]
 
     def release(self):
         """Gives one hold back; raises RecipeAborted("not held") if the session holds none."""
@@ -213,7 +213,7 @@ class Semaphore(_Recipe):
 
     def acquire(self, timeout=None):
         """Waits for a lease; its node path once held, None after `timeout` seconds."""
-        out = self._wait("acquire", timeout, permits=self.permits)
+        out = self._call("acquire", timeout, permits=self.permits)
         return out["node"] if out["acquired"] else None
 
     def release(self, lease=None):
@@ -233,7 +233,7 @@ class _RwSide:
 
     def acquire(self, timeout=None):
         """Waits for the lock in this mode; True once held, False after `timeout` seconds."""
-        return self.lock._wait("acquire", timeout, mode=self.mode)["acquired"]
+        return self.lock._call("acquire", timeout, mode=self.mode)["acquired"]
 
     def release(self):
         """Gives one hold in this mode back; the holds left."""
@@ -277,7 +277,7 @@ class LeaderLatch(_Recipe):
     def await_leadership(self, timeout=None):
         """Joins if need be and waits until it leads; False after `timeout` seconds (still a
         candidate then)."""
-        return self._wait("await", timeout, id=self.identifier)["leader"]
+        return self._call("await", timeout, id=self.identifier)["leader"]
 
     def leader(self):
         """(id, node) of the current leader, or None."""
@@ -304,7 +304,7 @@ class Barrier(_Recipe):
 
     def wait(self, timeout=None):
         """Returns True once the barrier is down, False after `timeout` seconds."""
-        return self._wait("wait", timeout)["passed"]
+        return self._call("wait", timeout)["passed"]
 
 
 class DoubleBarrier(_Recipe):
@@ -319,11 +319,11 @@ class DoubleBarrier(_Recipe):
 
     def enter(self, timeout=None):
         """True once `count` have entered; False after `timeout` seconds (no longer in then)."""
-        return self._wait("enter", timeout, count=self.count)["entered"]
+        return self._call("enter", timeout, count=self.count)["entered"]
 
     def leave(self, timeout=None):
         """True once every participant has left; False after `timeout` seconds."""
-        return self._wait("leave", timeout)["left"]
+        return self._call("leave", timeout)["left"]
 
 
 class Queue(_Recipe):
@@ -340,7 +340,7 @@ class Queue(_Recipe):
     def take(self, timeout=None):
         """Waits for an item and claims it: (item, data), or None after `timeout` seconds.
         Follow with consume(item) or give_back(item)."""
-        out = self._wait("take", timeout)
+        out = self._call("take", timeout)
         return None if out["item"] is None else (out["item"], out["data"])
 
     def get(self, timeout=None):

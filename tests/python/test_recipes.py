@@ -7,6 +7,7 @@ connection, which is how a client tells the two apart.
 
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -349,3 +350,96 @@ def test_a_recipe_hot_loaded_under_load_serves_new_calls_while_a_parked_call_fin
     recipe_cli(wazoo_server, "remove", "dynlock")
     harness.wait_until(lambda: pytest.raises(wazoo.NoRecipeError, wazoo.recipe_call, probe, "dynlock",
                                              "acquire", {"path": "/after", "permits": 1}), 10, what="removed")
+
+
+class CuttingProxy:
+    """A TCP proxy in front of a server that can hold back the server's replies and cut every
+    connection, so a client loses its connection after its request took effect and before the
+    reply reached it."""
+
+    def __init__(self, target_port):
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.hold_replies = threading.Event()
+        self.conns = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            with self.lock:
+                self.conns.append((client, server))
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, src, dst, replies):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if replies and self.hold_replies.is_set():
+                    continue  # dropped: the client never sees it
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for pair in conns:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+def test_a_call_retried_after_its_reply_was_lost_takes_effect_once(wazoo_server, kazoo_factory):
+    """A counter add commits, its reply is lost with the connection, and the package retries it
+    with the same request id on the resumed session: the server answers with the first result,
+    and the counter moved once."""
+    proxy = CuttingProxy(wazoo_server.port)
+    try:
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts=f"127.0.0.1:{proxy.port}", timeout=10.0)
+        zk.start(timeout=10)
+        observer = kazoo_factory(wazoo_server)
+        zk.ensure_path("/retry")
+        counter = wazoo.Counter(zk, "/retry/n")
+        assert counter.add(1) == 1
+        proxy.hold_replies.set()
+        result = []
+        adding = threading.Thread(target=lambda: result.append(counter.add(10)))
+        adding.start()
+        harness.wait_until(lambda: observer.exists("/retry/n").version == 1, 10, what="the add applied")
+        proxy.cut()
+        proxy.hold_replies.clear()
+        adding.join(60)
+        assert result == [11], "the retry got the first add's result"
+        data, stat = observer.get("/retry/n")
+        assert struct.unpack("<q", data)[0] == 11 and stat.version == 1, "added once"
+        zk.stop()
+        zk.close()
+    finally:
+        proxy.close()

@@ -96,6 +96,17 @@ impl Harness {
 
     /// A new session on connection `id`; returns its id.
     pub(crate) fn connect(&mut self, id: ConnId) -> i64 {
+        self.connect_to(id, 0, vec![0; 16]).session_id
+    }
+
+    /// Connection `id` for session `session_id` (0: a new one) with `passwd`; the handshake's
+    /// reply.
+    pub(crate) fn connect_to(
+        &mut self,
+        id: ConnId,
+        session_id: i64,
+        passwd: Vec<u8>,
+    ) -> ConnectResponse {
         let sink = Arc::new(RecordingSink::default());
         self.sinks.insert(id, sink.clone());
         self.input(CoreMsg::Connect {
@@ -105,8 +116,8 @@ impl Harness {
                 protocol_version: 0,
                 last_zxid_seen: 0,
                 timeout: 10_000,
-                session_id: 0,
-                passwd: vec![0; 16],
+                session_id,
+                passwd,
                 read_only: None,
             },
             out: sink,
@@ -115,9 +126,7 @@ impl Harness {
         self.settle();
         let frames = self.frames(id);
         assert_eq!(frames.len(), 1, "one handshake reply");
-        ConnectResponse::decode(&frames[0])
-            .expect("a ConnectResponse")
-            .session_id
+        ConnectResponse::decode(&frames[0]).expect("a ConnectResponse")
     }
 
     fn request_sized(&mut self, id: ConnId, xid: i32, req: Request, size: usize) {

@@ -19,7 +19,7 @@
 //! call commits or aborts; pings are answered meanwhile. A parked call of a session that closes
 //! is dropped with the session's connection.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use wazoo_proto::EventType;
 use wazoo_tree::{Access, Answer, Stage, View, WaitFor};
@@ -45,6 +45,10 @@ pub enum RunReason {
     /// The parked call's deadline passed.
     TimedOut,
 }
+
+/// Results of calls named by a request id kept per session for their retries (the latest;
+/// a client retries the call it was waiting for, so a few suffice).
+pub const MAX_RESULTS_PER_SESSION: usize = 16;
 
 /// Paths one parked call may wait on: each costs an index entry until it wakes.
 pub const MAX_PARK_WATCHES: usize = 1024;
@@ -152,6 +156,13 @@ pub(super) struct Parked {
 #[derive(Default)]
 pub(super) struct Runs {
     by_id: FastMap<RunId, Run>,
+    /// Live calls (running, waiting or parked) named by a request id, by (session, id): a
+    /// retry after a lost connection takes the call over instead of running it again.
+    by_request: FastMap<(i64, String), RunId>,
+    /// What finished calls named by a request id answered, by (session, id), with the txn the
+    /// answer waits for; the latest [`MAX_RESULTS_PER_SESSION`] per session, dropped with it.
+    results: FastMap<(i64, String), (Result<Response, ErrorCode>, Zxid)>,
+    result_order: FastMap<i64, VecDeque<String>>,
     next: RunId,
     /// Accesses that wait for the txn of their key to apply.
     waiting: BTreeMap<Zxid, Vec<(RunId, Access)>>,
@@ -212,6 +223,24 @@ impl Core {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
+        let session = conn.session;
+        if !call.request_id.is_empty() {
+            let key = (session, call.request_id.clone());
+            if let Some((result, after)) = self.runs.results.get(&key).cloned() {
+                self.answer_after(id, xid, opcode, result, at, after);
+                return;
+            }
+            if let Some(&run_id) = self.runs.by_request.get(&key) {
+                if !self.take_over(run_id, id, xid, at, admit) {
+                    // The call is live on an open connection: the client reused the id.
+                    self.answer_in_turn(id, xid, opcode, Err(ErrorCode::BadArguments), at);
+                }
+                return;
+            }
+        }
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
         let start = RunStart {
             recipe: call.recipe,
             version,
@@ -238,6 +267,10 @@ impl Core {
         };
         let run_id = self.runs.next;
         self.runs.next += 1;
+        if !run.start.request_id.is_empty() {
+            let key = (session, run.start.request_id.clone());
+            self.runs.by_request.insert(key, run_id);
+        }
         if let Some(c) = self.conns.get_mut(&id) {
             c.run = Some(run_id);
             c.queue.push_back(Queued::Recipe { run: run_id });
@@ -457,9 +490,15 @@ impl Core {
             admit,
             ..
         } = run;
+        let request_id = std::mem::take(&mut run.start.request_id);
         let Some(zxid) = self.log_stage(session, xid, &auth, stage, Some(conn)) else {
             return; // a refused zxid: the step down closes the connection
         };
+        let answer = Ok(Response::RecipeCall {
+            aborted: false,
+            output: output.clone(),
+        });
+        self.record_result(session, request_id, &answer, zxid);
         self.hold_until_applied(admit, 0);
         self.settle_entry(
             conn,
@@ -599,8 +638,13 @@ impl Core {
                 continue;
             };
             let Parked { mut run, state, .. } = p;
-            if !self.conns.contains_key(&run.conn) || !self.tracker.is_valid(run.session) {
-                // Its connection or session is gone: nobody waits for the answer.
+            let detached = !self.conns.contains_key(&run.conn);
+            if !self.tracker.is_valid(run.session) || (detached && run.start.request_id.is_empty())
+            {
+                // Its session is gone, or its connection and no retry can find it: nobody
+                // waits for the answer.
+                let key = (run.session, std::mem::take(&mut run.start.request_id));
+                self.runs.by_request.remove(&key);
                 continue;
             }
             run.start.attempt = 1;
@@ -613,13 +657,14 @@ impl Core {
         }
     }
 
-    /// Drops the parked calls of a connection that closed.
+    /// Drops the parked calls of a connection that closed, but those named by a request id:
+    /// they stay parked while their session lives, for the client's retry to take over.
     pub(super) fn drop_parked_of(&mut self, conn: ConnId) {
         let ids: Vec<RunId> = self
             .runs
             .parked
             .iter()
-            .filter(|(_, p)| p.run.conn == conn)
+            .filter(|(_, p)| p.run.conn == conn && p.run.start.request_id.is_empty())
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
@@ -629,9 +674,11 @@ impl Core {
 
     /// Answers a run's call with `result`, in its connection's turn and not before what the run
     /// read of the server's outstanding changes is applied.
-    fn finish(&mut self, run_id: RunId, run: Run, result: Result<Response, ErrorCode>) {
+    fn finish(&mut self, run_id: RunId, mut run: Run, result: Result<Response, ErrorCode>) {
         let conn = run.conn;
         let after = run.stage.observed();
+        let request_id = std::mem::take(&mut run.start.request_id);
+        self.record_result(run.session, request_id, &result, after);
         if after > self.tree.last_applied() {
             self.runs.replies_after.entry(after).or_default().push(conn);
         }
@@ -707,6 +754,128 @@ impl Core {
         });
         self.drain_reads(id);
         self.dirty.push(id);
+    }
+}
+
+impl Core {
+    /// Answers `result` in the connection's turn once txn `after` is applied.
+    fn answer_after(
+        &mut self,
+        id: ConnId,
+        xid: i32,
+        opcode: i32,
+        result: Result<Response, ErrorCode>,
+        at: Instant,
+        after: Zxid,
+    ) {
+        let Some(c) = self.conns.get_mut(&id) else {
+            return;
+        };
+        c.queue.push_back(Queued::Ready {
+            xid,
+            op: opcode,
+            result,
+            at,
+            after,
+        });
+        if after > self.tree.last_applied() {
+            self.runs.replies_after.entry(after).or_default().push(id);
+        }
+        self.drain_reads(id);
+        self.dirty.push(id);
+    }
+
+    /// Gives the live call `run_id` to connection `id`'s retry of it (xid, arrival, budget),
+    /// if the connection it came on is gone; false if that connection is open.
+    fn take_over(
+        &mut self,
+        run_id: RunId,
+        id: ConnId,
+        xid: i32,
+        at: Instant,
+        admit: Admission,
+    ) -> bool {
+        let runs = &mut self.runs;
+        let run = match runs.parked.get_mut(&run_id) {
+            Some(p) => Some(&mut p.run),
+            None => match runs.by_id.get_mut(&run_id) {
+                Some(r) => Some(r),
+                None => runs
+                    .waiting_here
+                    .values_mut()
+                    .flat_map(|v| v.iter_mut())
+                    .find(|(i, _)| *i == run_id)
+                    .map(|(_, r)| r),
+            },
+        };
+        let Some(run) = run else {
+            return false;
+        };
+        if self.conns.contains_key(&run.conn) {
+            return false;
+        }
+        run.conn = id;
+        run.xid = xid;
+        run.at = at;
+        run.admit = admit;
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.run = Some(run_id);
+            c.queue.push_back(Queued::Recipe { run: run_id });
+        }
+        true
+    }
+
+    /// Keeps what a call named `request_id` answered, for its retries.
+    fn record_result(
+        &mut self,
+        session: i64,
+        request_id: String,
+        result: &Result<Response, ErrorCode>,
+        after: Zxid,
+    ) {
+        if request_id.is_empty() {
+            return;
+        }
+        let key = (session, request_id);
+        self.runs.by_request.remove(&key);
+        if !self.tracker.is_valid(session) {
+            return;
+        }
+        let order = self.runs.result_order.entry(session).or_default();
+        order.push_back(key.1.clone());
+        if order.len() > MAX_RESULTS_PER_SESSION {
+            if let Some(old) = order.pop_front() {
+                self.runs.results.remove(&(session, old));
+            }
+        }
+        self.runs.results.insert(key, (result.clone(), after));
+    }
+
+    /// A session closed or expired: its calls' results go, and so do its parked calls that
+    /// waited for a retry.
+    pub(super) fn forget_session_calls(&mut self, session: i64) {
+        for rid in self.runs.result_order.remove(&session).unwrap_or_default() {
+            self.runs.results.remove(&(session, rid));
+        }
+        let live: Vec<(i64, String)> = self
+            .runs
+            .by_request
+            .keys()
+            .filter(|(s, _)| *s == session)
+            .cloned()
+            .collect();
+        for key in live {
+            if let Some(run_id) = self.runs.by_request.remove(&key) {
+                let detached = self
+                    .runs
+                    .parked
+                    .get(&run_id)
+                    .is_some_and(|p| !self.conns.contains_key(&p.run.conn));
+                if detached {
+                    self.unpark(run_id);
+                }
+            }
+        }
     }
 }
 

@@ -827,3 +827,61 @@ fn a_recipe_loaded_as_znodes_is_installed_and_new_calls_use_it_while_a_parked_ca
     let (_, start) = started(&s);
     assert_eq!(start.version, 0);
 }
+
+fn call_with_id(op: &str, request_id: &str) -> Request {
+    Request::RecipeCall(RecipeCall {
+        recipe: "test".into(),
+        op: op.into(),
+        args: b"args".to_vec(),
+        request_id: request_id.into(),
+    })
+}
+
+#[test]
+fn a_call_retried_with_its_request_id_after_a_connection_loss_gets_the_original_result() {
+    let (mut h, s) = harness();
+    let hs = h.connect_to(1, 0, vec![0; 16]);
+    // A call with a request id commits a create; its connection drops before the reply.
+    h.request(1, 1, call_with_id("add", "r1"));
+    let (run, _) = started(&s);
+    access(&mut h, run, stage_create("/once"));
+    h.input(CoreMsg::Closed { conn: 1 });
+    end(&mut h, run, commit(b"done"));
+    // The client resumes its session elsewhere and sends the call again: the first run's
+    // result, and no second run.
+    h.connect_to(2, hs.session_id, hs.passwd.clone());
+    h.request(2, 1, call_with_id("add", "r1"));
+    h.settle();
+    assert!(s.starts().is_empty(), "not run again");
+    let frames = h.frames(2);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (false, b"done".to_vec()));
+    // A parked call whose connection drops stays parked for its retry, which takes it over.
+    h.request(2, 2, call_with_id("wait", "r2"));
+    let (run2, _) = started(&s);
+    end(
+        &mut h,
+        run2,
+        park(vec![WaitFor::Created("/go".into())], None, b""),
+    );
+    h.input(CoreMsg::Closed { conn: 2 });
+    h.connect_to(3, hs.session_id, hs.passwd.clone());
+    h.request(3, 1, call_with_id("wait", "r2"));
+    h.settle();
+    assert!(s.starts().is_empty(), "taken over, not run again");
+    assert!(h.frames(3).is_empty(), "still parked");
+    h.connect(4);
+    h.request(4, 1, create("/go", 0));
+    h.settle();
+    let (woken, _) = started(&s);
+    assert_eq!(woken, run2);
+    end(&mut h, woken, commit(b"went"));
+    let frames = h.frames(3);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(body(&frames[0]), (false, b"went".to_vec()));
+    // The same id again on a live connection: the recorded result, still no run.
+    h.request(3, 2, call_with_id("wait", "r2"));
+    h.settle();
+    assert!(s.starts().is_empty());
+    assert_eq!(body(&h.frames(3)[0]), (false, b"went".to_vec()));
+}
