@@ -117,6 +117,12 @@ def test_each_hostile_recipe_fails_only_its_own_call_while_other_clients_are_ser
         with pytest.raises(wazoo.RecipeAborted) as aborted:
             wazoo.recipe_call(caller, "hostile", "flood", b"/hostile/flood")
         assert aborted.value.error == b"flood: limit-exceeded after 1000"
+        with pytest.raises(wazoo.RecipeAborted) as aborted:
+            wazoo.recipe_call(caller, "hostile", "escape", b"")
+        assert aborted.value.error == b"escape: no-auth, no-auth, no-auth, no-auth"
+        with pytest.raises(wazoo.RecipeAborted) as aborted:
+            wazoo.recipe_call(caller, "hostile", "children", b"/zookeeper")
+        assert aborted.value.error == b"children: no-auth"
         with pytest.raises(wazoo.NoRecipeError):
             wazoo.recipe_call(caller, "nonesuch", "x")
     finally:

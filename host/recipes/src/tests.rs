@@ -233,6 +233,15 @@ fn each_misbehaviour_ends_only_its_call_with_a_clean_error() {
         }
     );
     assert_eq!(stage.len(), 100, "staged up to the cap, then refused");
+    let (r, stage) = hostile("escape", b"");
+    assert_eq!(
+        r.unwrap(),
+        Outcome::Abort {
+            error: b"escape: no-auth, no-auth, no-auth, no-auth".to_vec()
+        },
+        "the server's own subtrees are out of reach"
+    );
+    assert!(stage.is_empty());
     let (r, _) = hostile("refuse", b"");
     assert_eq!(
         r.unwrap(),

@@ -27,5 +27,5 @@ pub use datatree::{
 pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
 pub use reads::{read, set_watches, ReadCtx};
 pub use session::SessionTracker;
-pub use stage::{Access, Answer, Stage, View, Wait, WaitFor};
+pub use stage::{is_system_path, Access, Answer, Stage, View, Wait, WaitFor};
 pub use watch::{WatchRegistry, WatcherId};

@@ -26,6 +26,9 @@
 //!   stamp: then the multi preps to what the stage showed, and the recipe decided on a state
 //!   that is still current (optimistic concurrency control; a stale stage runs again).
 //!
+//! - No access reaches the server's own subtrees, `/zookeeper` and `/wazoo` ([`is_system_path`]):
+//!   NOAUTH.
+//!
 //! Cost: staging an op is what prepping it costs (its path's records, no scan of earlier ops); a
 //! child list read costs the node's children plus this stage's changes under it; validation
 //! costs a lookup per stamped path.
@@ -54,6 +57,30 @@ pub enum Access {
     Children(String),
     /// A create, delete, setData or check, as a multi's sub-op.
     Stage(MultiOp),
+}
+
+impl Access {
+    /// The path it reads or writes.
+    pub fn path(&self) -> &str {
+        match self {
+            Access::Get(p) | Access::Exists(p) | Access::Children(p) => p,
+            Access::Stage(MultiOp::Create(c)) => &c.path,
+            Access::Stage(
+                MultiOp::Delete { path, .. }
+                | MultiOp::SetData { path, .. }
+                | MultiOp::Check { path, .. },
+            ) => path,
+        }
+    }
+}
+
+/// Whether `p` is in the server's own subtrees, which no recipe reads or writes: `/zookeeper`
+/// (quotas, the ensemble's config) and `/wazoo` (loaded recipes). A recipe that could rewrite a
+/// loaded recipe or a quota would be a way out of its sandbox.
+pub fn is_system_path(p: &str) -> bool {
+    ["/zookeeper", "/wazoo"]
+        .iter()
+        .any(|root| p.strip_prefix(root).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
 }
 
 /// The answer to an [`Access`].
@@ -175,6 +202,9 @@ impl Stage {
 
     /// Answers `a` against `view`, or says what it waits for.
     pub fn access(&mut self, view: View<'_>, a: &Access) -> Result<Answer, Wait> {
+        if is_system_path(a.path()) {
+            return Ok(Answer::Failed(ErrorCode::NoAuth));
+        }
         let read = match a {
             Access::Get(p) | Access::Exists(p) | Access::Children(p) => p,
             Access::Stage(op) => return Ok(self.stage(view, op)),

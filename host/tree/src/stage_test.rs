@@ -497,3 +497,25 @@ fn staging_many_creates_under_one_parent_costs_each_op_its_own_records() {
     assert_eq!(s.stamped(), 20_001, "each created path and /q");
     assert!(f.pending.is_empty());
 }
+
+#[test]
+fn no_access_reaches_the_servers_own_subtrees() {
+    let f = Fixture::new();
+    let mut s = stage();
+    for a in [
+        Access::Get("/zookeeper".into()),
+        Access::Children("/zookeeper/quota".into()),
+        Access::Exists("/wazoo/recipes/x".into()),
+        Access::Stage(create_op("/wazoo/evil", b"", 0)),
+        Access::Stage(set_op("/zookeeper/config", b"", -1)),
+    ] {
+        assert_eq!(
+            s.access(f.view(), &a),
+            Ok(Answer::Failed(ErrorCode::NoAuth)),
+            "{a:?}"
+        );
+    }
+    assert!(s.is_empty() && s.stamped() == 0, "nothing staged or read");
+    assert!(!is_system_path("/wazooka") && !is_system_path("/zookeeperx/a"));
+    assert!(f.exists(&mut s, "/q").is_some(), "the rest is as it was");
+}

@@ -12,6 +12,8 @@
 //!   aborts saying how many it staged;
 //! - `children`: lists the children of the path it is given and returns how many (as text);
 //! - `park`: parks on as many paths (`/park/<i>`) as its argument says, forever;
+//! - `escape`: tries to read and write `/zookeeper` and `/wazoo` and aborts saying how each
+//!   try ended;
 //! - `refuse`: aborts with "refused".
 
 wit_bindgen::generate!({ world: "recipe", path: "../../wit" });
@@ -87,6 +89,20 @@ impl Guest for Hostile {
                     deadline_ms: None,
                     state: Vec::new(),
                 })
+            }
+            "escape" => {
+                // Reaches for the server's own subtrees: config, quotas, loaded recipes.
+                let tries = [
+                    tree::get("/zookeeper/config").err(),
+                    tree::children("/wazoo/recipes").err(),
+                    tree::create("/wazoo/recipes/evil", b"", CreateMode::Persistent).err(),
+                    tree::set("/zookeeper", b"", None).err(),
+                ];
+                let said: Vec<&str> = tries
+                    .iter()
+                    .map(|e| e.as_ref().map_or("allowed", |e| e.name()))
+                    .collect();
+                Outcome::Abort(format!("escape: {}", said.join(", ")).into_bytes())
             }
             "refuse" => Outcome::Abort(b"refused".to_vec()),
             other => Outcome::Abort(format!("no op {other}").into_bytes()),
