@@ -449,3 +449,24 @@ def test_a_call_retried_after_its_reply_was_lost_takes_effect_once(wazoo_server,
         zk.close()
     finally:
         proxy.close()
+
+
+def test_a_recipe_listing_more_children_than_the_cap_gets_limit_exceeded_and_the_server_goes_on(
+        wazoo_server_factory, kazoo_factory):
+    srv = hostile_server(wazoo_server_factory)
+    zk = kazoo_factory(srv)
+    zk.create("/wide", b"")
+    cap = 1 << 16  # MAX_CHILDREN_PER_READ
+    batches = []
+    for start in range(0, cap + 1, 2048):
+        t = zk.transaction()
+        for i in range(start, min(start + 2048, cap + 1)):
+            t.create(f"/wide/{i}", b"")
+        batches.append(t.commit_async())
+    for b in batches:
+        assert all(r.startswith("/wide/") for r in b.get(timeout=60))
+    with pytest.raises(wazoo.RecipeAborted) as aborted:
+        wazoo.recipe_call(zk, "hostile", "children", b"/wide")
+    assert aborted.value.error == b"children: limit-exceeded"
+    zk.delete("/wide/0")
+    assert wazoo.recipe_call_raw(zk, "hostile", "children", b"/wide") == str(cap).encode(), "at the cap: listed"

@@ -46,6 +46,11 @@ use crate::node::{stat_of, NodeMeta};
 use crate::path;
 use crate::prep::{PendingChanges, Prep, PrepConfig, PrepCtx};
 
+/// Children one read of a recipe may list: listing is done on the core's thread, and a list of
+/// 65,536 names is about a millisecond of it; past that the read fails MARSHALLINGERROR (the
+/// recipe sees `limit-exceeded`), as a client's reply past the frame limit does.
+pub const MAX_CHILDREN_PER_READ: usize = 1 << 16;
+
 /// One thing a recipe asks of the tree.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Access {
@@ -78,9 +83,10 @@ impl Access {
 /// (quotas, the ensemble's config) and `/wazoo` (loaded recipes). A recipe that could rewrite a
 /// loaded recipe or a quota would be a way out of its sandbox.
 pub fn is_system_path(p: &str) -> bool {
-    ["/zookeeper", "/wazoo"]
-        .iter()
-        .any(|root| p.strip_prefix(root).is_some_and(|rest| rest.is_empty() || rest.starts_with('/')))
+    ["/zookeeper", "/wazoo"].iter().any(|root| {
+        p.strip_prefix(root)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
 }
 
 /// The answer to an [`Access`].
@@ -240,6 +246,14 @@ impl Stage {
                 None => Answer::Failed(ErrorCode::NoNode),
             },
             Access::Exists(p) => Answer::Exists(self.stat(view, p)),
+            Access::Children(p)
+                if view
+                    .tree
+                    .get(p)
+                    .is_some_and(|n| n.child_count() > MAX_CHILDREN_PER_READ) =>
+            {
+                Answer::Failed(ErrorCode::MarshallingError)
+            }
             Access::Children(p) => match self.children(view, p) {
                 Some(c) => Answer::Children(c),
                 None => Answer::Failed(ErrorCode::NoNode),

@@ -519,3 +519,38 @@ fn no_access_reaches_the_servers_own_subtrees() {
     assert!(!is_system_path("/wazooka") && !is_system_path("/zookeeperx/a"));
     assert!(f.exists(&mut s, "/q").is_some(), "the rest is as it was");
 }
+
+#[test]
+fn a_child_list_past_the_cap_is_refused_without_being_built() {
+    let mut f = Fixture::new();
+    let mut z = ZXID;
+    for i in 0..=MAX_CHILDREN_PER_READ {
+        z += 1;
+        f.tree.apply(
+            &header(z),
+            &Txn::Create {
+                path: format!("/q/a/{i}"),
+                data: None,
+                acl: Acl::open_unsafe(),
+                owner: 0,
+                parent_cversion: i as i32 + 1,
+            },
+        );
+    }
+    let mut s = Stage::new(7, z + 1, 5);
+    assert_eq!(
+        s.access(f.view(), &Access::Children("/q/a".into())),
+        Ok(Answer::Failed(ErrorCode::MarshallingError))
+    );
+    f.tree.apply(
+        &header(z + 1),
+        &Txn::Delete {
+            path: "/q/a/0".into(),
+        },
+    );
+    assert_eq!(
+        f.children(&mut s, "/q/a").map(|c| c.len()),
+        Ok(MAX_CHILDREN_PER_READ),
+        "at the cap: listed"
+    );
+}
