@@ -470,3 +470,39 @@ def test_a_recipe_listing_more_children_than_the_cap_gets_limit_exceeded_and_the
     assert aborted.value.error == b"children: limit-exceeded"
     zk.delete("/wide/0")
     assert wazoo.recipe_call_raw(zk, "hostile", "children", b"/wide") == str(cap).encode(), "at the cap: listed"
+
+
+def test_a_call_whose_reply_a_restart_lost_is_answered_once_after_it(wazoo_server, kazoo_factory):
+    """The same as above, but the server restarts between the add's commit and its reply: the
+    answer was kept as data in the add's own txn, so the retry on the resumed session gets it."""
+    proxy = CuttingProxy(wazoo_server.port)
+    try:
+        from kazoo.client import KazooClient
+
+        zk = KazooClient(hosts=f"127.0.0.1:{proxy.port}", timeout=10.0)
+        zk.start(timeout=10)
+        observer = kazoo_factory(wazoo_server)
+        zk.ensure_path("/restart-retry")
+        counter = wazoo.Counter(zk, "/restart-retry/n")
+        assert counter.add(1) == 1
+        proxy.hold_replies.set()
+        result = []
+        adding = threading.Thread(target=lambda: result.append(counter.add(10)))
+        adding.start()
+        harness.wait_until(lambda: observer.exists("/restart-retry/n").version == 1, 10, what="the add applied")
+        wazoo_server.restart()
+        proxy.cut()
+        proxy.hold_replies.clear()
+        adding.join(60)
+        assert result == [11], "the retry got the first add's answer"
+        harness.wait_until(lambda: observer.connected, 30, what="observer back")
+        data, stat = observer.get("/restart-retry/n")
+        assert struct.unpack("<q", data)[0] == 11 and stat.version == 1, "added once"
+        answers = observer.get_children("/wazoo/answers")
+        assert len(answers) == 2 and all(a.startswith(f"{zk.client_id[0]:016x}-") for a in answers), answers
+        zk.stop()
+        zk.close()
+        harness.wait_until(lambda: observer.get_children("/wazoo/answers") == [], 10,
+                           what="the answers go with their session")
+    finally:
+        proxy.close()

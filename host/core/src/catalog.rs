@@ -115,6 +115,7 @@ impl Core {
             self.catalog.current.insert(name.clone(), 0);
             self.catalog.builtins.insert(name);
         }
+        self.load_answers();
         if let Some(root) = self.tree.get(RECIPES_ROOT) {
             let names: Vec<String> = root.children().map(str::to_owned).collect();
             self.catalog.touched.extend(names);

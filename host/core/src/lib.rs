@@ -48,6 +48,7 @@ use wazoo_tree::{
 
 mod admin;
 mod answer;
+mod answers;
 mod apply;
 mod catalog;
 mod config;

@@ -161,8 +161,8 @@ pub(super) struct Runs {
     by_request: FastMap<(i64, String), RunId>,
     /// What finished calls named by a request id answered, by (session, id), with the txn the
     /// answer waits for; the latest [`MAX_RESULTS_PER_SESSION`] per session, dropped with it.
-    results: FastMap<(i64, String), (Result<Response, ErrorCode>, Zxid)>,
-    result_order: FastMap<i64, VecDeque<String>>,
+    pub(super) results: FastMap<(i64, String), (Result<Response, ErrorCode>, Zxid)>,
+    pub(super) result_order: FastMap<i64, VecDeque<String>>,
     next: RunId,
     /// Accesses that wait for the txn of their key to apply.
     waiting: BTreeMap<Zxid, Vec<(RunId, Access)>>,
@@ -491,7 +491,8 @@ impl Core {
             ..
         } = run;
         let request_id = std::mem::take(&mut run.start.request_id);
-        let Some(zxid) = self.log_stage(session, xid, &auth, stage, Some(conn)) else {
+        let extra = crate::answers::answer_ops(self, session, &request_id, &output);
+        let Some(zxid) = self.log_stage(session, xid, &auth, stage, extra, Some(conn)) else {
             return; // a refused zxid: the step down closes the connection
         };
         let answer = Ok(Response::RecipeCall {
@@ -526,7 +527,7 @@ impl Core {
         let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
         if !stage.is_empty()
             && self
-                .log_stage(run.session, run.xid, &run.auth, stage, None)
+                .log_stage(run.session, run.xid, &run.auth, stage, Vec::new(), None)
                 .is_none()
         {
             return; // a refused zxid: the step down closes the connection
@@ -704,11 +705,14 @@ impl Core {
         xid: i32,
         auth: &AuthInfo,
         stage: Stage,
+        extra: Vec<MultiOp>,
         origin: Option<ConnId>,
     ) -> Option<Zxid> {
         let zxid = self.alloc_zxid()?;
         let valid = self.tracker.is_valid(session);
-        let multi = Request::Multi(stage.into_ops());
+        let mut ops = stage.into_ops();
+        ops.extend(extra);
+        let multi = Request::Multi(ops);
         self.prep_and_log(session, xid, valid, auth, &multi, zxid, origin);
         Some(zxid)
     }

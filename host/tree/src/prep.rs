@@ -82,6 +82,14 @@ impl PendingChanges {
         }
     }
 
+    /// Whether `p` exists once the outstanding changes apply (the tree's node otherwise).
+    pub fn exists(&self, tree: &DataTree, p: &str) -> bool {
+        match self.by_path.get(p) {
+            Some(r) => r.meta.is_some(),
+            None => tree.get(p).is_some(),
+        }
+    }
+
     /// The outstanding change of `p`, if any (a deletion included).
     pub(crate) fn record_of(&self, p: &str) -> Option<&ChangeRecord> {
         self.by_path.get(p)

@@ -1,0 +1,151 @@
+//! Recipe answers as data: what a call named by a request id committed is kept in the tree, so a
+//! retry after a server restart (its reply lost with the connection) gets the first answer and
+//! the call's writes happen once. The answer is an ephemeral node of the calling session written
+//! in the call's own multi, `/wazoo/answers/<session, 16 hex>-<request id>` holding the output:
+//! it is durable exactly when the call's writes are, and it goes with the session. The latest
+//! [`MAX_RESULTS_PER_SESSION`] of a session are kept (the multi that adds one past that deletes
+//! the oldest). At start the core reads them back into its table of answers (`recipe.rs`).
+//!
+//! An abort writes nothing and is not kept across a restart: running it again has no effect to
+//! repeat. Outputs over [`MAX_KEPT_OUTPUT`] bytes and request ids that are not a plain path
+//! segment are kept in memory only, as is everything when `/wazoo/answers` has an ACL other
+//! than the open one the server gives it (the caller's auth writes it, within the call's multi).
+
+use wazoo_proto::{Acl, CreateRequest};
+
+use super::*;
+use crate::recipe::MAX_RESULTS_PER_SESSION;
+
+/// Where answers live.
+pub const ANSWERS_ROOT: &str = "/wazoo/answers";
+
+/// The largest output kept as data.
+pub const MAX_KEPT_OUTPUT: usize = 64 << 10;
+
+fn node_name(session: i64, request_id: &str) -> String {
+    format!("{:016x}-{request_id}", session as u64)
+}
+
+fn storable(request_id: &str) -> bool {
+    !request_id.is_empty()
+        && request_id.len() <= 128
+        && request_id != "."
+        && request_id != ".."
+        && request_id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/')
+}
+
+fn create(path: &str, data: &[u8], flags: i32) -> MultiOp {
+    MultiOp::Create(CreateRequest {
+        op: op::CREATE,
+        path: path.to_owned(),
+        data: Some(data.to_vec()),
+        acl: Acl::open_unsafe(),
+        flags,
+        ttl: -1,
+    })
+}
+
+/// The ops that keep `output` as `session`'s answer to `request_id`, appended to the call's
+/// multi (none if it is not to be kept as data).
+pub(super) fn answer_ops(
+    core: &Core,
+    session: i64,
+    request_id: &str,
+    output: &[u8],
+) -> Vec<MultiOp> {
+    if !storable(request_id) || output.len() > MAX_KEPT_OUTPUT || !core.tracker.is_valid(session) {
+        return Vec::new();
+    }
+    let exists = |p: &str| core.pending.exists(&core.tree, p);
+    let open = |p: &str| {
+        core.tree
+            .get(p)
+            .is_none_or(|n| n.acl()[..] == Acl::open_unsafe()[..])
+    };
+    if !open("/wazoo") || !open(ANSWERS_ROOT) {
+        return Vec::new();
+    }
+    let mut ops = Vec::new();
+    for dir in ["/wazoo", ANSWERS_ROOT] {
+        if !exists(dir) {
+            ops.push(create(dir, b"", 0));
+        }
+    }
+    let node = format!("{ANSWERS_ROOT}/{}", node_name(session, request_id));
+    if exists(&node) {
+        ops.push(MultiOp::Delete {
+            path: node.clone(),
+            version: -1,
+        });
+    }
+    ops.push(create(&node, output, 1)); // ephemeral: it goes with the session
+                                        // The oldest past the cap goes (`record_result` drops it from memory the same way).
+    if let Some(order) = core.runs.result_order.get(&session) {
+        if order.len() >= MAX_RESULTS_PER_SESSION {
+            let oldest = format!("{ANSWERS_ROOT}/{}", node_name(session, &order[0]));
+            if order[0] != request_id && exists(&oldest) {
+                ops.push(MultiOp::Delete {
+                    path: oldest,
+                    version: -1,
+                });
+            }
+        }
+    }
+    ops
+}
+
+impl Core {
+    /// Reads the answers kept as data back into the table (at start).
+    pub(super) fn load_answers(&mut self) {
+        let Some(root) = self.tree.get(ANSWERS_ROOT) else {
+            return;
+        };
+        let mut found: Vec<(Zxid, i64, String, Vec<u8>)> = Vec::new();
+        for name in root.children() {
+            let Some((hex, rid)) = name.split_once('-') else {
+                continue;
+            };
+            let Ok(session) = u64::from_str_radix(hex, 16) else {
+                continue;
+            };
+            let session = session as i64;
+            let path = format!("{ANSWERS_ROOT}/{name}");
+            if let Some(n) = self.tree.get(&path) {
+                if self.tracker.is_valid(session) {
+                    let data = n.data().unwrap_or_default().to_vec();
+                    found.push((n.meta().czxid, session, rid.to_owned(), data));
+                }
+            }
+        }
+        found.sort();
+        for (_, session, rid, output) in found {
+            let answer = Ok(Response::RecipeCall {
+                aborted: false,
+                output,
+            });
+            self.runs
+                .result_order
+                .entry(session)
+                .or_default()
+                .push_back(rid.clone());
+            self.runs.results.insert((session, rid), (answer, 0));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_segments_name_a_kept_answer() {
+        assert!(storable("0f3a9c1e2b4d4e6f8a0b1c2d3e4f5a6b"));
+        assert!(storable("retry-7"));
+        for bad in ["", ".", "..", "a/b", "with space", &"x".repeat(129)] {
+            assert!(!storable(bad), "{bad:?}");
+        }
+        assert_eq!(node_name(-1, "r"), "ffffffffffffffff-r");
+    }
+}
