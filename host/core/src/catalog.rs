@@ -90,6 +90,9 @@ pub(super) struct Catalog {
     current: HashMap<String, u64>,
     /// Names whose node an applied txn touched, to look at after the batch.
     touched: BTreeSet<String>,
+    /// Loaded versions the runtime compiled and holds (built-ins aside): each costs its code's
+    /// memory until retired.
+    compiled: BTreeSet<(String, u64)>,
 }
 
 impl Catalog {
@@ -146,6 +149,7 @@ impl Core {
                 } else {
                     self.catalog.current.remove(&name);
                 }
+                self.retire_unused_versions();
                 continue;
             };
             let version = node.meta().mzxid as u64;
@@ -208,9 +212,38 @@ impl Core {
             .tree
             .get(&format!("{RECIPES_ROOT}/{name}"))
             .map(|n| n.meta().mzxid as u64);
+        self.catalog.compiled.insert((name.clone(), version));
         if node_version == Some(version) {
             info!(recipe = %name, version = format_args!("{version:#x}"), "recipe version current");
             self.catalog.current.insert(name, version);
+        }
+        self.retire_unused_versions();
+    }
+
+    /// Retires every compiled loaded version that is not current and that no call uses (run,
+    /// waiting or parked): with reloads, memory holds at most the current versions and those
+    /// calls in flight still run on. Called when a version is installed and at each tick.
+    pub(super) fn retire_unused_versions(&mut self) {
+        let catalog = &self.catalog;
+        let unused: Vec<(String, u64)> = catalog
+            .compiled
+            .iter()
+            .filter(|(name, v)| catalog.current.get(name) != Some(v))
+            .cloned()
+            .collect();
+        if unused.is_empty() {
+            return;
+        }
+        let in_use = self.runs.versions_in_use();
+        for key in unused {
+            if in_use.contains(&key) {
+                continue;
+            }
+            debug!(recipe = %key.0, version = format_args!("{:#x}", key.1), "retiring a recipe version");
+            self.catalog.compiled.remove(&key);
+            if let Some(r) = self.recipes.as_ref() {
+                r.retire(&key.0, key.1);
+            }
         }
     }
 }

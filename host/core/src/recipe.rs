@@ -122,6 +122,9 @@ pub trait Recipes: Send {
     /// Compiles a loaded recipe's version off the core, then sends
     /// [`CoreMsg::RecipeInstalled`].
     fn install(&self, _install: crate::Install) {}
+
+    /// Drops a loaded version no call uses any more (its compiled code's memory).
+    fn retire(&self, _name: &str, _version: u64) {}
 }
 
 /// Where a running recipe's answers go.
@@ -183,6 +186,17 @@ pub(super) struct Runs {
 }
 
 impl Runs {
+    /// The (recipe, version) of every call in progress: running, waiting to run again, parked.
+    pub(super) fn versions_in_use(&self) -> std::collections::BTreeSet<(String, u64)> {
+        let key = |r: &Run| (r.start.recipe.clone(), r.start.version);
+        self.by_id
+            .values()
+            .map(key)
+            .chain(self.parked.values().map(|p| key(&p.run)))
+            .chain(self.waiting_here.values().flatten().map(|(_, r)| key(r)))
+            .collect()
+    }
+
     /// Parked calls (for the gauges and tests).
     pub(super) fn parked(&self) -> usize {
         self.parked.len()

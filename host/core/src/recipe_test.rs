@@ -16,6 +16,7 @@ struct Script {
     starts: Vec<(RunId, RunStart)>,
     answers: Vec<(RunId, Answer)>,
     installs: Vec<crate::Install>,
+    retired: Vec<(String, u64)>,
 }
 
 #[derive(Clone, Default)]
@@ -44,6 +45,10 @@ impl Recipes for Scripted {
 
     fn install(&self, install: crate::Install) {
         self.0.lock().unwrap().installs.push(install);
+    }
+
+    fn retire(&self, name: &str, version: u64) {
+        self.0.lock().unwrap().retired.push((name.into(), version));
     }
 
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
@@ -812,15 +817,51 @@ fn a_recipe_loaded_as_znodes_is_installed_and_new_calls_use_it_while_a_parked_ca
         "new calls run the new version"
     );
     end(&mut h, run, commit(b""));
-    // The parked call wakes on its own version.
+    // A call parks on version 1; version 2 is loaded and compiled: version 1 stays for it, and
+    // is retired once it is done.
+    h.request(1, 31, call("wait"));
+    let (on_v1, start) = started(&s);
+    assert_eq!(start.version, install.version);
+    end(
+        &mut h,
+        on_v1,
+        park(vec![WaitFor::Created("/v2done".into())], None, b""),
+    );
+    let sha2 = "cd".repeat(32);
+    h.connect(5);
+    load_recipe(&mut h, 5, "test", b"\0asm v2", &sha2);
+    let v2 = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("v2 to install");
+    h.input(CoreMsg::RecipeInstalled {
+        name: "test".into(),
+        version: v2.version,
+        error: None,
+    });
+    assert!(
+        s.0.lock().unwrap().retired.is_empty(),
+        "a parked call runs on version 1"
+    );
+    h.request(5, 32, create("/v2done", 0));
+    h.settle();
+    let (woken, start) = started(&s);
+    assert_eq!((woken, start.version), (on_v1, install.version));
+    end(&mut h, woken, commit(b""));
+    crate::core_test::tick(&mut h);
+    assert_eq!(
+        std::mem::take(&mut s.0.lock().unwrap().retired),
+        vec![("test".to_owned(), install.version)],
+        "retired once no call uses it"
+    );
+    // The parked call on the built-in wakes on its own version.
     h.request(1, 4, create("/go", 0));
     h.settle();
     let (_, woken) = started(&s);
     assert_eq!((woken.reason, woken.version), (RunReason::Woken, 0));
     // Removed: new calls are answered by the built-in again.
     let node = format!("{}/test", crate::RECIPES_ROOT);
-    let chunk = format!("{node}/{sha}-0000");
-    h.request(1, 5, delete(&chunk));
+    h.request(1, 5, delete(&format!("{node}/{sha}-0000")));
+    h.request(1, 8, delete(&format!("{node}/{sha2}-0000")));
     h.request(1, 6, delete(&node));
     h.settle();
     h.request(1, 7, call("x"));

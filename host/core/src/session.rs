@@ -151,6 +151,7 @@ impl Core {
 
     pub(super) fn on_tick(&mut self, now: i64) {
         self.time_out_parked();
+        self.retire_unused_versions();
         self.stage_tree_changes();
         self.submit_batch();
         // What a session's connection received counts even if the request still waits in the

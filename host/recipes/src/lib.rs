@@ -261,6 +261,17 @@ impl RecipeHost {
         Ok(())
     }
 
+    /// Drops `version` of `name` (calls running on it keep what they hold until they end).
+    pub fn retire(&self, name: &str, version: u64) {
+        let mut recipes = self.recipes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(versions) = recipes.get_mut(name) {
+            versions.remove(&version);
+            if versions.is_empty() {
+                recipes.remove(name);
+            }
+        }
+    }
+
     /// Whether some version of a recipe named `name` is loaded.
     pub fn has(&self, name: &str) -> bool {
         self.recipes

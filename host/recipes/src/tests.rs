@@ -303,6 +303,11 @@ fn versions_of_a_recipe_live_side_by_side_and_a_call_names_its_own() {
         "no op refuse"
     );
     assert!(matches!(run(8), Err(RecipeError::NoSuchRecipe(_))));
+    host.retire("x", 9);
+    assert!(matches!(run(9), Err(RecipeError::NoSuchRecipe(_))));
+    assert!(run(7).is_ok(), "the other version stays");
+    host.retire("x", 7);
+    assert!(!host.has("x"));
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use tokio::sync::mpsc::UnboundedSender;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 use wazoo_proto::ErrorCode;
 use wazoo_recipes::{
     Access, Answer, Call, CallContext, Limits, Outcome, Reason, RecipeError, RecipeHost,
@@ -51,8 +51,8 @@ pub struct Workers {
     /// Recipes that may run on the core's thread: the built-ins (small Rust components), whose
     /// version is 0. A loaded version runs on a worker: its instantiation cost is not known.
     here: Vec<String>,
-    /// Where compiled loaded versions are reported.
-    core: UnboundedSender<CoreMsg>,
+    /// Loaded versions to compile, for the one compile thread.
+    compiles: mpsc::Sender<Install>,
 }
 
 impl Workers {
@@ -82,7 +82,7 @@ impl Workers {
         info!(recipes = ?builtins, threads, "recipe workers started");
         let host = Arc::new(host);
         let (jobs, rx) = mpsc::channel::<Job>();
-        let reports = core.clone();
+        let compiles = spawn_compiler(Arc::clone(&host), core.clone())?;
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads {
             let (host, rx, core) = (Arc::clone(&host), Arc::clone(&rx), core.clone());
@@ -95,9 +95,67 @@ impl Workers {
             jobs,
             host,
             here: builtins.to_vec(),
-            core: reports,
+            compiles,
         })
     }
+}
+
+/// The thread that checks and compiles loaded versions, one at a time (compiling a component
+/// takes a third of a second or more, a Python one a minute; the artifact cache makes a known
+/// one fast), so loads cost at most one core however many arrive. Of several versions of one
+/// name waiting, only the latest is compiled: the others could never become current.
+fn spawn_compiler(
+    host: Arc<RecipeHost>,
+    core: UnboundedSender<CoreMsg>,
+) -> Result<mpsc::Sender<Install>, WorkersError> {
+    let (tx, rx) = mpsc::channel::<Install>();
+    thread::Builder::new()
+        .name("wazoo-recipe-compile".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut latest: std::collections::BTreeMap<String, Install> = Default::default();
+                let mut skipped = Vec::new();
+                for i in std::iter::once(first).chain(rx.try_iter()) {
+                    if let Some(old) = latest.insert(i.name.clone(), i) {
+                        skipped.push((old.name, old.version));
+                    }
+                }
+                for (name, version) in skipped {
+                    let error = Some("a later version of it was loaded first".to_owned());
+                    let _ = core.send(CoreMsg::RecipeInstalled {
+                        name,
+                        version,
+                        error,
+                    });
+                }
+                for (_, install) in latest {
+                    let Install {
+                        name,
+                        version,
+                        wasm,
+                        sha256,
+                    } = install;
+                    let got = wazoo_recipes::sha256_hex(&wasm);
+                    let error = if got != sha256 {
+                        Some(format!("its chunks hash to {got}, not {sha256}"))
+                    } else {
+                        host.install(&name, version, &wasm)
+                            .err()
+                            .map(|e| e.to_string())
+                    };
+                    let sent = core.send(CoreMsg::RecipeInstalled {
+                        name,
+                        version,
+                        error,
+                    });
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+            }
+        })
+        .map_err(WorkersError::Spawn)?;
+    Ok(tx)
 }
 
 /// The core's own accesses, answered at once or given up.
@@ -152,36 +210,13 @@ impl Recipes for Workers {
         self.here.clone()
     }
 
-    /// Checks and compiles a loaded version on a thread of its own (compiling a component takes
-    /// a third of a second or more; the artifact cache makes a known one fast).
     fn install(&self, install: Install) {
-        let (host, core) = (Arc::clone(&self.host), self.core.clone());
-        let spawned = thread::Builder::new()
-            .name("wazoo-recipe-compile".into())
-            .spawn(move || {
-                let Install {
-                    name,
-                    version,
-                    wasm,
-                    sha256,
-                } = install;
-                let got = wazoo_recipes::sha256_hex(&wasm);
-                let error = if got != sha256 {
-                    Some(format!("its chunks hash to {got}, not {sha256}"))
-                } else {
-                    host.install(&name, version, &wasm)
-                        .err()
-                        .map(|e| e.to_string())
-                };
-                let _ = core.send(CoreMsg::RecipeInstalled {
-                    name,
-                    version,
-                    error,
-                });
-            });
-        if let Err(e) = spawned {
-            warn!("cannot start a thread to compile a recipe: {e}");
-        }
+        // The compile thread lives as long as the process.
+        let _ = self.compiles.send(install);
+    }
+
+    fn retire(&self, name: &str, version: u64) {
+        self.host.retire(name, version);
     }
 
     fn start(&self, run: RunId, start: RunStart) -> Box<dyn RunHandle> {
