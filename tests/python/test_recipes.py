@@ -506,3 +506,34 @@ def test_a_call_whose_reply_a_restart_lost_is_answered_once_after_it(wazoo_serve
                            what="the answers go with their session")
     finally:
         proxy.close()
+
+
+def test_a_parked_call_survives_a_restart_with_its_deadline(wazoo_server, kazoo_factory):
+    """A wait parked with a 6 s timeout is recorded in the tree; the server restarts 3 s in;
+    the call is re-armed from its record and the client's retry takes it over, so it times out 6 s
+    after it was first made (a fresh call would wait 6 s from the retry)."""
+    waiter = kazoo_factory(wazoo_server, timeout=10.0)
+    waiter.ensure_path("/survive")
+    outcome = []
+
+    def wait():
+        t0 = time.monotonic()
+        try:
+            wazoo.Counter(waiter, "/survive/n").wait(5, timeout=6.0)
+            outcome.append(("returned", time.monotonic() - t0))
+        except wazoo.RecipeAborted as e:
+            outcome.append((e.error, time.monotonic() - t0))
+
+    t = threading.Thread(target=wait)
+    t.start()
+    observer = kazoo_factory(wazoo_server)  # the waiter's own requests queue behind its call
+    harness.wait_until(lambda: observer.exists("/wazoo/parked") and observer.get_children("/wazoo/parked"), 10,
+                       what="the parked call's record")
+    time.sleep(3.0)
+    wazoo_server.restart()
+    t.join(30)
+    assert outcome and outcome[0][0] == "timed out", outcome
+    # A fresh call would time out 6 s after the retry, 9 s or more in.
+    assert 5.5 <= outcome[0][1] < 8.0, f"the first call's deadline, not a new one: {outcome[0][1]:.2f} s"
+    harness.wait_until(lambda: observer.connected, 30, what="reconnected")
+    harness.wait_until(lambda: observer.get_children("/wazoo/parked") == [], 10, what="its end deleted the record")

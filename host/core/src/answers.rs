@@ -26,7 +26,8 @@ fn node_name(session: i64, request_id: &str) -> String {
     format!("{:016x}-{request_id}", session as u64)
 }
 
-fn storable(request_id: &str) -> bool {
+/// Whether `request_id` can name a node (kept answers, parked calls' records).
+pub(super) fn storable(request_id: &str) -> bool {
     !request_id.is_empty()
         && request_id.len() <= 128
         && request_id != "."

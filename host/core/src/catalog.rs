@@ -100,6 +100,11 @@ impl Catalog {
     pub(super) fn current(&self, name: &str) -> Option<u64> {
         self.current.get(name).copied()
     }
+
+    /// Whether `name` is a built-in.
+    pub(super) fn is_builtin(&self, name: &str) -> bool {
+        self.builtins.contains(name)
+    }
 }
 
 /// The recipe name whose node `path` is, if it is one (`/wazoo/recipes/<name>`).
@@ -119,6 +124,7 @@ impl Core {
             self.catalog.builtins.insert(name);
         }
         self.load_answers();
+        self.load_parked();
         if let Some(root) = self.tree.get(RECIPES_ROOT) {
             let names: Vec<String> = root.children().map(str::to_owned).collect();
             self.catalog.touched.extend(names);

@@ -58,6 +58,7 @@ mod flow;
 mod forward;
 pub mod links;
 mod pace;
+mod parked_record;
 mod recipe;
 mod recovery;
 mod replica;

@@ -161,7 +161,7 @@ pub(super) struct Runs {
     by_id: FastMap<RunId, Run>,
     /// Live calls (running, waiting or parked) named by a request id, by (session, id): a
     /// retry after a lost connection takes the call over instead of running it again.
-    by_request: FastMap<(i64, String), RunId>,
+    pub(super) by_request: FastMap<(i64, String), RunId>,
     /// What finished calls named by a request id answered, by (session, id), with the txn the
     /// answer waits for; the latest [`MAX_RESULTS_PER_SESSION`] per session, dropped with it.
     pub(super) results: FastMap<(i64, String), (Result<Response, ErrorCode>, Zxid)>,
@@ -185,7 +185,64 @@ pub(super) struct Runs {
     next_seq: u64,
 }
 
+impl Run {
+    /// A call re-armed from its record, with no connection until a retry takes it over.
+    pub(super) fn detached(session: i64, start: RunStart, at: Instant) -> Run {
+        Run {
+            conn: ConnId::MAX,
+            xid: 0,
+            session,
+            auth: AuthInfo::default(),
+            stage: Stage::new(session, 0, start.now_ms),
+            start,
+            handle: None,
+            at,
+            admit: Admission::none(),
+        }
+    }
+}
+
 impl Runs {
+    /// Parks `run` as recorded and has it run once at the next tick (re-armed at start).
+    pub(super) fn rearm(
+        &mut self,
+        run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) -> RunId {
+        let run_id = self.next;
+        self.next += 1;
+        for w in &on {
+            self.by_path
+                .entry(w.path().to_owned())
+                .or_default()
+                .push(run_id);
+        }
+        if let Some(d) = deadline_ms {
+            self.deadlines.insert((d, run_id), ());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.parked.insert(
+            run_id,
+            Parked {
+                run,
+                on,
+                deadline_ms,
+                state,
+                seq,
+            },
+        );
+        self.woken.insert(seq, (run_id, RunReason::Woken));
+        run_id
+    }
+
+    /// Whether calls wait to be run after a wake.
+    pub(super) fn any_woken(&self) -> bool {
+        !self.woken.is_empty()
+    }
+
     /// The (recipe, version) of every call in progress: running, waiting to run again, parked.
     pub(super) fn versions_in_use(&self) -> std::collections::BTreeSet<(String, u64)> {
         let key = |r: &Run| (r.start.recipe.clone(), r.start.version);
@@ -505,7 +562,13 @@ impl Core {
             ..
         } = run;
         let request_id = std::mem::take(&mut run.start.request_id);
-        let extra = crate::answers::answer_ops(self, session, &request_id, &output);
+        let mut extra = crate::parked_record::drop_ops(self, session, &request_id);
+        extra.extend(crate::answers::answer_ops(
+            self,
+            session,
+            &request_id,
+            &output,
+        ));
         let Some(zxid) = self.log_stage(session, xid, &auth, stage, extra, Some(conn)) else {
             return; // a refused zxid: the step down closes the connection
         };
@@ -539,9 +602,25 @@ impl Core {
         state: Vec<u8>,
     ) {
         let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
-        if !stage.is_empty()
+        let rid = run.start.request_id.as_str();
+        let record = if crate::parked_record::recorded(self, run.session, rid) {
+            let rec = crate::parked_record::Record {
+                recipe: run.start.recipe.clone(),
+                version: run.start.version,
+                op: run.start.op.clone(),
+                args: run.start.args.clone(),
+                state: state.clone(),
+                deadline_ms,
+                on: on.clone(),
+                seed: run.start.seed,
+            };
+            crate::parked_record::put_ops(self, run.session, rid, &rec)
+        } else {
+            Vec::new()
+        };
+        if (!stage.is_empty() || !record.is_empty())
             && self
-                .log_stage(run.session, run.xid, &run.auth, stage, Vec::new(), None)
+                .log_stage(run.session, run.xid, &run.auth, stage, record, None)
                 .is_none()
         {
             return; // a refused zxid: the step down closes the connection
@@ -691,8 +770,18 @@ impl Core {
     /// read of the server's outstanding changes is applied.
     fn finish(&mut self, run_id: RunId, mut run: Run, result: Result<Response, ErrorCode>) {
         let conn = run.conn;
-        let after = run.stage.observed();
+        let mut after = run.stage.observed();
         let request_id = std::mem::take(&mut run.start.request_id);
+        let gone = crate::parked_record::drop_ops(self, run.session, &request_id);
+        if !gone.is_empty() && self.tracker.is_valid(run.session) {
+            // The call ends writing nothing: its record goes by a txn of its own, which the
+            // answer follows.
+            let (session, xid, auth) = (run.session, run.xid, run.auth.clone());
+            let empty = Stage::new(session, 0, 0);
+            if let Some(z) = self.log_stage(session, xid, &auth, empty, gone, None) {
+                after = after.max(z);
+            }
+        }
         self.record_result(run.session, request_id, &result, after);
         if after > self.tree.last_applied() {
             self.runs.replies_after.entry(after).or_default().push(conn);
@@ -836,6 +925,10 @@ impl Core {
         run.xid = xid;
         run.at = at;
         run.admit = admit;
+        if let Some(c) = self.conns.get(&id) {
+            // A call re-armed from its record had no auth: the session's connection has it.
+            run.auth = c.auth.clone();
+        }
         if let Some(c) = self.conns.get_mut(&id) {
             c.run = Some(run_id);
             c.queue.push_back(Queued::Recipe { run: run_id });

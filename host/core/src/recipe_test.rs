@@ -926,3 +926,90 @@ fn a_call_retried_with_its_request_id_after_a_connection_loss_gets_the_original_
     assert!(s.starts().is_empty());
     assert_eq!(body(&h.frames(3)[0]), (false, b"went".to_vec()));
 }
+
+#[test]
+fn a_parked_call_with_a_request_id_is_recorded_and_re_armed_from_its_record() {
+    let (mut h, s) = harness();
+    let hs = h.connect_to(1, 0, vec![0; 16]);
+    h.request(1, 1, call_with_id("wait", "r9"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(
+            vec![WaitFor::Created("/go".into())],
+            Some(h_deadline()),
+            b"st",
+        ),
+    );
+    // The park wrote the call's record: an ephemeral node of the session.
+    let node = format!("/wazoo/parked/{:016x}-r9", hs.session_id);
+    let rec = crate::parked_record::Record::decode(
+        h.core.tree().get(&node).expect("recorded").data().unwrap(),
+    )
+    .expect("decodes");
+    assert_eq!(
+        (
+            rec.recipe.as_str(),
+            rec.op.as_str(),
+            &rec.state[..],
+            rec.deadline_ms
+        ),
+        ("test", "wait", &b"st"[..], Some(h_deadline()))
+    );
+    assert_eq!(rec.on, vec![WaitFor::Created("/go".into())]);
+    // What a restarted server does with it: the call re-armed (its connection gone), run once at
+    // the next tick, then taken over by the client's retry.
+    h.input(CoreMsg::Closed { conn: 1 });
+    h.core.runs = Default::default();
+    h.core.load_parked();
+    crate::core_test::tick(&mut h);
+    let (rerun, start) = started(&s);
+    assert_eq!(start.reason, RunReason::Woken);
+    assert_eq!(start.state.as_deref(), Some(&b"st"[..]));
+    end(
+        &mut h,
+        rerun,
+        park(vec![WaitFor::Created("/go".into())], None, b"st2"),
+    );
+    h.connect_to(2, hs.session_id, hs.passwd.clone());
+    h.request(2, 1, call_with_id("wait", "r9"));
+    h.settle();
+    assert!(s.starts().is_empty(), "taken over, not run again");
+    h.connect(3);
+    h.request(3, 1, create("/go", 0));
+    h.settle();
+    let (woken, _) = started(&s);
+    end(&mut h, woken, commit(b"gone"));
+    assert_eq!(body(&h.frames(2)[0]), (false, b"gone".to_vec()));
+    assert!(
+        h.core.tree().get(&node).is_none(),
+        "the call's end deleted its record"
+    );
+    // A call that ends writing nothing deletes it by a txn of its own.
+    h.request(2, 2, call_with_id("wait", "r10"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/never".into())], None, b""),
+    );
+    let node10 = format!("/wazoo/parked/{:016x}-r10", hs.session_id);
+    assert!(h.core.tree().get(&node10).is_some());
+    h.request(3, 2, create("/never", 0));
+    h.settle();
+    let (woken, _) = started(&s);
+    end(
+        &mut h,
+        woken,
+        RunEnd::Abort {
+            error: b"no".to_vec(),
+        },
+    );
+    assert!(h.core.tree().get(&node10).is_none());
+    assert_eq!(body(&h.frames(2)[0]), (true, b"no".to_vec()));
+}
+
+fn h_deadline() -> i64 {
+    1_700_000_999_000
+}

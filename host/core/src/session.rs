@@ -151,6 +151,9 @@ impl Core {
 
     pub(super) fn on_tick(&mut self, now: i64) {
         self.time_out_parked();
+        if self.runs.any_woken() {
+            self.run_woken(); // calls re-armed at start
+        }
         self.retire_unused_versions();
         self.stage_tree_changes();
         self.submit_batch();
