@@ -537,3 +537,32 @@ def test_a_parked_call_survives_a_restart_with_its_deadline(wazoo_server, kazoo_
     assert 5.5 <= outcome[0][1] < 8.0, f"the first call's deadline, not a new one: {outcome[0][1]:.2f} s"
     harness.wait_until(lambda: observer.connected, 30, what="reconnected")
     harness.wait_until(lambda: observer.get_children("/wazoo/parked") == [], 10, what="its end deleted the record")
+
+
+def leb128(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def test_a_component_larger_than_a_request_loads_in_chunks(wazoo_server, kazoo_factory, tmp_path):
+    """The counter with a 1.5 MB custom section appended (still a valid component): more than a
+    request may carry, so it is written in 512 KiB chunks and made current by one multi."""
+    name = b"padding"
+    payload = leb128(len(name)) + name + bytes(1_500_000)
+    big = builtin_wasm("counter").read_bytes() + b"\x00" + leb128(len(payload)) + payload
+    path = tmp_path / "big.wasm"
+    path.write_bytes(big)
+    out = recipe_cli(wazoo_server, "load", "bigcounter", str(path))
+    assert "in 4 chunk(s)" in out, out
+    zk = kazoo_factory(wazoo_server)
+    zk.ensure_path("/big")
+    harness.wait_until(lambda: wazoo.recipe_call(zk, "bigcounter", "add", {"path": "/big/n", "delta": 2}) == 2,
+                       60, what="the big component compiled and current")
+    assert len(zk.get_children("/wazoo/recipes/bigcounter")) == 4
