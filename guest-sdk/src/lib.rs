@@ -168,6 +168,34 @@ impl Outcome {
     }
 }
 
+/// The output of a lock-like acquire (mutex, semaphore, read-write lock): `{acquired, node}`.
+#[derive(Serialize)]
+pub struct Acquired {
+    /// Whether the caller holds it now.
+    pub acquired: bool,
+    /// The caller's node while it holds.
+    pub node: Option<String>,
+}
+
+impl Acquired {
+    /// Held through the waiter node at `node`.
+    pub fn held(node: String) -> Result<Outcome> {
+        Outcome::done(&Acquired {
+            acquired: true,
+            node: Some(node),
+        })
+    }
+
+    /// Given up (the wait timed out): the waiter node at `node` is deleted with this outcome.
+    pub fn gave_up(node: &str) -> Result<Outcome> {
+        tree::delete(node, None)?;
+        Outcome::done(&Acquired {
+            acquired: false,
+            node: None,
+        })
+    }
+}
+
 /// Runs `f` for one invocation: what [`recipe!`] exports.
 #[doc(hidden)]
 pub fn __run(f: fn(Call) -> Result<Outcome>, inv: runner::Invocation) -> runner::Outcome {

@@ -22,8 +22,15 @@ pub const ANSWERS_ROOT: &str = "/wazoo/answers";
 /// The largest output kept as data.
 pub const MAX_KEPT_OUTPUT: usize = 64 << 10;
 
-fn node_name(session: i64, request_id: &str) -> String {
+pub(super) fn node_name(session: i64, request_id: &str) -> String {
     format!("{:016x}-{request_id}", session as u64)
+}
+
+/// The session and request id a [`node_name`] names.
+pub(super) fn parse_node_name(name: &str) -> Option<(i64, &str)> {
+    let (hex, rid) = name.split_once('-')?;
+    let session = u64::from_str_radix(hex, 16).ok()? as i64;
+    Some((session, rid))
 }
 
 /// Whether `request_id` can name a node (kept answers, parked calls' records).
@@ -105,13 +112,9 @@ impl Core {
         };
         let mut found: Vec<(Zxid, i64, String, Vec<u8>)> = Vec::new();
         for name in root.children() {
-            let Some((hex, rid)) = name.split_once('-') else {
+            let Some((session, rid)) = parse_node_name(name) else {
                 continue;
             };
-            let Ok(session) = u64::from_str_radix(hex, 16) else {
-                continue;
-            };
-            let session = session as i64;
             let path = format!("{ANSWERS_ROOT}/{name}");
             if let Some(n) = self.tree.get(&path) {
                 if self.tracker.is_valid(session) {

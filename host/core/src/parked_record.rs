@@ -95,7 +95,10 @@ impl Record {
 }
 
 fn node_of(session: i64, request_id: &str) -> String {
-    format!("{PARKED_ROOT}/{:016x}-{request_id}", session as u64)
+    format!(
+        "{PARKED_ROOT}/{}",
+        crate::answers::node_name(session, request_id)
+    )
 }
 
 /// Whether a call of `session` named `request_id` is recorded when it parks.
@@ -176,13 +179,9 @@ impl Core {
         };
         let mut found = Vec::new();
         for name in root.children() {
-            let Some((hex, rid)) = name.split_once('-') else {
+            let Some((session, rid)) = crate::answers::parse_node_name(name) else {
                 continue;
             };
-            let Ok(session) = u64::from_str_radix(hex, 16) else {
-                continue;
-            };
-            let session = session as i64;
             let Some(node) = self.tree.get(&format!("{PARKED_ROOT}/{name}")) else {
                 continue;
             };

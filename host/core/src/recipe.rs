@@ -213,11 +213,26 @@ impl Runs {
     ) -> RunId {
         let run_id = self.next;
         self.next += 1;
+        let seq = self.insert_parked(run_id, run, on, deadline_ms, state);
+        self.woken.insert(seq, (run_id, RunReason::Woken));
+        run_id
+    }
+
+    /// Parks `run` under `run_id`: indexed by the paths it waits on and its deadline, in
+    /// parking order (returned).
+    fn insert_parked(
+        &mut self,
+        run_id: RunId,
+        run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) -> u64 {
         for w in &on {
-            self.by_path
-                .entry(w.path().to_owned())
-                .or_default()
-                .push(run_id);
+            let ids = self.by_path.entry(w.path().to_owned()).or_default();
+            if !ids.contains(&run_id) {
+                ids.push(run_id);
+            }
         }
         if let Some(d) = deadline_ms {
             self.deadlines.insert((d, run_id), ());
@@ -234,8 +249,7 @@ impl Runs {
                 seq,
             },
         );
-        self.woken.insert(seq, (run_id, RunReason::Woken));
-        run_id
+        seq
     }
 
     /// Whether calls wait to be run after a wake.
@@ -625,28 +639,8 @@ impl Core {
         {
             return; // a refused zxid: the step down closes the connection
         }
-        for w in &on {
-            let ids = self.runs.by_path.entry(w.path().to_owned()).or_default();
-            if !ids.contains(&run_id) {
-                ids.push(run_id);
-            }
-        }
-        if let Some(d) = deadline_ms {
-            self.runs.deadlines.insert((d, run_id), ());
-        }
-        let seq = self.runs.next_seq;
-        self.runs.next_seq += 1;
         let conn = run.conn;
-        self.runs.parked.insert(
-            run_id,
-            Parked {
-                run,
-                on,
-                deadline_ms,
-                state,
-                seq,
-            },
-        );
+        self.runs.insert_parked(run_id, run, on, deadline_ms, state);
         let closing = self.conns.get(&conn).is_some_and(|c| {
             c.parked
                 .iter()
@@ -849,18 +843,7 @@ impl Core {
         result: Result<Response, ErrorCode>,
         at: Instant,
     ) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        c.queue.push_back(Queued::Ready {
-            xid,
-            op: opcode,
-            result,
-            at,
-            after: 0,
-        });
-        self.drain_reads(id);
-        self.dirty.push(id);
+        self.answer_after(id, xid, opcode, result, at, 0);
     }
 }
 

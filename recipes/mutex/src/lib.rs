@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
 use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
-use wazoo_guest::{Result, Watch};
+use wazoo_guest::{Acquired, Result, Watch};
 
 #[derive(Deserialize)]
 struct Acquire {
@@ -25,12 +25,6 @@ struct Acquire {
 #[derive(Deserialize)]
 struct Release {
     path: String,
-}
-
-#[derive(Serialize)]
-struct Acquired {
-    acquired: bool,
-    node: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -77,18 +71,10 @@ fn acquire(call: &Call) -> Result<Outcome> {
             let held = count_of(&tree::get(&own_path)?.data);
             tree::set(&own_path, &(held + 1).to_le_bytes(), None)?;
         }
-        let node = Some(own_path);
-        return Outcome::done(&Acquired {
-            acquired: true,
-            node,
-        });
+        return Acquired::held(own_path);
     }
     if call.reason == Reason::TimedOut {
-        tree::delete(&own_path, None)?;
-        return Outcome::done(&Acquired {
-            acquired: false,
-            node: None,
-        });
+        return Acquired::gave_up(&own_path);
     }
     let before = Watch::NodeDeleted(format!("{lock}/{}", waiters[at - 1]));
     Outcome::park(vec![before], call.deadline_ms(a.timeout_ms), &())

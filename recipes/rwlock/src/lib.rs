@@ -19,19 +19,13 @@
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
 use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
-use wazoo_guest::{Result, Watch};
+use wazoo_guest::{Acquired, Result, Watch};
 
 #[derive(Deserialize)]
 struct Args {
     path: String,
     mode: String,
     timeout_ms: Option<i64>,
-}
-
-#[derive(Serialize)]
-struct Acquired {
-    acquired: bool,
-    node: Option<String>,
 }
 
 fn count_of(data: &[u8]) -> u64 {
@@ -94,20 +88,12 @@ fn acquire(call: &Call) -> Result<Outcome> {
             let held = count_of(&tree::get(&own_path)?.data);
             tree::set(&own_path, &(held + 1).to_le_bytes(), None)?;
         }
-        let node = Some(own_path);
-        return Outcome::done(&Acquired {
-            acquired: true,
-            node,
-        });
+        return Acquired::held(own_path);
     };
     // A waiting node of the session on a first run is a lost call's (a session's calls run one
     // at a time): this retry takes its place.
     if call.reason == Reason::TimedOut {
-        tree::delete(&own_path, None)?;
-        return Outcome::done(&Acquired {
-            acquired: false,
-            node: None,
-        });
+        return Acquired::gave_up(&own_path);
     }
     let on = vec![Watch::NodeDeleted(format!("{lock}/{blocked_by}"))];
     Outcome::park(on, call.deadline_ms(a.timeout_ms), &())

@@ -22,7 +22,7 @@
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
 use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
-use wazoo_guest::{Result, Watch};
+use wazoo_guest::{Acquired, Result, Watch};
 
 const HELD: &[u8] = b"held";
 
@@ -47,12 +47,6 @@ struct Leases {
 #[derive(Serialize, Deserialize)]
 struct Waiting {
     node: String,
-}
-
-#[derive(Serialize)]
-struct Acquired {
-    acquired: bool,
-    node: Option<String>,
 }
 
 /// The semaphore's lease count and its nodes in queue order (none if it does not exist).
@@ -117,18 +111,10 @@ fn acquire(call: &Call) -> Result<Outcome> {
             // Tells the waiter behind it that it moved up.
             tree::set(&own_path, HELD, None)?;
         }
-        let node = Some(own_path);
-        return Outcome::done(&Acquired {
-            acquired: true,
-            node,
-        });
+        return Acquired::held(own_path);
     }
     if call.reason == Reason::TimedOut {
-        tree::delete(&own_path, None)?;
-        return Outcome::done(&Acquired {
-            acquired: false,
-            node: None,
-        });
+        return Acquired::gave_up(&own_path);
     }
     let on = if at == permits {
         queue[..permits]
