@@ -932,7 +932,11 @@ impl Core {
         }
         let key = (session, request_id);
         self.runs.by_request.remove(&key);
-        if !self.tracker.is_valid(session) {
+        // Large outputs are not kept (a retry runs the call again), so what a session's answers
+        // hold is bounded: 16 of at most 64 KiB.
+        let large = matches!(result, Ok(Response::RecipeCall { output, .. })
+            if output.len() > crate::answers::MAX_KEPT_OUTPUT);
+        if large || !self.tracker.is_valid(session) {
             return;
         }
         let order = self.runs.result_order.entry(session).or_default();
