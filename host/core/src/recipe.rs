@@ -50,6 +50,10 @@ pub enum RunReason {
 /// a client retries the call it was waiting for, so a few suffice).
 pub const MAX_RESULTS_PER_SESSION: usize = 16;
 
+/// Calls named by a request id that stay parked for a retry after their connection closed,
+/// at most, per session (more are dropped with their connection, their records deleted).
+pub const MAX_DETACHED_PER_SESSION: usize = 4;
+
 /// Paths one parked call may wait on: each costs an index entry until it wakes.
 pub const MAX_PARK_WATCHES: usize = 1024;
 
@@ -752,11 +756,35 @@ impl Core {
             .runs
             .parked
             .iter()
-            .filter(|(_, p)| p.run.conn == conn && p.run.start.request_id.is_empty())
+            .filter(|(_, p)| p.run.conn == conn)
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
-            self.unpark(id);
+            let (session, named) = match self.runs.parked.get(&id) {
+                Some(p) => (p.run.session, !p.run.start.request_id.is_empty()),
+                None => continue,
+            };
+            // A session keeps at most this many calls parked for a retry: a client that
+            // reconnected and parked again and again would otherwise pile them up.
+            let detached = self
+                .runs
+                .parked
+                .values()
+                .filter(|p| p.run.session == session && !self.conns.contains_key(&p.run.conn))
+                .count();
+            if named && detached < MAX_DETACHED_PER_SESSION {
+                continue;
+            }
+            if let Some(mut p) = self.unpark(id) {
+                let rid = std::mem::take(&mut p.run.start.request_id);
+                let gone = crate::parked_record::drop_ops(self, session, &rid);
+                if !gone.is_empty() && self.tracker.is_valid(session) {
+                    let empty = Stage::new(session, 0, 0);
+                    let (xid, auth) = (p.run.xid, p.run.auth.clone());
+                    self.log_stage(session, xid, &auth, empty, gone, None);
+                }
+                self.runs.by_request.remove(&(session, rid));
+            }
         }
     }
 

@@ -1013,3 +1013,32 @@ fn a_parked_call_with_a_request_id_is_recorded_and_re_armed_from_its_record() {
 fn h_deadline() -> i64 {
     1_700_000_999_000
 }
+
+#[test]
+fn a_session_keeps_few_calls_parked_for_a_retry_however_often_it_reconnects() {
+    let (mut h, s) = harness();
+    let hs = h.connect_to(1, 0, vec![0; 16]);
+    for i in 0..8u64 {
+        let conn = 10 + i;
+        h.connect_to(conn, hs.session_id, hs.passwd.clone());
+        h.request(conn, 1, call_with_id("wait", &format!("r{i}")));
+        let (run, _) = started(&s);
+        end(
+            &mut h,
+            run,
+            park(vec![WaitFor::Created("/never".into())], None, b""),
+        );
+        h.input(CoreMsg::Closed { conn });
+        h.settle();
+    }
+    assert_eq!(h.core.runs.parked(), MAX_DETACHED_PER_SESSION);
+    let records = h
+        .core
+        .tree()
+        .get("/wazoo/parked")
+        .map_or(0, |n| n.children().count());
+    assert_eq!(
+        records, MAX_DETACHED_PER_SESSION,
+        "the dropped calls' records went too"
+    );
+}
