@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgpack
 import pytest
 
 import harness
@@ -115,6 +116,21 @@ def test_the_semaphore_never_grants_more_than_its_permits_and_a_dead_holders_lea
     assert not aborted
     with pytest.raises(wazoo.RecipeAborted, match="not held"):
         wazoo.Semaphore(d, "/sem2", 2).release()
+
+    # A waiter that dies in the middle of the queue: the one behind it still moves up.
+    h1, h2, w1, w2, w3 = sessions(kazoo_factory, wazoo_server, 5)
+    leases = [wazoo.Semaphore(zk, "/sem3", 2).acquire() for zk in (h1, h2)]
+    waits = []
+    for zk in (w1, w2, w3):
+        waits.append(wazoo.Semaphore(zk, "/sem3", 2)._call_async("acquire", permits=2))
+        harness.wait_until(lambda: len(wazoo.Semaphore(h1, "/sem3", 2).leases()["waiting"]) == len(waits), 10,
+                           what="queued")
+    close([w2])
+    assert wazoo.Semaphore(h1, "/sem3", 2).release(leases[0])
+    assert waits[0].get(timeout=10)[0] is False, "the first waiter got the lease"
+    assert not waits[2].ready()
+    assert wazoo.Semaphore(h2, "/sem3", 2).release(leases[1])
+    assert waits[2].get(timeout=10)[0] is False, "the one behind the dead waiter got the next"
 
 
 def test_the_read_write_lock_lets_readers_share_and_writers_exclude_across_a_restart(wazoo_server,
@@ -357,3 +373,15 @@ def test_the_queue_hands_each_item_out_once_by_priority_and_takes_back_a_dead_ta
     assert other.get(timeout=5) == b"0", "given back: first again"
     assert sorted([other.get(timeout=5), other.get(timeout=5)]) == [b"1", b"2"]
     assert other.size() == {"items": 0, "taken": 0}
+
+    # The first of two waiting takers dies: the next item goes to the second.
+    t1, t2, producer = sessions(kazoo_factory, wazoo_server, 3)
+    first = wazoo.Queue(t1, "/q3")._call_async("take")
+    harness.wait_until(lambda: producer.exists("/q3/takers") and len(producer.get_children("/q3/takers")) == 1,
+                       10, what="the first taker waiting")
+    second = wazoo.Queue(t2, "/q3")._call_async("take")
+    harness.wait_until(lambda: len(producer.get_children("/q3/takers")) == 2, 10, what="both waiting")
+    close([t1])
+    wazoo.Queue(producer, "/q3").put(b"only")
+    aborted, out = second.get(timeout=10)
+    assert not aborted and msgpack.unpackb(out)["data"] == b"only"
