@@ -1,8 +1,8 @@
 //! Recipe calls (issue 11): the core's side of running a server-side recipe off the core
 //! (docs/recipes.md, "Running recipes off the core"). A client's recipeCall starts a *run* on the
 //! runtime's workers ([`Recipes`]); the recipe's tree accesses come back as
-//! [`CoreMsg::RecipeAccess`] and are answered from the run's [`Stage`] (a read of a path with an
-//! outstanding change waits until it applies); at the run's end ([`CoreMsg::RecipeEnd`]) the core
+//! [`CoreMsg::RecipeAccess`] and are answered from the run's [`Stage`] (which sees the server's
+//! outstanding changes; a read of data written outstanding waits until it applies); at the run's end ([`CoreMsg::RecipeEnd`]) the core
 //! commits the staged ops as one multi txn (or answers the abort) if every stamp still holds,
 //! runs the call again if one does not, or answers the failure — always in the connection's
 //! reply order.
@@ -17,11 +17,13 @@
 //! fresh run with the reason and the state it parked with. Woken calls run in the order they
 //! parked. The client's reply waits, in its place in the connection's order, until a run of the
 //! call commits or aborts; pings are answered meanwhile. A parked call of a session that closes
-//! is dropped with the session's connection.
+//! is dropped with the session's connection. Parking lives in `parking`; calls named by a
+//! request id (taking over, recorded answers) in `retry`; the versions calls run in
+//! `crate::catalog`; parked calls and answers as data in `crate::parked_record` and
+//! `crate::answers`.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use wazoo_proto::EventType;
 use wazoo_tree::{Access, Answer, Stage, View, WaitFor};
 
 use super::*;
@@ -189,78 +191,7 @@ pub(super) struct Runs {
     next_seq: u64,
 }
 
-impl Run {
-    /// A call re-armed from its record, with no connection until a retry takes it over.
-    pub(super) fn detached(session: i64, start: RunStart, at: Instant) -> Run {
-        Run {
-            conn: ConnId::MAX,
-            xid: 0,
-            session,
-            auth: AuthInfo::default(),
-            stage: Stage::new(session, 0, start.now_ms),
-            start,
-            handle: None,
-            at,
-            admit: Admission::none(),
-        }
-    }
-}
-
 impl Runs {
-    /// Parks `run` as recorded and has it run once at the next tick (re-armed at start).
-    pub(super) fn rearm(
-        &mut self,
-        run: Run,
-        on: Vec<WaitFor>,
-        deadline_ms: Option<i64>,
-        state: Vec<u8>,
-    ) -> RunId {
-        let run_id = self.next;
-        self.next += 1;
-        let seq = self.insert_parked(run_id, run, on, deadline_ms, state);
-        self.woken.insert(seq, (run_id, RunReason::Woken));
-        run_id
-    }
-
-    /// Parks `run` under `run_id`: indexed by the paths it waits on and its deadline, in
-    /// parking order (returned).
-    fn insert_parked(
-        &mut self,
-        run_id: RunId,
-        run: Run,
-        on: Vec<WaitFor>,
-        deadline_ms: Option<i64>,
-        state: Vec<u8>,
-    ) -> u64 {
-        for w in &on {
-            let ids = self.by_path.entry(w.path().to_owned()).or_default();
-            if !ids.contains(&run_id) {
-                ids.push(run_id);
-            }
-        }
-        if let Some(d) = deadline_ms {
-            self.deadlines.insert((d, run_id), ());
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.parked.insert(
-            run_id,
-            Parked {
-                run,
-                on,
-                deadline_ms,
-                state,
-                seq,
-            },
-        );
-        seq
-    }
-
-    /// Whether calls wait to be run after a wake.
-    pub(super) fn any_woken(&self) -> bool {
-        !self.woken.is_empty()
-    }
-
     /// The (recipe, version) of every call in progress: running, waiting to run again, parked.
     pub(super) fn versions_in_use(&self) -> std::collections::BTreeSet<(String, u64)> {
         let key = |r: &Run| (r.start.recipe.clone(), r.start.version);
@@ -609,185 +540,6 @@ impl Core {
         self.end_run(conn);
     }
 
-    /// Commits what a parking run staged (a txn with no reply: the call's reply waits for a later
-    /// run) and parks the call.
-    fn park(
-        &mut self,
-        run_id: RunId,
-        mut run: Run,
-        on: Vec<WaitFor>,
-        deadline_ms: Option<i64>,
-        state: Vec<u8>,
-    ) {
-        let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
-        let rid = run.start.request_id.as_str();
-        let record = if crate::parked_record::recorded(self, run.session, rid) {
-            let rec = crate::parked_record::Record {
-                recipe: run.start.recipe.clone(),
-                version: run.start.version,
-                op: run.start.op.clone(),
-                args: run.start.args.clone(),
-                state: state.clone(),
-                deadline_ms,
-                on: on.clone(),
-                seed: run.start.seed,
-            };
-            crate::parked_record::put_ops(self, run.session, rid, &rec)
-        } else {
-            Vec::new()
-        };
-        if (!stage.is_empty() || !record.is_empty())
-            && self
-                .log_stage(run.session, run.xid, &run.auth, stage, record, None)
-                .is_none()
-        {
-            return; // a refused zxid: the step down closes the connection
-        }
-        let conn = run.conn;
-        self.runs.insert_parked(run_id, run, on, deadline_ms, state);
-        let closing = self.conns.get(&conn).is_some_and(|c| {
-            c.parked
-                .iter()
-                .any(|p| matches!(p.r.req, Ok(Request::CloseSession)))
-        });
-        if closing {
-            self.cancel_parked_call(conn);
-        }
-    }
-
-    /// The connection's closeSession waits behind its parked call: the call is answered
-    /// SESSIONEXPIRED (the client gave up waiting) and the close goes on.
-    pub(super) fn cancel_parked_call(&mut self, conn: ConnId) {
-        let Some(run_id) = self.conns.get(&conn).and_then(|c| c.run) else {
-            return;
-        };
-        if let Some(p) = self.unpark(run_id) {
-            self.finish(run_id, p.run, Err(ErrorCode::SessionExpired));
-        }
-    }
-
-    /// Takes a parked call out of the indexes.
-    fn unpark(&mut self, run_id: RunId) -> Option<Parked> {
-        let p = self.runs.parked.remove(&run_id)?;
-        for w in &p.on {
-            if let Some(ids) = self.runs.by_path.get_mut(w.path()) {
-                ids.retain(|&r| r != run_id);
-                if ids.is_empty() {
-                    self.runs.by_path.remove(w.path());
-                }
-            }
-        }
-        if let Some(d) = p.deadline_ms {
-            self.runs.deadlines.remove(&(d, run_id));
-        }
-        Some(p)
-    }
-
-    /// A watch event of an applied txn: the parked calls it fires are woken (they run after the
-    /// batch of applies, in parking order).
-    pub(super) fn wake_parked(&mut self, kind: EventType, path: &str) {
-        let Some(ids) = self.runs.by_path.get(path) else {
-            return;
-        };
-        let fired: Vec<RunId> = ids
-            .iter()
-            .copied()
-            .filter(|id| {
-                self.runs
-                    .parked
-                    .get(id)
-                    .is_some_and(|p| p.on.iter().any(|w| w.path() == path && w.fired_by(kind)))
-            })
-            .collect();
-        for id in fired {
-            if let Some(p) = self.runs.parked.get(&id) {
-                self.runs.woken.insert(p.seq, (id, RunReason::Woken));
-            }
-        }
-    }
-
-    /// Parked calls whose deadline has passed are woken as timed out.
-    pub(super) fn time_out_parked(&mut self) {
-        let now = self.now.wall_ms;
-        let due: Vec<RunId> = self
-            .runs
-            .deadlines
-            .range(..=(now, RunId::MAX))
-            .map(|(&(_, id), _)| id)
-            .collect();
-        for id in due {
-            if let Some(p) = self.runs.parked.get(&id) {
-                self.runs.woken.insert(p.seq, (id, RunReason::TimedOut));
-            }
-        }
-        self.run_woken();
-    }
-
-    /// Runs the woken calls again, in parking order.
-    pub(super) fn run_woken(&mut self) {
-        while let Some((_, (id, reason))) = self.runs.woken.pop_first() {
-            let Some(p) = self.unpark(id) else {
-                continue;
-            };
-            let Parked { mut run, state, .. } = p;
-            let detached = !self.conns.contains_key(&run.conn);
-            if !self.tracker.is_valid(run.session) || (detached && run.start.request_id.is_empty())
-            {
-                // Its session is gone, or its connection and no retry can find it: nobody
-                // waits for the answer.
-                let key = (run.session, std::mem::take(&mut run.start.request_id));
-                self.runs.by_request.remove(&key);
-                continue;
-            }
-            run.start.attempt = 1;
-            run.start.reason = reason;
-            run.start.state = Some(state);
-            run.start.now_ms = self.now.wall_ms;
-            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = None;
-            self.begin(id, run);
-        }
-    }
-
-    /// Drops the parked calls of a connection that closed, but those named by a request id:
-    /// they stay parked while their session lives, for the client's retry to take over.
-    pub(super) fn drop_parked_of(&mut self, conn: ConnId) {
-        let ids: Vec<RunId> = self
-            .runs
-            .parked
-            .iter()
-            .filter(|(_, p)| p.run.conn == conn)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            let (session, named) = match self.runs.parked.get(&id) {
-                Some(p) => (p.run.session, !p.run.start.request_id.is_empty()),
-                None => continue,
-            };
-            // A session keeps at most this many calls parked for a retry: a client that
-            // reconnected and parked again and again would otherwise pile them up.
-            let detached = self
-                .runs
-                .parked
-                .values()
-                .filter(|p| p.run.session == session && !self.conns.contains_key(&p.run.conn))
-                .count();
-            if named && detached < MAX_DETACHED_PER_SESSION {
-                continue;
-            }
-            if let Some(mut p) = self.unpark(id) {
-                let rid = std::mem::take(&mut p.run.start.request_id);
-                let gone = crate::parked_record::drop_ops(self, session, &rid);
-                if !gone.is_empty() && self.tracker.is_valid(session) {
-                    let empty = Stage::new(session, 0, 0);
-                    let (xid, auth) = (p.run.xid, p.run.auth.clone());
-                    self.log_stage(session, xid, &auth, empty, gone, None);
-                }
-                self.runs.by_request.remove(&(session, rid));
-            }
-        }
-    }
-
     /// Answers a run's call with `result`, in its connection's turn and not before what the run
     /// read of the server's outstanding changes is applied.
     fn finish(&mut self, run_id: RunId, mut run: Run, result: Result<Response, ErrorCode>) {
@@ -875,136 +627,6 @@ impl Core {
     }
 }
 
-impl Core {
-    /// Answers `result` in the connection's turn once txn `after` is applied.
-    fn answer_after(
-        &mut self,
-        id: ConnId,
-        xid: i32,
-        opcode: i32,
-        result: Result<Response, ErrorCode>,
-        at: Instant,
-        after: Zxid,
-    ) {
-        let Some(c) = self.conns.get_mut(&id) else {
-            return;
-        };
-        c.queue.push_back(Queued::Ready {
-            xid,
-            op: opcode,
-            result,
-            at,
-            after,
-        });
-        if after > self.tree.last_applied() {
-            self.runs.replies_after.entry(after).or_default().push(id);
-        }
-        self.drain_reads(id);
-        self.dirty.push(id);
-    }
-
-    /// Gives the live call `run_id` to connection `id`'s retry of it (xid, arrival, budget),
-    /// if the connection it came on is gone; false if that connection is open.
-    fn take_over(
-        &mut self,
-        run_id: RunId,
-        id: ConnId,
-        xid: i32,
-        at: Instant,
-        admit: Admission,
-    ) -> bool {
-        let runs = &mut self.runs;
-        let run = match runs.parked.get_mut(&run_id) {
-            Some(p) => Some(&mut p.run),
-            None => match runs.by_id.get_mut(&run_id) {
-                Some(r) => Some(r),
-                None => runs
-                    .waiting_here
-                    .values_mut()
-                    .flat_map(|v| v.iter_mut())
-                    .find(|(i, _)| *i == run_id)
-                    .map(|(_, r)| r),
-            },
-        };
-        let Some(run) = run else {
-            return false;
-        };
-        if self.conns.contains_key(&run.conn) {
-            return false;
-        }
-        run.conn = id;
-        run.xid = xid;
-        run.at = at;
-        run.admit = admit;
-        if let Some(c) = self.conns.get(&id) {
-            // A call re-armed from its record had no auth: the session's connection has it.
-            run.auth = c.auth.clone();
-        }
-        if let Some(c) = self.conns.get_mut(&id) {
-            c.run = Some(run_id);
-            c.queue.push_back(Queued::Recipe { run: run_id });
-        }
-        true
-    }
-
-    /// Keeps what a call named `request_id` answered, for its retries.
-    fn record_result(
-        &mut self,
-        session: i64,
-        request_id: String,
-        result: &Result<Response, ErrorCode>,
-        after: Zxid,
-    ) {
-        if request_id.is_empty() {
-            return;
-        }
-        let key = (session, request_id);
-        self.runs.by_request.remove(&key);
-        // Large outputs are not kept (a retry runs the call again), so what a session's answers
-        // hold is bounded: 16 of at most 64 KiB.
-        let large = matches!(result, Ok(Response::RecipeCall { output, .. })
-            if output.len() > crate::answers::MAX_KEPT_OUTPUT);
-        if large || !self.tracker.is_valid(session) {
-            return;
-        }
-        let order = self.runs.result_order.entry(session).or_default();
-        order.push_back(key.1.clone());
-        if order.len() > MAX_RESULTS_PER_SESSION {
-            if let Some(old) = order.pop_front() {
-                self.runs.results.remove(&(session, old));
-            }
-        }
-        self.runs.results.insert(key, (result.clone(), after));
-    }
-
-    /// A session closed or expired: its calls' results go, and so do its parked calls that
-    /// waited for a retry.
-    pub(super) fn forget_session_calls(&mut self, session: i64) {
-        for rid in self.runs.result_order.remove(&session).unwrap_or_default() {
-            self.runs.results.remove(&(session, rid));
-        }
-        let live: Vec<(i64, String)> = self
-            .runs
-            .by_request
-            .keys()
-            .filter(|(s, _)| *s == session)
-            .cloned()
-            .collect();
-        for key in live {
-            if let Some(run_id) = self.runs.by_request.remove(&key) {
-                let detached = self
-                    .runs
-                    .parked
-                    .get(&run_id)
-                    .is_some_and(|p| !self.conns.contains_key(&p.run.conn));
-                if detached {
-                    self.unpark(run_id);
-                }
-            }
-        }
-    }
-}
-
 /// A recipe call's reply once its multi txn applied: the output, or the first failed op's code
 /// (its session closed while it ran, say).
 pub(super) fn commit_reply(outcome: OpOutcome, output: Vec<u8>) -> Result<Response, ErrorCode> {
@@ -1028,6 +650,13 @@ pub(super) fn commit_reply(outcome: OpOutcome, output: Vec<u8>) -> Result<Respon
     }
 }
 
+mod parking;
+mod retry;
+
 #[cfg(test)]
-#[path = "recipe_test.rs"]
+#[path = "../recipe_test.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "../recipe_retry_test.rs"]
+mod retry_tests;

@@ -1,0 +1,263 @@
+//! Parking (docs/recipes.md, "Parking"): a run that returns commit-and-park commits its writes
+//! and waits, holding no worker and no instance, until a path it named changes or its deadline
+//! passes; then the call runs again. Owns the parked calls' indexes (by path, by deadline, in
+//! parking order), waking, time-outs, a closed connection's or a closing session's parked call,
+//! and re-arming a recorded call at start.
+
+use wazoo_proto::EventType;
+
+use super::*;
+
+impl Run {
+    /// A call re-armed from its record, with no connection until a retry takes it over.
+    pub(crate) fn detached(session: i64, start: RunStart, at: Instant) -> Run {
+        Run {
+            conn: ConnId::MAX,
+            xid: 0,
+            session,
+            auth: AuthInfo::default(),
+            stage: Stage::new(session, 0, start.now_ms),
+            start,
+            handle: None,
+            at,
+            admit: Admission::none(),
+        }
+    }
+}
+
+impl Runs {
+    /// Parks `run` as recorded and has it run once at the next tick (re-armed at start).
+    pub(crate) fn rearm(
+        &mut self,
+        run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) -> RunId {
+        let run_id = self.next;
+        self.next += 1;
+        let seq = self.insert_parked(run_id, run, on, deadline_ms, state);
+        self.woken.insert(seq, (run_id, RunReason::Woken));
+        run_id
+    }
+
+    /// Parks `run` under `run_id`: indexed by the paths it waits on and its deadline, in
+    /// parking order (returned).
+    pub(super) fn insert_parked(
+        &mut self,
+        run_id: RunId,
+        run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) -> u64 {
+        for w in &on {
+            let ids = self.by_path.entry(w.path().to_owned()).or_default();
+            if !ids.contains(&run_id) {
+                ids.push(run_id);
+            }
+        }
+        if let Some(d) = deadline_ms {
+            self.deadlines.insert((d, run_id), ());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.parked.insert(
+            run_id,
+            Parked {
+                run,
+                on,
+                deadline_ms,
+                state,
+                seq,
+            },
+        );
+        seq
+    }
+
+    /// Whether calls wait to be run after a wake.
+    pub(crate) fn any_woken(&self) -> bool {
+        !self.woken.is_empty()
+    }
+}
+
+impl Core {
+    /// Commits what a parking run staged (a txn with no reply: the call's reply waits for a later
+    /// run) and parks the call.
+    pub(super) fn park(
+        &mut self,
+        run_id: RunId,
+        mut run: Run,
+        on: Vec<WaitFor>,
+        deadline_ms: Option<i64>,
+        state: Vec<u8>,
+    ) {
+        let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
+        let rid = run.start.request_id.as_str();
+        let record = if crate::parked_record::recorded(self, run.session, rid) {
+            let rec = crate::parked_record::Record {
+                recipe: run.start.recipe.clone(),
+                version: run.start.version,
+                op: run.start.op.clone(),
+                args: run.start.args.clone(),
+                state: state.clone(),
+                deadline_ms,
+                on: on.clone(),
+                seed: run.start.seed,
+            };
+            crate::parked_record::put_ops(self, run.session, rid, &rec)
+        } else {
+            Vec::new()
+        };
+        if (!stage.is_empty() || !record.is_empty())
+            && self
+                .log_stage(run.session, run.xid, &run.auth, stage, record, None)
+                .is_none()
+        {
+            return; // a refused zxid: the step down closes the connection
+        }
+        let conn = run.conn;
+        self.runs.insert_parked(run_id, run, on, deadline_ms, state);
+        let closing = self.conns.get(&conn).is_some_and(|c| {
+            c.parked
+                .iter()
+                .any(|p| matches!(p.r.req, Ok(Request::CloseSession)))
+        });
+        if closing {
+            self.cancel_parked_call(conn);
+        }
+    }
+
+    /// The connection's closeSession waits behind its parked call: the call is answered
+    /// SESSIONEXPIRED (the client gave up waiting) and the close goes on.
+    pub(crate) fn cancel_parked_call(&mut self, conn: ConnId) {
+        let Some(run_id) = self.conns.get(&conn).and_then(|c| c.run) else {
+            return;
+        };
+        if let Some(p) = self.unpark(run_id) {
+            self.finish(run_id, p.run, Err(ErrorCode::SessionExpired));
+        }
+    }
+
+    /// Takes a parked call out of the indexes.
+    pub(super) fn unpark(&mut self, run_id: RunId) -> Option<Parked> {
+        let p = self.runs.parked.remove(&run_id)?;
+        for w in &p.on {
+            if let Some(ids) = self.runs.by_path.get_mut(w.path()) {
+                ids.retain(|&r| r != run_id);
+                if ids.is_empty() {
+                    self.runs.by_path.remove(w.path());
+                }
+            }
+        }
+        if let Some(d) = p.deadline_ms {
+            self.runs.deadlines.remove(&(d, run_id));
+        }
+        Some(p)
+    }
+
+    /// A watch event of an applied txn: the parked calls it fires are woken (they run after the
+    /// batch of applies, in parking order).
+    pub(crate) fn wake_parked(&mut self, kind: EventType, path: &str) {
+        let Some(ids) = self.runs.by_path.get(path) else {
+            return;
+        };
+        let fired: Vec<RunId> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.runs
+                    .parked
+                    .get(id)
+                    .is_some_and(|p| p.on.iter().any(|w| w.path() == path && w.fired_by(kind)))
+            })
+            .collect();
+        for id in fired {
+            if let Some(p) = self.runs.parked.get(&id) {
+                self.runs.woken.insert(p.seq, (id, RunReason::Woken));
+            }
+        }
+    }
+
+    /// Parked calls whose deadline has passed are woken as timed out.
+    pub(crate) fn time_out_parked(&mut self) {
+        let now = self.now.wall_ms;
+        let due: Vec<RunId> = self
+            .runs
+            .deadlines
+            .range(..=(now, RunId::MAX))
+            .map(|(&(_, id), _)| id)
+            .collect();
+        for id in due {
+            if let Some(p) = self.runs.parked.get(&id) {
+                self.runs.woken.insert(p.seq, (id, RunReason::TimedOut));
+            }
+        }
+        self.run_woken();
+    }
+
+    /// Runs the woken calls again, in parking order.
+    pub(crate) fn run_woken(&mut self) {
+        while let Some((_, (id, reason))) = self.runs.woken.pop_first() {
+            let Some(p) = self.unpark(id) else {
+                continue;
+            };
+            let Parked { mut run, state, .. } = p;
+            let detached = !self.conns.contains_key(&run.conn);
+            if !self.tracker.is_valid(run.session) || (detached && run.start.request_id.is_empty())
+            {
+                // Its session is gone, or its connection and no retry can find it: nobody
+                // waits for the answer.
+                let key = (run.session, std::mem::take(&mut run.start.request_id));
+                self.runs.by_request.remove(&key);
+                continue;
+            }
+            run.start.attempt = 1;
+            run.start.reason = reason;
+            run.start.state = Some(state);
+            run.start.now_ms = self.now.wall_ms;
+            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+            run.handle = None;
+            self.begin(id, run);
+        }
+    }
+
+    /// Drops the parked calls of a connection that closed, but those named by a request id:
+    /// they stay parked while their session lives, for the client's retry to take over.
+    pub(crate) fn drop_parked_of(&mut self, conn: ConnId) {
+        let ids: Vec<RunId> = self
+            .runs
+            .parked
+            .iter()
+            .filter(|(_, p)| p.run.conn == conn)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            let (session, named) = match self.runs.parked.get(&id) {
+                Some(p) => (p.run.session, !p.run.start.request_id.is_empty()),
+                None => continue,
+            };
+            // A session keeps at most this many calls parked for a retry: a client that
+            // reconnected and parked again and again would otherwise pile them up.
+            let detached = self
+                .runs
+                .parked
+                .values()
+                .filter(|p| p.run.session == session && !self.conns.contains_key(&p.run.conn))
+                .count();
+            if named && detached < MAX_DETACHED_PER_SESSION {
+                continue;
+            }
+            if let Some(mut p) = self.unpark(id) {
+                let rid = std::mem::take(&mut p.run.start.request_id);
+                let gone = crate::parked_record::drop_ops(self, session, &rid);
+                if !gone.is_empty() && self.tracker.is_valid(session) {
+                    let empty = Stage::new(session, 0, 0);
+                    let (xid, auth) = (p.run.xid, p.run.auth.clone());
+                    self.log_stage(session, xid, &auth, empty, gone, None);
+                }
+                self.runs.by_request.remove(&(session, rid));
+            }
+        }
+    }
+}
