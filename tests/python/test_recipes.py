@@ -5,6 +5,7 @@ wazoo only, except the last test: a real ZooKeeper answers the recipe opcode UNI
 connection, which is how a client tells the two apart.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -420,35 +421,48 @@ class CuttingProxy:
         self.listener.close()
 
 
-def test_a_call_retried_after_its_reply_was_lost_takes_effect_once(wazoo_server, kazoo_factory):
-    """A counter add commits, its reply is lost with the connection, and the package retries it
-    with the same request id on the resumed session: the server answers with the first result,
-    and the counter moved once."""
-    proxy = CuttingProxy(wazoo_server.port)
-    try:
-        from kazoo.client import KazooClient
+@contextlib.contextmanager
+def add_whose_reply_is_lost(server, kazoo_factory, path, meanwhile):
+    """Adds 10 to a counter at `path` (at 1) through a proxy that drops the add's reply; once the
+    add applied, runs `meanwhile()` and cuts the connection; the package's retry goes on under the
+    same request id. Checks the retry got the first add's answer and the counter moved once;
+    yields the adding client (through the proxy, stopped after) and an observer (direct)."""
+    from kazoo.client import KazooClient
 
+    proxy = CuttingProxy(server.port)
+    try:
         zk = KazooClient(hosts=f"127.0.0.1:{proxy.port}", timeout=10.0)
         zk.start(timeout=10)
-        observer = kazoo_factory(wazoo_server)
-        zk.ensure_path("/retry")
-        counter = wazoo.Counter(zk, "/retry/n")
+        observer = kazoo_factory(server)
+        zk.ensure_path(path.rsplit("/", 1)[0])
+        counter = wazoo.Counter(zk, path)
         assert counter.add(1) == 1
         proxy.hold_replies.set()
         result = []
         adding = threading.Thread(target=lambda: result.append(counter.add(10)))
         adding.start()
-        harness.wait_until(lambda: observer.exists("/retry/n").version == 1, 10, what="the add applied")
+        harness.wait_until(lambda: observer.exists(path).version == 1, 10, what="the add applied")
+        meanwhile()
         proxy.cut()
         proxy.hold_replies.clear()
         adding.join(60)
-        assert result == [11], "the retry got the first add's result"
-        data, stat = observer.get("/retry/n")
+        assert result == [11], "the retry got the first add's answer"
+        harness.wait_until(lambda: observer.connected, 30, what="observer connected")
+        data, stat = observer.get(path)
         assert struct.unpack("<q", data)[0] == 11 and stat.version == 1, "added once"
+        yield zk, observer
         zk.stop()
         zk.close()
     finally:
         proxy.close()
+
+
+def test_a_call_retried_after_its_reply_was_lost_takes_effect_once(wazoo_server, kazoo_factory):
+    """A counter add commits, its reply is lost with the connection, and the package retries it
+    with the same request id on the resumed session: the server answers with the first result,
+    and the counter moved once."""
+    with add_whose_reply_is_lost(wazoo_server, kazoo_factory, "/retry/n", lambda: None):
+        pass
 
 
 def test_a_recipe_listing_more_children_than_the_cap_gets_limit_exceeded_and_the_server_goes_on(
@@ -475,37 +489,12 @@ def test_a_recipe_listing_more_children_than_the_cap_gets_limit_exceeded_and_the
 def test_a_call_whose_reply_a_restart_lost_is_answered_once_after_it(wazoo_server, kazoo_factory):
     """The same as above, but the server restarts between the add's commit and its reply: the
     answer was kept as data in the add's own txn, so the retry on the resumed session gets it."""
-    proxy = CuttingProxy(wazoo_server.port)
-    try:
-        from kazoo.client import KazooClient
-
-        zk = KazooClient(hosts=f"127.0.0.1:{proxy.port}", timeout=10.0)
-        zk.start(timeout=10)
-        observer = kazoo_factory(wazoo_server)
-        zk.ensure_path("/restart-retry")
-        counter = wazoo.Counter(zk, "/restart-retry/n")
-        assert counter.add(1) == 1
-        proxy.hold_replies.set()
-        result = []
-        adding = threading.Thread(target=lambda: result.append(counter.add(10)))
-        adding.start()
-        harness.wait_until(lambda: observer.exists("/restart-retry/n").version == 1, 10, what="the add applied")
-        wazoo_server.restart()
-        proxy.cut()
-        proxy.hold_replies.clear()
-        adding.join(60)
-        assert result == [11], "the retry got the first add's answer"
-        harness.wait_until(lambda: observer.connected, 30, what="observer back")
-        data, stat = observer.get("/restart-retry/n")
-        assert struct.unpack("<q", data)[0] == 11 and stat.version == 1, "added once"
+    with add_whose_reply_is_lost(wazoo_server, kazoo_factory, "/restart-retry/n",
+                                 wazoo_server.restart) as (zk, observer):
         answers = observer.get_children("/wazoo/answers")
         assert len(answers) == 2 and all(a.startswith(f"{zk.client_id[0]:016x}-") for a in answers), answers
-        zk.stop()
-        zk.close()
-        harness.wait_until(lambda: observer.get_children("/wazoo/answers") == [], 10,
-                           what="the answers go with their session")
-    finally:
-        proxy.close()
+    harness.wait_until(lambda: observer.get_children("/wazoo/answers") == [], 10,
+                       what="the answers go with their session")
 
 
 def test_a_parked_call_survives_a_restart_with_its_deadline(wazoo_server, kazoo_factory):
