@@ -283,6 +283,10 @@ def builtin_wasm(name):
     return found[-1]
 
 
+def mntr(srv):
+    return dict(line.split("\t", 1) for line in srv.four_letter("mntr").splitlines() if "\t" in line)
+
+
 def recipe_cli(srv, *args):
     out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", srv.hosts, *args],
                          capture_output=True, text=True, timeout=60)
@@ -346,6 +350,10 @@ def test_a_recipe_hot_loaded_under_load_serves_new_calls_while_a_parked_call_fin
     aborted, out = parked.get(timeout=10)
     assert not aborted, out
     assert msgpack.unpackb(out)["acquired"], "woken on version 1 (the mutex's parked state)"
+    # Version 1 is retired once its last call is done (checked at each tick).
+    harness.wait_until(lambda: int(mntr(wazoo_server)["zk_recipe_versions_retired"]) >= 1, 10,
+                       what="version 1 retired")
+    assert int(mntr(wazoo_server)["zk_recipe_versions_installed"]) == 2
 
     # A restart comes back with the loaded version (from the tree; compiled from the cache).
     wazoo_server.restart()
@@ -463,6 +471,7 @@ def test_a_call_retried_after_its_reply_was_lost_takes_effect_once(wazoo_server,
     and the counter moved once."""
     with add_whose_reply_is_lost(wazoo_server, kazoo_factory, "/retry/n", lambda: None):
         pass
+    assert int(mntr(wazoo_server)["zk_recipe_retries_answered"]) >= 1
 
 
 def test_a_recipe_listing_more_children_than_the_cap_gets_limit_exceeded_and_the_server_goes_on(
@@ -524,6 +533,7 @@ def test_a_parked_call_survives_a_restart_with_its_deadline(wazoo_server, kazoo_
     assert outcome and outcome[0][0] == "timed out", outcome
     # A fresh call would time out 6 s after the retry, 9 s or more in.
     assert 5.5 <= outcome[0][1] < 8.0, f"the first call's deadline, not a new one: {outcome[0][1]:.2f} s"
+    assert mntr(wazoo_server)["zk_recipe_calls_rearmed"] == "1"
     harness.wait_until(lambda: observer.connected, 30, what="reconnected")
     harness.wait_until(lambda: observer.get_children("/wazoo/parked") == [], 10, what="its end deleted the record")
 

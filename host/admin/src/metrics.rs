@@ -462,10 +462,18 @@ pub enum Counter {
     /// Recipe calls started (wazoo's), and their runs again after stale reads.
     RecipeRuns,
     RecipeReruns,
+    /// Loaded recipe versions compiled and installed, and versions retired (wazoo's).
+    RecipeVersionsInstalled,
+    RecipeVersionsRetired,
+    /// Recipe calls retried under their request id and answered without running again (taken
+    /// over while live, or answered from the recorded answer), and parked calls re-armed from
+    /// their records at start (wazoo's).
+    RecipeRetriesAnswered,
+    RecipeCallsRearmed,
 }
 
 impl Counter {
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 16;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
@@ -479,6 +487,10 @@ impl Counter {
         Counter::TruncCount,
         Counter::RecipeRuns,
         Counter::RecipeReruns,
+        Counter::RecipeVersionsInstalled,
+        Counter::RecipeVersionsRetired,
+        Counter::RecipeRetriesAnswered,
+        Counter::RecipeCallsRearmed,
     ];
 
     /// The mntr key (without `zk_`).
@@ -548,6 +560,26 @@ impl Counter {
                 "recipe_reruns",
                 "recipe_reruns_total",
                 "Recipe calls run again because something they read changed while they ran.",
+            ),
+            Counter::RecipeVersionsInstalled => (
+                "recipe_versions_installed",
+                "recipe_versions_installed_total",
+                "Loaded recipe versions compiled and installed.",
+            ),
+            Counter::RecipeVersionsRetired => (
+                "recipe_versions_retired",
+                "recipe_versions_retired_total",
+                "Loaded recipe versions retired once no call used them.",
+            ),
+            Counter::RecipeRetriesAnswered => (
+                "recipe_retries_answered",
+                "recipe_retries_answered_total",
+                "Recipe calls retried under their request id and answered without running again.",
+            ),
+            Counter::RecipeCallsRearmed => (
+                "recipe_calls_rearmed",
+                "recipe_calls_rearmed_total",
+                "Parked recipe calls re-armed from their records at start.",
             ),
         }
     }

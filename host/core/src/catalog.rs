@@ -219,6 +219,7 @@ impl Core {
             .get(&format!("{RECIPES_ROOT}/{name}"))
             .map(|n| n.meta().mzxid as u64);
         self.catalog.compiled.insert((name.clone(), version));
+        self.metrics.inc(Counter::RecipeVersionsInstalled);
         if node_version == Some(version) {
             info!(recipe = %name, version = format_args!("{version:#x}"), "recipe version current");
             self.catalog.current.insert(name, version);
@@ -247,6 +248,7 @@ impl Core {
             }
             debug!(recipe = %key.0, version = format_args!("{:#x}", key.1), "retiring a recipe version");
             self.catalog.compiled.remove(&key);
+            self.metrics.inc(Counter::RecipeVersionsRetired);
             if let Some(r) = self.recipes.as_ref() {
                 r.retire(&key.0, key.1);
             }

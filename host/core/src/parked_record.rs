@@ -230,6 +230,7 @@ impl Core {
             let run = Run::detached(session, start, self.now.at);
             let run_id = self.runs.rearm(run, rec.on, rec.deadline_ms, rec.state);
             self.runs.by_request.insert((session, rid), run_id);
+            self.metrics.inc(Counter::RecipeCallsRearmed);
             info!(
                 session = format_args!("{session:#x}"),
                 run_id, "re-armed a parked recipe call"

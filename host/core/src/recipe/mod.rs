@@ -247,11 +247,14 @@ impl Core {
         if !call.request_id.is_empty() {
             let key = (session, call.request_id.clone());
             if let Some((result, after)) = self.runs.results.get(&key).cloned() {
+                self.metrics.inc(Counter::RecipeRetriesAnswered);
                 self.answer_after(id, xid, opcode, result, at, after);
                 return;
             }
             if let Some(&run_id) = self.runs.by_request.get(&key) {
-                if !self.take_over(run_id, id, xid, at, admit) {
+                if self.take_over(run_id, id, xid, at, admit) {
+                    self.metrics.inc(Counter::RecipeRetriesAnswered);
+                } else {
                     // The call is live on an open connection: the client reused the id.
                     self.answer_in_turn(id, xid, opcode, Err(ErrorCode::BadArguments), at);
                 }
