@@ -37,7 +37,7 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run the deterministic ensemble simulator: seeds of faults, invariants checked throughout.
     Sim(SimArgs),
-    /// Server-side recipes: `call NAME OP [JSON]`.
+    /// Server-side recipes: `call NAME OP [JSON]`, `load NAME FILE`, `list`, `show NAME`, `remove NAME`.
     Recipe(recipe::RecipeArgs),
 }
 
