@@ -299,6 +299,14 @@ pub mod tree {
         }
     }
 
+    /// The children of `path` in the order they were created ([`crate::sort_by_sequence`]),
+    /// or none if `path` does not exist: the queue of waiters a lock, latch or semaphore keeps.
+    pub fn queue(path: &str) -> Result<Vec<String>, ErrorCode> {
+        let mut names = children_or_none(path)?;
+        crate::sort_by_sequence(&mut names);
+        Ok(names)
+    }
+
     /// Stages a create; returns the path created (with a sequential node's suffix).
     pub fn create(path: &str, data: &[u8], mode: CreateMode) -> Result<String, ErrorCode> {
         t::create(path, data, mode)
@@ -342,6 +350,38 @@ pub fn sequence(name: &str) -> Option<u64> {
         .all(|b| b.is_ascii_digit())
         .then(|| tail.parse().ok())
         .flatten()
+}
+
+/// Reentrant holds kept in a waiter node's data: 8 little-endian bytes (a node without them
+/// counts one), so each acquire by the holding session needs a release.
+pub mod holds {
+    use super::{tree, Result};
+
+    /// The data of a node holding once.
+    pub const ONE: [u8; 8] = 1u64.to_le_bytes();
+
+    fn count(path: &str) -> Result<u64> {
+        let data = tree::get(path)?.data;
+        Ok(<[u8; 8]>::try_from(data.as_slice()).map_or(1, u64::from_le_bytes))
+    }
+
+    /// Stages one more hold of the node at `path`.
+    pub fn add_one(path: &str) -> Result<()> {
+        let held = count(path)? + 1;
+        tree::set(path, &held.to_le_bytes(), None)?;
+        Ok(())
+    }
+
+    /// Stages one hold fewer, deleting the node at the last; the holds left.
+    pub fn release_one(path: &str) -> Result<u64> {
+        let held = count(path)? - 1;
+        if held > 0 {
+            tree::set(path, &held.to_le_bytes(), None)?;
+        } else {
+            tree::delete(path, None)?;
+        }
+        Ok(held)
+    }
 }
 
 /// Sorts sequential nodes' names by their sequence (names without one last, by name): the order

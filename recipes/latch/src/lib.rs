@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
-use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
+use wazoo_guest::{bail, name_of, tree, Call, CreateMode, Outcome, Reason};
 use wazoo_guest::{Result, Watch};
 
 #[derive(Deserialize)]
@@ -31,12 +31,6 @@ struct Args {
 struct Standing {
     leader: bool,
     node: String,
-}
-
-fn candidates(latch: &str) -> Result<Vec<String>> {
-    let mut names = tree::children_or_none(latch)?;
-    sort_by_sequence(&mut names);
-    Ok(names)
 }
 
 /// The session's candidate node's name, made if `join` and there is none.
@@ -58,7 +52,7 @@ fn candidate(a: &Args, queue: &mut Vec<String>, join: bool) -> Result<String> {
 
 fn join(call: &Call) -> Result<Outcome> {
     let a: Args = call.args()?;
-    let mut queue = candidates(&a.path)?;
+    let mut queue = tree::queue(&a.path)?;
     let own = candidate(&a, &mut queue, true)?;
     let leader = queue.first() == Some(&own);
     let node = format!("{}/{own}", a.path);
@@ -67,7 +61,7 @@ fn join(call: &Call) -> Result<Outcome> {
 
 fn await_leadership(call: &Call) -> Result<Outcome> {
     let a: Args = call.args()?;
-    let mut queue = candidates(&a.path)?;
+    let mut queue = tree::queue(&a.path)?;
     let own = match candidate(&a, &mut queue, call.is_initial()) {
         Ok(own) => own,
         Err(_) => bail!("no longer a candidate"),
@@ -94,7 +88,7 @@ fn leader(call: &Call) -> Result<Outcome> {
         id: String,
         node: String,
     }
-    let queue = candidates(&a.path)?;
+    let queue = tree::queue(&a.path)?;
     let Some(first) = queue.first() else {
         return Outcome::done(&());
     };
@@ -106,7 +100,7 @@ fn leader(call: &Call) -> Result<Outcome> {
 
 fn leave(call: &Call) -> Result<Outcome> {
     let a: Args = call.args()?;
-    let mut queue = candidates(&a.path)?;
+    let mut queue = tree::queue(&a.path)?;
     let own = candidate(&a, &mut queue, false)?;
     tree::delete(&format!("{}/{own}", a.path), None)?;
     #[derive(Serialize)]

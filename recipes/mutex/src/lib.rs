@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
-use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
+use wazoo_guest::{bail, holds, name_of, tree, Call, CreateMode, Outcome, Reason};
 use wazoo_guest::{Acquired, Result, Watch};
 
 #[derive(Deserialize)]
@@ -32,30 +32,18 @@ struct Held {
     held: u64,
 }
 
-/// The waiters, in queue order.
-fn queue(lock: &str) -> Result<Vec<String>> {
-    let mut names = tree::children_or_none(lock)?;
-    sort_by_sequence(&mut names);
-    Ok(names)
-}
-
-fn count_of(data: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(data).map_or(1, u64::from_le_bytes)
-}
-
 fn acquire(call: &Call) -> Result<Outcome> {
     let a: Acquire = call.args()?;
     let lock = a.path.as_str();
     let mine = session_prefix();
-    let mut waiters = queue(lock)?;
+    let mut waiters = tree::queue(lock)?;
     let existing = waiters.iter().find(|n| n.starts_with(&mine)).cloned();
     let own = match existing.clone() {
         Some(n) => n,
         None if call.is_initial() => {
             tree::ensure(lock, CreateMode::Container)?;
             let path = format!("{lock}/{mine}");
-            let created =
-                tree::create(&path, &1u64.to_le_bytes(), CreateMode::EphemeralSequential)?;
+            let created = tree::create(&path, &holds::ONE, CreateMode::EphemeralSequential)?;
             let name = name_of(&created).to_owned();
             waiters.push(name.clone());
             name
@@ -68,8 +56,7 @@ fn acquire(call: &Call) -> Result<Outcome> {
     if at == 0 {
         if existing.is_some() && call.is_initial() {
             // The session holds it already: one more hold.
-            let held = count_of(&tree::get(&own_path)?.data);
-            tree::set(&own_path, &(held + 1).to_le_bytes(), None)?;
+            holds::add_one(&own_path)?;
         }
         return Acquired::held(own_path);
     }
@@ -83,17 +70,11 @@ fn acquire(call: &Call) -> Result<Outcome> {
 fn release(call: &Call) -> Result<Outcome> {
     let Release { path: lock } = call.args()?;
     let mine = session_prefix();
-    let waiters = queue(&lock)?;
+    let waiters = tree::queue(&lock)?;
     let Some(first) = waiters.first().filter(|n| n.starts_with(&mine)) else {
         bail!("not held");
     };
-    let path = format!("{lock}/{first}");
-    let held = count_of(&tree::get(&path)?.data) - 1;
-    if held > 0 {
-        tree::set(&path, &held.to_le_bytes(), None)?;
-    } else {
-        tree::delete(&path, None)?;
-    }
+    let held = holds::release_one(&format!("{lock}/{first}"))?;
     Outcome::done(&Held { held })
 }
 

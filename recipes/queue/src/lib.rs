@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::{self, session_prefix};
-use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, ErrorCode, Outcome};
+use wazoo_guest::{bail, name_of, tree, Call, CreateMode, ErrorCode, Outcome};
 use wazoo_guest::{Reason, Result, Watch};
 
 #[derive(Deserialize)]
@@ -110,8 +110,7 @@ fn take(call: &Call) -> Result<Outcome> {
     let queue = t.path.as_str();
     let consume = t.consume.unwrap_or(false);
     let takers_dir = format!("{queue}/takers");
-    let mut takers = tree::children_or_none(&takers_dir)?;
-    sort_by_sequence(&mut takers);
+    let mut takers = tree::queue(&takers_dir)?;
     let own = match call.state::<Waiting>()? {
         Some(w) if takers.contains(&w.taker) => Some(w.taker),
         Some(_) => bail!("the taker is gone"),

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
-use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
+use wazoo_guest::{bail, holds, name_of, tree, Call, CreateMode, Outcome, Reason};
 use wazoo_guest::{Acquired, Result, Watch};
 
 #[derive(Deserialize)]
@@ -26,10 +26,6 @@ struct Args {
     path: String,
     mode: String,
     timeout_ms: Option<i64>,
-}
-
-fn count_of(data: &[u8]) -> u64 {
-    <[u8; 8]>::try_from(data).map_or(1, u64::from_le_bytes)
 }
 
 fn is_write(name: &str) -> bool {
@@ -56,26 +52,19 @@ fn mode_prefix(mode: &str) -> Result<&'static str> {
     }
 }
 
-fn queue(lock: &str) -> Result<Vec<String>> {
-    let mut names = tree::children_or_none(lock)?;
-    sort_by_sequence(&mut names);
-    Ok(names)
-}
-
 fn acquire(call: &Call) -> Result<Outcome> {
     let a: Args = call.args()?;
     let lock = a.path.as_str();
     let mine = session_prefix();
     let prefix = format!("{}{mine}", mode_prefix(&a.mode)?);
-    let mut queue = queue(lock)?;
+    let mut queue = tree::queue(lock)?;
     let existing = queue.iter().find(|n| n.starts_with(&prefix)).cloned();
     let own = match existing.clone() {
         Some(n) => n,
         None if call.is_initial() => {
             tree::ensure(lock, CreateMode::Container)?;
             let path = format!("{lock}/{prefix}");
-            let data = 1u64.to_le_bytes();
-            let created = tree::create(&path, &data, CreateMode::EphemeralSequential)?;
+            let created = tree::create(&path, &holds::ONE, CreateMode::EphemeralSequential)?;
             queue.push(name_of(&created).to_owned());
             name_of(&created).to_owned()
         }
@@ -85,8 +74,7 @@ fn acquire(call: &Call) -> Result<Outcome> {
     let at = queue.iter().position(|n| *n == own).expect("listed");
     let Some(blocked_by) = blocker(&queue, at, &mine) else {
         if existing.is_some() && call.is_initial() {
-            let held = count_of(&tree::get(&own_path)?.data);
-            tree::set(&own_path, &(held + 1).to_le_bytes(), None)?;
+            holds::add_one(&own_path)?;
         }
         return Acquired::held(own_path);
     };
@@ -102,7 +90,7 @@ fn acquire(call: &Call) -> Result<Outcome> {
 fn release(call: &Call) -> Result<Outcome> {
     let a: Args = call.args()?;
     let prefix = format!("{}{}", mode_prefix(&a.mode)?, session_prefix());
-    let queue = queue(&a.path)?;
+    let queue = tree::queue(&a.path)?;
     let Some(name) = queue.iter().find(|n| n.starts_with(&prefix)) else {
         bail!("not held");
     };
@@ -110,13 +98,7 @@ fn release(call: &Call) -> Result<Outcome> {
     if blocker(&queue, at, &session_prefix()).is_some() {
         bail!("not held");
     }
-    let path = format!("{}/{name}", a.path);
-    let held = count_of(&tree::get(&path)?.data) - 1;
-    if held > 0 {
-        tree::set(&path, &held.to_le_bytes(), None)?;
-    } else {
-        tree::delete(&path, None)?;
-    }
+    let held = holds::release_one(&format!("{}/{name}", a.path))?;
     #[derive(Serialize)]
     struct Held {
         held: u64,

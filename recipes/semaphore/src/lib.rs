@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 use wazoo_guest::context::session_prefix;
-use wazoo_guest::{bail, name_of, sort_by_sequence, tree, Call, CreateMode, Outcome, Reason};
+use wazoo_guest::{bail, name_of, tree, Call, CreateMode, Outcome, Reason};
 use wazoo_guest::{Acquired, Result, Watch};
 
 const HELD: &[u8] = b"held";
@@ -57,9 +57,7 @@ fn read(path: &str) -> Result<Option<(u64, Vec<String>)>> {
     let Ok(permits) = <[u8; 8]>::try_from(sem.data.as_slice()) else {
         bail!("{path} is not a semaphore");
     };
-    let mut names = tree::children(path)?;
-    sort_by_sequence(&mut names);
-    Ok(Some((u64::from_le_bytes(permits), names)))
+    Ok(Some((u64::from_le_bytes(permits), tree::queue(path)?)))
 }
 
 fn acquire(call: &Call) -> Result<Outcome> {
