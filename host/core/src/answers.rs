@@ -1,4 +1,4 @@
-//! Recipe answers as data: what a call named by a request id committed is kept in the tree, so a
+//! Recipe answers as data (and the helpers parked calls' records share, `parked_record.rs`): what a call named by a request id committed is kept in the tree, so a
 //! retry after a server restart (its reply lost with the connection) gets the first answer and
 //! the call's writes happen once. The answer is an ephemeral node of the calling session written
 //! in the call's own multi, `/wazoo/answers/<session, 16 hex>-<request id>` holding the output:
@@ -44,6 +44,74 @@ pub(super) fn storable(request_id: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'/')
 }
 
+/// Where a kept node of `session`'s call named `request_id` goes under `root`, and the ops
+/// that create `/wazoo` and `root` if they are missing; `None` if the call's node is not kept:
+/// an id that is not a plain segment, a session no longer valid, or an ACL on `/wazoo` or
+/// `root` other than the open one the server gives them (the caller's auth writes the node,
+/// within its call's multi). Shared by answers and parked calls' records.
+pub(super) fn kept_node(
+    core: &Core,
+    session: i64,
+    request_id: &str,
+    root: &str,
+) -> Option<(Vec<MultiOp>, String)> {
+    if !storable(request_id) || !core.tracker.is_valid(session) {
+        return None;
+    }
+    let open = |p: &str| {
+        core.tree
+            .get(p)
+            .is_none_or(|n| n.acl()[..] == Acl::open_unsafe()[..])
+    };
+    if !open("/wazoo") || !open(root) {
+        return None;
+    }
+    let dirs = ["/wazoo", root]
+        .into_iter()
+        .filter(|d| !core.pending.exists(&core.tree, d))
+        .map(|d| create(d, b"", 0))
+        .collect();
+    Some((dirs, format!("{root}/{}", node_name(session, request_id))))
+}
+
+/// The op that makes `data` the content of the ephemeral node `node` of the call's session:
+/// its setData if it exists, else its create.
+pub(super) fn put_ephemeral(core: &Core, node: &str, data: &[u8]) -> MultiOp {
+    if core.pending.exists(&core.tree, node) {
+        MultiOp::SetData {
+            path: node.to_owned(),
+            data: Some(data.to_vec()),
+            version: -1,
+        }
+    } else {
+        create(node, data, 1) // ephemeral: it goes with the session
+    }
+}
+
+/// The kept nodes under `root` of live sessions, in creation order: (session, request id,
+/// data).
+pub(super) fn read_kept(core: &Core, root: &str) -> Vec<(i64, String, Vec<u8>)> {
+    let Some(dir) = core.tree.get(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Zxid, i64, String, Vec<u8>)> = dir
+        .children()
+        .filter_map(|name| {
+            let (session, rid) = parse_node_name(name)?;
+            let n = core.tree.get(&format!("{root}/{name}"))?;
+            core.tracker.is_valid(session).then(|| {
+                let data = n.data().unwrap_or_default().to_vec();
+                (n.meta().czxid, session, rid.to_owned(), data)
+            })
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, s, rid, d)| (s, rid, d))
+        .collect()
+}
+
 fn create(path: &str, data: &[u8], flags: i32) -> MultiOp {
     MultiOp::Create(CreateRequest {
         op: op::CREATE,
@@ -63,37 +131,18 @@ pub(super) fn answer_ops(
     request_id: &str,
     output: &[u8],
 ) -> Vec<MultiOp> {
-    if !storable(request_id) || output.len() > MAX_KEPT_OUTPUT || !core.tracker.is_valid(session) {
+    if output.len() > MAX_KEPT_OUTPUT {
         return Vec::new();
     }
-    let exists = |p: &str| core.pending.exists(&core.tree, p);
-    let open = |p: &str| {
-        core.tree
-            .get(p)
-            .is_none_or(|n| n.acl()[..] == Acl::open_unsafe()[..])
+    let Some((mut ops, node)) = kept_node(core, session, request_id, ANSWERS_ROOT) else {
+        return Vec::new();
     };
-    if !open("/wazoo") || !open(ANSWERS_ROOT) {
-        return Vec::new();
-    }
-    let mut ops = Vec::new();
-    for dir in ["/wazoo", ANSWERS_ROOT] {
-        if !exists(dir) {
-            ops.push(create(dir, b"", 0));
-        }
-    }
-    let node = format!("{ANSWERS_ROOT}/{}", node_name(session, request_id));
-    if exists(&node) {
-        ops.push(MultiOp::Delete {
-            path: node.clone(),
-            version: -1,
-        });
-    }
-    ops.push(create(&node, output, 1)); // ephemeral: it goes with the session
-                                        // The oldest past the cap goes (`record_result` drops it from memory the same way).
+    ops.push(put_ephemeral(core, &node, output));
+    // The oldest past the cap goes (`record_result` drops it from memory the same way).
     if let Some(order) = core.runs.result_order.get(&session) {
-        if order.len() >= MAX_RESULTS_PER_SESSION {
+        if order.len() >= MAX_RESULTS_PER_SESSION && order[0] != request_id {
             let oldest = format!("{ANSWERS_ROOT}/{}", node_name(session, &order[0]));
-            if order[0] != request_id && exists(&oldest) {
+            if core.pending.exists(&core.tree, &oldest) {
                 ops.push(MultiOp::Delete {
                     path: oldest,
                     version: -1,
@@ -107,24 +156,7 @@ pub(super) fn answer_ops(
 impl Core {
     /// Reads the answers kept as data back into the table (at start).
     pub(super) fn load_answers(&mut self) {
-        let Some(root) = self.tree.get(ANSWERS_ROOT) else {
-            return;
-        };
-        let mut found: Vec<(Zxid, i64, String, Vec<u8>)> = Vec::new();
-        for name in root.children() {
-            let Some((session, rid)) = parse_node_name(name) else {
-                continue;
-            };
-            let path = format!("{ANSWERS_ROOT}/{name}");
-            if let Some(n) = self.tree.get(&path) {
-                if self.tracker.is_valid(session) {
-                    let data = n.data().unwrap_or_default().to_vec();
-                    found.push((n.meta().czxid, session, rid.to_owned(), data));
-                }
-            }
-        }
-        found.sort();
-        for (_, session, rid, output) in found {
+        for (session, rid, output) in read_kept(self, ANSWERS_ROOT) {
             let answer = Ok(Response::RecipeCall {
                 aborted: false,
                 output,

@@ -11,7 +11,6 @@
 //! A call without a request id is not recorded: after a restart no client could find it again.
 
 use wazoo_proto::jute::{Reader, Writer};
-use wazoo_proto::{Acl, CreateRequest};
 use wazoo_tree::WaitFor;
 
 use super::*;
@@ -101,57 +100,21 @@ fn node_of(session: i64, request_id: &str) -> String {
     )
 }
 
-/// Whether a call of `session` named `request_id` is recorded when it parks.
-pub(super) fn recorded(core: &Core, session: i64, request_id: &str) -> bool {
-    crate::answers::storable(request_id) && core.tracker.is_valid(session) && {
-        let open = |p: &str| {
-            core.tree
-                .get(p)
-                .is_none_or(|n| n.acl()[..] == Acl::open_unsafe()[..])
-        };
-        open("/wazoo") && open(PARKED_ROOT)
-    }
-}
-
-/// The ops that write `record` for the call (appended to the park's multi).
+/// The ops that write the record `make()` builds for the call of `session` named
+/// `request_id` (appended to the park's multi); none if the call is not recorded.
 pub(super) fn put_ops(
     core: &Core,
     session: i64,
     request_id: &str,
-    record: &Record,
+    make: impl FnOnce() -> Record,
 ) -> Vec<MultiOp> {
-    let exists = |p: &str| core.pending.exists(&core.tree, p);
-    let mut ops = Vec::new();
-    for dir in ["/wazoo", PARKED_ROOT] {
-        if !exists(dir) {
-            ops.push(MultiOp::Create(CreateRequest {
-                op: op::CREATE,
-                path: dir.to_owned(),
-                data: Some(Vec::new()),
-                acl: Acl::open_unsafe(),
-                flags: 0,
-                ttl: -1,
-            }));
+    match crate::answers::kept_node(core, session, request_id, PARKED_ROOT) {
+        Some((mut ops, node)) => {
+            ops.push(crate::answers::put_ephemeral(core, &node, &make().encode()));
+            ops
         }
+        None => Vec::new(),
     }
-    let node = node_of(session, request_id);
-    if exists(&node) {
-        ops.push(MultiOp::SetData {
-            path: node,
-            data: Some(record.encode()),
-            version: -1,
-        });
-    } else {
-        ops.push(MultiOp::Create(CreateRequest {
-            op: op::CREATE,
-            path: node,
-            data: Some(record.encode()),
-            acl: Acl::open_unsafe(),
-            flags: 1, // ephemeral: it goes with the session
-            ttl: -1,
-        }));
-    }
-    ops
 }
 
 /// The op that deletes the call's record, if it has one.
@@ -174,29 +137,16 @@ impl Core {
     /// Re-arms the parked calls recorded in the tree (at start): each parks as recorded, with no
     /// connection until its client's retry takes it over, and runs once at the next tick.
     pub(super) fn load_parked(&mut self) {
-        let Some(root) = self.tree.get(PARKED_ROOT) else {
-            return;
-        };
         let mut found = Vec::new();
-        for name in root.children() {
-            let Some((session, rid)) = crate::answers::parse_node_name(name) else {
-                continue;
-            };
-            let Some(node) = self.tree.get(&format!("{PARKED_ROOT}/{name}")) else {
-                continue;
-            };
-            match Record::decode(node.data().unwrap_or_default()) {
-                Some(rec) if self.tracker.is_valid(session) => {
-                    found.push((node.meta().czxid, session, rid.to_owned(), rec))
-                }
-                Some(_) => {}
+        for (session, rid, data) in crate::answers::read_kept(self, PARKED_ROOT) {
+            match Record::decode(&data) {
+                Some(rec) => found.push((session, rid, rec)),
                 None => {
-                    warn!(record = %name, "a parked call's record does not decode: not re-armed")
+                    warn!(record = %rid, "a parked call's record does not decode: not re-armed")
                 }
             }
         }
-        found.sort_by_key(|f| f.0);
-        for (_, session, rid, rec) in found {
+        for (session, rid, rec) in found {
             // The version it parked on if the server installs it at start (a built-in, or the
             // loaded version the tree still names, compiled from the cache before the first
             // tick), else the name's current one.

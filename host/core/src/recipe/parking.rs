@@ -94,8 +94,8 @@ impl Core {
     ) {
         let stage = std::mem::replace(&mut run.stage, Stage::new(run.session, 0, 0));
         let rid = run.start.request_id.as_str();
-        let record = if crate::parked_record::recorded(self, run.session, rid) {
-            let rec = crate::parked_record::Record {
+        let record = crate::parked_record::put_ops(self, run.session, rid, || {
+            crate::parked_record::Record {
                 recipe: run.start.recipe.clone(),
                 version: run.start.version,
                 op: run.start.op.clone(),
@@ -104,11 +104,8 @@ impl Core {
                 deadline_ms,
                 on: on.clone(),
                 seed: run.start.seed,
-            };
-            crate::parked_record::put_ops(self, run.session, rid, &rec)
-        } else {
-            Vec::new()
-        };
+            }
+        });
         if (!stage.is_empty() || !record.is_empty())
             && self
                 .log_stage(run.session, run.xid, &run.auth, stage, record, None)
