@@ -69,6 +69,9 @@ pub const BUILTIN: &[(&str, &[u8])] = &[
 /// Instance slots of the pooling allocator (concurrent calls are at most the worker threads).
 const POOL_SLOTS: u32 = 64;
 
+/// Core instances one call may create (the store's limit).
+const MAX_CORE_INSTANCES: usize = 32;
+
 /// The built-ins a server installs when not told otherwise.
 pub const DEFAULT_BUILTINS: &[&str] = &[
     "barrier",
@@ -201,7 +204,7 @@ impl RecipeHost {
         // Concurrent instances are at most the worker threads; 64 slots leave room.
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
-            .total_core_instances(4 * POOL_SLOTS)
+            .total_core_instances(MAX_CORE_INSTANCES as u32 * POOL_SLOTS)
             .total_memories(POOL_SLOTS)
             .total_tables(4 * POOL_SLOTS)
             .max_memory_size(limits.memory_bytes)
@@ -246,7 +249,10 @@ impl RecipeHost {
         }
         .map_err(load)?;
         let mut linker = self.linker.clone();
-        // WASI imports a language runtime pulls in (and anything else unknown) trap if called.
+        // The few WASI functions a language runtime needs before any recipe code runs get
+        // deterministic stand-ins (`wasi`); every other import a runtime pulls in (and anything
+        // else unknown) traps if called.
+        wasi::define_stand_ins(&mut linker, &component, &self.engine).map_err(load)?;
         linker
             .define_unknown_imports_as_traps(&component)
             .map_err(load)?;
@@ -336,16 +342,20 @@ impl RecipeHost {
         let Some(pre) = pre else {
             return (Err(RecipeError::NoSuchRecipe(name.to_owned())), tree);
         };
+        let rng = context.seed;
         let state = CallState {
             tree,
             context,
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)
-                .instances(4)
+                // A Rust recipe is 1–3 core instances; a Python one (componentize-py: CPython,
+                // libc and their shims as separate modules) about 20.
+                .instances(MAX_CORE_INSTANCES)
                 .build(),
             staged: 0,
             read_bytes: 0,
             host_limits: self.limits.clone(),
+            rng,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -418,6 +428,8 @@ pub struct CallState {
     /// Bytes read so far.
     read_bytes: usize,
     host_limits: Limits,
+    /// The call's pseudo-random stream for the WASI stand-ins, seeded with `context.seed`.
+    rng: u64,
 }
 
 fn error_code(e: ZkError) -> ErrorCode {
@@ -590,6 +602,7 @@ impl wazoo::recipe::context::Host for CallState {
 }
 
 mod cache;
+mod wasi;
 pub use cache::sha256_hex;
 #[cfg(test)]
 mod tests;
