@@ -3,7 +3,8 @@
 #
 #   1. install test dependencies (apt: clang/libclang, zookeeper, JRE; pip: kazoo, pytest)
 #   2. cargo build --workspace --bins --tests   (one dev profile: the binaries the tests spawn are built once)
-#   3. cargo test --workspace, then the guest SDK's own tests (guest-sdk/)
+#   3. the built-in recipes' twins in Python and C (scripts/build-guest-recipes.sh), cargo test --workspace,
+#      then the guest SDKs' own tests (guest-sdk/: the Rust crate, the Python package)
 #   4. purity check: wazoo-proto, -tree, -store, -admin, -zab, -core and -sim must not depend on tokio / rocksdb / wasmtime
 #   5. python3 -m pytest tests/python           (real clients against $WAZOO_BIN; see tests/python/README.md),
 #      then the client suites again against a 3-server ensemble (WAZOO_TEST_ENSEMBLE=3)
@@ -32,6 +33,9 @@ bash "$ROOT/scripts/install-test-deps.sh"
 step "cargo build --workspace --bins --tests (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
 cargo build --workspace --bins --tests
 
+step "the built-in recipes' twins in Python and C (scripts/build-guest-recipes.sh; the recipe tests load them)"
+bash "$ROOT/scripts/build-guest-recipes.sh"
+
 step "cargo test --workspace (with a throwaway wazoo server for the client's live tests)"
 LIVE_DIR="$(mktemp -d /tmp/wazoo-live.XXXXXX)"
 LIVE_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
@@ -52,8 +56,9 @@ WAZOO_CLIENT_TEST_SERVER="127.0.0.1:$LIVE_PORT" cargo test --workspace
 stop_live
 trap - EXIT
 
-step "cargo test: the guest SDK (a crate of its own, built for wasm32-wasip2 by the recipes)"
+step "the guest SDKs' own tests: the Rust crate (built for wasm32-wasip2 by the recipes) and the Python package"
 cargo test --locked --manifest-path guest-sdk/Cargo.toml
+python3 -m pytest -q -p no:cacheprovider guest-sdk/python/tests
 
 step "purity check: pure crates must not depend on tokio, rocksdb or wasmtime"
 pure_failed=0

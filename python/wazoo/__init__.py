@@ -135,9 +135,13 @@ def _with_timeout(args, timeout):
 class _Recipe:
     recipe = ""
 
-    def __init__(self, client, path):
+    def __init__(self, client, path, recipe=None):
+        """`recipe`: the name of the recipe to call, if not the built-in's (a twin loaded under
+        another name, or a version of your own)."""
         self.client = client
         self.path = path
+        if recipe is not None:
+            self.recipe = recipe
 
     def _call(self, op, timeout=None, **args):
         """One call, retried after a lost connection (kazoo's retry policy) under one request

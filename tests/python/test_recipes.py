@@ -21,6 +21,7 @@ import pytest
 from kazoo.exceptions import ConnectionLoss, UnimplementedError
 
 import harness
+import twins
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 
@@ -213,11 +214,14 @@ def test_a_recipe_parking_on_too_many_paths_fails_and_parked_calls_go_with_their
     assert zk.create("/after-parking", b"") == "/after-parking"
 
 
+@pytest.mark.parametrize("lang", twins.LANGS["mutex"])
 def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_that_dies(wazoo_server,
-                                                                                        kazoo_factory):
+                                                                                        kazoo_factory, lang):
     """Each of 8 sessions takes the lock 15 times and, holding it, does a read-modify-write of a shared
     node without a version (a lost update if two held it at once); the holders recorded in order never
-    overlap. Then a session that dies holding the lock hands it to the next waiter."""
+    overlap. Then a session that dies holding the lock hands it to the next waiter. The same for the
+    built-in (Rust) and its twins in Python and C, loaded as recipes of their own."""
+    mutex = twins.load(wazoo_server, "mutex", lang)
     setup = kazoo_factory(wazoo_server)
     setup.create("/mx-count", b"0")
     rounds = 15
@@ -228,7 +232,7 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
 
     def worker(i, zk):
         try:
-            lock = wazoo.Lock(zk, "/mx")
+            lock = wazoo.Lock(zk, "/mx", mutex)
             for _ in range(rounds):
                 assert lock.acquire()
                 with guard:
@@ -256,14 +260,14 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
 
     # Reentrant: the holder takes it twice and must give it back twice.
     a, b = kazoo_factory(wazoo_server), kazoo_factory(wazoo_server)
-    la, lb = wazoo.Lock(a, "/mx2"), wazoo.Lock(b, "/mx2")
+    la, lb = wazoo.Lock(a, "/mx2", mutex), wazoo.Lock(b, "/mx2", mutex)
     assert la.acquire() and la.acquire()
     la.release()
     assert lb.acquire(timeout=0.5) is False, "still held once"
     la.release()
     assert lb.acquire(timeout=5)
     # A holder whose session dies: the next waiter gets it.
-    waiting = wazoo.recipe_call_async(a, "mutex", "acquire", {"path": "/mx2"})
+    waiting = wazoo.recipe_call_async(a, mutex, "acquire", {"path": "/mx2"})
     time.sleep(0.3)
     assert not waiting.ready()
     b.stop()
@@ -272,7 +276,7 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
     out = msgpack.unpackb(out)
     assert not aborted and out["acquired"] and out["node"].startswith("/mx2/"), out
     with pytest.raises(wazoo.RecipeAborted):
-        wazoo.Lock(kazoo_factory(wazoo_server), "/mx2").release()
+        wazoo.Lock(kazoo_factory(wazoo_server), "/mx2", mutex).release()
 
 
 def builtin_wasm(name):

@@ -17,6 +17,7 @@ import msgpack
 import pytest
 
 import harness
+import twins
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 
@@ -298,10 +299,17 @@ def test_the_double_barrier_lets_everyone_in_and_out_together_every_round(wazoo_
     assert clients[0].get_children("/db3") == []
 
 
+@pytest.mark.parametrize("lang", twins.LANGS["queue"])
 def test_the_queue_hands_each_item_out_once_by_priority_and_takes_back_a_dead_takers(wazoo_server,
-                                                                                   kazoo_factory):
+                                                                                   kazoo_factory, lang):
+    """The same for the built-in (Rust) and its Python twin, loaded as a recipe of its own."""
+    name = twins.load(wazoo_server, "queue", lang)
+
+    def Queue(zk, path):  # noqa: N802 - stands for wazoo.Queue
+        return wazoo.Queue(zk, path, name)
+
     setup = kazoo_factory(wazoo_server)
-    q = wazoo.Queue(setup, "/q")
+    q = Queue(setup, "/q")
     # Order: priority first (lower first), then arrival.
     for data, prio in [(b"c", 5), (b"a", 1), (b"d", 5), (b"b", 1), (b"z", -3)]:
         q.put(data, priority=prio)
@@ -322,16 +330,16 @@ def test_the_queue_hands_each_item_out_once_by_priority_and_takes_back_a_dead_ta
     # Two takers wait before anything is queued, so they are served first; each then dies
     # holding its item.
     dying = [kazoo_factory(wazoo_server) for _ in range(2)]
-    dead_takes = [wazoo.Queue(zk, "/q")._call_async("take") for zk in dying]
+    dead_takes = [Queue(zk, "/q")._call_async("take") for zk in dying]
     time.sleep(0.2)
 
     def produce(i, zk):
-        pq = wazoo.Queue(zk, "/q")
+        pq = Queue(zk, "/q")
         for n in range(per_producer):
             pq.put(f"{i}-{n}".encode(), priority=random.choice([0, 1]))
 
     def take(i, zk):
-        tq = wazoo.Queue(zk, "/q")
+        tq = Queue(zk, "/q")
         while True:
             got = tq.take(timeout=3)
             if got is None:
@@ -358,14 +366,14 @@ def test_the_queue_hands_each_item_out_once_by_priority_and_takes_back_a_dead_ta
     assert sorted(consumed) == expected, "every item consumed exactly once"
 
     # Items survive a restart; one taken and not consumed stays its taker's until given back.
-    q = wazoo.Queue(setup, "/q2")
+    q = Queue(setup, "/q2")
     for n in range(3):
         q.put(str(n).encode())
     wazoo_server.restart()
     harness.wait_until(lambda: setup.connected, 30, what="reconnected")
     item, data = q.take(timeout=5)
     assert data == b"0"
-    other = wazoo.Queue(kazoo_factory(wazoo_server), "/q2")
+    other = Queue(kazoo_factory(wazoo_server), "/q2")
     with pytest.raises(wazoo.RecipeAborted, match="not taken by this session"):
         other.consume(item)
     assert q.size() == {"items": 3, "taken": 1}
@@ -376,12 +384,12 @@ def test_the_queue_hands_each_item_out_once_by_priority_and_takes_back_a_dead_ta
 
     # The first of two waiting takers dies: the next item goes to the second.
     t1, t2, producer = sessions(kazoo_factory, wazoo_server, 3)
-    first = wazoo.Queue(t1, "/q3")._call_async("take")
+    first = Queue(t1, "/q3")._call_async("take")
     harness.wait_until(lambda: producer.exists("/q3/takers") and len(producer.get_children("/q3/takers")) == 1,
                        10, what="the first taker waiting")
-    second = wazoo.Queue(t2, "/q3")._call_async("take")
+    second = Queue(t2, "/q3")._call_async("take")
     harness.wait_until(lambda: len(producer.get_children("/q3/takers")) == 2, 10, what="both waiting")
     close([t1])
-    wazoo.Queue(producer, "/q3").put(b"only")
+    Queue(producer, "/q3").put(b"only")
     aborted, out = second.get(timeout=10)
     assert not aborted and msgpack.unpackb(out)["data"] == b"only"

