@@ -23,7 +23,7 @@ stale() {
     local out="$1"
     shift
     [ ! -e "$out" ] && return 0
-    [ -n "$(find "$@" -type f -newer "$out" -print -quit)" ]
+    [ -n "$(find "$@" -type f -newer "$out" -not -path '*/__pycache__/*' -not -name '*.pyc' -print -quit)" ]
 }
 
 pip_tool() { # pip_tool COMMAND PACKAGE VERSION
