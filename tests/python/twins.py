@@ -54,8 +54,8 @@ def load(srv, recipe, lang, timeout=180):
 
 
 def wait_ready(srv, name, timeout=180):
-    """Waits until `name` answers calls (a call of an op no recipe has aborts; NORECIPE until the
-    server has compiled the component)."""
+    """Waits until `name` answers calls: a call of an op no recipe has aborts (the server holds a
+    call while the component compiles; NORECIPE would mean the load has not applied yet)."""
     deadline = time.monotonic() + timeout
     while True:
         out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", srv.hosts, "call", name,

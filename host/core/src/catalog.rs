@@ -90,6 +90,8 @@ pub(super) struct Catalog {
     current: HashMap<String, u64>,
     /// Names whose node an applied txn touched, to look at after the batch.
     touched: BTreeSet<String>,
+    /// The latest version of each name handed to the runtime and not yet reported back.
+    compiling: HashMap<String, u64>,
     /// Loaded versions the runtime compiled and holds (built-ins aside): each costs its code's
     /// memory until retired.
     compiled: BTreeSet<(String, u64)>,
@@ -99,6 +101,11 @@ impl Catalog {
     /// The version a new call of `name` runs, if there is one.
     pub(super) fn current(&self, name: &str) -> Option<u64> {
         self.current.get(name).copied()
+    }
+
+    /// The version of `name` the runtime is compiling, if any.
+    pub(super) fn compiling(&self, name: &str) -> Option<u64> {
+        self.compiling.get(name).copied()
     }
 
     /// Whether `name` is a built-in.
@@ -191,6 +198,7 @@ impl Core {
                 continue;
             }
             info!(recipe = %name, version = format_args!("{version:#x}"), bytes = wasm.len(), "installing a recipe version");
+            self.catalog.compiling.insert(name.clone(), version);
             if let Some(r) = self.recipes.as_ref() {
                 r.install(Install {
                     name,
@@ -209,8 +217,12 @@ impl Core {
         version: u64,
         error: Option<String>,
     ) {
+        if self.catalog.compiling.get(&name) == Some(&version) {
+            self.catalog.compiling.remove(&name);
+        }
         if let Some(e) = error {
             warn!(recipe = %name, version = format_args!("{version:#x}"), "a recipe version failed to install: {e}");
+            self.begin_awaiting_compile(&name);
             return;
         }
         // Current only if the node still names it (a later load or a removal wins).
@@ -222,8 +234,9 @@ impl Core {
         self.metrics.inc(Counter::RecipeVersionsInstalled);
         if node_version == Some(version) {
             info!(recipe = %name, version = format_args!("{version:#x}"), "recipe version current");
-            self.catalog.current.insert(name, version);
+            self.catalog.current.insert(name.clone(), version);
         }
+        self.begin_awaiting_compile(&name);
         self.retire_unused_versions();
     }
 

@@ -342,3 +342,84 @@ fn a_session_keeps_few_calls_parked_for_a_retry_however_often_it_reconnects() {
         "the dropped calls' records went too"
     );
 }
+
+#[test]
+fn a_call_of_a_recipe_still_being_compiled_waits_for_it_then_runs_on_it_or_is_answered_norecipe() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    // "fresh" is loaded (as after a restart, or a first load): the runtime compiles it.
+    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
+    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("an install");
+    // A call arriving meanwhile waits for the compile, and so does what its connection sends
+    // after it.
+    h.request(2, 1, call_of("fresh", "x"));
+    h.request(2, 2, create("/after", 0));
+    h.settle();
+    assert!(s.starts().is_empty(), "not compiled yet: nothing runs");
+    assert!(h.replies(2).is_empty(), "neither is answered yet");
+    h.input(CoreMsg::RecipeInstalled {
+        name: "fresh".into(),
+        version: install.version,
+        error: None,
+    });
+    let (run, start) = started(&s);
+    assert_eq!(
+        (start.recipe.as_str(), start.version),
+        ("fresh", install.version)
+    );
+    end(&mut h, run, commit(b"ran"));
+    assert_eq!(
+        codes(&mut h, 2),
+        vec![(1, 0), (2, 0)],
+        "the call, then the create behind it"
+    );
+    // A recipe whose compile fails: the waiting call is answered NORECIPE.
+    load_recipe(&mut h, 1, "broken", b"\0asm broken", &"cd".repeat(32));
+    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("an install");
+    h.request(2, 3, call_of("broken", "x"));
+    h.settle();
+    assert!(s.starts().is_empty());
+    h.input(CoreMsg::RecipeInstalled {
+        name: "broken".into(),
+        version: install.version,
+        error: Some("not a component".into()),
+    });
+    h.settle();
+    assert!(s.starts().is_empty());
+    assert_eq!(codes(&mut h, 2), vec![(3, ErrorCode::NoRecipe.code())]);
+    // A name nobody loaded is still answered at once.
+    h.request(2, 4, call_of("nonesuch", "x"));
+    h.settle();
+    assert_eq!(codes(&mut h, 2), vec![(4, ErrorCode::NoRecipe.code())]);
+}
+
+#[test]
+fn a_close_session_behind_a_call_waiting_for_a_compile_cancels_it_and_closes() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    h.connect(2);
+    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
+    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("an install");
+    h.request(2, 1, call_of("fresh", "x"));
+    h.request(2, 2, Request::CloseSession);
+    h.settle();
+    assert_eq!(
+        codes(&mut h, 2),
+        vec![(1, ErrorCode::SessionExpired.code()), (2, 0)],
+        "the waiting call is cancelled and the session closes"
+    );
+    h.input(CoreMsg::RecipeInstalled {
+        name: "fresh".into(),
+        version: install.version,
+        error: None,
+    });
+    h.settle();
+    assert!(s.starts().is_empty(), "the cancelled call never runs");
+}

@@ -178,6 +178,10 @@ pub(super) struct Runs {
     /// Runs on the core that gave up at a read of a path with an outstanding change: they run
     /// again, on the core, once the txn of their key applies.
     waiting_here: BTreeMap<Zxid, Vec<(RunId, Run)>>,
+    /// Calls of a recipe that had no current version but one being compiled when they came (a
+    /// first load, or every loaded recipe just after a start): they begin once it is
+    /// (`compiling`).
+    awaiting_compile: BTreeMap<RunId, Run>,
     /// Connections whose next reply waits for the txn of its key to apply (`Queued::Ready`'s
     /// `after`).
     replies_after: BTreeMap<Zxid, Vec<ConnId>>,
@@ -200,6 +204,7 @@ impl Runs {
             .map(key)
             .chain(self.parked.values().map(|p| key(&p.run)))
             .chain(self.waiting_here.values().flatten().map(|(_, r)| key(r)))
+            .chain(self.awaiting_compile.values().map(key))
             .collect()
     }
 
@@ -226,7 +231,13 @@ impl Core {
         at: Instant,
         admit: Admission,
     ) {
-        let version = self.catalog.current(&call.recipe);
+        let current = self.catalog.current(&call.recipe);
+        // No current version but one compiling: the call waits for it rather than fail.
+        let compiling = current
+            .is_none()
+            .then(|| self.catalog.compiling(&call.recipe))
+            .flatten();
+        let version = current.or(compiling);
         let refusal = if self.replica.is_some() {
             // Recipes run on the leader; an ensemble does not take calls yet (docs/recipes.md).
             Some(ErrorCode::Unimplemented)
@@ -299,6 +310,10 @@ impl Core {
             c.queue.push_back(Queued::Recipe { run: run_id });
         }
         self.metrics.inc(Counter::RecipeRuns);
+        if compiling.is_some() {
+            self.runs.awaiting_compile.insert(run_id, run);
+            return;
+        }
         self.begin(run_id, run);
     }
 
@@ -653,6 +668,7 @@ pub(super) fn commit_reply(outcome: OpOutcome, output: Vec<u8>) -> Result<Respon
     }
 }
 
+mod compiling;
 mod parking;
 mod retry;
 

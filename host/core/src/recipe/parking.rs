@@ -133,6 +133,9 @@ impl Core {
         };
         if let Some(p) = self.unpark(run_id) {
             self.finish(run_id, p.run, Err(ErrorCode::SessionExpired));
+        } else if let Some(run) = self.runs.awaiting_compile.remove(&run_id) {
+            // A call waiting for its recipe's compile (which may take a minute) is no different.
+            self.finish(run_id, run, Err(ErrorCode::SessionExpired));
         }
     }
 

@@ -47,12 +47,15 @@ impl Core {
             Some(p) => Some(&mut p.run),
             None => match runs.by_id.get_mut(&run_id) {
                 Some(r) => Some(r),
-                None => runs
-                    .waiting_here
-                    .values_mut()
-                    .flat_map(|v| v.iter_mut())
-                    .find(|(i, _)| *i == run_id)
-                    .map(|(_, r)| r),
+                None => match runs.awaiting_compile.get_mut(&run_id) {
+                    Some(r) => Some(r),
+                    None => runs
+                        .waiting_here
+                        .values_mut()
+                        .flat_map(|v| v.iter_mut())
+                        .find(|(i, _)| *i == run_id)
+                        .map(|(_, r)| r),
+                },
             },
         };
         let Some(run) = run else {
