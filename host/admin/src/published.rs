@@ -236,6 +236,8 @@ pub fn published_stats(
         s.leader = Some(crate::stats::LeaderStats {
             learners: gauges.learners,
             synced_followers: gauges.synced_followers,
+            // ZooKeeper counts followers outside the voting view here (mid-reconfig); wazoo has
+            // no dynamic reconfiguration, so every follower votes: none exist, by construction.
             synced_non_voting_followers: 0,
             synced_observers: gauges.synced_observers,
             pending_syncs: gauges.pending_syncs,
