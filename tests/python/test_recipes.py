@@ -136,6 +136,24 @@ def test_each_hostile_recipe_fails_only_its_own_call_while_other_clients_are_ser
     assert wazoo.Counter(caller, "/hostile/count").add(2) == 2
 
 
+def test_a_parked_call_whose_session_closes_runs_once_more_cancelled_and_its_cleanup_commits(
+        wazoo_server_factory, kazoo_factory):
+    """docs/recipes.md, "Cancelled runs": the call leaves a persistent node and parks; its session
+    closes; the recipe runs again with reason cancelled, after the close: its delete and create
+    commit, its ephemeral is refused (the session is closed), and nobody is left waiting."""
+    srv = hostile_server(wazoo_server_factory)
+    setup, caller = kazoo_factory(srv), kazoo_factory(srv)
+    wazoo.recipe_call_async(caller, "hostile", "linger", b"/linger")
+    harness.wait_until(lambda: setup.exists("/linger") is not None, 10, what="the call parked")
+    caller.stop()
+    caller.close()
+    harness.wait_until(lambda: setup.exists("/linger-cancelled") is not None, 10, what="the cancelled run")
+    assert setup.exists("/linger") is None, "its delete committed"
+    assert setup.get("/linger-cancelled")[0] == b"system-error", "its ephemeral was refused"
+    assert setup.exists("/linger-ephemeral") is None
+    assert mntr(srv)["zk_recipe_calls_cancelled"] == "1"
+
+
 def test_wazoo_recipe_call_takes_json_and_prints_the_output_as_json(wazoo_server):
     def call(*args):
         return subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "call", *args],

@@ -470,10 +470,12 @@ pub enum Counter {
     /// their records at start (wazoo's).
     RecipeRetriesAnswered,
     RecipeCallsRearmed,
+    /// Parked recipe calls run once more, cancelled, because their session ended (wazoo's).
+    RecipeCallsCancelled,
 }
 
 impl Counter {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     pub const ALL: [Counter; Counter::COUNT] = [
         Counter::BytesReceived,
         Counter::ResponseBytes,
@@ -491,6 +493,7 @@ impl Counter {
         Counter::RecipeVersionsRetired,
         Counter::RecipeRetriesAnswered,
         Counter::RecipeCallsRearmed,
+        Counter::RecipeCallsCancelled,
     ];
 
     /// The mntr key (without `zk_`).
@@ -580,6 +583,11 @@ impl Counter {
                 "recipe_calls_rearmed",
                 "recipe_calls_rearmed_total",
                 "Parked recipe calls re-armed from their records at start.",
+            ),
+            Counter::RecipeCallsCancelled => (
+                "recipe_calls_cancelled",
+                "recipe_calls_cancelled_total",
+                "Parked recipe calls run once more, cancelled, because their session closed or expired.",
             ),
         }
     }

@@ -175,6 +175,7 @@ impl Core {
             }
             Txn::CloseSession { .. } => {
                 self.tracker.remove(session);
+                self.cancel_session_parked(session);
                 self.forget_session_calls(session);
                 if let Some(cid) = self.session_conn.remove(&session) {
                     if Some(cid) != f.origin {

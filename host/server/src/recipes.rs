@@ -322,6 +322,7 @@ fn call_of(start: &RunStart) -> Call {
             RunReason::Initial => Reason::Initial,
             RunReason::Woken => Reason::Woken,
             RunReason::TimedOut => Reason::TimedOut,
+            RunReason::Cancelled => Reason::Cancelled,
         },
         state: start.state.clone(),
     }

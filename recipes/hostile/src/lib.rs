@@ -14,11 +14,15 @@
 //! - `park`: parks on as many paths (`/park/<i>`) as its argument says, forever;
 //! - `escape`: tries to read and write `/zookeeper` and `/wazoo` and aborts saying how each
 //!   try ended;
-//! - `refuse`: aborts with "refused".
+//! - `refuse`: aborts with "refused";
+//! - `linger`: creates the persistent node at the path it is given and parks until `<path>/go`
+//!   is created; its cancelled run (the session closed or expired meanwhile) deletes that node,
+//!   tries an ephemeral `<path>-ephemeral` (refused: the session is closed) and creates
+//!   `<path>-cancelled` holding how the try ended.
 
 wit_bindgen::generate!({ world: "recipe", path: "../../wit" });
 
-use exports::wazoo::recipe::runner::{Guest, Invocation, Outcome, Park};
+use exports::wazoo::recipe::runner::{Guest, Invocation, Outcome, Park, Reason};
 use wazoo::recipe::tree;
 use wazoo::recipe::types::{CreateMode, Watch};
 
@@ -105,6 +109,31 @@ impl Guest for Hostile {
                 Outcome::Abort(format!("escape: {}", said.join(", ")).into_bytes())
             }
             "refuse" => Outcome::Abort(b"refused".to_vec()),
+            "linger" => {
+                let path = text(&inv.args);
+                if inv.reason == Reason::Cancelled {
+                    let _ = tree::delete(&path, None);
+                    let tried =
+                        tree::create(&format!("{path}-ephemeral"), b"", CreateMode::Ephemeral);
+                    let said = tried.as_ref().map_or_else(|e| e.name(), |_| "allowed");
+                    let _ = tree::create(
+                        &format!("{path}-cancelled"),
+                        said.as_bytes(),
+                        CreateMode::Persistent,
+                    );
+                    return Outcome::Commit(Vec::new());
+                }
+                if inv.reason == Reason::Initial {
+                    if let Err(e) = tree::create(&path, b"", CreateMode::Persistent) {
+                        return Outcome::Abort(format!("linger: {}", e.name()).into_bytes());
+                    }
+                }
+                Outcome::CommitAndPark(Park {
+                    on: vec![Watch::NodeCreated(format!("{path}/go"))],
+                    deadline_ms: None,
+                    state: Vec::new(),
+                })
+            }
             other => Outcome::Abort(format!("no op {other}").into_bytes()),
         }
     }

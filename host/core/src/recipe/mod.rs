@@ -46,6 +46,24 @@ pub enum RunReason {
     Woken,
     /// The parked call's deadline passed.
     TimedOut,
+    /// The call's session closed or expired: the run undoes what the call left behind; its
+    /// writes commit (no ephemeral node among them), nobody is answered, it cannot park again.
+    Cancelled,
+}
+
+/// A cancelled run's access that is refused outright: an ephemeral node of its session, which
+/// is closed (issue 9: no ephemeral for a closed or closing session), fails SESSIONEXPIRED.
+fn refused_when_cancelled(cancelled: bool, a: &Access) -> Option<Answer> {
+    match a {
+        Access::Stage(MultiOp::Create(c))
+            if cancelled
+                && wazoo_proto::CreateMode::from_flags(c.flags)
+                    .is_some_and(|m| m.is_ephemeral()) =>
+        {
+            Some(Answer::Failed(ErrorCode::SessionExpired))
+        }
+        _ => None,
+    }
 }
 
 /// Results of calls named by a request id kept per session for their retries (the latest;
@@ -188,6 +206,8 @@ pub(super) struct Runs {
     parked: FastMap<RunId, Parked>,
     /// Parked calls by the paths they wait on.
     by_path: FastMap<String, Vec<RunId>>,
+    /// Parked calls by session (a session's close gives each its cancelled run).
+    by_session: FastMap<i64, Vec<RunId>>,
     /// Parked calls with a deadline, by it.
     deadlines: BTreeMap<(i64, RunId), ()>,
     /// Parked calls woken by the txns applied so far in this batch, by parking order.
@@ -351,11 +371,15 @@ impl Core {
             return (None, None);
         };
         let (tree, pending, cfg) = (&self.tree, &self.pending, &self.prep_cfg);
-        let session_valid = self.tracker.is_valid(run.session);
+        let cancelled = run.start.reason == RunReason::Cancelled;
+        let session_valid = cancelled || self.tracker.is_valid(run.session);
         let auth = &run.auth;
         let stage = &mut run.stage;
         let mut waited = None;
         let mut access = |a: Access| {
+            if let Some(refusal) = refused_when_cancelled(cancelled, &a) {
+                return Some(refusal);
+            }
             let view = View {
                 tree,
                 pending,
@@ -388,12 +412,19 @@ impl Core {
         let Some(run) = self.runs.by_id.get_mut(&run_id) else {
             return; // a run that ended (its worker is told nothing more)
         };
+        let cancelled = run.start.reason == RunReason::Cancelled;
+        if let Some(refusal) = refused_when_cancelled(cancelled, &access) {
+            if let Some(h) = &run.handle {
+                h.answer(refusal);
+            }
+            return;
+        }
         let view = View {
             tree: &self.tree,
             pending: &self.pending,
             cfg: &self.prep_cfg,
             auth: &run.auth,
-            session_valid: self.tracker.is_valid(run.session),
+            session_valid: cancelled || self.tracker.is_valid(run.session),
         };
         match run.stage.access(view, &access) {
             Ok(answer) => {
@@ -450,6 +481,8 @@ impl Core {
         let (output, aborted) = match end {
             RunEnd::Commit { output } => (output, false),
             RunEnd::Abort { error } => (error, true),
+            // A cancelled call cannot wait any more: its writes commit and it ends.
+            RunEnd::Park { .. } if run.start.reason == RunReason::Cancelled => (Vec::new(), false),
             RunEnd::Park {
                 on,
                 deadline_ms,
@@ -536,7 +569,9 @@ impl Core {
             &request_id,
             &output,
         ));
-        let Some(zxid) = self.log_stage(session, xid, &auth, stage, extra, Some(conn)) else {
+        let cancelled = run.start.reason == RunReason::Cancelled;
+        let Some(zxid) = self.log_stage(cancelled, session, xid, &auth, stage, extra, Some(conn))
+        else {
             return; // a refused zxid: the step down closes the connection
         };
         let answer = Ok(Response::RecipeCall {
@@ -570,7 +605,7 @@ impl Core {
             // answer follows.
             let (session, xid, auth) = (run.session, run.xid, run.auth.clone());
             let empty = Stage::new(session, 0, 0);
-            if let Some(z) = self.log_stage(session, xid, &auth, empty, gone, None) {
+            if let Some(z) = self.log_stage(false, session, xid, &auth, empty, gone, None) {
                 after = after.max(z);
             }
         }
@@ -592,10 +627,13 @@ impl Core {
         self.end_run(conn);
     }
 
-    /// Preps a run's staged ops as one multi at the next zxid, as its session stands now, and
-    /// logs it (`origin`: the connection its reply goes to, if one does); `None`: no zxid.
+    /// Preps a run's staged ops as one multi at the next zxid, as its session stands now (a
+    /// `cancelled` run's as still open), and logs it (`origin`: the connection its reply goes
+    /// to, if one does); `None`: no zxid.
+    #[allow(clippy::too_many_arguments)]
     fn log_stage(
         &mut self,
+        cancelled: bool,
         session: i64,
         xid: i32,
         auth: &AuthInfo,
@@ -604,7 +642,9 @@ impl Core {
         origin: Option<ConnId>,
     ) -> Option<Zxid> {
         let zxid = self.alloc_zxid()?;
-        let valid = self.tracker.is_valid(session);
+        // A cancelled run's session is closed, and its writes still count (its stage refused
+        // any ephemeral node: `refused_when_cancelled`).
+        let valid = cancelled || self.tracker.is_valid(session);
         let mut ops = stage.into_ops();
         ops.extend(extra);
         let multi = Request::Multi(ops);
@@ -679,3 +719,7 @@ mod tests;
 #[cfg(test)]
 #[path = "../recipe_retry_test.rs"]
 mod retry_tests;
+
+#[cfg(test)]
+#[path = "../recipe_cancel_test.rs"]
+mod cancel_tests;

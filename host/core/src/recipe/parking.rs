@@ -1,8 +1,8 @@
 //! Parking (docs/recipes.md, "Parking"): a run that returns commit-and-park commits its writes
 //! and waits, holding no worker and no instance, until a path it named changes or its deadline
 //! passes; then the call runs again. Owns the parked calls' indexes (by path, by deadline, in
-//! parking order), waking, time-outs, a closed connection's or a closing session's parked call,
-//! and re-arming a recorded call at start.
+//! parking order), waking, time-outs, a closed connection's or a closing session's parked call
+//! (its cancelled run), and re-arming a recorded call at start.
 
 use wazoo_proto::EventType;
 
@@ -60,6 +60,7 @@ impl Runs {
         if let Some(d) = deadline_ms {
             self.deadlines.insert((d, run_id), ());
         }
+        self.by_session.entry(run.session).or_default().push(run_id);
         let seq = self.next_seq;
         self.next_seq += 1;
         self.parked.insert(
@@ -108,7 +109,7 @@ impl Core {
         });
         if (!stage.is_empty() || !record.is_empty())
             && self
-                .log_stage(run.session, run.xid, &run.auth, stage, record, None)
+                .log_stage(false, run.session, run.xid, &run.auth, stage, record, None)
                 .is_none()
         {
             return; // a refused zxid: the step down closes the connection
@@ -126,16 +127,62 @@ impl Core {
     }
 
     /// The connection's closeSession waits behind its parked call: the call is answered
-    /// SESSIONEXPIRED (the client gave up waiting) and the close goes on.
+    /// SESSIONEXPIRED (the client gave up waiting) and the close goes on. The call stays parked,
+    /// answered and detached, for the cancelled run the close gives it
+    /// ([`Core::cancel_session_parked`]).
     pub(crate) fn cancel_parked_call(&mut self, conn: ConnId) {
         let Some(run_id) = self.conns.get(&conn).and_then(|c| c.run) else {
             return;
         };
-        if let Some(p) = self.unpark(run_id) {
-            self.finish(run_id, p.run, Err(ErrorCode::SessionExpired));
+        if let Some(p) = self.runs.parked.get_mut(&run_id) {
+            let (xid, at, session) = (p.run.xid, p.run.at, p.run.session);
+            p.run.conn = ConnId::MAX;
+            let rid = std::mem::take(&mut p.run.start.request_id);
+            self.runs.by_request.remove(&(session, rid));
+            let answer = Queued::Ready {
+                xid,
+                op: op::RECIPE_CALL,
+                result: Err(ErrorCode::SessionExpired),
+                at,
+                after: 0,
+            };
+            self.settle_entry(conn, run_id, answer);
+            self.drain_reads(conn);
+            self.dirty.push(conn);
+            self.end_run(conn);
         } else if let Some(run) = self.runs.awaiting_compile.remove(&run_id) {
             // A call waiting for its recipe's compile (which may take a minute) is no different.
             self.finish(run_id, run, Err(ErrorCode::SessionExpired));
+        }
+    }
+
+    /// The session's close applied: each of its parked calls runs once more, with reason
+    /// Cancelled, in parking order, to undo what it left behind (its writes commit as the closed
+    /// session's, no ephemeral node among them; nobody is answered; it cannot park again).
+    pub(crate) fn cancel_session_parked(&mut self, session: i64) {
+        let Some(of_session) = self.runs.by_session.get(&session) else {
+            return;
+        };
+        let mut ids: Vec<(u64, RunId)> = of_session
+            .iter()
+            .filter_map(|id| self.runs.parked.get(id).map(|p| (p.seq, *id)))
+            .collect();
+        ids.sort_unstable();
+        for (_, id) in ids {
+            let Some(Parked { mut run, state, .. }) = self.unpark(id) else {
+                continue;
+            };
+            let rid = std::mem::take(&mut run.start.request_id);
+            self.runs.by_request.remove(&(session, rid));
+            run.conn = ConnId::MAX;
+            run.start.attempt = 1;
+            run.start.reason = RunReason::Cancelled;
+            run.start.state = Some(state);
+            run.start.now_ms = self.now.wall_ms;
+            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+            run.handle = None;
+            self.metrics.inc(Counter::RecipeCallsCancelled);
+            self.begin(id, run);
         }
     }
 
@@ -152,6 +199,12 @@ impl Core {
         }
         if let Some(d) = p.deadline_ms {
             self.runs.deadlines.remove(&(d, run_id));
+        }
+        if let Some(ids) = self.runs.by_session.get_mut(&p.run.session) {
+            ids.retain(|&r| r != run_id);
+            if ids.is_empty() {
+                self.runs.by_session.remove(&p.run.session);
+            }
         }
         Some(p)
     }
@@ -254,7 +307,7 @@ impl Core {
                 if !gone.is_empty() && self.tracker.is_valid(session) {
                     let empty = Stage::new(session, 0, 0);
                     let (xid, auth) = (p.run.xid, p.run.auth.clone());
-                    self.log_stage(session, xid, &auth, empty, gone, None);
+                    self.log_stage(false, session, xid, &auth, empty, gone, None);
                 }
                 self.runs.by_request.remove(&(session, rid));
             }
