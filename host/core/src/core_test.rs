@@ -37,7 +37,7 @@ pub(crate) fn standalone() -> CoreConfig {
 pub(crate) struct Harness {
     pub(crate) core: Core,
     storage: MemStorage,
-    now: Now,
+    pub(crate) now: Now,
     sinks: HashMap<ConnId, Arc<RecordingSink>>,
 }
 

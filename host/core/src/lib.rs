@@ -170,6 +170,9 @@ pub enum CoreMsg {
     Link(LinkEvent),
     /// The time the peer asked for (the [`Alarm`] given to [`Replica::new`]).
     PeerWake,
+    /// The instant the core asked for on its recipe alarm ([`Core::set_recipe_alarm`]) has
+    /// come: the earliest deadline of a parked recipe call.
+    RecipeDeadline,
     /// A running recipe's tree access (see [`Recipes`]).
     RecipeAccess {
         run: RunId,
@@ -388,6 +391,10 @@ pub struct Core {
     recipes: Option<Box<dyn Recipes>>,
     runs: recipe::Runs,
     catalog: catalog::Catalog,
+    /// Where the core asks for a [`CoreMsg::RecipeDeadline`], and the deadline (leader ms) it
+    /// asked for last, if that is still to come.
+    recipe_wake: Box<dyn Alarm>,
+    recipe_wake_armed: Option<i64>,
 }
 
 /// What recovery hands the core: the tree as of the last applied txn, the first storage batch
@@ -491,6 +498,8 @@ impl Core {
             recipes: None,
             runs: recipe::Runs::default(),
             catalog: catalog::Catalog::default(),
+            recipe_wake: Box::new(NoAlarm),
+            recipe_wake_armed: None,
         }
     }
 
@@ -542,6 +551,10 @@ impl Core {
             } => self.on_recipe_installed(name, version, error),
             CoreMsg::Link(e) => return self.on_link(e),
             CoreMsg::PeerWake => return self.peer_step(wazoo_zab::peer::Input::Timeout),
+            CoreMsg::RecipeDeadline => {
+                self.recipe_wake_armed = None;
+                self.time_out_parked();
+            }
         }
         Ok(())
     }

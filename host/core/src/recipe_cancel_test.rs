@@ -1,8 +1,11 @@
-//! Cancelled runs (docs/recipes.md, "Parking"): a parked call whose session closes or expires
+//! Cancelled runs and deadlines on an alarm (docs/recipes.md, "Parking"): a parked call whose session closes or expires
 //! runs once more with reason Cancelled, after the close, so that it can undo what it left
 //! behind (a persistent waiter node, a lease count); its writes commit, nobody is answered, and
 //! it is gone. It can create no ephemeral node (the session is closed): the attempt fails
 //! SESSIONEXPIRED. The same scripted worker as `recipe_test.rs`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use wazoo_tree::WaitFor;
 
@@ -155,4 +158,82 @@ fn a_cancelled_run_cannot_stage_an_ephemeral_node() {
         "no ephemeral of a closed session"
     );
     assert!(h.core.tree().get("/w4").is_none());
+}
+
+/// What the core asked its recipe-deadline alarm for, last.
+#[derive(Clone, Default)]
+struct Recorded(Arc<Mutex<Vec<Option<Instant>>>>);
+
+impl crate::Alarm for Recorded {
+    fn set(&self, at: Option<Instant>) {
+        self.0.lock().unwrap().push(at);
+    }
+}
+
+/// A wait's deadline wakes the core on an alarm at that instant, not at the next tick (which
+/// comes every tickTime / 2, a second with ZooKeeper's default): a 300 ms timeout ends after
+/// 300 ms.
+#[test]
+fn a_parked_calls_deadline_is_an_alarm_at_that_instant() {
+    let (mut h, s) = harness();
+    let alarm = Recorded::default();
+    h.core.set_recipe_alarm(Box::new(alarm.clone()));
+    h.connect(1);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    let t0 = h.now;
+    let deadline = t0.wall_ms + 300;
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], Some(deadline), b""),
+    );
+    let asked = alarm
+        .0
+        .lock()
+        .unwrap()
+        .last()
+        .copied()
+        .flatten()
+        .expect("an alarm");
+    let ms = asked.duration_since(t0.at).as_millis();
+    assert!(
+        (300..=302).contains(&ms),
+        "armed for {ms} ms after the park"
+    );
+    // Its instant comes (no tick): the call runs timed out.
+    let asks = alarm.0.lock().unwrap().len();
+    h.advance(std::time::Duration::from_millis(300));
+    h.input(CoreMsg::RecipeDeadline);
+    h.settle();
+    let (timed_out, start) = started(&s);
+    assert_eq!(start.reason, RunReason::TimedOut);
+    end(&mut h, timed_out, commit(b""));
+    assert_eq!(
+        alarm.0.lock().unwrap().len(),
+        asks,
+        "no deadline left: the fired timer is not armed again"
+    );
+    // A wake-up that comes early (or for a call that ended sooner) finds nothing due and arms
+    // the next deadline.
+    h.request(1, 2, call("await"));
+    let (run, _) = started(&s);
+    let later = h.now.wall_ms + 500;
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], Some(later), b""),
+    );
+    h.input(CoreMsg::RecipeDeadline);
+    h.settle();
+    assert!(s.starts().is_empty(), "not due yet");
+    let asked = alarm
+        .0
+        .lock()
+        .unwrap()
+        .last()
+        .copied()
+        .flatten()
+        .expect("armed again");
+    assert!(asked.duration_since(h.now.at).as_millis() >= 500);
 }

@@ -276,6 +276,10 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
             tx.clone(),
         )?;
         core.attach_recipes(Box::new(workers));
+        // Parked calls' deadlines wake the core at their instant, not at the next tick.
+        let (recipe_alarm, recipe_wakeups) = core::alarm();
+        core.set_recipe_alarm(recipe_alarm);
+        core::spawn_wake(recipe_wakeups, tx.clone(), || core::CoreMsg::RecipeDeadline);
     }
     core::spawn_timers(&cfg, tx.clone(), pace_wakeups);
     let core_task = tokio::spawn(core::run(core, rx));

@@ -116,6 +116,9 @@ impl Core {
         }
         let conn = run.conn;
         self.runs.insert_parked(run_id, run, on, deadline_ms, state);
+        if deadline_ms.is_some() {
+            self.arm_recipe_deadline();
+        }
         let closing = self.conns.get(&conn).is_some_and(|c| {
             c.parked
                 .iter()
@@ -247,6 +250,35 @@ impl Core {
             }
         }
         self.run_woken();
+        self.arm_recipe_deadline();
+    }
+
+    /// Where the runtime wakes the core for parked calls' deadlines: a timer at their
+    /// earliest ([`CoreMsg::RecipeDeadline`]), so a wait ends at its deadline rather than at
+    /// the next tick (every tickTime / 2). Called whenever a deadline may have become the
+    /// earliest: a park, a re-arm, after deadlines fired. A deadline whose call ended sooner
+    /// leaves its timer armed: that wake-up finds nothing due and arms the next one.
+    pub(crate) fn arm_recipe_deadline(&mut self) {
+        let next = self.runs.deadlines.keys().next().map(|&(d, _)| d);
+        if next == self.recipe_wake_armed {
+            return;
+        }
+        self.recipe_wake_armed = next;
+        // Deadlines are leader wall-clock ms; the alarm takes an instant on the monotonic clock
+        // (one ms later: the deadline has passed once the wall clock reads it).
+        let at = next.map(|d| {
+            let ms = d.saturating_sub(self.now.wall_ms).max(0) as u64 + 1;
+            self.now.at + std::time::Duration::from_millis(ms)
+        });
+        self.recipe_wake.set(at);
+    }
+
+    /// Gives the core the alarm for parked calls' deadlines (without one, deadlines are seen
+    /// at ticks only).
+    pub fn set_recipe_alarm(&mut self, alarm: Box<dyn Alarm>) {
+        self.recipe_wake = alarm;
+        self.recipe_wake_armed = None;
+        self.arm_recipe_deadline();
     }
 
     /// Runs the woken calls again, in parking order.
