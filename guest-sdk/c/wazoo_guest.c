@@ -200,15 +200,22 @@ static int bad_arg(const wz_call *call, const char *key) {
     return -1;
 }
 
-int wz_arg_str(const wz_call *call, const char *key, char **out) {
-    reader r;
-    int found = find(call->args, key, &r);
+/* The header of argument `key`: 1 (and *r just past it), 0 if absent or nil, -1 (and wz_fail)
+ * if the arguments are not a map or do not parse. */
+static int arg_header(const wz_call *call, const char *key, reader *r, char *kind, uint64_t *v) {
+    int found = find(call->args, key, r);
     if (found < 0) return bad_arg(call, key);
     if (found == 0) return 0;
+    if (!header(r, kind, v)) return bad_arg(call, key);
+    return *kind == 'n' ? 0 : 1;
+}
+
+int wz_arg_str(const wz_call *call, const char *key, char **out) {
+    reader r;
     char kind;
     uint64_t len;
-    if (!header(&r, &kind, &len)) return bad_arg(call, key);
-    if (kind == 'n') return 0;
+    int got = arg_header(call, key, &r, &kind, &len);
+    if (got <= 0) return got;
     if (kind != 's' || (uint64_t)(r.end - r.p) < len) return bad_arg(call, key);
     *out = dup_n(r.p, len);
     return 1;
@@ -216,29 +223,21 @@ int wz_arg_str(const wz_call *call, const char *key, char **out) {
 
 int wz_arg_int(const wz_call *call, const char *key, int64_t *out) {
     reader r;
-    int found = find(call->args, key, &r);
-    if (found < 0) return bad_arg(call, key);
-    if (found == 0) return 0;
     char kind;
     uint64_t v;
-    if (!header(&r, &kind, &v)) return bad_arg(call, key);
-    if (kind == 'n') return 0;
-    if (kind == 'i' || (kind == 'u' && v <= INT64_MAX)) {
-        *out = (int64_t)v;
-        return 1;
-    }
-    return bad_arg(call, key);
+    int got = arg_header(call, key, &r, &kind, &v);
+    if (got <= 0) return got;
+    if (kind != 'i' && (kind != 'u' || v > INT64_MAX)) return bad_arg(call, key);
+    *out = (int64_t)v;
+    return 1;
 }
 
 int wz_arg_bool(const wz_call *call, const char *key, bool *out) {
     reader r;
-    int found = find(call->args, key, &r);
-    if (found < 0) return bad_arg(call, key);
-    if (found == 0) return 0;
     char kind;
     uint64_t v;
-    if (!header(&r, &kind, &v)) return bad_arg(call, key);
-    if (kind == 'n') return 0;
+    int got = arg_header(call, key, &r, &kind, &v);
+    if (got <= 0) return got;
     if (kind != 'b') return bad_arg(call, key);
     *out = v != 0;
     return 1;

@@ -42,6 +42,7 @@ Reason = _runner.Reason
 
 __all__ = [
     "Abort", "TreeError", "Call", "Reason", "CreateMode", "ErrorCode", "done", "park", "runner",
+    "dispatch",
     "tree", "holds", "context", "session_prefix", "sequence", "sort_by_sequence", "name_of",
     "node_created", "node_deleted", "data_changed", "children_changed", "held", "gave_up",
     "packb", "unpackb",
@@ -151,6 +152,19 @@ def data_changed(path):
 
 def children_changed(path):
     return Watch_ChildrenChanged(path)
+
+
+def dispatch(ops):
+    """A recipe function that runs ``ops[call.op](call)``, aborting ``no op <op>`` for others:
+    ``Runner = wazoo_guest.runner(wazoo_guest.dispatch({"acquire": acquire, ...}))``."""
+
+    def run(call):
+        op = ops.get(call.op)
+        if op is None:
+            raise Abort(f"no op {call.op}")
+        return op(call)
+
+    return run
 
 
 def runner(fn):

@@ -50,14 +50,4 @@ def release(call):
     return wazoo_guest.done({"held": holds.release_one(f"{lock}/{waiters[0]}")})
 
 
-OPS = {"acquire": acquire, "release": release}
-
-
-def run(call):
-    op = OPS.get(call.op)
-    if op is None:
-        raise Abort(f"no op {call.op}")
-    return op(call)
-
-
-Runner = wazoo_guest.runner(run)
+Runner = wazoo_guest.runner(wazoo_guest.dispatch({"acquire": acquire, "release": release}))

@@ -128,13 +128,4 @@ def size(call):
 
 
 OPS = {"put": put, "take": take, "consume": consume, "give_back": give_back, "size": size}
-
-
-def run(call):
-    op = OPS.get(call.op)
-    if op is None:
-        raise Abort(f"no op {call.op}")
-    return op(call)
-
-
-Runner = wazoo_guest.runner(run)
+Runner = wazoo_guest.runner(wazoo_guest.dispatch(OPS))
