@@ -134,6 +134,12 @@ pub trait Feed: Send + 'static {
 
     /// Sees each reply; `body` is the reply body (empty for an error reply).
     fn on_reply(&mut self, _class: u8, _err: i32, _body: &[u8]) {}
+
+    /// Whether a reply without an error code failed all the same (an aborted recipe call):
+    /// it is counted as [`crate::stats::RECIPE_ABORTED`], not as an operation.
+    fn failed(&self, _class: u8, _body: &[u8]) -> bool {
+        false
+    }
 }
 
 /// A session's loop: keeps `inflight` requests outstanding until the window ends or the feed is
@@ -248,7 +254,8 @@ pub async fn pump<F: Feed>(
                 )));
                 break;
             }
-            if h.err == 0 || accept.contains(&h.err) {
+            let failed = h.err == 0 && feed.failed(class, &frame[16..]);
+            if (h.err == 0 && !failed) || accept.contains(&h.err) {
                 if counts {
                     rec.ok(
                         class as usize,
@@ -257,6 +264,8 @@ pub async fn pump<F: Feed>(
                 } else {
                     rec.ok_unmeasured();
                 }
+            } else if failed {
+                rec.error(crate::stats::RECIPE_ABORTED);
             } else {
                 rec.error(h.err);
             }
@@ -439,6 +448,15 @@ pub const CLASS_READ: u8 = 0;
 pub const CLASS_WRITE: u8 = 1;
 
 impl Feed for OpFeed {
+    /// A recipe call's reply body starts with its `aborted` flag (an int).
+    fn failed(&self, _class: u8, body: &[u8]) -> bool {
+        if self.kind != OpKind::Recipe {
+            return false;
+        }
+        body.get(..4)
+            .map_or(true, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) != 0)
+    }
+
     #[inline]
     fn next(&mut self, xid: i32, buf: &mut Vec<u8>) -> Option<u8> {
         let n = self.issued;
@@ -755,6 +773,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(f.issued, 2);
+    }
+
+    /// A recipe call answered with err 0 may still have aborted (its body says so): counted as
+    /// a success, an aborted counter add (it writes nothing, so no fsync) made the `recipe`
+    /// workload look faster than a write (bench/results/2026-12-07-vm-recipe-call-sdk.md).
+    #[test]
+    fn an_aborted_recipe_reply_is_a_failure_not_an_op() {
+        let l = Layout {
+            prefix: "/p".into(),
+        };
+        let recipe = OpFeed::new(OpKind::Recipe, &l, 0, Arc::new(vec![]), 10);
+        let set = OpFeed::new(OpKind::Set, &l, 0, Arc::new(vec![]), 10);
+        // RecipeCall reply body: int aborted, buffer output.
+        let aborted = [0, 0, 0, 1, 0, 0, 0, 1, 0xa1];
+        let committed = [0, 0, 0, 0, 0, 0, 0, 1, 0x05];
+        assert!(recipe.failed(0, &aborted));
+        assert!(!recipe.failed(0, &committed));
+        assert!(recipe.failed(0, &[0, 0]), "a body too short to read");
+        assert!(
+            !set.failed(0, &aborted),
+            "only recipe replies carry the flag"
+        );
     }
 
     #[test]

@@ -390,6 +390,16 @@ pub fn split_index(cum: &[u64], i: u64) -> (usize, u64) {
     (s, i - cum[s])
 }
 
+/// The data of the keys created before a run (and of each create or setData): the payload,
+/// or for the `recipe` workload a counter at 0 (8 little-endian bytes), which the counter recipe
+/// adds to. With the payload there, every add aborted "not a counter" and wrote nothing.
+fn key_data(kind: OpKind, payload: usize) -> Vec<u8> {
+    match kind {
+        OpKind::Recipe => 0u64.to_le_bytes().to_vec(),
+        _ => vec![b'x'; payload],
+    }
+}
+
 fn op_kind(w: Workload) -> Option<OpKind> {
     Some(match w {
         Workload::Create => OpKind::Create,
@@ -444,7 +454,7 @@ pub async fn run_throughput(cfg: &Config, progress: &Progress) -> Result<Report,
     let layout = Layout {
         prefix: cfg.prefix.clone(),
     };
-    let data = Arc::new(vec![b'x'; cfg.payload]);
+    let data = Arc::new(key_data(kind, cfg.payload));
     let mut report = blank_report(cfg);
 
     progress.set_phase(Phase::Connect);
@@ -691,6 +701,14 @@ pub async fn run_populate(cfg: &Config, progress: &Progress) -> Result<Report, B
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_recipe_workloads_keys_are_counters_and_the_others_hold_the_payload() {
+        use super::{key_data, OpKind};
+        assert_eq!(key_data(OpKind::Recipe, 100), vec![0u8; 8]);
+        assert_eq!(key_data(OpKind::Set, 3), b"xxx".to_vec());
+        assert_eq!(key_data(OpKind::Get, 0), Vec::<u8>::new());
+    }
+
     use super::*;
 
     #[test]

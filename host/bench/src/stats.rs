@@ -103,9 +103,16 @@ pub fn rate(count: u64, window: Duration) -> f64 {
     }
 }
 
+/// What a recipe call that the server answered but the recipe aborted is counted as (no
+/// ZooKeeper code is positive).
+pub const RECIPE_ABORTED: i32 = 1;
+
 /// The name of a ZooKeeper error code as the Java client spells it, e.g. `NONODE`; unknown codes
 /// read `UNKNOWN(<code>)`.
 pub fn error_name(code: i32) -> String {
+    if code == RECIPE_ABORTED {
+        return "RECIPEABORTED".into();
+    }
     match ErrorCode::from_code(code) {
         Some(c) => c.name().to_string(),
         None => format!("UNKNOWN({code})"),
@@ -572,6 +579,7 @@ mod tests {
         assert_eq!(error_name(-110), "NODEEXISTS");
         assert_eq!(error_name(-4), "CONNECTIONLOSS");
         assert_eq!(error_name(-9999), "UNKNOWN(-9999)");
+        assert_eq!(error_name(RECIPE_ABORTED), "RECIPEABORTED");
     }
 
     #[test]
