@@ -454,7 +454,7 @@ impl Feed for OpFeed {
             return false;
         }
         body.get(..4)
-            .map_or(true, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) != 0)
+            .is_none_or(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]) != 0)
     }
 
     #[inline]
