@@ -31,7 +31,6 @@ idle whatever the hostile clients do; p99 with them within 2x of p99 without.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import resource
@@ -48,7 +47,7 @@ from typing import Dict, List, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import compare  # noqa: E402
-from compare import HOST, ROOT, TARGET_DIR, Cluster, Runner, fmt_num, med_range  # noqa: E402
+from compare import HOST, TARGET_DIR, Cluster, Runner, fmt_num, med_range  # noqa: E402
 
 import zkwire  # noqa: E402
 from zkwire import Op  # noqa: E402
@@ -332,18 +331,7 @@ def main(argv: List[str]) -> int:
                   + (f"\n    ERROR: {r['error'][:2000]}" if r.get("error") else ""), flush=True)
     if not opts.keep_dirs:
         shutil.rmtree(runner.base, ignore_errors=True)
-    info = compare.machine()
-    text = (f"# Abuse benchmark, {dt.datetime.now().isoformat(timespec='seconds')}\n\n"
-            f"`bench/abuse.py {' '.join(argv)}` on {info.get('host')} ({info.get('nproc')} cores), "
-            f"commit {compare.sh(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}\n\n"
-            + table(results))
-    print()
-    print(text)
-    out = Path(opts.out) if opts.out else ROOT / "bench" / "results" / (
-        f"{dt.date.today().isoformat()}-{info.get('host', 'host')}-{dt.datetime.now().strftime('%H%M')}-abuse.md")
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    print(f"abuse: wrote {out}")
+    compare.write_report("abuse", "Abuse benchmark", argv, "", table(results), results, opts.out)
     return 0 if all(r.get("ok") for r in results) else 1
 
 

@@ -587,6 +587,24 @@ def bench_command(wazoo_bin: Path, explicit: Optional[str]) -> List[str]:
     raise SystemExit(f"neither `{wazoo_bin} bench` nor {alt} is available")
 
 
+def write_report(script: str, title: str, argv: List[str], details: str, body: str, results: list,
+                 out: Optional[str]) -> Path:
+    """Prints and writes a side script's report: `bench/results/<date>-<host>-<HHMM>-<script>.md` (or
+    `out`), headed by the command, the machine and the commit, with the raw results beside it as JSON."""
+    info = machine()
+    text = (f"# {title}, {dt.datetime.now().isoformat(timespec='seconds')}\n\n"
+            f"`bench/{script}.py {' '.join(argv)}` on {info.get('host')} ({info.get('nproc')} cores), "
+            f"commit {sh(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}{details}\n\n" + body)
+    print()
+    print(text)
+    path = Path(out) if out else ROOT / "bench" / "results" / (
+        f"{dt.date.today().isoformat()}-{info.get('host', 'host')}-{dt.datetime.now().strftime('%H%M')}-{script}.md")
+    path.write_text(text)
+    path.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"{script}: wrote {path}")
+    return path
+
+
 def sh(cmd: List[str]) -> str:
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip()

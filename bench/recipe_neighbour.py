@@ -21,7 +21,6 @@ take CPU from the server and the measured clients alike.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import shutil
@@ -208,19 +207,10 @@ def main(argv: List[str]) -> int:
         results += run_pair(runner, opts, pair)
     if not opts.keep_dirs:
         shutil.rmtree(runner.base, ignore_errors=True)
-    info = compare.machine()
-    text = (f"# Recipe neighbour benchmark, {dt.datetime.now().isoformat(timespec='seconds')}\n\n"
-            f"`bench/recipe_neighbour.py {' '.join(argv)}` on {info.get('host')} ({info.get('nproc')} cores), "
-            f"commit {compare.sh(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'])}: creates 16x8 at "
-            f"{opts.rate or 'max'} ops/s, {opts.callers} caller session(s) per recipe at nice {opts.caller_nice}\n\n"
-            + table(results, opts.recipe_list))
-    print()
-    print(text)
-    out = Path(opts.out) if opts.out else ROOT / "bench" / "results" / (
-        f"{dt.date.today().isoformat()}-{info.get('host', 'host')}-{dt.datetime.now().strftime('%H%M')}-recipe-neighbour.md")
-    out.write_text(text)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
-    print(f"recipe_neighbour: wrote {out}")
+    details = (f": creates 16x8 at {opts.rate or 'max'} ops/s, {opts.callers} caller session(s) per recipe at "
+               f"nice {opts.caller_nice}")
+    compare.write_report("recipe-neighbour", "Recipe neighbour benchmark", argv, details,
+                         table(results, opts.recipe_list), results, opts.out)
     return 0 if all(r.get("ok") for r in results) else 1
 
 
