@@ -237,8 +237,9 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
                                                                                         kazoo_factory, lang):
     """Each of 8 sessions takes the lock 15 times and, holding it, does a read-modify-write of a shared
     node without a version (a lost update if two held it at once); the holders recorded in order never
-    overlap. Then a session that dies holding the lock hands it to the next waiter. The same for the
-    built-in (Rust) and its twins in Python and C, loaded as recipes of their own."""
+    overlap. Then a session that dies holding the lock hands it to the next waiter, and a holder and a
+    waiter keep their places across a server restart. The same for the built-in (Rust) and its twins
+    in Python and C, loaded as recipes of their own."""
     mutex = twins.load(wazoo_server, "mutex", lang)
     setup = kazoo_factory(wazoo_server)
     setup.create("/mx-count", b"0")
@@ -295,6 +296,24 @@ def test_the_mutex_excludes_8_sessions_hands_over_fairly_and_survives_a_holder_t
     assert not aborted and out["acquired"] and out["node"].startswith("/mx2/"), out
     with pytest.raises(wazoo.RecipeAborted):
         wazoo.Lock(kazoo_factory(wazoo_server), "/mx2", mutex).release()
+
+    # Across a restart: the holder keeps the lock (its node is durable, its session lives), the
+    # waiter's call is parked as data, re-armed and taken over by the wrapper's retry, and the
+    # release after the restart hands the lock over.
+    h, w = kazoo_factory(wazoo_server), kazoo_factory(wazoo_server)
+    lh, lw = wazoo.Lock(h, "/mx3", mutex), wazoo.Lock(w, "/mx3", mutex)
+    assert lh.acquire()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(lw.acquire(timeout=60)))
+    waiter.start()
+    harness.wait_until(lambda: len(setup.get_children("/mx3")) == 2, 10, what="the waiter queued")
+    wazoo_server.restart()
+    harness.wait_until(lambda: h.connected and w.connected and setup.connected, 30, what="reconnected")
+    harness.wait_until(lambda: len(setup.get_children("/mx3")) == 2, 10, what="both nodes back")
+    assert not got, "still held after the restart"
+    assert lh.release() == 0
+    waiter.join(30)
+    assert got == [True], got
 
 
 def builtin_wasm(name):

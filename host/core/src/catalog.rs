@@ -108,6 +108,20 @@ impl Catalog {
         self.compiling.get(name).copied()
     }
 
+    /// Whether the runtime holds `version` of `name`: a built-in's version 0, or a loaded
+    /// version it compiled (and has not retired).
+    pub(super) fn is_compiled(&self, name: &str, version: u64) -> bool {
+        if version == 0 {
+            return self.builtins.contains(name);
+        }
+        self.compiled.contains(&(name.to_owned(), version))
+    }
+
+    /// Whether a run on `version` of `name` must wait: the runtime is compiling that very version.
+    pub(super) fn awaits_compile(&self, name: &str, version: u64) -> bool {
+        self.compiling(name) == Some(version) && !self.is_compiled(name, version)
+    }
+
     /// Whether `name` is a built-in.
     pub(super) fn is_builtin(&self, name: &str) -> bool {
         self.builtins.contains(name)

@@ -148,8 +148,8 @@ impl Core {
         }
         for (session, rid, rec) in found {
             // The version it parked on if the server installs it at start (a built-in, or the
-            // loaded version the tree still names, compiled from the cache before the first
-            // tick), else the name's current one.
+            // loaded version the tree still names: its run waits for that compile, `begin`),
+            // else the name's current one.
             let loaded = self
                 .tree
                 .get(&format!("{}/{}", crate::RECIPES_ROOT, rec.recipe))

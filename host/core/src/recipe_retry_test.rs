@@ -423,3 +423,64 @@ fn a_close_session_behind_a_call_waiting_for_a_compile_cancels_it_and_closes() {
     h.settle();
     assert!(s.starts().is_empty(), "the cancelled call never runs");
 }
+
+/// After a restart the loaded recipes compile again, off the core (from the artifact cache in
+/// milliseconds, or for a minute without it): a parked call re-armed on a loaded version waits
+/// for that compile instead of running on a version the runtime does not hold yet (which failed
+/// it RECIPEFAILED and answered its retry so).
+#[test]
+fn a_re_armed_call_of_a_loaded_recipe_waits_for_its_compile_after_a_restart() {
+    let (mut h, s) = harness();
+    let hs = h.connect_to(1, 0, vec![0; 16]);
+    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
+    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("an install");
+    h.input(CoreMsg::RecipeInstalled {
+        name: "fresh".into(),
+        version: install.version,
+        error: None,
+    });
+    h.request(
+        1,
+        2,
+        Request::RecipeCall(RecipeCall {
+            recipe: "fresh".into(),
+            op: "wait".into(),
+            args: Vec::new(),
+            request_id: "r1".into(),
+        }),
+    );
+    let (run, start) = started(&s);
+    assert_eq!(start.version, install.version);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Created("/go".into())], None, b"st"),
+    );
+    // A restart: the catalog and the runs start empty, the recipe compiles again.
+    h.input(CoreMsg::Closed { conn: 1 });
+    h.core.runs = Default::default();
+    h.core.catalog = Default::default();
+    h.core.load_catalog();
+    let again = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("compiled again at start");
+    assert_eq!(again.version, install.version);
+    crate::core_test::tick(&mut h);
+    assert!(
+        s.starts().is_empty(),
+        "the re-armed run waits: its version is not compiled yet"
+    );
+    h.input(CoreMsg::RecipeInstalled {
+        name: "fresh".into(),
+        version: install.version,
+        error: None,
+    });
+    let (_, start) = started(&s);
+    assert_eq!(
+        (start.version, start.reason, start.state.as_deref()),
+        (install.version, RunReason::Woken, Some(&b"st"[..]))
+    );
+    let _ = hs;
+}

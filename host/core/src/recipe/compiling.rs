@@ -2,14 +2,16 @@
 //! the runtime is compiling (a first load, or every loaded recipe just after a start, when the
 //! artifact cache makes it take milliseconds, or a minute for a Python component without one)
 //! is held, in its connection's order, instead of being answered NORECIPE, and begins once the
-//! runtime reports back.
+//! runtime reports back. So is any run on a version still compiling: a parked call re-armed or
+//! woken just after a start.
 
 use super::*;
 
 impl Core {
-    /// The runtime reported on a version of `name`: the calls waiting for it begin on the
-    /// current version, wait on for a later one still compiling, or, with neither, are answered
-    /// NORECIPE (the compile failed, or the recipe was removed meanwhile).
+    /// The runtime reported on a version of `name`: each call waiting for it begins on its own
+    /// version if the runtime holds it now, else waits on for a later version still compiling,
+    /// else begins on the current version, else (the compile failed, or the recipe was removed
+    /// meanwhile, and no built-in has the name) is answered NORECIPE.
     pub(crate) fn begin_awaiting_compile(&mut self, name: &str) {
         let ids: Vec<RunId> = self
             .runs
@@ -18,24 +20,20 @@ impl Core {
             .filter(|(_, r)| r.start.recipe == name)
             .map(|(&id, _)| id)
             .collect();
-        if ids.is_empty() {
-            return;
-        }
-        let current = self.catalog.current(name);
-        let compiling = self.catalog.compiling(name);
         for id in ids {
-            if current.is_none() {
-                if let Some(v) = compiling {
-                    if let Some(run) = self.runs.awaiting_compile.get_mut(&id) {
-                        run.start.version = v;
-                    }
-                    continue;
-                }
-            }
             let Some(mut run) = self.runs.awaiting_compile.remove(&id) else {
                 continue;
             };
-            match current {
+            let version = if self.catalog.is_compiled(name, run.start.version) {
+                Some(run.start.version)
+            } else if let Some(v) = self.catalog.compiling(name) {
+                run.start.version = v;
+                self.runs.awaiting_compile.insert(id, run);
+                continue;
+            } else {
+                self.catalog.current(name)
+            };
+            match version {
                 Some(v) => {
                     run.start.version = v;
                     // Its stage starts at the tree as it is now; so does its txn time.

@@ -330,16 +330,22 @@ impl Core {
             c.queue.push_back(Queued::Recipe { run: run_id });
         }
         self.metrics.inc(Counter::RecipeRuns);
-        if compiling.is_some() {
-            self.runs.awaiting_compile.insert(run_id, run);
-            return;
-        }
+        // A version still compiling holds the run until it is compiled (`begin`).
         self.begin(run_id, run);
     }
 
     /// Runs `run` (its stage fresh): on the core when its recipe runs here and finishes within
     /// its budget, its end handled at once; else on a worker.
     fn begin(&mut self, run_id: RunId, mut run: Run) {
+        if self
+            .catalog
+            .awaits_compile(&run.start.recipe, run.start.version)
+        {
+            // Its version is compiling (a call re-armed or woken just after a start): it runs
+            // once the runtime holds it (`compiling`).
+            self.runs.awaiting_compile.insert(run_id, run);
+            return;
+        }
         let (end, waited) = self.run_here(&mut run);
         // A run that met a read it had to give up on decided on a failed access: its end, if
         // any, does not count.
