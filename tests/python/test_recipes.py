@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from kazoo.exceptions import ConnectionLoss, UnimplementedError
+from kazoo.exceptions import ConnectionLoss, NoAuthError, UnimplementedError
 
 import harness
 import twins
@@ -606,3 +606,30 @@ def test_a_component_larger_than_a_request_loads_in_chunks(wazoo_server, kazoo_f
     harness.wait_until(lambda: wazoo.recipe_call(zk, "bigcounter", "add", {"path": "/big/n", "delta": 2}) == 2,
                        60, what="the big component compiled and current")
     assert len(zk.get_children("/wazoo/recipes/bigcounter")) == 4
+
+
+def test_loading_a_component_the_server_cannot_compile_fails_with_the_reason(wazoo_server, kazoo_factory,
+                                                                            tmp_path):
+    """`wazoo recipe load` waits to hear what the server made of the load (its status node under
+    /wazoo/recipe-status, written by the server, read-only to clients): a module that is not a
+    recipe component fails the load with the compile's error, a good one reports it current, and
+    calls of the bad name are answered NORECIPE (nothing to run)."""
+    bad = tmp_path / "bad.wasm"
+    bad.write_bytes(b"\0asm\x01\x00\x00\x00" + bytes(64))  # a core module header and garbage
+    out = subprocess.run([str(harness.wazoo_bin()), "recipe", "-s", wazoo_server.hosts, "load", "broken",
+                          str(bad)], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0, out.stdout
+    assert "could not compile broken" in out.stderr, out.stderr
+    zk = kazoo_factory(wazoo_server)
+    status, _ = zk.get("/wazoo/recipe-status/broken")
+    assert b"state=failed error=" in status
+    with pytest.raises(wazoo.NoRecipeError):
+        wazoo.recipe_call(zk, "broken", "x", {})
+    with pytest.raises(NoAuthError):
+        zk.set("/wazoo/recipe-status/broken", b"forged")
+    good = recipe_cli(wazoo_server, "load", "counter2", str(builtin_wasm("counter")))
+    assert "compiled: version 0x" in good, good
+    assert b"state=current" in zk.get("/wazoo/recipe-status/counter2")[0]
+    recipe_cli(wazoo_server, "remove", "counter2")
+    harness.wait_until(lambda: zk.exists("/wazoo/recipe-status/counter2") is None, 10,
+                       what="the status removed with the recipe")

@@ -33,6 +33,11 @@ enum RecipeCmd {
         /// Fail unless the recipe's node is at this version (what the last load printed).
         #[arg(long)]
         expect_version: Option<i32>,
+        /// Return once the znodes are written, without waiting to hear whether the server
+        /// compiled the component (by default the load waits, up to 10 minutes, and fails
+        /// with the compile's error).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// List the loaded recipes (the built-ins are not znodes).
     List,
@@ -109,6 +114,7 @@ async fn manage(server: &str, cmd: RecipeCmd) -> anyhow::Result<i32> {
                 name,
                 file,
                 expect_version,
+                no_wait,
             } => {
                 let wasm = recipe_store::read_component(&file)?;
                 let l = recipe_store::load(&client, &name, &wasm, expect_version).await?;
@@ -116,6 +122,11 @@ async fn manage(server: &str, cmd: RecipeCmd) -> anyhow::Result<i32> {
                     "loaded {name}: {} bytes in {} chunk(s), sha256 {}, node version {}",
                     l.spec.size, l.spec.chunks, l.spec.sha256, l.node_version
                 );
+                if !no_wait {
+                    let wait = std::time::Duration::from_secs(600);
+                    let version = recipe_store::wait_compiled(&client, &name, wait).await?;
+                    println!("compiled: version {version:#x} is current");
+                }
                 0
             }
             RecipeCmd::List => {
@@ -127,6 +138,9 @@ async fn manage(server: &str, cmd: RecipeCmd) -> anyhow::Result<i32> {
             RecipeCmd::Show { name } => match recipe_store::show(&client, &name).await? {
                 Some(l) => {
                     println!("{}", recipe_store::line(&l));
+                    if let Some(status) = recipe_store::status(&client, &name).await? {
+                        println!("status: {status}");
+                    }
                     0
                 }
                 None => {

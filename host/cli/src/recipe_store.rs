@@ -6,7 +6,7 @@
 
 use anyhow::{bail, Context};
 use wazoo_client::{Acl, Client, ClientError, CreateMode, ErrorCode, MultiOp, OpResult};
-use wazoo_server::core::{RecipeSpec, RECIPES_ROOT};
+use wazoo_server::core::{RecipeSpec, RECIPES_ROOT, RECIPE_STATUS_ROOT};
 
 /// Bytes per chunk node: well under `jute.maxbuffer`'s default of 1 MiB with the request around.
 const CHUNK: usize = 512 << 10;
@@ -98,6 +98,63 @@ pub async fn load(
         spec,
         node_version: version + 1,
     })
+}
+
+/// What the server made of the version of `name` current now, as its status node says
+/// (`RECIPE_STATUS_ROOT`): waits until the status names that version (the server writes it once
+/// it has compiled the component, or failed to), up to `timeout`. `Ok(version)` once current;
+/// an error saying why the compile failed, or that nothing was heard.
+pub async fn wait_compiled(
+    client: &Client,
+    name: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<i64> {
+    let node = node_of(name)?;
+    let status = format!("{RECIPE_STATUS_ROOT}/{name}");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let (_, stat) = client.get_data(&node, false).await?;
+        let version = stat.mzxid;
+        match client.get_data(&status, false).await {
+            Ok((data, _)) => {
+                let text = String::from_utf8_lossy(&data);
+                if parse_status_version(&text) == Some(version) {
+                    if let Some(why) = text.split_once(" state=failed error=").map(|(_, e)| e) {
+                        bail!("the server could not compile {name} (version {version:#x}): {why}");
+                    }
+                    return Ok(version);
+                }
+            }
+            Err(e) if e.is(ErrorCode::NoNode) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "{name} (version {version:#x}) was not compiled within {} s: see the server's log, \
+                 or `wazoo recipe show {name}` later",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// The version a status names (`version=0x.. state=..`).
+fn parse_status_version(text: &str) -> Option<i64> {
+    let v = text.strip_prefix("version=0x")?.split(' ').next()?;
+    i64::from_str_radix(v, 16).ok()
+}
+
+/// `name`'s status as the server recorded it, if any.
+pub async fn status(client: &Client, name: &str) -> anyhow::Result<Option<String>> {
+    match client
+        .get_data(&format!("{RECIPE_STATUS_ROOT}/{name}"), false)
+        .await
+    {
+        Ok((data, _)) => Ok(Some(String::from_utf8_lossy(&data).into_owned())),
+        Err(e) if e.is(ErrorCode::NoNode) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One loaded recipe as `list` and `show` print it.
@@ -192,4 +249,16 @@ pub fn read_component(path: &str) -> anyhow::Result<Vec<u8>> {
         bail!("{path} is not a WebAssembly file");
     }
     Ok(wasm)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_status_names_its_version_in_hex() {
+        use super::parse_status_version as v;
+        assert_eq!(v("version=0x29 state=current"), Some(0x29));
+        assert_eq!(v("version=0x1a2 state=failed error=bad magic"), Some(0x1a2));
+        assert_eq!(v("state=current"), None);
+        assert_eq!(v("version=0xzz state=current"), None);
+    }
 }

@@ -21,10 +21,18 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use wazoo_proto::{Acl, CreateRequest};
+
 use super::*;
 
 /// Where loaded recipes live.
 pub const RECIPES_ROOT: &str = "/wazoo/recipes";
+
+/// Where the server records what became of each loaded recipe's latest install, for its loader
+/// to read: `/wazoo/recipe-status/<name>` holding `version=<zxid> state=current` or
+/// `version=<zxid> state=failed error=<why>`. Written by the leader only (internal txns, as
+/// container reaping), readable by all, writable by no client.
+pub const RECIPE_STATUS_ROOT: &str = "/wazoo/recipe-status";
 
 /// A component for the runtime to compile as `version` of `name`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +136,14 @@ impl Catalog {
     }
 }
 
+/// Who writes recipe statuses: the superuser, as for container reaping (the nodes are
+/// read-only to everyone else).
+fn status_writer() -> AuthInfo {
+    let mut auth = AuthInfo::default();
+    auth.add(wazoo_proto::Id::new("super", ""));
+    auth
+}
+
 /// The recipe name whose node `path` is, if it is one (`/wazoo/recipes/<name>`).
 fn recipe_name(path: &str) -> Option<&str> {
     let name = path.strip_prefix(RECIPES_ROOT)?.strip_prefix('/')?;
@@ -172,10 +188,11 @@ impl Core {
                 // Removed: new calls get the built-in of that name, if any, else NORECIPE;
                 // calls in flight keep their version.
                 if self.catalog.builtins.contains(&name) {
-                    self.catalog.current.insert(name, 0);
+                    self.catalog.current.insert(name.clone(), 0);
                 } else {
                     self.catalog.current.remove(&name);
                 }
+                self.drop_status(&name);
                 self.retire_unused_versions();
                 continue;
             };
@@ -236,6 +253,13 @@ impl Core {
         }
         if let Some(e) = error {
             warn!(recipe = %name, version = format_args!("{version:#x}"), "a recipe version failed to install: {e}");
+            if self.catalog.compiling(&name).is_none() && self.names_version(&name, version) {
+                // Not one a later load superseded: its loader is waiting to hear.
+                self.record_status(
+                    &name,
+                    format!("version={version:#x} state=failed error={e}"),
+                );
+            }
             self.begin_awaiting_compile(&name);
             return;
         }
@@ -249,9 +273,68 @@ impl Core {
         if node_version == Some(version) {
             info!(recipe = %name, version = format_args!("{version:#x}"), "recipe version current");
             self.catalog.current.insert(name.clone(), version);
+            self.record_status(&name, format!("version={version:#x} state=current"));
         }
         self.begin_awaiting_compile(&name);
         self.retire_unused_versions();
+    }
+
+    /// Whether `/wazoo/recipes/<name>` names `version` (its mzxid).
+    fn names_version(&self, name: &str, version: u64) -> bool {
+        self.tree
+            .get(&format!("{RECIPES_ROOT}/{name}"))
+            .is_some_and(|n| n.meta().mzxid as u64 == version)
+    }
+
+    /// Writes `text` as `name`'s status ([`RECIPE_STATUS_ROOT`]) unless it says so already: an
+    /// internal txn of the leader (the other members apply it).
+    fn record_status(&mut self, name: &str, text: String) {
+        if !self.leads() {
+            return;
+        }
+        let path = format!("{RECIPE_STATUS_ROOT}/{name}");
+        let now = self
+            .tree
+            .get(&path)
+            .map(|n| n.data().unwrap_or_default().to_vec());
+        if now.as_deref() == Some(text.as_bytes()) {
+            return;
+        }
+        let create = |path: &str, data: Vec<u8>| {
+            MultiOp::Create(CreateRequest {
+                op: op::CREATE,
+                path: path.to_owned(),
+                data: Some(data),
+                acl: Acl::read_unsafe(),
+                flags: 0,
+                ttl: -1,
+            })
+        };
+        let mut ops = Vec::new();
+        for dir in ["/wazoo", RECIPE_STATUS_ROOT] {
+            if self.tree.get(dir).is_none() {
+                ops.push(create(dir, Vec::new()));
+            }
+        }
+        ops.push(match now {
+            Some(_) => MultiOp::SetData {
+                path,
+                data: Some(text.into_bytes()),
+                version: -1,
+            },
+            None => create(&path, text.into_bytes()),
+        });
+        self.prep_internal(0, &status_writer(), &Request::Multi(ops), None);
+    }
+
+    /// Deletes `name`'s status (its recipe was removed).
+    fn drop_status(&mut self, name: &str) {
+        let path = format!("{RECIPE_STATUS_ROOT}/{name}");
+        if !self.leads() || self.tree.get(&path).is_none() {
+            return;
+        }
+        let req = Request::Delete { path, version: -1 };
+        self.prep_internal(0, &status_writer(), &req, None);
     }
 
     /// Retires every compiled loaded version that is not current and that no call uses (run,

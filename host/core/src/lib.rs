@@ -69,7 +69,7 @@ mod storage;
 mod time;
 
 pub use admin::{Reply, SessionChunk, WatchQuery, WatchTables};
-pub use catalog::{Install, RecipeSpec, RECIPES_ROOT};
+pub use catalog::{Install, RecipeSpec, RECIPES_ROOT, RECIPE_STATUS_ROOT};
 pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
 pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};

@@ -484,3 +484,87 @@ fn a_re_armed_call_of_a_loaded_recipe_waits_for_its_compile_after_a_restart() {
     );
     let _ = hs;
 }
+
+/// A loader learns what became of its load from `/wazoo/recipe-status/<name>` (readable by all,
+/// written by the server only): the version compiled and current, or the compile's error.
+#[test]
+fn each_loaded_versions_compile_is_recorded_where_its_loader_can_read_it() {
+    let (mut h, s) = harness();
+    h.connect(1);
+    load_recipe(&mut h, 1, "good", b"\0asm good", &"ab".repeat(32));
+    let good = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .unwrap();
+    h.input(CoreMsg::RecipeInstalled {
+        name: "good".into(),
+        version: good.version,
+        error: None,
+    });
+    h.settle();
+    let status = |h: &Harness, name: &str| {
+        let node = h
+            .core
+            .tree()
+            .get(&format!("{}/{name}", crate::RECIPE_STATUS_ROOT))?;
+        Some(String::from_utf8(node.data().unwrap_or_default().to_vec()).unwrap())
+    };
+    assert_eq!(
+        status(&h, "good").as_deref(),
+        Some(format!("version={:#x} state=current", good.version).as_str())
+    );
+    load_recipe(&mut h, 1, "bad", b"not wasm", &"cd".repeat(32));
+    let bad = std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .unwrap();
+    h.input(CoreMsg::RecipeInstalled {
+        name: "bad".into(),
+        version: bad.version,
+        error: Some("the component does not load as a recipe: magic".into()),
+    });
+    h.settle();
+    assert_eq!(
+        status(&h, "bad").as_deref(),
+        Some(
+            format!(
+                "version={:#x} state=failed error=the component does not load as a recipe: magic",
+                bad.version
+            )
+            .as_str()
+        )
+    );
+    // Reported again (a restart): nothing is written when nothing changed.
+    let zxid = h.core.tree().last_applied();
+    h.input(CoreMsg::RecipeInstalled {
+        name: "good".into(),
+        version: good.version,
+        error: None,
+    });
+    h.settle();
+    assert_eq!(
+        h.core.tree().last_applied(),
+        zxid,
+        "no txn for the same status"
+    );
+    // Clients read it and cannot write it.
+    h.request(
+        1,
+        50,
+        set_data_to(&format!("{}/good", crate::RECIPE_STATUS_ROOT), b"x"),
+    );
+    h.settle();
+    assert_eq!(codes(&mut h, 1), vec![(50, ErrorCode::NoAuth.code())]);
+    // A removed recipe's status goes with it.
+    h.request(
+        1,
+        51,
+        delete(&format!(
+            "{}/good/{}-0000",
+            crate::RECIPES_ROOT,
+            "ab".repeat(32)
+        )),
+    );
+    h.request(1, 52, delete(&format!("{}/good", crate::RECIPES_ROOT)));
+    h.settle();
+    h.replies(1);
+    assert_eq!(status(&h, "good"), None);
+}
