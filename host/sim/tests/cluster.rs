@@ -37,6 +37,10 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
         "too little work done: {s:?}"
     );
     assert!(s.synced_reads > 0 && s.session_moves > 0, "{s:?}");
+    assert!(
+        s.multis_ok > 0 && s.multis_failed > 0,
+        "multis both ways: {s:?}"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 use super::*;
 use std::sync::Arc;
 
-use wazoo_proto::{ConnectResponse, Reader, Stat};
+use wazoo_proto::{op, ConnectResponse, MultiOp, OpResult, Reader, Response, Stat};
 use wazoo_zab::Sid;
 
 use super::history::{Kind, Op, Outcome};
@@ -142,6 +142,30 @@ pub(super) fn outcome(kind: &Kind, reply: &ReplyFrame) -> Outcome {
             },
             Err(_) => Outcome::Unknown,
         },
+        Kind::Multi { sets } => {
+            let Ok(Response::Multi(results)) = Response::decode_body(op::MULTI, &mut r) else {
+                return Outcome::Unknown;
+            };
+            // A failed multi: every result an error (the failing op's code, the others'
+            // RUNTIMEINCONSISTENCY); all of its ops or none took effect.
+            if let Some(code) = results.iter().find_map(|res| match res {
+                OpResult::Error(c) if *c != 0 => Some(*c),
+                _ => None,
+            }) {
+                return Outcome::Err(code);
+            }
+            let versions: Vec<i32> = results
+                .iter()
+                .filter_map(|res| match res {
+                    OpResult::SetData { stat } => Some(stat.version),
+                    _ => None,
+                })
+                .collect();
+            if versions.len() != sets.len() {
+                return Outcome::Unknown;
+            }
+            Outcome::MultiOk(versions)
+        }
         _ => Outcome::Ok {
             version: 0,
             data: Vec::new(),
@@ -383,7 +407,28 @@ impl super::World {
         client.counter += 1;
         let n = client.counter;
         let id = client.id;
-        let (kind, req, sync_first) = if r < 30 || (r < 40 && client.versions[key].is_none()) {
+        let (kind, req, sync_first) = if r < 8 && keys > 1 {
+            let other = (key + 1 + self.rng.random_range(0..keys - 1)) % keys;
+            // A multi of two setData, the first a CAS on the version last seen when there is
+            // one (then it may fail BADVERSION, and the other with it: all or nothing).
+            let mut sets = Vec::new();
+            let mut ops = Vec::new();
+            for (i, k) in [key, other].into_iter().enumerate() {
+                let tag = format!("c{id}-{n}-{i}").into_bytes();
+                let expect = if i == 0 {
+                    client.versions[k].unwrap_or(-1)
+                } else {
+                    -1
+                };
+                ops.push(MultiOp::SetData {
+                    path: history::key_path(k),
+                    data: Some(tag.clone()),
+                    version: expect,
+                });
+                sets.push((k, tag, expect));
+            }
+            (Kind::Multi { sets }, Request::Multi(ops), false)
+        } else if r < 30 || (r < 40 && client.versions[key].is_none()) {
             let tag = format!("c{id}-{n}").into_bytes();
             let req = Request::SetData {
                 path: history::key_path(key),
@@ -606,6 +651,25 @@ impl super::World {
                     }
                 }
                 (Kind::Set { key, .. }, Outcome::Err(_)) => client.versions[*key] = None,
+                (Kind::Multi { sets }, Outcome::MultiOk(versions)) => {
+                    for ((key, _, _), version) in sets.iter().zip(versions) {
+                        client.versions[*key] = Some(*version);
+                        if let Some(armed) = client.watches[*key] {
+                            if version > &armed {
+                                return Err(format!(
+                                    "client {c} saw {} at version {version} (its multi) before \
+                                     the event of the watch it set at version {armed}",
+                                    history::key_path(*key)
+                                ));
+                            }
+                        }
+                    }
+                }
+                (Kind::Multi { sets }, Outcome::Err(_)) => {
+                    for (key, _, _) in sets {
+                        client.versions[*key] = None;
+                    }
+                }
                 (Kind::Read { .. }, _) => client.watching = None,
                 (Kind::Ephemeral { .. }, Outcome::Ok { .. }) => client.has_ephemeral = true,
                 (Kind::Close, Outcome::Ok { .. }) => {

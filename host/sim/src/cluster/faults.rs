@@ -219,8 +219,10 @@ impl World {
         let healed = self.healed_at.expect("after healing");
         if !self.stopping {
             let written = self.ops.iter().any(|o| {
-                matches!(o.kind, Kind::Set { .. } | Kind::Create { .. })
-                    && matches!(o.outcome, Outcome::Ok { .. })
+                matches!(
+                    o.kind,
+                    Kind::Set { .. } | Kind::Multi { .. } | Kind::Create { .. }
+                ) && matches!(o.outcome, Outcome::Ok { .. } | Outcome::MultiOk(_))
                     && o.invoked >= healed
             });
             if written {
@@ -273,9 +275,14 @@ impl World {
         history::check(&self.ops, self.cfg.keys, &self.expired, last)?;
         for o in &self.ops {
             match o.outcome {
-                Outcome::Ok { .. } => self.report.ops_ok += 1,
+                Outcome::Ok { .. } | Outcome::MultiOk(_) => self.report.ops_ok += 1,
                 Outcome::Err(_) => self.report.ops_failed += 1,
                 Outcome::Unknown | Outcome::Pending => self.report.ops_unknown += 1,
+            }
+            match (&o.kind, &o.outcome) {
+                (Kind::Multi { .. }, Outcome::MultiOk(_)) => self.report.multis_ok += 1,
+                (Kind::Multi { .. }, Outcome::Err(_)) => self.report.multis_failed += 1,
+                _ => {}
             }
             if matches!(o.kind, Kind::Read { synced: true, .. })
                 && matches!(o.outcome, Outcome::Ok { .. })

@@ -9,6 +9,8 @@
 //! - Per session, reads never go back and never miss the session's own acknowledged writes.
 //! - No acknowledged write is lost: the final version of each key is at least the highest
 //!   acknowledged one, and every acknowledged create exists at the end.
+//! - A write that definitely failed (a setData, or a multi of setData ops: all or nothing) is
+//!   never read and is not the final value of its key.
 //! - Ephemerals: none is left of a session that was closed or expired.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -37,6 +39,9 @@ pub(super) enum Kind {
     },
     /// getData of `key`, after a sync when `synced`.
     Read { key: usize, synced: bool },
+    /// A multi of setData ops on distinct keys, each to its unique tag with its `expect`: all
+    /// take effect or none does.
+    Multi { sets: Vec<(usize, Vec<u8>, i32)> },
     /// A create of a persistent node.
     Create { path: String },
     /// A create of an ephemeral node.
@@ -53,6 +58,8 @@ pub(super) enum Outcome {
         version: i32,
         data: Vec<u8>,
     },
+    /// A multi done: the version each of its setData ops made, in order.
+    MultiOk(Vec<i32>),
     /// A definite error (a ZooKeeper error code).
     Err(i32),
     /// The connection was lost before the answer: it may or may not have happened.
@@ -77,13 +84,14 @@ pub(super) fn check(
     let mut by_version: Vec<BTreeMap<i32, &[u8]>> = vec![BTreeMap::new(); keys];
     let mut tried: Vec<HashMap<&[u8], &Op>> = vec![HashMap::new(); keys];
     for op in ops {
-        if let Kind::Set { key, tag, expect } = &op.kind {
-            tried[*key].insert(tag.as_slice(), op);
-            if let Outcome::Ok { version, .. } = &op.outcome {
-                if let Some(other) = by_version[*key].insert(*version, tag.as_slice()) {
+        for (i, (key, tag, expect)) in writes(op).into_iter().enumerate() {
+            tried[key].insert(tag, op);
+            if let Some(version) = written_version(op, i) {
+                let (version, expect) = (&version, &expect);
+                if let Some(other) = by_version[key].insert(*version, tag) {
                     return Err(format!(
                         "two acknowledged writes of {} made version {version}: {:?} and {:?}",
-                        key_path(*key),
+                        key_path(key),
                         String::from_utf8_lossy(other),
                         String::from_utf8_lossy(tag)
                     ));
@@ -91,10 +99,17 @@ pub(super) fn check(
                 if *expect >= 0 && *version != expect + 1 {
                     return Err(format!(
                         "a CAS write of {} expecting version {expect} made version {version}",
-                        key_path(*key)
+                        key_path(key)
                     ));
                 }
             }
+        }
+    }
+    // Tags of writes that definitely failed: never to be seen.
+    let mut failed: Vec<HashMap<&[u8], &Op>> = vec![HashMap::new(); keys];
+    for op in ops.iter().filter(|o| matches!(o.outcome, Outcome::Err(_))) {
+        for (key, tag, _) in writes(op) {
+            failed[key].insert(tag, op);
         }
     }
     // Reads.
@@ -104,10 +119,12 @@ pub(super) fn check(
     for op in &ordered {
         let (key, synced) = match op.kind {
             Kind::Read { key, synced } => (key, synced),
-            Kind::Set { key, .. } => {
-                if let Outcome::Ok { version, .. } = op.outcome {
-                    let seen = session_seen.entry((op.session, key)).or_insert(version);
-                    *seen = (*seen).max(version);
+            Kind::Set { .. } | Kind::Multi { .. } => {
+                for (i, (key, _, _)) in writes(op).into_iter().enumerate() {
+                    if let Some(version) = written_version(op, i) {
+                        let seen = session_seen.entry((op.session, key)).or_insert(version);
+                        *seen = (*seen).max(version);
+                    }
                 }
                 continue;
             }
@@ -117,6 +134,15 @@ pub(super) fn check(
             continue;
         };
         let path = key_path(key);
+        if let Some(w) = failed[key].get(data.as_slice()) {
+            return Err(format!(
+                "a read of {path} at version {version} returned {:?}, written by {:?}, which \
+                 failed: {:?}",
+                String::from_utf8_lossy(data),
+                w.kind,
+                w.outcome
+            ));
+        }
         // Integrity.
         if *version == 0 {
             if data != INITIAL {
@@ -141,13 +167,13 @@ pub(super) fn check(
         if synced {
             let floor = ops
                 .iter()
-                .filter_map(|w| match (&w.kind, &w.outcome, w.completed) {
-                    (Kind::Set { key: k, .. }, Outcome::Ok { version, .. }, Some(done))
-                        if *k == key && done < op.invoked =>
-                    {
-                        Some(*version)
-                    }
-                    _ => None,
+                .filter(|w| w.completed.is_some_and(|done| done < op.invoked))
+                .flat_map(|w| {
+                    writes(w)
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, (k, _, _))| *k == key)
+                        .filter_map(|(i, _)| written_version(w, i))
                 })
                 .max()
                 .unwrap_or(0);
@@ -172,6 +198,13 @@ pub(super) fn check(
     // Nothing acknowledged is lost.
     for (key, versions) in by_version.iter().enumerate() {
         let path = key_path(key);
+        let final_data = last.get(&path).and_then(|n| n.data().map(<[u8]>::to_vec));
+        if let Some(w) = final_data.as_deref().and_then(|d| failed[key].get(d)) {
+            return Err(format!(
+                "{path} ends with the data of {:?}, which failed",
+                w.kind
+            ));
+        }
         let Some((&top, _)) = versions.last_key_value() else {
             continue;
         };
@@ -220,6 +253,27 @@ pub(super) fn check(
         }
     }
     Ok(())
+}
+
+/// The setData ops an operation tried: (key, tag, expect) of a set, or of each of a multi's.
+fn writes(op: &Op) -> Vec<(usize, &[u8], i32)> {
+    match &op.kind {
+        Kind::Set { key, tag, expect } => vec![(*key, tag.as_slice(), *expect)],
+        Kind::Multi { sets } => sets
+            .iter()
+            .map(|(k, t, e)| (*k, t.as_slice(), *e))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The version the `i`th setData of an acknowledged operation made.
+fn written_version(op: &Op, i: usize) -> Option<i32> {
+    match (&op.kind, &op.outcome) {
+        (Kind::Set { .. }, Outcome::Ok { version, .. }) if i == 0 => Some(*version),
+        (Kind::Multi { .. }, Outcome::MultiOk(versions)) => versions.get(i).copied(),
+        _ => None,
+    }
 }
 
 /// A session's operations, for a failure's message.
@@ -314,6 +368,50 @@ mod tests {
 
     fn check_one(ops: &[Op], last: &DataTree) -> Result<(), String> {
         check(ops, 1, &BTreeSet::new(), last)
+    }
+
+    fn multi(client: usize, tags: [&str; 2], outcome: Outcome, at: u64, done: u64) -> Op {
+        Op {
+            client,
+            session: client as i64,
+            kind: Kind::Multi {
+                sets: vec![
+                    (0, tags[0].as_bytes().to_vec(), -1),
+                    (1, tags[1].as_bytes().to_vec(), -1),
+                ],
+            },
+            invoked: at,
+            completed: Some(done),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn a_multis_writes_count_as_acknowledged_writes_of_each_key() {
+        let ops = [multi(1, ["a", "b"], Outcome::MultiOk(vec![1, 1]), 10, 20)];
+        // /k1 never reached version 1: the multi's second write is lost.
+        let err = check(&ops, 2, &BTreeSet::new(), &tree(1, b"a")).unwrap_err();
+        assert!(err.contains("/k1 ends at version -1"), "{err}");
+    }
+
+    #[test]
+    fn a_read_of_a_failed_multis_write_is_caught() {
+        let ops = [
+            multi(1, ["a", "b"], Outcome::Err(-103), 10, 20),
+            read(2, false, 1, "a", 25, 30),
+        ];
+        let err = check(&ops, 2, &BTreeSet::new(), &tree(1, b"a")).unwrap_err();
+        assert!(err.contains("which failed"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_left_as_a_keys_final_value_is_caught() {
+        let failed_set = Op {
+            outcome: Outcome::Err(-103),
+            ..set(1, "x", 0, 10, 20)
+        };
+        let err = check_one(&[failed_set], &tree(1, b"x")).unwrap_err();
+        assert!(err.contains("ends with the data of"), "{err}");
     }
 
     #[test]

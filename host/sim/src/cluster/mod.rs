@@ -107,6 +107,9 @@ pub struct ClusterReport {
     pub ops_unknown: u64,
     /// Reads checked after a sync.
     pub synced_reads: u64,
+    /// Multis of two setData that took effect, and that definitely failed (all or nothing).
+    pub multis_ok: u64,
+    pub multis_failed: u64,
     /// Watch events the clients received (each checked to come before any reply revealing the
     /// change it is about).
     pub watch_events: u64,
@@ -173,6 +176,8 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.ops_failed += r.ops_failed;
         sum.ops_unknown += r.ops_unknown;
         sum.synced_reads += r.synced_reads;
+        sum.multis_ok += r.multis_ok;
+        sum.multis_failed += r.multis_failed;
         sum.watch_events += r.watch_events;
         sum.session_moves += r.session_moves;
         sum.sessions_expired += r.sessions_expired;
