@@ -41,6 +41,10 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
         s.multis_ok > 0 && s.multis_failed > 0,
         "multis both ways: {s:?}"
     );
+    assert!(
+        s.watches_set_again > 0,
+        "moved sessions set watches again: {s:?}"
+    );
 }
 
 #[test]

@@ -219,10 +219,11 @@ impl super::World {
     }
 
     pub(super) fn request(&mut self, c: usize, req: Request) -> i32 {
-        let xid = if matches!(req, Request::Ping) {
-            -2
-        } else {
-            self.clients[c].xid()
+        let xid = match req {
+            Request::Ping => -2,
+            // ZooKeeper's clients send it with this xid and skip its reply.
+            Request::SetWatches(_) => wazoo_proto::xid::SET_WATCHES,
+            _ => self.clients[c].xid(),
         };
         let (conn, sid) = self.clients[c]
             .conn
@@ -376,8 +377,8 @@ impl super::World {
         let backoff = self.rng.random_range(10..100);
         let client = &mut self.clients[c];
         client.conn = None;
-        // Watches belong to the connection (this client does not set them again elsewhere).
-        client.watches.iter_mut().for_each(|w| *w = None);
+        // Armed watches stay: the client sets them again on its next connection (SetWatches),
+        // as ZooKeeper's do; a read in flight set none.
         client.watching = None;
         if let Waiting::Reply { op, .. } = std::mem::replace(&mut client.waiting, Waiting::Nothing)
         {
@@ -526,6 +527,8 @@ impl super::World {
                     client.session = 0;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
+                    // The session's watches went with it.
+                    client.watches.iter_mut().for_each(|w| *w = None);
                     self.abandon(c);
                     return Ok(());
                 }
@@ -535,10 +538,37 @@ impl super::World {
                         client.session, resp.session_id
                     ));
                 }
+                let moved = client.session != 0;
                 client.session = resp.session_id;
                 client.passwd = resp.passwd;
                 if let Some(k) = client.conn.as_mut() {
                     k.ready = true;
+                }
+                // A moved session sets its armed data watches again, relative to the last zxid
+                // it saw: the server fires at once those whose node changed since.
+                let data: Vec<String> = client
+                    .watches
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.is_some())
+                    .map(|(k, _)| history::key_path(k))
+                    .collect();
+                if moved && !data.is_empty() {
+                    let relative_zxid = client.last_zxid;
+                    self.report.watches_set_again += data.len() as u64;
+                    self.request(
+                        c,
+                        Request::SetWatches(wazoo_proto::SetWatches {
+                            relative_zxid,
+                            data,
+                            exist: Vec::new(),
+                            child: Vec::new(),
+                            persistent: Vec::new(),
+                            persistent_recursive: Vec::new(),
+                        }),
+                    );
+                } else if !moved {
+                    client.watches.iter_mut().for_each(|w| *w = None);
                 }
                 self.wake(c, self.now);
                 continue;
@@ -568,8 +598,8 @@ impl super::World {
                 }
                 continue;
             }
-            if reply.xid == -2 {
-                continue; // a ping
+            if reply.xid == -2 || reply.xid == wazoo_proto::xid::SET_WATCHES {
+                continue; // a ping's or a SetWatches' reply
             }
             let client = &mut self.clients[c];
             if reply.zxid > 0 {

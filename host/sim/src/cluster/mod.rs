@@ -115,6 +115,8 @@ pub struct ClusterReport {
     pub watch_events: u64,
     /// Sessions moved to another server (reconnects with a session id).
     pub session_moves: u64,
+    /// Armed data watches a moved session set again (SetWatches), each then checked like any.
+    pub watches_set_again: u64,
     /// Sessions the clients were told had expired.
     pub sessions_expired: u64,
     pub leaders_established: u64,
@@ -177,6 +179,7 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.ops_unknown += r.ops_unknown;
         sum.synced_reads += r.synced_reads;
         sum.multis_ok += r.multis_ok;
+        sum.watches_set_again += r.watches_set_again;
         sum.multis_failed += r.multis_failed;
         sum.watch_events += r.watch_events;
         sum.session_moves += r.session_moves;
