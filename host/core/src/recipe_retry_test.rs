@@ -67,6 +67,20 @@ fn load_recipe(h: &mut Harness, conn: ConnId, name: &str, wasm: &[u8], sha: &str
     h.replies(conn);
 }
 
+/// Loads `name` (as [`load_recipe`]) and takes the install the core asked the runtime for.
+fn load_and_take_install(
+    h: &mut Harness,
+    s: &Scripted,
+    name: &str,
+    wasm: &[u8],
+    sha: &str,
+) -> crate::Install {
+    load_recipe(h, 1, name, wasm, sha);
+    std::mem::take(&mut s.0.lock().unwrap().installs)
+        .pop()
+        .expect("an install")
+}
+
 #[test]
 fn a_recipe_loaded_as_znodes_is_installed_and_new_calls_use_it_while_a_parked_call_keeps_its_version(
 ) {
@@ -349,10 +363,7 @@ fn a_call_of_a_recipe_still_being_compiled_waits_for_it_then_runs_on_it_or_is_an
     h.connect(1);
     h.connect(2);
     // "fresh" is loaded (as after a restart, or a first load): the runtime compiles it.
-    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
-    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .expect("an install");
+    let install = load_and_take_install(&mut h, &s, "fresh", b"\0asm fresh", &"ab".repeat(32));
     // A call arriving meanwhile waits for the compile, and so does what its connection sends
     // after it.
     h.request(2, 1, call_of("fresh", "x"));
@@ -377,10 +388,7 @@ fn a_call_of_a_recipe_still_being_compiled_waits_for_it_then_runs_on_it_or_is_an
         "the call, then the create behind it"
     );
     // A recipe whose compile fails: the waiting call is answered NORECIPE.
-    load_recipe(&mut h, 1, "broken", b"\0asm broken", &"cd".repeat(32));
-    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .expect("an install");
+    let install = load_and_take_install(&mut h, &s, "broken", b"\0asm broken", &"cd".repeat(32));
     h.request(2, 3, call_of("broken", "x"));
     h.settle();
     assert!(s.starts().is_empty());
@@ -403,10 +411,7 @@ fn a_close_session_behind_a_call_waiting_for_a_compile_cancels_it_and_closes() {
     let (mut h, s) = harness();
     h.connect(1);
     h.connect(2);
-    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
-    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .expect("an install");
+    let install = load_and_take_install(&mut h, &s, "fresh", b"\0asm fresh", &"ab".repeat(32));
     h.request(2, 1, call_of("fresh", "x"));
     h.request(2, 2, Request::CloseSession);
     h.settle();
@@ -432,10 +437,7 @@ fn a_close_session_behind_a_call_waiting_for_a_compile_cancels_it_and_closes() {
 fn a_re_armed_call_of_a_loaded_recipe_waits_for_its_compile_after_a_restart() {
     let (mut h, s) = harness();
     let hs = h.connect_to(1, 0, vec![0; 16]);
-    load_recipe(&mut h, 1, "fresh", b"\0asm fresh", &"ab".repeat(32));
-    let install = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .expect("an install");
+    let install = load_and_take_install(&mut h, &s, "fresh", b"\0asm fresh", &"ab".repeat(32));
     h.input(CoreMsg::RecipeInstalled {
         name: "fresh".into(),
         version: install.version,
@@ -491,10 +493,7 @@ fn a_re_armed_call_of_a_loaded_recipe_waits_for_its_compile_after_a_restart() {
 fn each_loaded_versions_compile_is_recorded_where_its_loader_can_read_it() {
     let (mut h, s) = harness();
     h.connect(1);
-    load_recipe(&mut h, 1, "good", b"\0asm good", &"ab".repeat(32));
-    let good = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .unwrap();
+    let good = load_and_take_install(&mut h, &s, "good", b"\0asm good", &"ab".repeat(32));
     h.input(CoreMsg::RecipeInstalled {
         name: "good".into(),
         version: good.version,
@@ -512,10 +511,7 @@ fn each_loaded_versions_compile_is_recorded_where_its_loader_can_read_it() {
         status(&h, "good").as_deref(),
         Some(format!("version={:#x} state=current", good.version).as_str())
     );
-    load_recipe(&mut h, 1, "bad", b"not wasm", &"cd".repeat(32));
-    let bad = std::mem::take(&mut s.0.lock().unwrap().installs)
-        .pop()
-        .unwrap();
+    let bad = load_and_take_install(&mut h, &s, "bad", b"not wasm", &"cd".repeat(32));
     h.input(CoreMsg::RecipeInstalled {
         name: "bad".into(),
         version: bad.version,
