@@ -30,10 +30,15 @@ for v in 19 18 17 16 15 14; do
     fi
 done
 if [ -z "$llvm" ]; then
+    # The distribution's default clang (what install-test-deps.sh installs: 14 on bookworm), with
+    # the lld and wasm32 builtins of the same version: the 2022 wasi-libc knows its target names.
     echo "build-c-recipe: apt installing clang, lld, wasi-libc and the wasm32 builtins"
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -qq
-    v="$(apt-cache search --names-only '^libclang-rt-[0-9]+-dev-wasm32$' | sed -E 's/^libclang-rt-([0-9]+).*/\1/' | sort -n | tail -1)"
+    if ! command -v clang >/dev/null 2>&1; then
+        "${SUDO[@]}" apt-get install -y -qq --no-install-recommends clang >/dev/null
+    fi
+    v="$(clang --version | head -1 | sed -E 's/.*clang version ([0-9]+).*/\1/')"
     "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "clang-$v" "lld-$v" wasi-libc \
         "libclang-rt-$v-dev-wasm32" >/dev/null
     llvm="$v"
