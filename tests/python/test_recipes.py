@@ -633,3 +633,22 @@ def test_loading_a_component_the_server_cannot_compile_fails_with_the_reason(waz
     recipe_cli(wazoo_server, "remove", "counter2")
     harness.wait_until(lambda: zk.exists("/wazoo/recipe-status/counter2") is None, 10,
                        what="the status removed with the recipe")
+
+
+def test_a_call_that_arrives_while_its_recipe_compiles_waits_for_it(wazoo_server, kazoo_factory, tmp_path):
+    """docs/recipes.md, "Loading recipes": a call of a recipe whose first version is still compiling
+    waits for the compile instead of being answered NORECIPE. The counter with a custom section of
+    random bytes, so that no cached artifact exists and the server must compile it; loaded with
+    --no-wait and called at once."""
+    name = b"nonce"
+    payload = leb128(len(name)) + name + os.urandom(32)
+    fresh = builtin_wasm("counter").read_bytes() + b"\x00" + leb128(len(payload)) + payload
+    path = tmp_path / "fresh.wasm"
+    path.write_bytes(fresh)
+    zk = kazoo_factory(wazoo_server)
+    zk.ensure_path("/fresh")
+    out = recipe_cli(wazoo_server, "load", "freshcounter", str(path), "--no-wait")
+    assert "compiled" not in out, out
+    assert wazoo.recipe_call(zk, "freshcounter", "add", {"path": "/fresh/n", "delta": 3}) == 3
+    status, _ = zk.get("/wazoo/recipe-status/freshcounter")
+    assert b"state=current" in status
