@@ -630,6 +630,9 @@ def test_loading_a_component_the_server_cannot_compile_fails_with_the_reason(waz
     good = recipe_cli(wazoo_server, "load", "counter2", str(builtin_wasm("counter")))
     assert "compiled: version 0x" in good, good
     assert b"state=current" in zk.get("/wazoo/recipe-status/counter2")[0]
+    listed = recipe_cli(wazoo_server, "list")
+    assert any(line.startswith("counter2\t") and "state=current" in line for line in listed.splitlines()), listed
+    assert any(line.startswith("broken\t") and "state=failed" in line for line in listed.splitlines()), listed
     recipe_cli(wazoo_server, "remove", "counter2")
     harness.wait_until(lambda: zk.exists("/wazoo/recipe-status/counter2") is None, 10,
                        what="the status removed with the recipe")

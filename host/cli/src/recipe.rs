@@ -131,7 +131,10 @@ async fn manage(server: &str, cmd: RecipeCmd) -> anyhow::Result<i32> {
             }
             RecipeCmd::List => {
                 for l in recipe_store::list(&client).await? {
-                    println!("{}", recipe_store::line(&l));
+                    match recipe_store::status(&client, &l.name).await? {
+                        Some(status) => println!("{}\t{status}", recipe_store::line(&l)),
+                        None => println!("{}", recipe_store::line(&l)),
+                    }
                 }
                 0
             }
