@@ -36,10 +36,7 @@ impl Core {
             match version {
                 Some(v) => {
                     run.start.version = v;
-                    // Its stage starts at the tree as it is now; so does its txn time.
-                    run.start.now_ms = self.now.wall_ms;
-                    run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-                    self.begin(id, run);
+                    self.begin_again(id, run);
                 }
                 None => self.finish(id, run, Err(ErrorCode::NoRecipe)),
             }

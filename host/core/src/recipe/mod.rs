@@ -334,6 +334,14 @@ impl Core {
         self.begin(run_id, run);
     }
 
+    /// Begins `run` again, as of now: its txn time and a fresh stage over the tree as it is.
+    fn begin_again(&mut self, run_id: RunId, mut run: Run) {
+        run.start.now_ms = self.now.wall_ms;
+        run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
+        run.handle = None;
+        self.begin(run_id, run);
+    }
+
     /// Runs `run` (its stage fresh): on the core when its recipe runs here and finishes within
     /// its budget, its end handled at once; else on a worker.
     fn begin(&mut self, run_id: RunId, mut run: Run) {
@@ -530,10 +538,7 @@ impl Core {
             // Run it again against the tree as it is now, under the same id: the connection's
             // queue keeps its place.
             run.start.attempt += 1;
-            run.start.now_ms = self.now.wall_ms;
-            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = None;
-            self.begin(run_id, run);
+            self.begin_again(run_id, run);
             return;
         }
         if aborted {
@@ -616,17 +621,32 @@ impl Core {
             }
         }
         self.record_result(run.session, request_id, &result, after);
+        let (xid, at) = (run.xid, run.at);
+        drop(run);
+        self.answer_call(conn, run_id, xid, at, result, after);
+    }
+
+    /// Puts the call's answer in its place in the connection's reply order (sent once txn
+    /// `after` is applied), and lets the connection's waiting requests go on.
+    fn answer_call(
+        &mut self,
+        conn: ConnId,
+        run_id: RunId,
+        xid: i32,
+        at: Instant,
+        result: Result<Response, ErrorCode>,
+        after: Zxid,
+    ) {
         if after > self.tree.last_applied() {
             self.runs.replies_after.entry(after).or_default().push(conn);
         }
         let ready = Queued::Ready {
-            xid: run.xid,
+            xid,
             op: op::RECIPE_CALL,
             result,
-            at: run.at,
+            at,
             after,
         };
-        drop(run);
         self.settle_entry(conn, run_id, ready);
         self.drain_reads(conn);
         self.dirty.push(conn);

@@ -142,17 +142,7 @@ impl Core {
             p.run.conn = ConnId::MAX;
             let rid = std::mem::take(&mut p.run.start.request_id);
             self.runs.by_request.remove(&(session, rid));
-            let answer = Queued::Ready {
-                xid,
-                op: op::RECIPE_CALL,
-                result: Err(ErrorCode::SessionExpired),
-                at,
-                after: 0,
-            };
-            self.settle_entry(conn, run_id, answer);
-            self.drain_reads(conn);
-            self.dirty.push(conn);
-            self.end_run(conn);
+            self.answer_call(conn, run_id, xid, at, Err(ErrorCode::SessionExpired), 0);
         } else if let Some(run) = self.runs.awaiting_compile.remove(&run_id) {
             // A call waiting for its recipe's compile (which may take a minute) is no different.
             self.finish(run_id, run, Err(ErrorCode::SessionExpired));
@@ -181,11 +171,8 @@ impl Core {
             run.start.attempt = 1;
             run.start.reason = RunReason::Cancelled;
             run.start.state = Some(state);
-            run.start.now_ms = self.now.wall_ms;
-            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = None;
             self.metrics.inc(Counter::RecipeCallsCancelled);
-            self.begin(id, run);
+            self.begin_again(id, run);
         }
     }
 
@@ -300,10 +287,7 @@ impl Core {
             run.start.attempt = 1;
             run.start.reason = reason;
             run.start.state = Some(state);
-            run.start.now_ms = self.now.wall_ms;
-            run.stage = Stage::new(run.session, self.next_zxid, run.start.now_ms);
-            run.handle = None;
-            self.begin(id, run);
+            self.begin_again(id, run);
         }
     }
 
