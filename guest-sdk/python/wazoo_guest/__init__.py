@@ -195,6 +195,16 @@ def _tree_call(f, *args):
         raise TreeError(e.value) from None
 
 
+def _unless_no_node(f, path, missing):
+    """`f(path)`, or `missing` if there is no node at `path`."""
+    try:
+        return _tree_call(f, path)
+    except TreeError as e:
+        if e.code == ErrorCode.NO_NODE:
+            return missing
+        raise
+
+
 class _Tree:
     """The tree as of the call plus the call's staged writes. Writes are staged: they commit
     with the run's outcome and vanish with an abort. Failures raise :class:`TreeError`."""
@@ -207,12 +217,7 @@ class _Tree:
     @staticmethod
     def get_opt(path):
         """(data, stat), or None if there is no node at `path`."""
-        try:
-            return _tree_call(_tree.get, path)
-        except TreeError as e:
-            if e.code == ErrorCode.NO_NODE:
-                return None
-            raise
+        return _unless_no_node(_tree.get, path, None)
 
     @staticmethod
     def exists(path):
@@ -227,12 +232,7 @@ class _Tree:
     @staticmethod
     def children_or_none(path):
         """The children's names, or [] if `path` does not exist."""
-        try:
-            return _tree_call(_tree.children, path)
-        except TreeError as e:
-            if e.code == ErrorCode.NO_NODE:
-                return []
-            raise
+        return _unless_no_node(_tree.children, path, [])
 
     @staticmethod
     def queue(path):

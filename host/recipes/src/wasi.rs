@@ -61,46 +61,37 @@ pub(crate) fn define_stand_ins(
         .collect();
     for name in imports {
         let base = name.split('@').next().unwrap_or(&name);
-        let mut i = match base {
-            "wasi:cli/environment"
-            | "wasi:random/random"
-            | "wasi:random/insecure"
-            | "wasi:random/insecure-seed"
-            | "wasi:clocks/wall-clock"
-            | "wasi:clocks/monotonic-clock" => linker.instance(&name)?,
-            _ => continue,
-        };
         match base {
             "wasi:cli/environment" => {
+                let mut i = linker.instance(&name)?;
                 i.func_wrap("get-environment", |_, (): ()| {
                     Ok((Vec::<(String, String)>::new(),))
                 })?;
                 i.func_wrap("get-arguments", |_, (): ()| Ok((Vec::<String>::new(),)))?;
                 i.func_wrap("initial-cwd", |_, (): ()| Ok((None::<String>,)))?;
             }
-            "wasi:random/random" => {
-                i.func_wrap("get-random-bytes", |mut s, (len,): (u64,)| {
+            // The secure and the insecure interface alike: the call's seeded stream.
+            "wasi:random/random" | "wasi:random/insecure" => {
+                let (bytes, word) = if base == "wasi:random/random" {
+                    ("get-random-bytes", "get-random-u64")
+                } else {
+                    ("get-insecure-random-bytes", "get-insecure-random-u64")
+                };
+                let mut i = linker.instance(&name)?;
+                i.func_wrap(bytes, |mut s, (len,): (u64,)| {
                     Ok((random_bytes(&mut s.data_mut().rng, len)?,))
                 })?;
-                i.func_wrap("get-random-u64", |mut s, (): ()| {
-                    Ok((next_u64(&mut s.data_mut().rng),))
-                })?;
-            }
-            "wasi:random/insecure" => {
-                i.func_wrap("get-insecure-random-bytes", |mut s, (len,): (u64,)| {
-                    Ok((random_bytes(&mut s.data_mut().rng, len)?,))
-                })?;
-                i.func_wrap("get-insecure-random-u64", |mut s, (): ()| {
-                    Ok((next_u64(&mut s.data_mut().rng),))
-                })?;
+                i.func_wrap(word, |mut s, (): ()| Ok((next_u64(&mut s.data_mut().rng),)))?;
             }
             "wasi:random/insecure-seed" => {
+                let mut i = linker.instance(&name)?;
                 i.func_wrap("insecure-seed", |mut s, (): ()| {
                     let rng = &mut s.data_mut().rng;
                     Ok(((next_u64(rng), next_u64(rng)),))
                 })?;
             }
             "wasi:clocks/wall-clock" => {
+                let mut i = linker.instance(&name)?;
                 i.func_wrap("now", |s, (): ()| {
                     let ms = s.data().context.now_ms.max(0) as u64;
                     Ok((Datetime {
@@ -117,12 +108,13 @@ pub(crate) fn define_stand_ins(
             }
             "wasi:clocks/monotonic-clock" => {
                 // Nanoseconds; fixed for the call like the wall clock.
+                let mut i = linker.instance(&name)?;
                 i.func_wrap("now", |s, (): ()| {
                     Ok(((s.data().context.now_ms.max(0) as u64).saturating_mul(1_000_000),))
                 })?;
                 i.func_wrap("resolution", |_, (): ()| Ok((1_000_000u64,)))?;
             }
-            _ => unreachable!("matched above"),
+            _ => {}
         }
     }
     Ok(())
