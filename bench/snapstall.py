@@ -7,7 +7,9 @@ A 3-server wazoo ensemble on 127.0.0.1-3 with a 1 MiB DIFF window; the tree is f
 and the follower restarts, so the leader must send it the whole tree. Meanwhile one client on the
 leader does serial creates: their latencies from the restart until the follower is synced again
 are compared with the same client's latencies before the restart (no SNAP). Prints the max and
-p99 of both, and the time the SNAP took.
+p99 of both, and the time the SNAP took; and the memory the SNAP cost each side, sampled from
+/proc every 10 ms: the leader's peak RSS during the SNAP above its RSS before it, and the
+follower's peak RSS while it syncs above its RSS once synced and settled.
 
     bench/snapstall.py --nodes 100000 --size 512     # uses $WAZOO_BIN (default: the debug build)
 """
@@ -30,6 +32,13 @@ from failover import mode  # noqa: E402  (bench/ is the script's directory)
 def mntr(s) -> dict:
     text = harness.four_letter(s.port, "mntr", timeout=2.0)
     return dict(l.split("\t", 1) for l in text.splitlines() if "\t" in l)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def pct(xs, p):
@@ -94,8 +103,20 @@ def main() -> None:
         time.sleep(3.0)
         snaps = int(mntr(leader)["zk_snap_count"])
         phase["v"] = lat_during
+        leader_before = rss_mib(leader.proc.pid)
         t1 = time.monotonic()
         follower.start(probe_session=False)
+        peaks = {"leader": leader_before, "follower": 0.0}
+        sampling = threading.Event()
+
+        def sample():
+            while not sampling.is_set():
+                peaks["leader"] = max(peaks["leader"], rss_mib(leader.proc.pid))
+                peaks["follower"] = max(peaks["follower"], rss_mib(follower.proc.pid))
+                time.sleep(0.01)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
         deadline = time.monotonic() + 300
         while not (mode(follower) == "follower" and int(mntr(leader)["zk_snap_count"]) > snaps
                    and int(mntr(leader).get("zk_synced_followers", "0")) == 2):
@@ -103,9 +124,17 @@ def main() -> None:
             time.sleep(0.01)
         synced = time.monotonic() - t1
         time.sleep(0.5)
+        sampling.set()
+        sampler.join()
         stop.set()
         th.join()
+        time.sleep(2.0)
+        follower_after = rss_mib(follower.proc.pid)
         print(f"follower restarted and synced by SNAP in {synced:.2f} s")
+        print(f"  leader RSS: {leader_before:.0f} MiB before, peak {peaks['leader']:.0f} MiB during the SNAP "
+              f"(+{peaks['leader'] - leader_before:.0f} MiB)")
+        print(f"  follower RSS: peak {peaks['follower']:.0f} MiB while syncing, {follower_after:.0f} MiB synced "
+              f"(+{peaks['follower'] - follower_after:.0f} MiB)")
         for name, xs in (("before (no SNAP)", lat_before), ("during the SNAP", lat_during)):
             print(f"  leader serial create latency {name}: n={len(xs)} p50={pct(xs, 0.5) * 1000:.1f} ms "
                   f"p99={pct(xs, 0.99) * 1000:.1f} ms max={max(xs) * 1000:.1f} ms")

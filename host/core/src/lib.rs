@@ -65,6 +65,7 @@ mod replica;
 mod reply;
 mod session;
 mod sink;
+pub mod snapshot;
 mod storage;
 mod time;
 
@@ -72,7 +73,9 @@ pub use admin::{Reply, SessionChunk, WatchQuery, WatchTables};
 pub use catalog::{Install, RecipeSpec, RECIPES_ROOT, RECIPE_STATUS_ROOT};
 pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
-pub use links::{LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotDelivery};
+pub use links::{
+    FrameSink, LinkClosed, LinkEvent, Links, PeerTransport, PostEvent, QuorumTx, SnapshotStream,
+};
 use pace::LargeWritePacer;
 pub use recipe::{
     Recipes, RunEnd, RunHandle, RunId, RunReason, RunStart, MAX_PARK_WATCHES, MAX_RUNS,

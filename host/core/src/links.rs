@@ -1,7 +1,7 @@
 //! An ensemble member's peer links, as the core keeps them: which quorum link is the current one
 //! to each peer (links are numbered, so an event of a link that was replaced is recognised and
-//! dropped), the frames held back behind a SNAP image being read, and how packets, snapshots and
-//! election notifications are framed (`wazoo_zab::wire`). Pure: the sockets are the runtime's,
+//! dropped), the SNAP image streamed on a link, and how packets, snapshots and election
+//! notifications are framed (`wazoo_zab::wire`). Pure: the sockets are the runtime's,
 //! behind [`PeerTransport`] and [`QuorumTx`]; its link tasks report [`LinkEvent`]s, which reach
 //! the core as [`crate::CoreMsg::Link`] and [`Links::on_event`] turns into the peer's inputs.
 
@@ -15,7 +15,23 @@ use wazoo_zab::{wire, Sid};
 /// tasks end, the socket closes).
 pub trait QuorumTx: Send {
     fn send(&self, frame: Vec<u8>);
+    /// A sink for a long run of frames (a SNAP image), written by a thread other than the core's:
+    /// they go out after every frame sent before this call and before every frame sent after it
+    /// (those wait behind the run until the sink is dropped). Its `send` blocks while the link
+    /// has a few frames of the run unwritten, so the image is read no faster than the peer takes
+    /// it, and fails once the link is closed.
+    fn stream(&self) -> Box<dyn FrameSink>;
 }
+
+/// See [`QuorumTx::stream`].
+pub trait FrameSink: Send {
+    /// Queues a frame, waiting for room; `Err` once the link is closed.
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkClosed>;
+}
+
+/// The link a [`FrameSink`] wrote to is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkClosed;
 
 /// How a [`SnapshotDelivery`] reports back: posts an event into the core's inbox.
 pub type PostEvent = Box<dyn FnOnce(LinkEvent) + Send>;
@@ -53,13 +69,24 @@ pub enum LinkEvent {
         sid: Sid,
         conn: u64,
     },
-    /// A SNAP image built off the core for the link `(sid, conn)` (see
-    /// [`Links::hold_for_snapshot`]), or why it could not be read.
-    SnapshotImage {
+    /// A piece of the SNAP image that follows a SNAP packet on the link (that packet comes as a
+    /// `QuorumPacket` before it); `last` ends the image.
+    SnapChunk {
+        sid: Sid,
+        conn: u64,
+        last: bool,
+        data: Vec<u8>,
+        /// Held until the core has taken the chunk in: the link reads no further while the
+        /// chunks it passed on and the core has not taken in are a few MiB (`None`: unbounded).
+        credit: Option<Box<dyn Send>>,
+    },
+    /// A SNAP image streamed to the link `(sid, conn)` off the core ([`Links::stream_snapshot`])
+    /// is all written, or the link closed first (`Ok` both), or the store could not be read.
+    SnapshotStreamed {
         sid: Sid,
         conn: u64,
         zxid: wazoo_zab::Zxid,
-        image: Result<Vec<u8>, String>,
+        result: Result<(), String>,
     },
 }
 
@@ -68,36 +95,44 @@ struct QuorumLink {
     conn: u64,
     /// `None` while a dialled link is not up yet.
     tx: Option<Box<dyn QuorumTx>>,
-    /// While a SNAP image for this link is being read: the frames sent after it, in order.
-    held: Option<Vec<Vec<u8>>>,
+    /// A SNAP image is being streamed on it.
+    streaming: bool,
 }
 
 impl QuorumLink {
     fn write(&mut self, frame: Vec<u8>) {
-        match (self.held.as_mut(), self.tx.as_ref()) {
-            (Some(held), _) => held.push(frame),
-            (None, Some(tx)) => tx.send(frame),
-            (None, None) => {}
+        if let Some(tx) = self.tx.as_ref() {
+            tx.send(frame)
         }
     }
 }
 
-/// SNAP(z) to be sent on a link once its image, read off the core, is delivered
-/// ([`LinkEvent::SnapshotImage`]).
-pub struct SnapshotDelivery {
+/// A SNAP image's way to its link, for the thread that reads it: the sink its chunks go into,
+/// and the report to the core when it is done ([`LinkEvent::SnapshotStreamed`]).
+pub struct SnapshotStream {
+    pub sink: Box<dyn FrameSink>,
     post: PostEvent,
     sid: Sid,
     conn: u64,
     zxid: wazoo_zab::Zxid,
 }
 
-impl SnapshotDelivery {
-    pub fn deliver(self, image: Result<Vec<u8>, String>) {
-        (self.post)(LinkEvent::SnapshotImage {
-            sid: self.sid,
-            conn: self.conn,
-            zxid: self.zxid,
-            image,
+impl SnapshotStream {
+    /// Reports the stream done (the sink is dropped first, so frames sent after it may go).
+    pub fn done(self, result: Result<(), String>) {
+        let SnapshotStream {
+            sink,
+            post,
+            sid,
+            conn,
+            zxid,
+        } = self;
+        drop(sink);
+        post(LinkEvent::SnapshotStreamed {
+            sid,
+            conn,
+            zxid,
+            result,
         });
     }
 }
@@ -149,7 +184,7 @@ impl Links {
             QuorumLink {
                 conn,
                 tx: None,
-                held: None,
+                streaming: false,
             },
         );
         self.transport.dial(leader, conn);
@@ -169,31 +204,48 @@ impl Links {
         }
     }
 
-    /// Sends SNAP(z) and the snapshot `image` after it, in chunks.
-    pub fn send_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid, image: &[u8]) {
+    /// Sends SNAP(z) and the image's chunk `frames` after it (from memory: see
+    /// [`crate::snapshot`]).
+    pub fn send_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid, frames: Vec<Vec<u8>>) {
         if let Some(l) = self.quorum.get_mut(&to) {
-            write_snapshot(l, self.me, z, image);
+            let mut buf = Vec::with_capacity(32);
+            wire::encode_packet(&Packet::Snap(z), self.me, &[], &mut buf);
+            l.write(buf);
+            for frame in frames {
+                l.write(frame);
+            }
         }
     }
 
-    /// SNAP(z) to `to` is to be sent once its image, being read off the core, is delivered:
-    /// until then what is sent to `to` waits, in order. `None` without a link to `to`.
-    pub fn hold_for_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid) -> Option<SnapshotDelivery> {
+    /// Sends SNAP(z) to `to`; its image follows from the returned stream, written by another
+    /// thread, and what is sent to `to` meanwhile goes after it. `None` without a link to `to`.
+    pub fn stream_snapshot(&mut self, to: Sid, z: wazoo_zab::Zxid) -> Option<SnapshotStream> {
         let l = self.quorum.get_mut(&to)?;
-        if l.held.is_some() {
+        if l.streaming {
             // One SNAP per sync: a second one on this link is a peer bug. Dropping the link
             // makes the learner sync again.
             tracing::error!(to, "a second SNAP on one link; dropping the link");
             self.quorum.remove(&to);
             return None;
         }
-        l.held = Some(Vec::new());
-        Some(SnapshotDelivery {
+        let tx = l.tx.as_ref()?;
+        let mut buf = Vec::with_capacity(32);
+        wire::encode_packet(&Packet::Snap(z), self.me, &[], &mut buf);
+        tx.send(buf);
+        let sink = tx.stream();
+        l.streaming = true;
+        Some(SnapshotStream {
+            sink,
             post: self.transport.poster(),
             sid: to,
             conn: l.conn,
             zxid: z,
         })
+    }
+
+    /// The number of the current quorum link to `sid`.
+    pub fn conn(&self, sid: Sid) -> Option<u64> {
+        self.quorum.get(&sid).map(|l| l.conn)
     }
 
     /// A link task's event, as the peer's input (`None`: a stale link's, or nothing for the
@@ -211,7 +263,7 @@ impl Links {
                     QuorumLink {
                         conn,
                         tx: Some(tx),
-                        held: None,
+                        streaming: false,
                     },
                 );
                 Some((Input::Connected(sid), Vec::new()))
@@ -234,45 +286,15 @@ impl Links {
                     None
                 }
             }
-            LinkEvent::SnapshotImage {
-                sid,
-                conn,
-                zxid,
-                image,
-            } => {
+            LinkEvent::SnapshotStreamed { sid, conn, .. } => {
                 // The core stops on an image that could not be read (`Replica::on_link`).
-                let (Some(l), Ok(image)) = (self.quorum.get_mut(&sid), image) else {
-                    return None;
-                };
-                if l.conn != conn {
-                    return None; // the link it was for is gone
-                }
-                let held = l.held.take().unwrap_or_default();
-                write_snapshot(l, self.me, zxid, &image);
-                for frame in held {
-                    l.write(frame);
+                if let Some(l) = self.quorum.get_mut(&sid).filter(|l| l.conn == conn) {
+                    l.streaming = false;
                 }
                 None
             }
+            // The replica takes chunks in itself (`Replica::on_link`).
+            LinkEvent::SnapChunk { .. } => None,
         }
-    }
-}
-
-/// SNAP(z) and the snapshot `image` after it, in chunks.
-fn write_snapshot(l: &mut QuorumLink, me: Sid, z: wazoo_zab::Zxid, image: &[u8]) {
-    const CHUNK: usize = 1 << 20;
-    let mut buf = Vec::with_capacity(32);
-    wire::encode_packet(&Packet::Snap(z), me, &[], &mut buf);
-    l.write(buf);
-    let mut pieces = image.chunks(CHUNK).peekable();
-    if pieces.peek().is_none() {
-        let mut buf = Vec::new();
-        wire::encode_snap_chunk(true, &[], &mut buf);
-        l.write(buf);
-    }
-    while let Some(piece) = pieces.next() {
-        let mut buf = Vec::with_capacity(piece.len() + 32);
-        wire::encode_snap_chunk(pieces.peek().is_none(), piece, &mut buf);
-        l.write(buf);
     }
 }

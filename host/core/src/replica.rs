@@ -6,8 +6,9 @@
 //!
 //! What it holds for the peer: the window of recent encoded txns that PROPOSALs and DIFFs are
 //! sent from (`wazoo.diffWindowBytes`; the peer forgets what leaves it, so a learner further
-//! behind gets a SNAP), payloads received and not logged yet, a SNAP to install, and the ids of
-//! forwarded requests and syncs. TRUNC rebuilds the tree from the store; SNAP replaces it.
+//! behind gets a SNAP), payloads received and not logged yet, a SNAP being received, and the ids
+//! of forwarded requests and syncs. TRUNC rebuilds the tree from the store; SNAP replaces it
+//! (streamed both ways: `snapshot.rs`).
 //! Sessions on learners and forwarding are `forward.rs`'s.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -18,6 +19,7 @@ use wazoo_store::MetaKey;
 use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
 
 use super::*;
+use crate::snapshot::{self, SnapReceive};
 
 /// The peer and what its outputs need on the core.
 pub struct Replica {
@@ -31,8 +33,8 @@ pub struct Replica {
     window_limit: usize,
     /// PROPOSAL / INFORM payloads received and not logged yet.
     stash: HashMap<Zxid, Vec<u8>>,
-    /// A SNAP received and not installed yet: its zxid and image.
-    snapshot: Option<(Zxid, Vec<u8>)>,
+    /// A SNAP being received, or received and not installed yet.
+    receiving: Option<SnapReceive>,
     /// Txns logged as a learner (or by an earlier role) and not applied yet, in zxid order.
     learned: VecDeque<(TxnHeader, Txn)>,
     /// The outputs of a leader's `Write` step after its `Proposed`: run once the txn is encoded.
@@ -78,7 +80,7 @@ impl Replica {
             window_bytes: 0,
             window_limit,
             stash: HashMap::new(),
-            snapshot: None,
+            receiving: None,
             learned: VecDeque::new(),
             deferred: Vec::new(),
             ops: Vec::new(),
@@ -228,15 +230,40 @@ impl Core {
         let Some(r) = self.replica.as_mut() else {
             return Ok(());
         };
-        if let LinkEvent::SnapshotImage {
-            zxid,
-            image: Err(e),
-            ..
-        } = &e
-        {
-            return Err(CoreError::Storage(format!(
-                "reading the tree for a SNAP at {zxid:#x}: {e}"
-            )));
+        match e {
+            LinkEvent::SnapshotStreamed {
+                zxid,
+                result: Err(e),
+                ..
+            } => {
+                return Err(CoreError::Storage(format!(
+                    "reading the tree for a SNAP at {zxid:#x}: {e}"
+                )))
+            }
+            LinkEvent::SnapChunk {
+                sid,
+                conn,
+                last,
+                data,
+                credit,
+            } => {
+                let complete = self.take_snap_chunk(sid, conn, last, &data)?;
+                // Taken in: the link may read on.
+                drop(credit);
+                return match complete {
+                    Some(input) => self.peer_step(input),
+                    None => Ok(()),
+                };
+            }
+            LinkEvent::QuorumDown { sid, conn }
+                if r.receiving
+                    .as_ref()
+                    .is_some_and(|s| s.from == sid && s.conn == conn) =>
+            {
+                // A SNAP cut short: what was staged is dropped by the next one's begin.
+                r.receiving = None;
+            }
+            _ => {}
         }
         let Some((input, data)) = r.links.on_event(e) else {
             return Ok(());
@@ -252,9 +279,12 @@ impl Core {
                 r.stash.insert(z, data);
             }
             Input::Packet {
+                from,
                 packet: Packet::Snap(z),
-                ..
-            } => r.snapshot = Some((z, data)),
+            } => {
+                // The image follows as chunks; the peer gets the SNAP once it is all in.
+                return self.begin_snap_receive(from, z);
+            }
             Input::Packet {
                 from,
                 packet: Packet::Request { id },
@@ -479,24 +509,26 @@ impl Core {
     }
 
     /// SNAP(z) to `to`, the tree as of `z` read from a consistent view of the store on a thread
-    /// of its own: the leader goes on serving while it is read (encoding the tree here stalled
-    /// it for the length of the walk), and what it sends `to` meanwhile waits behind the image.
+    /// of its own and streamed to the link as it is read (`snapshot.rs`): the leader goes on
+    /// serving meanwhile (encoding the tree here stalled it for the length of the walk), what it
+    /// sends `to` meanwhile goes after the image, and the image is never whole in memory.
     /// Everything applied is staged and submitted first, so the store's tree is at `z` when the
     /// view is taken (checked there). Before the leader is established nothing is staged (see
     /// `may_stage`): `z` is then the persisted tree's zxid (`Peer::set_persisted`).
     fn send_snapshot(&mut self, to: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
         if !self.may_stage() && z != self.staged_applied {
             // Not established and not as of the persisted tree (a peer not told where the store
-            // is): the in-memory tree, encoded here. It serves no client yet, so none waits.
-            let image = encode_records(&self.tree.snapshot_records());
+            // is): the in-memory tree, encoded here, whole. It serves no client yet, so none
+            // waits; and the store cannot be read for it (its tree is older).
+            let frames = snapshot::chunk_frames(&self.tree.snapshot_records());
             info!(
                 to,
                 zxid = format_args!("{z:#x}"),
-                bytes = image.len(),
+                bytes = frames.iter().map(Vec::len).sum::<usize>(),
                 "sending SNAP (from memory: not serving yet)"
             );
             let r = self.replica.as_mut().expect("a replica");
-            r.links.send_snapshot(to, z, &image);
+            r.links.send_snapshot(to, z, frames);
             return Ok(());
         }
         // Established: everything applied is committed, staged now. Not yet: the SNAP is as of
@@ -505,7 +537,7 @@ impl Core {
         self.stage_tree_changes();
         self.submit_batch();
         let r = self.replica.as_mut().expect("a replica");
-        let Some(delivery) = r.links.hold_for_snapshot(to, z) else {
+        let Some(stream) = r.links.stream_snapshot(to, z) else {
             return Ok(()); // no link to it any more
         };
         info!(to, zxid = format_args!("{z:#x}"), "sending SNAP");
@@ -514,15 +546,64 @@ impl Core {
             if at != z {
                 return Err(format!("the store's tree is at {at:#x}, not {z:#x}"));
             }
-            let walk = SnapImage {
-                image: Vec::new(),
-                delivery,
-            };
             store
-                .spawn_tree_walk(Box::new(walk))
+                .spawn_tree_walk(Box::new(snapshot::StreamWalk::new(stream)))
                 .map_err(|e| e.to_string())
         });
         started.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))
+    }
+
+    /// A SNAP(z) from `from` begins: its image follows as chunks ([`Replica::take_snap_chunk`]),
+    /// staged into the store beside the tree in use.
+    fn begin_snap_receive(&mut self, from: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
+        let r = self.replica.as_mut().expect("a replica");
+        let Some(conn) = r.links.conn(from) else {
+            return Ok(());
+        };
+        let begun = self
+            .committer
+            .with_store(|store| store.begin_tree_install().map_err(|e| e.to_string()));
+        begun.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
+        info!(from, zxid = format_args!("{z:#x}"), "receiving SNAP");
+        let r = self.replica.as_mut().expect("a replica");
+        r.receiving = Some(SnapReceive::new(from, conn, z));
+        Ok(())
+    }
+
+    /// A chunk of the SNAP being received: its records loaded into the new tree and staged in
+    /// the store (waiting for the storage thread holds the link back). After the last one, the
+    /// SNAP packet for the peer, which then installs it (`install_snapshot`). A chunk of no SNAP
+    /// being received on that link is dropped (its link was replaced); an image that does not
+    /// decode or load stops the node, as a damaged one would.
+    fn take_snap_chunk(
+        &mut self,
+        sid: wazoo_zab::Sid,
+        conn: u64,
+        last: bool,
+        data: &[u8],
+    ) -> Result<Option<Input>, CoreError> {
+        let r = self.replica.as_mut().expect("a replica");
+        let Some(rx) = r
+            .receiving
+            .as_mut()
+            .filter(|s| s.from == sid && s.conn == conn)
+        else {
+            return Ok(None);
+        };
+        let z = rx.zxid;
+        let records = rx
+            .take_chunk(data, last)
+            .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x} from {sid}: {e}")))?;
+        if !records.is_empty() {
+            let staged = self.committer.with_store(move |store| {
+                store.stage_tree_entries(records).map_err(|e| e.to_string())
+            });
+            staged.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
+        }
+        Ok(last.then_some(Input::Packet {
+            from: sid,
+            packet: Packet::Snap(z),
+        }))
     }
 
     /// TRUNC: the log is cut after `z` (on the storage thread, after every batch asked before) and
@@ -554,34 +635,33 @@ impl Core {
         self.complete_after_submitted(StoreOp::TruncateAfter(z))
     }
 
-    /// SNAP: the leader's tree as of `z` replaces this member's tree and log, on the storage
-    /// thread after every batch asked before: the log is cut first (durably), then the tree is
-    /// replaced in one batch and checkpointed. A crash between the two leaves the old persisted
-    /// tree (committed state only, see `may_stage`) with an empty log: a consistent older state
-    /// that syncs again, never a partial snapshot taken for whole (ZOOKEEPER-3642).
+    /// SNAP: the leader's tree as of `z`, received and staged in the store, replaces this
+    /// member's tree and log, on the storage thread after every batch asked before, in one
+    /// crash-atomic step (`Store::finish_tree_install`): a crash before it leaves the member's
+    /// history as it was, which syncs again; never a partial snapshot taken for whole
+    /// (ZOOKEEPER-3642), and never the history a quorum may count on dropped for a SNAP that did
+    /// not arrive.
     fn install_snapshot(&mut self, z: Zxid) -> Result<(), CoreError> {
         let r = self.replica.as_mut().expect("a replica");
-        let Some((sz, image)) = r.snapshot.take().filter(|(sz, _)| *sz == z) else {
+        let Some(received) = r.receiving.take().filter(|s| s.zxid == z) else {
             return Err(CoreError::Storage(format!(
                 "SNAP at {z:#x} asked for, but no such snapshot arrived"
             )));
         };
-        let records = decode_records(&image)
-            .map_err(|e| CoreError::Storage(format!("SNAP at {sz:#x}: {e}")))?;
-        let mut tree = DataTree::new();
-        for (k, v) in &records {
-            tree.load_entry(k, v)
-                .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
-        }
-        tree.finish_load(z);
+        let (records, bytes) = (received.records, received.bytes);
+        let tree = received
+            .into_tree()
+            .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
         self.submit_batch();
         let installed = self
             .committer
-            .with_store(move |store| install(store, z, records));
+            .with_store(move |store| store.finish_tree_install(z).map_err(|e| e.to_string()));
         installed.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
         info!(
             zxid = format_args!("{z:#x}"),
             nodes = tree.node_count(),
+            records,
+            bytes,
             "snapshot installed (SNAP)"
         );
         self.tree = tree;
@@ -807,100 +887,6 @@ fn rebuild_after_truncation(
     }
 }
 
-/// On the storage thread: the log cut to nothing (durably), then the tree replaced by `records`
-/// as of `z` and checkpointed.
-fn install(
-    store: &mut dyn wazoo_store::Store,
-    z: Zxid,
-    records: Vec<Record>,
-) -> Result<(), String> {
-    store.truncate_log_after(0).map_err(|e| e.to_string())?;
-    let mut old = Vec::new();
-    store
-        .load_tree(&mut |k, _| {
-            old.push(k.to_vec());
-            Ok(())
-        })
-        .map_err(|e| e.to_string())?;
-    let fresh: std::collections::HashSet<&[u8]> =
-        records.iter().map(|(k, _)| k.as_slice()).collect();
-    let tree_deletes = old
-        .into_iter()
-        .filter(|k| !fresh.contains(k.as_slice()))
-        .collect();
-    drop(fresh);
-    store
-        .commit(wazoo_store::Batch {
-            tree_puts: records,
-            tree_deletes,
-            last_applied: Some(z),
-            ..Default::default()
-        })
-        .map_err(|e| e.to_string())?;
-    store.checkpoint().map_err(|e| e.to_string())
-}
-
-/// A persisted record: key and value.
-type Record = (Vec<u8>, Vec<u8>);
-
-/// A snapshot image: `u32 key length, key, u32 value length, value`, repeated.
-fn encode_records(records: &[Record]) -> Vec<u8> {
-    let size = records.iter().map(|(k, v)| 8 + k.len() + v.len()).sum();
-    let mut out = Vec::with_capacity(size);
-    for (k, v) in records {
-        push_record(&mut out, k, v);
-    }
-    out
-}
-
-/// A SNAP image read from the store on the walk's thread, delivered to the core when done.
-struct SnapImage {
-    image: Vec<u8>,
-    delivery: SnapshotDelivery,
-}
-
-impl wazoo_store::TreeWalk for SnapImage {
-    fn entry(&mut self, key: &[u8], value: &[u8]) -> Result<(), wazoo_store::StoreError> {
-        push_record(&mut self.image, key, value);
-        Ok(())
-    }
-
-    fn done(self: Box<Self>, result: Result<(), wazoo_store::StoreError>) {
-        let SnapImage { image, delivery } = *self;
-        delivery.deliver(result.map(|()| image).map_err(|e| e.to_string()));
-    }
-}
-
-/// Appends one record of a snapshot image.
-fn push_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
-    out.extend_from_slice(&(k.len() as u32).to_be_bytes());
-    out.extend_from_slice(k);
-    out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-    out.extend_from_slice(v);
-}
-
-fn decode_records(mut b: &[u8]) -> Result<Vec<Record>, String> {
-    let mut out = Vec::new();
-    let take = |b: &mut &[u8]| -> Result<Vec<u8>, String> {
-        if b.len() < 4 {
-            return Err("snapshot image truncated".into());
-        }
-        let n = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if b.len() < 4 + n {
-            return Err("snapshot image truncated".into());
-        }
-        let v = b[4..4 + n].to_vec();
-        *b = &b[4 + n..];
-        Ok(v)
-    };
-    while !b.is_empty() {
-        let k = take(&mut b)?;
-        let v = take(&mut b)?;
-        out.push((k, v));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -920,22 +906,5 @@ mod tests {
             vec![Append(2), CurrentEpoch(3), Append(5), Barrier(1)]
         );
         assert_eq!(coalesce_appends(vec![]), vec![]);
-    }
-
-    #[test]
-    fn a_snapshot_image_round_trips_and_a_truncated_one_is_refused() {
-        let records = vec![
-            (b"/".to_vec(), b"root".to_vec()),
-            (b"/a".to_vec(), Vec::new()),
-        ];
-        let image = encode_records(&records);
-        assert_eq!(decode_records(&image).unwrap(), records);
-        for cut in 1..image.len() {
-            if decode_records(&image[..cut]).is_ok() {
-                // Only a cut between two whole records decodes (to fewer records).
-                assert!(decode_records(&image[..cut]).unwrap().len() < records.len());
-            }
-        }
-        assert!(decode_records(&image[..3]).is_err());
     }
 }

@@ -90,6 +90,15 @@ impl Store for SlowStore {
     fn spawn_tree_walk(&self, walk: Box<dyn crate::TreeWalk>) -> Result<(), StoreError> {
         self.inner.spawn_tree_walk(walk)
     }
+    fn begin_tree_install(&mut self) -> Result<(), StoreError> {
+        self.inner.begin_tree_install()
+    }
+    fn stage_tree_entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        self.inner.stage_tree_entries(entries)
+    }
+    fn finish_tree_install(&mut self, z: Zxid) -> Result<(), StoreError> {
+        self.inner.finish_tree_install(z)
+    }
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         self.inner.put_meta_u64(key, value)
     }

@@ -3,10 +3,15 @@
 //! Layout of a data directory (architecture.md §4):
 //! - `txnlog/`: the txn log ([`SegmentLog`]): append-only, preallocated segment files, one
 //!   `fdatasync` per group commit. This is the write-ahead log of the whole store.
-//! - RocksDB in the directory itself, with two column families:
-//!   - `tree`: opaque key -> checksummed value (persisted znode tree and session table);
+//! - RocksDB in the directory itself, with three column families:
+//!   - `tree` and `tree.b`: opaque key -> checksummed value (persisted znode tree and session
+//!     table). One of them is the tree (meta `active_tree`: 0 or 1); the other is empty, or holds
+//!     a tree being installed by a SNAP ([`Store::begin_tree_install`]), which becomes the tree
+//!     in one atomic flush that also switches `active_tree`;
 //!   - `meta`: name -> checksummed big-endian `u64`: `accepted_epoch`, `current_epoch`, `cluster_id`,
-//!     `format_version`, and the internal `last_applied`, `last_logged` and `log_floor`.
+//!     `format_version`, and the internal `last_applied`, `last_logged`, `log_floor`,
+//!     `active_tree` and `install_log_cut` (set by that flush: the log still has to be emptied,
+//!     redone at open if a crash came first).
 //!
 //! Tree changes and `last_applied` are written without RocksDB's own WAL: the txn log already holds
 //! every change they describe, so logging them twice would only cost CPU and bandwidth. They become
@@ -41,6 +46,14 @@ use crate::{lower_cpu_priority, record, rocks_err};
 /// The column family of the txn log in format version 1 (the log lived in RocksDB).
 const CF_LOG_V1: &str = "log";
 const CF_TREE: &str = "tree";
+/// The other tree column family: see the module docs.
+const CF_TREE_B: &str = "tree.b";
+/// The tree column families, by the value of `active_tree`.
+const TREES: [&str; 2] = [CF_TREE, CF_TREE_B];
+/// Meta key (internal): which of [`TREES`] is the tree.
+const META_ACTIVE_TREE: &str = "active_tree";
+/// Meta key (internal): 1 while an installed tree's log cut may not have happened yet.
+const META_INSTALL_LOG_CUT: &str = "install_log_cut";
 const CF_META: &str = "meta";
 /// Meta key (internal) of the logical purge point: log entries below it are gone for readers.
 const META_LOG_FLOOR: &str = "log_floor";
@@ -88,6 +101,10 @@ pub struct RocksStore {
     last_applied: Zxid,
     /// Log entries below this are purged for readers (segment files go later, whole).
     floor: Zxid,
+    /// Index in [`TREES`] of the tree's column family.
+    active: usize,
+    /// A tree install is under way in the other column family.
+    installing: bool,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -206,6 +223,7 @@ impl RocksStore {
         }
         let cfs = [
             ColumnFamilyDescriptor::new(CF_TREE, tree_cf_options(&cache)),
+            ColumnFamilyDescriptor::new(CF_TREE_B, tree_cf_options(&cache)),
             ColumnFamilyDescriptor::new(CF_META, cf_options(&cache)),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, dir, cfs).map_err(rocks_err)?);
@@ -237,6 +255,8 @@ impl RocksStore {
             last_logged: 0,
             last_applied: 0,
             floor: 0,
+            active: 0,
+            installing: false,
         };
         if version.is_none() {
             store.put_meta_synced(version_key, FORMAT_VERSION)?;
@@ -245,6 +265,22 @@ impl RocksStore {
         store.last_logged = logged_meta.max(store.log.last().unwrap_or(0));
         store.last_applied = store.get_meta(META_LAST_APPLIED)?.map_or(0, |v| v as Zxid);
         store.floor = store.get_meta(META_LOG_FLOOR)?.map_or(0, |v| v as Zxid);
+        store.active = match store.get_meta(META_ACTIVE_TREE)? {
+            None | Some(0) => 0,
+            Some(1) => 1,
+            Some(other) => {
+                return Err(StoreError::Corrupt {
+                    what: "meta",
+                    key: META_ACTIVE_TREE.to_owned(),
+                    detail: format!("{other} names no tree column family (0 or 1)"),
+                })
+            }
+        };
+        if store.get_meta(META_INSTALL_LOG_CUT)? == Some(1) {
+            // A crash came between a tree install's switch and its log cut: cut it now.
+            tracing::warn!("finishing an interrupted tree install: emptying the txn log");
+            store.finish_install_log_cut()?;
+        }
         tracing::info!(
             path = %dir.display(),
             last_logged = format_args!("{:#x}", store.last_logged),
@@ -258,6 +294,46 @@ impl RocksStore {
     /// The data directory this store was opened on.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The tree's column family name.
+    fn tree_cf(&self) -> &'static str {
+        TREES[self.active]
+    }
+
+    /// The other tree column family, where a tree is installed.
+    fn staging_cf(&self) -> &'static str {
+        TREES[1 - self.active]
+    }
+
+    /// Deletes every key of column family `name` (range tombstones, no WAL: a clear lost in a
+    /// crash leaves only garbage in the column family not in use, cleared again when needed).
+    fn clear_cf(&self, name: &'static str) -> Result<(), StoreError> {
+        let cf = self.cf(name)?;
+        let bounds = |last: bool| -> Result<Option<Vec<u8>>, StoreError> {
+            let mut iter = self.db.raw_iterator_cf(cf);
+            if last {
+                iter.seek_to_last();
+            } else {
+                iter.seek_to_first();
+            }
+            iter.status().map_err(rocks_err)?;
+            Ok(iter.key().map(<[u8]>::to_vec))
+        };
+        let (Some(first), Some(last)) = (bounds(false)?, bounds(true)?) else {
+            return Ok(());
+        };
+        let mut wb = WriteBatch::default();
+        wb.delete_range_cf(cf, &first, &last);
+        wb.delete_cf(cf, &last);
+        self.db.write_opt(wb, &no_wal()).map_err(rocks_err)
+    }
+
+    /// The last step of a tree install: the log emptied, then the marker that asked for it
+    /// cleared (both durable).
+    fn finish_install_log_cut(&mut self) -> Result<(), StoreError> {
+        self.truncate_log_after(0)?;
+        self.put_meta_synced(META_INSTALL_LOG_CUT, 0)
     }
 
     fn cf(&self, name: &'static str) -> Result<&ColumnFamily, StoreError> {
@@ -313,7 +389,7 @@ impl RocksStore {
         }
     }
 
-    /// Flushes the memtables of both column families atomically; waits when `wait`. A flush that
+    /// Flushes the memtables of every column family atomically; waits when `wait`. A flush that
     /// does not wait is only a request: while RocksDB has stopped writes (its memtables are full
     /// and wait for flushes already under way) it refuses one with TryAgain, "writes have been
     /// stopped", and then nothing needs asking (the next purge asks again). Failing the commit
@@ -322,10 +398,10 @@ impl RocksStore {
     fn flush(&self, wait: bool) -> Result<(), StoreError> {
         let mut opts = FlushOptions::default();
         opts.set_wait(wait);
-        match self
-            .db
-            .flush_cfs_opt(&[self.cf(CF_TREE)?, self.cf(CF_META)?], &opts)
-        {
+        match self.db.flush_cfs_opt(
+            &[self.cf(CF_TREE)?, self.cf(CF_TREE_B)?, self.cf(CF_META)?],
+            &opts,
+        ) {
             Ok(()) => Ok(()),
             Err(e) if !wait && matches!(e.kind(), ErrorKind::TryAgain | ErrorKind::Busy) => {
                 tracing::debug!("flush request refused for now: {e}");
@@ -390,6 +466,7 @@ impl Store for RocksStore {
             || batch.last_applied.is_some()
         {
             self.tree_writer.write(TreeWrite {
+                cf: self.tree_cf(),
                 puts: batch.tree_puts,
                 deletes: batch.tree_deletes,
                 meta: applied
@@ -485,6 +562,7 @@ impl Store for RocksStore {
         // behind the tree changes it covers, so a persisted floor always comes with a persisted
         // `last_applied` at least as high.
         self.tree_writer.write(TreeWrite {
+            cf: self.tree_cf(),
             puts: Vec::new(),
             deletes: Vec::new(),
             meta: vec![
@@ -526,7 +604,7 @@ impl Store for RocksStore {
         opts.fill_cache(false);
         opts.set_readahead_size(2 << 20);
         // The raw iterator lends each key and value instead of copying both into new boxes.
-        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_TREE)?, opts);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(self.tree_cf())?, opts);
         iter.seek_to_first();
         while let (Some(key), Some(raw)) = (iter.key(), iter.value()) {
             let value = record::decode("tree", key, raw).inspect_err(|e| {
@@ -542,7 +620,8 @@ impl Store for RocksStore {
     fn spawn_tree_walk(&self, mut walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
         // Tree writes still queued for the tree writer belong to the view.
         self.tree_writer.drain()?;
-        self.cf(CF_TREE)?;
+        let tree_cf = self.tree_cf();
+        self.cf(tree_cf)?;
         let db = self.db.clone();
         let (fixed_tx, fixed_rx) = mpsc::sync_channel::<()>(1);
         std::thread::Builder::new()
@@ -553,8 +632,8 @@ impl Store for RocksStore {
                 let snapshot = db.snapshot();
                 let _ = fixed_tx.send(());
                 let mut visit = || -> Result<(), StoreError> {
-                    let cf = db.cf_handle(CF_TREE).ok_or_else(|| {
-                        StoreError::RocksDb(format!("column family `{CF_TREE}` is missing"))
+                    let cf = db.cf_handle(tree_cf).ok_or_else(|| {
+                        StoreError::RocksDb(format!("column family `{tree_cf}` is missing"))
                     })?;
                     let mut opts = ReadOptions::default();
                     opts.fill_cache(false);
@@ -576,6 +655,67 @@ impl Store for RocksStore {
         fixed_rx
             .recv()
             .map_err(|_| StoreError::RocksDb("the tree walk thread died".into()))
+    }
+
+    fn begin_tree_install(&mut self) -> Result<(), StoreError> {
+        // Writes of an earlier install may still be queued for the staging column family.
+        self.tree_writer.drain()?;
+        self.clear_cf(self.staging_cf())?;
+        self.installing = true;
+        Ok(())
+    }
+
+    fn stage_tree_entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        if !self.installing {
+            return Err(StoreError::InvalidInput(
+                "no tree install was begun".to_owned(),
+            ));
+        }
+        // Through the tree writer, whose bounded queue holds the caller back while RocksDB
+        // takes them in.
+        self.tree_writer.write(TreeWrite {
+            cf: self.staging_cf(),
+            puts: entries,
+            deletes: Vec::new(),
+            meta: Vec::new(),
+        })
+    }
+
+    fn finish_tree_install(&mut self, z: Zxid) -> Result<(), StoreError> {
+        if !self.installing {
+            return Err(StoreError::InvalidInput(
+                "no tree install was begun".to_owned(),
+            ));
+        }
+        let staging = 1 - self.active;
+        // The switch: written without WAL like the tree, then one atomic flush persists the
+        // staged tree and the switch together, or (a crash first) neither. The old tree's
+        // unflushed changes ride along; they are no longer the tree.
+        self.tree_writer.write(TreeWrite {
+            cf: self.staging_cf(),
+            puts: Vec::new(),
+            deletes: Vec::new(),
+            meta: vec![
+                (META_ACTIVE_TREE, staging as u64),
+                (META_LAST_APPLIED, z as u64),
+                (META_INSTALL_LOG_CUT, 1),
+            ],
+        })?;
+        self.tree_writer.drain()?;
+        self.flush(true)?;
+        let old = self.tree_cf();
+        self.active = staging;
+        self.installing = false;
+        self.last_applied = z;
+        // The log goes next (durably), then the marker; a crash in between is finished at open.
+        self.finish_install_log_cut()?;
+        self.clear_cf(old)?;
+        tracing::info!(
+            zxid = format_args!("{z:#x}"),
+            tree = self.tree_cf(),
+            "installed a tree (SNAP)"
+        );
+        Ok(())
     }
 
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
@@ -605,6 +745,8 @@ impl Drop for RocksStore {
 
 /// Tree changes of one commit, for the tree writer.
 struct TreeWrite {
+    /// The tree column family they go to.
+    cf: &'static str,
     puts: Vec<(Vec<u8>, Vec<u8>)>,
     deletes: Vec<Vec<u8>>,
     /// Internal meta values (`last_applied`, the log floor) that describe this state.
@@ -736,7 +878,7 @@ fn write_tree(db: &DB, mut w: TreeWrite) -> Result<(), StoreError> {
     let entries = w.puts.len() + w.deletes.len() + w.meta.len();
     let mut wb =
         WriteBatch::with_capacity_bytes(WRITE_BATCH_HEADER + bytes + entries * WRITE_BATCH_ENTRY);
-    let tree = cf(CF_TREE)?;
+    let tree = cf(w.cf)?;
     let mut value_buf = Vec::new();
     for (key, value) in &w.puts {
         record::encode_into(&mut value_buf, key, value);

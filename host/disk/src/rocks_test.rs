@@ -207,6 +207,42 @@ fn newer_format_version_is_refused() {
     }
 }
 
+/// A crash after a tree install switched trees but before it emptied the log (the marker
+/// `install_log_cut` still set) is finished at open: the log is emptied, the new tree kept, and
+/// the marker cleared, so that appends after the open are not cut again.
+#[test]
+fn an_interrupted_install_log_cut_is_finished_at_open() {
+    let b = RocksBuilder::new();
+    let mut s = b.build();
+    s.commit(Batch {
+        log: vec![LogEntry::new(zxid(1, 1), b"old".to_vec())],
+        tree_puts: vec![(b"/a".to_vec(), b"1".to_vec())],
+        last_applied: Some(zxid(1, 1)),
+        ..Batch::default()
+    })
+    .unwrap();
+    // The state right after the switch's flush, with the cut still to come.
+    s.raw_put_for_test(
+        "meta",
+        b"install_log_cut",
+        &record::encode_u64("install_log_cut", 1),
+    )
+    .unwrap();
+    let mut s = b.reopen(s);
+    assert_eq!(s.read_log(-1, 10).unwrap(), Vec::new());
+    assert_eq!(s.last_logged_zxid().unwrap(), 0);
+    s.commit(Batch {
+        log: vec![LogEntry::new(zxid(2, 1), b"new".to_vec())],
+        ..Batch::default()
+    })
+    .unwrap();
+    let s = b.reopen(s);
+    assert_eq!(
+        s.read_log(-1, 10).unwrap(),
+        vec![LogEntry::new(zxid(2, 1), b"new".to_vec())]
+    );
+}
+
 /// `disk_size` counts the directory's files and grows with written data.
 #[test]
 fn disk_size_grows_with_data() {

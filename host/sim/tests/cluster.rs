@@ -45,6 +45,7 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
         s.watches_set_again > 0,
         "moved sessions set watches again: {s:?}"
     );
+    assert!(s.snaps_received > 0, "learners synced by SNAP: {s:?}");
 }
 
 #[test]

@@ -410,6 +410,28 @@ pub trait Store: Send {
     /// not hold them up. A leader streams a SNAP from it without stopping.
     fn spawn_tree_walk(&self, walk: Box<dyn TreeWalk>) -> Result<(), StoreError>;
 
+    /// Starts replacing the whole tree (a SNAP being received): an empty *staged* tree beside the
+    /// live one. Nothing reads the staged tree, and nothing else changes, until
+    /// [`Store::finish_tree_install`]; another `begin_tree_install`, a restart or a crash
+    /// discards it and leaves the store as it was (so a learner that fails mid-SNAP keeps the
+    /// history it had, which may be part of a quorum, instead of a partial image).
+    fn begin_tree_install(&mut self) -> Result<(), StoreError>;
+
+    /// Adds tree / session entries to the staged tree, in any order (a later put of a key wins).
+    /// Not durable on return. [`StoreError::InvalidInput`] when no install was begun.
+    fn stage_tree_entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError>;
+
+    /// The staged tree becomes the tree as of `z` (`last_applied = z`) and the log is emptied,
+    /// as after `truncate_log_after(0)`. Durable on return.
+    ///
+    /// To ensure correctness:
+    /// - Crash-atomic: a crash at any point leaves either the store as it was before
+    ///   [`Store::begin_tree_install`] (tree, `last_applied` and log) or the new tree at `z` with
+    ///   an empty log, never the new tree beside old log entries, nor a mix of two trees.
+    /// - [`StoreError::InvalidInput`] when no install was begun; nothing changes then.
+    /// - Batches committed afterwards change the new tree.
+    fn finish_tree_install(&mut self, z: Zxid) -> Result<(), StoreError>;
+
     /// Sets a meta value. Durable (fsync) on return, together with every earlier write: ACKEPOCH may
     /// be sent after `put_meta_u64(AcceptedEpoch, ..)` returns. [`MetaKey::FormatVersion`] belongs to
     /// the store and is rejected with [`StoreError::InvalidInput`].
@@ -463,6 +485,15 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn spawn_tree_walk(&self, walk: Box<dyn TreeWalk>) -> Result<(), StoreError> {
         (**self).spawn_tree_walk(walk)
+    }
+    fn begin_tree_install(&mut self) -> Result<(), StoreError> {
+        (**self).begin_tree_install()
+    }
+    fn stage_tree_entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        (**self).stage_tree_entries(entries)
+    }
+    fn finish_tree_install(&mut self, z: Zxid) -> Result<(), StoreError> {
+        (**self).finish_tree_install(z)
     }
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         (**self).put_meta_u64(key, value)

@@ -96,6 +96,9 @@ struct Inner {
     torn_meta_undo: Vec<(&'static str, Option<u64>)>,
     /// [`Store::spawn_tree_walk`] walks on the calling thread (see [`MemStore::set_inline_walks`]).
     inline_walks: bool,
+    /// The tree being installed ([`Store::begin_tree_install`]): in memory only, so a crash
+    /// loses it.
+    staged: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
 }
 
 impl Inner {
@@ -110,6 +113,7 @@ impl Inner {
             fail_writes: false,
             torn_meta_undo: Vec::new(),
             inline_walks: false,
+            staged: None,
         }
     }
 
@@ -417,6 +421,46 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn begin_tree_install(&mut self) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        inner.staged = Some(BTreeMap::new());
+        Ok(())
+    }
+
+    fn stage_tree_entries(&mut self, entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        let staged = inner.staged.as_mut().ok_or_else(no_install_begun)?;
+        for (key, value) in entries {
+            let raw = record::encode(&key, &value);
+            staged.insert(key, raw);
+        }
+        Ok(())
+    }
+
+    fn finish_tree_install(&mut self, z: Zxid) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        inner.check_fault()?;
+        let tree = inner.staged.take().ok_or_else(no_install_begun)?;
+        // Earlier log and meta writes reach the disk first; the old tree's unflushed changes and
+        // `last_applied` are superseded by the new tree (as the real store's switch of column
+        // families leaves them behind).
+        inner.sync();
+        inner.uncheckpointed.clear();
+        let Inner {
+            current, durable, ..
+        } = &mut *inner;
+        for image in [current, durable] {
+            image.tree = tree.clone();
+            image.log.clear();
+            image.meta.insert(META_LAST_APPLIED, z as u64);
+            image.meta.insert(META_LAST_LOGGED, 0);
+        }
+        inner.syncs += 1;
+        Ok(())
+    }
+
     fn put_meta_u64(&mut self, key: MetaKey, value: u64) -> Result<(), StoreError> {
         check_writable_meta(key)?;
         let mut inner = self.lock();
@@ -433,4 +477,8 @@ impl Store for MemStore {
     fn disk_size(&self) -> u64 {
         0
     }
+}
+
+fn no_install_begun() -> StoreError {
+    StoreError::InvalidInput("no tree install was begun".to_owned())
 }

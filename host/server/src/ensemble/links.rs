@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 use wazoo_zab::election::Notification;
@@ -22,6 +22,7 @@ use wazoo_zab::wire::{self, QuorumFrame};
 use wazoo_zab::Sid;
 
 use crate::core::{LinkEvent, QuorumTx};
+use wazoo_core::{FrameSink, LinkClosed};
 
 /// The largest quorum frame: a txn is at most `jute.maxbuffer` plus headers; snapshot chunks are
 /// smaller.
@@ -30,6 +31,12 @@ const MAX_QUORUM_FRAME: usize = 64 << 20;
 const FIRST_PACKET: Duration = Duration::from_secs(5);
 /// How long a dialler waits before trying a peer's election port again.
 const REDIAL: Duration = Duration::from_millis(100);
+/// SNAP image chunks (about 1 MiB each) a leader's link queues before the thread reading the
+/// image waits for the socket.
+const STREAM_FRAMES: usize = 2;
+/// KiB of SNAP image chunks a learner's link passes to the core before it waits for the core to
+/// take them in (and so stops reading the socket, which holds the leader's walk back).
+const SNAP_WINDOW_KIB: usize = 8 << 10;
 
 /// Where the link tasks report: straight into the core's inbox (a forwarding task in between
 /// cost every packet a hop).
@@ -46,16 +53,39 @@ impl Events {
     }
 }
 
+/// What a quorum link's writer task takes, in order.
+enum Outgoing {
+    Frame(Vec<u8>),
+    /// A run of frames (a SNAP image), written whole before anything queued after it.
+    Stream(mpsc::Receiver<Vec<u8>>),
+}
+
 /// A quorum link's sending side for the core: frames go to the link's writer task; dropping it
-/// drops `_cancel`, which ends the link's reader (and the sender, which ends the writer).
+/// drops `_cancel`, which ends the link's reader, whose end ends the writer.
 struct TaskTx {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     _cancel: oneshot::Sender<()>,
 }
 
 impl QuorumTx for TaskTx {
     fn send(&self, frame: Vec<u8>) {
-        let _ = self.tx.send(frame);
+        let _ = self.tx.send(Outgoing::Frame(frame));
+    }
+
+    fn stream(&self) -> Box<dyn FrameSink> {
+        let (tx, rx) = mpsc::channel(STREAM_FRAMES);
+        let _ = self.tx.send(Outgoing::Stream(rx));
+        Box::new(StreamSink(tx))
+    }
+}
+
+/// A SNAP image's way into the writer task, for the thread that reads the image (never a tokio
+/// thread: `blocking_send` waits for room).
+struct StreamSink(mpsc::Sender<Vec<u8>>);
+
+impl FrameSink for StreamSink {
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkClosed> {
+        self.0.blocking_send(frame).map_err(|_| LinkClosed)
     }
 }
 
@@ -289,6 +319,63 @@ async fn run_election_link(
     }
 }
 
+/// A quorum link's writer: frames go out in order, a SNAP image's run whole where it was queued;
+/// it ends when the link's sender is gone, on a write error, or when the reader is gone.
+async fn write_quorum_link(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    mut reader_gone: oneshot::Receiver<()>,
+) {
+    // Frames queued meanwhile go out in one write: under load a PROPOSAL or COMMIT per txn
+    // would otherwise cost a syscall each.
+    const COALESCE: usize = 256 << 10;
+    let mut next: Option<Outgoing> = None;
+    'link: loop {
+        let item = match next.take() {
+            Some(item) => item,
+            None => tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => item,
+                    None => break 'link,
+                },
+                _ = &mut reader_gone => break 'link,
+            },
+        };
+        match item {
+            Outgoing::Frame(mut frame) => {
+                while frame.len() < COALESCE {
+                    match rx.try_recv() {
+                        Ok(Outgoing::Frame(more)) => frame.extend_from_slice(&more),
+                        Ok(stream) => {
+                            next = Some(stream);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                tokio::select! {
+                    r = wr.write_all(&frame) => if r.is_err() { break 'link },
+                    _ = &mut reader_gone => break 'link,
+                }
+            }
+            Outgoing::Stream(mut frames) => loop {
+                let frame = tokio::select! {
+                    f = frames.recv() => match f {
+                        Some(f) => f,
+                        None => break, // the image is all written
+                    },
+                    _ = &mut reader_gone => break 'link,
+                };
+                tokio::select! {
+                    r = wr.write_all(&frame) => if r.is_err() { break 'link },
+                    _ = &mut reader_gone => break 'link,
+                }
+            },
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
 /// Dials the leader's quorum port; the link's events follow (`QuorumUp` first, or `QuorumDown`
 /// if the leader cannot be reached).
 pub(super) fn dial_quorum(leader: Sid, addr: SocketAddr, conn: u64, events: Events) {
@@ -322,37 +409,25 @@ pub(super) async fn accept_quorum(
 /// ends when the peer task drops its `cancel` (or its sender), or on any error.
 async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events: Events) {
     let _ = sock.set_nodelay(true);
-    let (rd, mut wr) = sock.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (rd, wr) = sock.into_split();
+    let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
     let (cancel, mut cancelled) = oneshot::channel::<()>();
+    // Dropped when this function returns: the writer stops then, even in the middle of a write
+    // to a peer that does not read (it held the socket, and a SNAP's store view, forever).
+    let (_reader_alive, reader_gone) = oneshot::channel::<()>();
     let quorum_tx = |tx, cancel| -> Box<dyn QuorumTx> {
         Box::new(TaskTx {
             tx,
             _cancel: cancel,
         })
     };
-    tokio::spawn(async move {
-        // Frames queued meanwhile go out in one write: under load a PROPOSAL or COMMIT per txn
-        // would otherwise cost a syscall each.
-        const COALESCE: usize = 256 << 10;
-        while let Some(mut frame) = rx.recv().await {
-            while frame.len() < COALESCE {
-                match rx.try_recv() {
-                    Ok(more) => frame.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    tokio::spawn(write_quorum_link(wr, rx, reader_gone));
     let mut rd = FrameReader::new(rd, MAX_QUORUM_FRAME, Vec::new());
     let mut sid = known;
     let mut up = Some((tx, cancel));
-    // A SNAP being received: its zxid and the chunks so far.
-    let mut snapshot: Option<(wazoo_zab::Zxid, Vec<u8>)> = None;
+    // A SNAP's chunks are coming.
+    let mut snapping = false;
+    let window = Arc::new(Semaphore::new(SNAP_WINDOW_KIB));
     if let Some(s) = known {
         let (tx, cancel) = up.take().expect("fresh");
         if events
@@ -391,26 +466,33 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
             }
         };
         let (packet, data) = match wire::decode_packet(&body) {
-            Ok(QuorumFrame::Packet {
-                packet: Packet::Snap(z),
-                ..
-            }) if sid.is_some() => {
-                // The snapshot follows as chunks; the packet goes up with all of it.
-                snapshot = Some((z, Vec::new()));
-                continue;
+            Ok(QuorumFrame::Packet { packet, data }) => {
+                snapping = matches!(packet, Packet::Snap(_)) && sid.is_some();
+                (packet, data.to_vec())
             }
-            Ok(QuorumFrame::Packet { packet, data }) => (packet, data.to_vec()),
             Ok(QuorumFrame::SnapChunk { last, data }) => {
-                let Some((z, mut image)) = snapshot.take() else {
+                let Some(s) = sid.filter(|_| snapping) else {
                     warn!(?sid, "a snapshot chunk without SNAP; closing the link");
                     break;
                 };
-                image.extend_from_slice(data);
-                if !last {
-                    snapshot = Some((z, image));
-                    continue;
+                snapping = !last;
+                // Room in the window first: the core takes chunks in at the disk's pace.
+                let kib = (data.len() / 1024 + 1).min(SNAP_WINDOW_KIB) as u32;
+                let credit = tokio::select! {
+                    p = window.clone().acquire_many_owned(kib) => p.expect("never closed"),
+                    _ = &mut cancelled, if up.is_none() => break,
+                };
+                let chunk = LinkEvent::SnapChunk {
+                    sid: s,
+                    conn,
+                    last,
+                    data: data.to_vec(),
+                    credit: Some(Box::new(credit)),
+                };
+                if events.send(chunk).is_err() {
+                    return;
                 }
-                (Packet::Snap(z), image)
+                continue;
             }
             Err(e) => {
                 warn!(?sid, "malformed quorum packet, closing the link: {e}");
@@ -454,5 +536,90 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
     }
     if let Some(s) = sid {
         let _ = events.send(LinkEvent::QuorumDown { sid: s, conn });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair of sockets: the writer's half and the peer's end.
+    async fn pair() -> (OwnedWriteHalf, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (dialled, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (rd, wr) = dialled.unwrap().into_split();
+        std::mem::forget(rd); // keeps the socket open for the test's length
+        (wr, accepted.unwrap().0)
+    }
+
+    /// A SNAP image's run goes out whole where it was queued: frames queued after it (while a
+    /// thread is still writing the image) wait behind it, and frames before it go first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn frames_sent_after_a_stream_wait_behind_the_whole_stream() {
+        let (wr, mut peer) = pair().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_alive, gone) = oneshot::channel();
+        let writer = tokio::spawn(write_quorum_link(wr, rx, gone));
+        let (cancel, _) = oneshot::channel();
+        let link = TaskTx {
+            tx,
+            _cancel: cancel,
+        };
+        link.send(b"a".to_vec());
+        let mut sink = link.stream();
+        link.send(b"d".to_vec());
+        let image = std::thread::spawn(move || {
+            for piece in [b"b".to_vec(), b"c".to_vec()] {
+                std::thread::sleep(Duration::from_millis(20));
+                sink.send(piece).unwrap();
+            }
+        });
+        let mut got = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), peer.read_exact(&mut got))
+            .await
+            .expect("all four frames")
+            .unwrap();
+        assert_eq!(&got, b"abcd");
+        image.join().unwrap();
+        drop(link);
+        writer.await.unwrap();
+    }
+
+    /// A writer stuck on a peer that does not read ends when the link's reader is gone, and the
+    /// thread writing an image into it is told the link closed (it held a store view before).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_blocked_on_a_peer_that_does_not_read_ends_with_the_reader() {
+        let (wr, _peer) = pair().await;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (alive, gone) = oneshot::channel::<()>();
+        let writer = tokio::spawn(write_quorum_link(wr, rx, gone));
+        let (cancel, _) = oneshot::channel();
+        let link = TaskTx {
+            tx,
+            _cancel: cancel,
+        };
+        let mut sink = link.stream();
+        let image = std::thread::spawn(move || {
+            // Far more than the socket buffers take: the writer blocks, then the sink.
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..256 {
+                if sink.send(chunk.clone()).is_err() {
+                    return true;
+                }
+            }
+            false
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!writer.is_finished(), "the writer waits for the peer");
+        drop(alive);
+        tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .expect("the writer ends")
+            .unwrap();
+        let told = tokio::task::spawn_blocking(move || image.join().unwrap())
+            .await
+            .unwrap();
+        assert!(told, "the image's thread learns that the link closed");
     }
 }

@@ -120,6 +120,8 @@ pub struct ClusterReport {
     /// Sessions the clients were told had expired.
     pub sessions_expired: u64,
     pub leaders_established: u64,
+    /// SNAP images received whole by a learner (streamed chunk by chunk).
+    pub snaps_received: u64,
     pub faults: BTreeMap<&'static str, u64>,
     /// Simulated ms from healing to a converged ensemble.
     pub converge_ms: u64,
@@ -185,6 +187,7 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.session_moves += r.session_moves;
         sum.sessions_expired += r.sessions_expired;
         sum.leaders_established += r.leaders_established;
+        sum.snaps_received += r.snaps_received;
         sum.converge_ms = sum.converge_ms.max(r.converge_ms);
         for (k, v) in r.faults {
             *sum.faults.entry(k).or_default() += v;

@@ -2,19 +2,20 @@
 //! links ask of their transport ([`SimTransport`], [`SimQuorumTx`]) is recorded as
 //! [`NetAction`]s in the server's outbox, and the world carries them: election notifications
 //! as messages, quorum links as FIFO byte streams between two servers, decoded into the
-//! [`LinkEvent`]s the runtime's link tasks would report (a SNAP's chunks assembled, an accepted
-//! link's peer learned from its FOLLOWERINFO, as `wazoo-server`'s `ensemble/links.rs` does).
+//! [`LinkEvent`]s the runtime's link tasks would report (a SNAP's chunks passed on as they come,
+//! an accepted link's peer learned from its FOLLOWERINFO, as `wazoo-server`'s
+//! `ensemble/links.rs` does).
 
 use super::*;
 use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 
-use wazoo_core::{LinkEvent, PeerTransport, PostEvent, QuorumTx};
+use wazoo_core::{FrameSink, LinkClosed, LinkEvent, PeerTransport, PostEvent, QuorumTx};
 use wazoo_zab::election::Notification;
 use wazoo_zab::peer::Packet;
 use wazoo_zab::wire::{self, QuorumFrame};
-use wazoo_zab::{Sid, Zxid};
+use wazoo_zab::Sid;
 
 /// The largest quorum frame a link reads (the runtime's limit).
 const MAX_QUORUM_FRAME: usize = 64 << 20;
@@ -90,6 +91,36 @@ impl QuorumTx for SimQuorumTx {
             },
         );
     }
+
+    fn stream(&self) -> Box<dyn FrameSink> {
+        Box::new(SimFrameSink {
+            outbox: self.outbox.clone(),
+            link: self.link,
+            side: self.side,
+        })
+    }
+}
+
+/// A SNAP image's sink on a simulated link: its frames join the link's, in order. (Tree walks
+/// run inline in the simulator, so the whole image is queued before anything sent after it.)
+struct SimFrameSink {
+    outbox: Outbox,
+    link: u64,
+    side: usize,
+}
+
+impl FrameSink for SimFrameSink {
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkClosed> {
+        push(
+            &self.outbox,
+            NetAction::Frame {
+                link: self.link,
+                side: self.side,
+                bytes: frame,
+            },
+        );
+        Ok(())
+    }
 }
 
 impl Drop for SimQuorumTx {
@@ -112,9 +143,9 @@ pub(super) struct QLink {
     pub(super) last_at: [u64; 2],
     /// Frames towards each side held by a partition, sent on when it heals.
     pub(super) held: [Vec<Vec<u8>>; 2],
-    /// Bytes received by each side and not framed yet, and a SNAP being assembled.
+    /// Bytes received by each side and not framed yet, and whether a SNAP's chunks are coming.
     buf: [Vec<u8>; 2],
-    snap: [Option<(Zxid, Vec<u8>)>; 2],
+    snap: [bool; 2],
 }
 
 /// What delivering bytes to one side of a link produced.
@@ -136,7 +167,7 @@ impl QLink {
             last_at: [0, 0],
             held: [Vec::new(), Vec::new()],
             buf: [Vec::new(), Vec::new()],
-            snap: [None, None],
+            snap: [false, false],
         }
     }
 
@@ -156,31 +187,29 @@ impl QLink {
                 Ok(None) => break,
                 Err(e) => return Delivered::Broken(e.to_string()),
                 Ok(Some((body, used))) => match wire::decode_packet(body) {
-                    Ok(QuorumFrame::Packet {
-                        packet: Packet::Snap(z),
-                        ..
-                    }) => {
-                        self.snap[side] = Some((z, Vec::new()));
-                        (None, Vec::new(), used)
+                    Ok(QuorumFrame::Packet { packet, data }) => {
+                        self.snap[side] = matches!(packet, Packet::Snap(_));
+                        (packet, data.to_vec(), used)
                     }
-                    Ok(QuorumFrame::Packet { packet, data }) => (Some(packet), data.to_vec(), used),
                     Ok(QuorumFrame::SnapChunk { last, data }) => {
-                        let Some((z, mut image)) = self.snap[side].take() else {
+                        if !self.snap[side] {
                             return Delivered::Broken("a snapshot chunk without SNAP".into());
-                        };
-                        image.extend_from_slice(data);
-                        if last {
-                            (Some(Packet::Snap(z)), image, used)
-                        } else {
-                            self.snap[side] = Some((z, image));
-                            (None, Vec::new(), used)
                         }
+                        self.snap[side] = !last;
+                        out.push(LinkEvent::SnapChunk {
+                            sid: peer,
+                            conn: self.conns[side],
+                            last,
+                            data: data.to_vec(),
+                            credit: None,
+                        });
+                        self.buf[side].drain(..used);
+                        continue;
                     }
                     Err(e) => return Delivered::Broken(e.to_string()),
                 },
             };
             self.buf[side].drain(..used);
-            let Some(packet) = packet else { continue };
             if side == 1 && !self.known {
                 let who = match packet {
                     Packet::FollowerInfo { .. } => wire::learner_sid(&data).ok(),
@@ -413,6 +442,10 @@ impl super::World {
                 ))
             }
             Delivered::Events(events) => {
+                self.report.snaps_received += events
+                    .iter()
+                    .filter(|e| matches!(e, LinkEvent::SnapChunk { last: true, .. }))
+                    .count() as u64;
                 if self.trace_len > TRACE {
                     for e in &events {
                         if let LinkEvent::QuorumPacket {

@@ -9,9 +9,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::{Batch, LogEntry, Store, Zxid};
 
+mod install;
 mod log;
 mod state;
 
+pub use install::*;
 pub use log::*;
 pub use state::*;
 
@@ -130,6 +132,19 @@ pub fn run_all<B: StoreBuilder>(b: &B) {
             format_version_is_store_owned,
         ),
         ("large_values_roundtrip", large_values_roundtrip),
+        (
+            "tree_install_replaces_the_tree_and_empties_the_log",
+            tree_install_replaces_the_tree_and_empties_the_log,
+        ),
+        ("tree_install_is_crash_atomic", tree_install_is_crash_atomic),
+        (
+            "tree_install_begun_again_starts_empty",
+            tree_install_begun_again_starts_empty,
+        ),
+        (
+            "tree_install_without_begin_is_refused",
+            tree_install_without_begin_is_refused,
+        ),
     ];
     for (name, case) in cases {
         tracing::debug!(case = name, "store conformance case");
