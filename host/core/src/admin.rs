@@ -38,14 +38,24 @@ pub enum WatchQuery {
     ByPath,
 }
 
-/// The answer to [`AdminQuery::Watches`]: the counts for `Summary`, one table otherwise.
+/// The answer to [`AdminQuery::WatchCounts`] (`wchs`), kept by the registry as it changes.
 #[derive(Debug, Default)]
-pub struct WatchTables {
+pub struct WatchCounts {
     pub watch_count: u64,
     pub watched_paths: u64,
     pub watching_connections: u64,
-    pub by_session: Vec<(i64, Vec<String>)>,
-    pub by_path: Vec<(String, Vec<i64>)>,
+}
+
+/// A piece of the watch listing ([`AdminQuery::WatchesOf`]), from which the admin task builds
+/// `wchc` and `wchp` off the core.
+#[derive(Debug, Default)]
+pub struct WatchChunk {
+    /// (connection, its session, watched paths), in the order asked; a path watched in two
+    /// modes comes twice, and a connection's paths may go on in the next piece.
+    pub watches: Vec<(ConnId, i64, Vec<String>)>,
+    /// Where the next piece starts: the index among the ids asked, and where within that
+    /// connection's watches. `None`: every id asked was answered.
+    pub resume: Option<(usize, Option<WatchCursor>)>,
 }
 
 impl Core {
@@ -93,8 +103,13 @@ impl Core {
                     .collect();
                 reply.send(conns);
             }
-            AdminQuery::Watches { what, reply } => {
-                reply.send(self.watch_tables(what));
+            AdminQuery::WatchCounts(reply) => reply.send(WatchCounts {
+                watch_count: self.watches.watch_count() as u64,
+                watched_paths: self.watches.path_count() as u64,
+                watching_connections: self.watches.watcher_count() as u64,
+            }),
+            AdminQuery::WatchesOf { ids, from, reply } => {
+                reply.send(self.watch_chunk(&ids, from));
             }
             AdminQuery::ResetConnStats => {
                 for c in self.conns.values_mut() {
@@ -181,33 +196,30 @@ impl Core {
         }
     }
 
-    fn watch_tables(&self, what: WatchQuery) -> WatchTables {
-        let session_of = |w: &ConnId| self.conns.get(w).map_or(0, |c| c.session);
-        let mut t = WatchTables::default();
-        match what {
-            WatchQuery::Summary => {
-                t.watch_count = self.watches.watch_count() as u64;
-                t.watched_paths = self.watches.path_count() as u64;
-                t.watching_connections = self.watches.watcher_count() as u64;
+    /// Up to [`ADMIN_CHUNK`] watched paths of the connections `ids` (the first one's from
+    /// `from`).
+    fn watch_chunk(&self, ids: &[ConnId], mut from: Option<WatchCursor>) -> WatchChunk {
+        let mut budget = ADMIN_CHUNK;
+        let mut out = WatchChunk::default();
+        for (i, &id) in ids.iter().enumerate().take(ADMIN_CHUNK) {
+            if budget == 0 {
+                out.resume = Some((i, None));
+                return out;
             }
-            WatchQuery::BySession => {
-                t.by_session = self
-                    .watches
-                    .by_watcher()
-                    .into_iter()
-                    .map(|(w, p)| (session_of(&w), p))
-                    .collect();
+            let (paths, next) = self.watches.watched_by(id, from.take().as_ref(), budget);
+            budget -= paths.len();
+            if !paths.is_empty() {
+                let session = self.conns.get(&id).map_or(0, |c| c.session);
+                out.watches.push((id, session, paths));
             }
-            WatchQuery::ByPath => {
-                t.by_path = self
-                    .watches
-                    .by_path()
-                    .into_iter()
-                    .map(|(p, ws)| (p, ws.iter().map(session_of).collect()))
-                    .collect();
+            if next.is_some() {
+                out.resume = Some((i, next));
+                return out;
             }
         }
-        t
+        let done = ids.len().min(ADMIN_CHUNK);
+        out.resume = (done < ids.len()).then_some((done, None));
+        out
     }
 }
 

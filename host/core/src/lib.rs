@@ -43,10 +43,12 @@ use wazoo_store::{Batch, CommitReport, LogEntry};
 use wazoo_tree::acl::{authenticate, check_acl};
 use wazoo_tree::{
     prep, read, set_watches, AuthInfo, DataTree, OpOutcome, PendingChanges, PrepConfig, PrepCtx,
-    ReadCtx, SessionTracker, WatchRegistry,
+    ReadCtx, SessionTracker, WatchCursor, WatchRegistry,
 };
 
 mod admin;
+#[cfg(test)]
+mod admin_test;
 mod answer;
 mod answers;
 mod apply;
@@ -69,7 +71,7 @@ pub mod snapshot;
 mod storage;
 mod time;
 
-pub use admin::{Reply, SessionChunk, WatchQuery, WatchTables};
+pub use admin::{Reply, SessionChunk, WatchChunk, WatchCounts, WatchQuery};
 pub use catalog::{Install, RecipeSpec, RECIPES_ROOT, RECIPE_STATUS_ROOT};
 pub use config::CoreConfig;
 use flow::{is_large_write, LARGE_WRITES_IN_FLIGHT};
@@ -216,10 +218,15 @@ pub enum AdminQuery {
         ids: Vec<ConnId>,
         reply: Reply<Vec<ConnectionStats>>,
     },
-    /// The watch tables: `WatchRegistry` offers them only whole, so this one is not bounded.
-    Watches {
-        what: WatchQuery,
-        reply: Reply<WatchTables>,
+    /// `wchs`: the watch counts (kept as the registry changes: no walk).
+    WatchCounts(Reply<WatchCounts>),
+    /// The watched paths of the connections `ids`, in order, the first one's after `from`; the
+    /// piece ends after [`ADMIN_CHUNK`] paths (see [`WatchChunk::resume`]). Closed connections
+    /// are left out.
+    WatchesOf {
+        ids: Vec<ConnId>,
+        from: Option<WatchCursor>,
+        reply: Reply<WatchChunk>,
     },
     /// `crst`: every connection's statistics start again, as a new connection's
     /// (ZooKeeper's `ServerCnxn.resetStats`).

@@ -20,8 +20,14 @@
 //!   Chosen over copy-on-write snapshots: no cost at all on the hot path, only when asked. The
 //!   listing is consistent within a piece, not across pieces (ZooKeeper's walks its concurrent
 //!   maps just as loosely); sessions or connections gone in between are left out.
-//! - `wchs`, `wchc`, `wchp`: one message each; the watch registry (`wazoo-tree`) offers its
-//!   tables only whole, so the core walks them in one piece (`wchs` counts distinct paths).
+//! - `wchs`: one message; the registry keeps its counts as it changes.
+//! - `wchc`, `wchp`: the connection ids (as above), then pieces of at most [`ADMIN_CHUNK`]
+//!   watched paths, resumed within a connection from a cursor ([`WatchChunk::resume`]: the
+//!   registry keeps each connection's watches ordered, so a piece starts after the last one
+//!   sent). Both tables are built here from the pieces (paths sorted and deduplicated per
+//!   session, or turned into sessions per path), off the core. Before, the core built either
+//!   table whole in one turn: a client with a million watches stopped it for the length of the
+//!   copy.
 //!
 //! A server's [`Published`] is made at startup (`run`) and handed to the core, which updates its
 //! gauges, and to the connection listener and this endpoint, which read them.
@@ -42,7 +48,7 @@ use wazoo_admin::published::{published_stats, Gauges, StaticInfo};
 use wazoo_admin::stats::{ServerStats, SessionDump};
 
 use crate::config::ServerConfig;
-use crate::core::{AdminQuery, CoreMsg, Reply, WatchQuery, ADMIN_CHUNK};
+use crate::core::{AdminQuery, CoreMsg, Reply, WatchChunk, WatchQuery, ADMIN_CHUNK};
 
 const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
@@ -169,14 +175,21 @@ async fn add_lists(
         return Some(());
     }
     if let Lists::Watches(what) = lists {
-        let t = ask(core, |reply| AdminQuery::Watches { what, reply }).await?;
         if what == WatchQuery::Summary {
-            stats.watch_count = t.watch_count;
-            stats.watched_paths = t.watched_paths;
-            stats.watching_connections = t.watching_connections;
+            let c = ask(core, AdminQuery::WatchCounts).await?;
+            stats.watch_count = c.watch_count;
+            stats.watched_paths = c.watched_paths;
+            stats.watching_connections = c.watching_connections;
+            return Some(());
         }
-        stats.watches_by_session = t.by_session;
-        stats.watches_by_path = t.by_path;
+        let (_, mut conn_ids) = ask(core, AdminQuery::Ids).await?;
+        conn_ids.sort_unstable();
+        let by_session = watch_listing(&conn_ids, core).await?;
+        if what == WatchQuery::BySession {
+            stats.watches_by_session = by_session;
+        } else {
+            stats.watches_by_path = by_path(by_session);
+        }
         return Some(());
     }
     let (mut session_ids, mut conn_ids) = ask(core, AdminQuery::Ids).await?;
@@ -226,6 +239,67 @@ async fn session_listing(
         }
     }
     Some(out)
+}
+
+/// The watched paths of the connections `ids`, piece by piece: (session, its paths sorted and
+/// deduplicated), in the order of `ids`, connections without watches left out (`wchc`).
+async fn watch_listing(
+    ids: &[u64],
+    core: &mpsc::UnboundedSender<CoreMsg>,
+) -> Option<Vec<(i64, Vec<String>)>> {
+    let mut out: Vec<(u64, i64, Vec<String>)> = Vec::new();
+    let (mut next, mut from) = (0usize, None);
+    while next < ids.len() {
+        let end = ids.len().min(next + ADMIN_CHUNK);
+        let piece = ids[next..end].to_vec();
+        let WatchChunk { watches, resume } = ask(core, |reply| AdminQuery::WatchesOf {
+            ids: piece,
+            from: from.take(),
+            reply,
+        })
+        .await?;
+        for (conn, session, paths) in watches {
+            // A connection continued from the previous piece.
+            match out.last_mut() {
+                Some(last) if last.0 == conn => last.2.extend(paths),
+                _ => out.push((conn, session, paths)),
+            }
+        }
+        match resume {
+            Some((i, cursor)) => {
+                next += i;
+                from = cursor;
+            }
+            None => next = end,
+        }
+    }
+    Some(
+        out.into_iter()
+            .map(|(_, session, mut paths)| {
+                paths.sort_unstable();
+                paths.dedup();
+                (session, paths)
+            })
+            .collect(),
+    )
+}
+
+/// `wchc`'s table turned around (`wchp`): each watched path with its sessions, both sorted.
+fn by_path(by_session: Vec<(i64, Vec<String>)>) -> Vec<(String, Vec<i64>)> {
+    let mut paths: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for (session, ps) in by_session {
+        for p in ps {
+            paths.entry(p).or_default().push(session);
+        }
+    }
+    paths
+        .into_iter()
+        .map(|(p, mut sessions)| {
+            sessions.sort_unstable();
+            sessions.dedup();
+            (p, sessions)
+        })
+        .collect()
 }
 
 /// Sets the data and txn log directory sizes (the persisted tree's RocksDB files and the log

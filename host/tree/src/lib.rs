@@ -28,4 +28,4 @@ pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
 pub use reads::{read, set_watches, ReadCtx};
 pub use session::SessionTracker;
 pub use stage::{is_system_path, Access, Answer, Stage, View, Wait, WaitFor};
-pub use watch::{WatchRegistry, WatcherId};
+pub use watch::{WatchCursor, WatchRegistry, WatcherId};

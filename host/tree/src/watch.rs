@@ -1,8 +1,11 @@
 //! The watch registry (`WatchManager` for the data and child tables, with ZooKeeper 3.6's persistent
 //! and persistent-recursive modes). Watches belong to a connection ([`WatcherId`]); the registry only
-//! decides *who* an event goes to, the server delivers it.
+//! decides *who* an event goes to, the server delivers it. Its counts are kept as it changes, and
+//! a connection's watches are listed in bounded pieces from a cursor ([`WatchRegistry::watched_by`]),
+//! so that the admin commands (`wchs`, `wchc`, `wchp`) never walk the tables in one piece.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeSet;
+use std::ops::Bound;
 
 use crate::hash::{FastMap, FastSet};
 
@@ -13,7 +16,7 @@ use crate::path;
 /// The owner of a watch: a client connection.
 pub type WatcherId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Table {
     Data,
     Child,
@@ -30,16 +33,43 @@ struct PathWatchers {
 #[derive(Debug, Default)]
 pub struct WatchRegistry {
     tables: PathWatchers,
-    by_watcher: FastMap<WatcherId, FastSet<(Table, String)>>,
+    /// Each connection's watches, ordered, so that a listing resumes after the last one sent.
+    by_watcher: FastMap<WatcherId, BTreeSet<(Table, String)>>,
     recursive_count: usize,
+    /// Watch registrations.
+    count: usize,
+    /// Distinct watched paths (a path in several tables counts once).
+    distinct_paths: usize,
 }
+
+/// Where a listing of a connection's watches ([`WatchRegistry::watched_by`]) goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchCursor(Table, String);
 
 impl WatchRegistry {
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Whether any table has watches on `p`.
+    fn watched(&self, p: &str) -> bool {
+        self.tables.by_table.values().any(|m| m.contains_key(p))
+    }
+
+    /// `p` left table `t`'s keys: it may be watched no more.
+    fn path_left(&mut self, p: &str) {
+        if !self.watched(p) {
+            self.distinct_paths -= 1;
+        }
+    }
+
     fn add(&mut self, t: Table, p: &str, w: WatcherId) {
+        let new_path = !self
+            .tables
+            .by_table
+            .get(&t)
+            .is_some_and(|m| m.contains_key(p))
+            && !self.watched(p);
         let added = self
             .tables
             .by_table
@@ -48,7 +78,11 @@ impl WatchRegistry {
             .entry(p.to_string())
             .or_default()
             .insert(w);
+        if new_path {
+            self.distinct_paths += 1;
+        }
         if added {
+            self.count += 1;
             self.by_watcher
                 .entry(w)
                 .or_default()
@@ -69,8 +103,10 @@ impl WatchRegistry {
         let removed = set.remove(&w);
         if set.is_empty() {
             table.remove(p);
+            self.path_left(p);
         }
         if removed {
+            self.count -= 1;
             if let Some(ws) = self.by_watcher.get_mut(&w) {
                 ws.remove(&(t, p.to_string()));
                 if ws.is_empty() {
@@ -115,12 +151,14 @@ impl WatchRegistry {
     /// Drops every watch of a closed connection.
     pub fn remove_watcher(&mut self, w: WatcherId) {
         if let Some(entries) = self.by_watcher.remove(&w) {
+            self.count -= entries.len();
             for (t, p) in entries {
                 if let Some(table) = self.tables.by_table.get_mut(&t) {
                     if let Some(set) = table.get_mut(&p) {
                         set.remove(&w);
                         if set.is_empty() {
                             table.remove(&p);
+                            self.path_left(&p);
                         }
                     }
                 }
@@ -165,6 +203,8 @@ impl WatchRegistry {
 
     fn take_one_shot(&mut self, t: Table, p: &str, out: &mut Vec<WatcherId>) {
         if let Some(set) = self.tables.by_table.get_mut(&t).and_then(|m| m.remove(p)) {
+            self.path_left(p);
+            self.count -= set.len();
             for w in set {
                 if let Some(ws) = self.by_watcher.get_mut(&w) {
                     ws.remove(&(t, p.to_string()));
@@ -221,62 +261,147 @@ impl WatchRegistry {
 
     /// Total watch registrations (`wchs`' "Total watches").
     pub fn watch_count(&self) -> usize {
-        self.by_watcher.values().map(FastSet::len).sum()
+        self.count
     }
 
     /// Distinct watched paths.
     pub fn path_count(&self) -> usize {
-        let mut paths: HashSet<&str> = HashSet::new();
-        for t in self.tables.by_table.values() {
-            paths.extend(t.keys().map(String::as_str));
-        }
-        paths.len()
+        self.distinct_paths
     }
 
     pub fn watcher_count(&self) -> usize {
         self.by_watcher.len()
     }
 
-    /// Paths watched by each connection (`wchc`).
-    pub fn by_watcher(&self) -> Vec<(WatcherId, Vec<String>)> {
-        let mut v: Vec<_> = self
-            .by_watcher
-            .iter()
-            .map(|(w, set)| {
-                let mut paths: Vec<String> = set.iter().map(|(_, p)| p.clone()).collect();
-                paths.sort();
-                paths.dedup();
-                (*w, paths)
-            })
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Connections watching each path (`wchp`).
-    pub fn by_path(&self) -> Vec<(String, Vec<WatcherId>)> {
-        let mut m: HashMap<&str, HashSet<WatcherId>> = HashMap::new();
-        for t in self.tables.by_table.values() {
-            for (p, ws) in t {
-                m.entry(p).or_default().extend(ws.iter().copied());
-            }
-        }
-        let mut v: Vec<_> = m
-            .into_iter()
-            .map(|(p, ws)| {
-                let mut ws: Vec<_> = ws.into_iter().collect();
-                ws.sort();
-                (p.to_string(), ws)
-            })
-            .collect();
-        v.sort();
-        v
+    /// Up to `limit` of the paths `w` watches, after `after` (from the first when `None`), and
+    /// where the next piece starts if more follow. A path watched in two modes comes once per
+    /// mode. Watches added or removed between pieces are listed or not, none twice (the order is
+    /// by mode and path, and the cursor is the last one sent).
+    pub fn watched_by(
+        &self,
+        w: WatcherId,
+        after: Option<&WatchCursor>,
+        limit: usize,
+    ) -> (Vec<String>, Option<WatchCursor>) {
+        let Some(set) = self.by_watcher.get(&w) else {
+            return (Vec::new(), None);
+        };
+        let from = match after {
+            Some(WatchCursor(t, p)) => Bound::Excluded((*t, p.clone())),
+            None => Bound::Unbounded,
+        };
+        let mut entries = set.range((from, Bound::Unbounded));
+        let piece: Vec<&(Table, String)> = entries.by_ref().take(limit).collect();
+        let resume = match (piece.last(), entries.next()) {
+            (Some((t, p)), Some(_)) => Some(WatchCursor(*t, p.clone())),
+            _ => None,
+        };
+        (piece.into_iter().map(|(_, p)| p.clone()).collect(), resume)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
+
+    /// The counts, computed from the tables.
+    fn recount(r: &WatchRegistry) -> (usize, usize) {
+        let count = r
+            .tables
+            .by_table
+            .values()
+            .flat_map(|m| m.values())
+            .map(|s| s.len())
+            .sum();
+        let paths: HashSet<&String> = r.tables.by_table.values().flat_map(|m| m.keys()).collect();
+        (count, paths.len())
+    }
+
+    /// The counts kept as the registry changes match the tables through every kind of change
+    /// (adds in each mode, removals, events, closed connections).
+    #[test]
+    fn the_kept_counts_match_the_tables_through_every_change() {
+        let mut r = WatchRegistry::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..20_000 {
+            let p = format!("/p{}", next(30));
+            let w = next(6);
+            match next(9) {
+                0 => r.add_data_watch(&p, w),
+                1 => r.add_child_watch(&p, w),
+                2 => r.add_persistent_watch(&p, w, next(2) == 0),
+                3 => {
+                    r.remove_watches(&p, [1, 2, 3, 4, 5][next(5) as usize], w);
+                }
+                4 => r.remove_watcher(w),
+                5 => {
+                    r.trigger(EventType::NodeDataChanged, &p);
+                }
+                6 => {
+                    r.trigger(EventType::NodeDeleted, &p);
+                }
+                7 => {
+                    r.trigger(EventType::NodeChildrenChanged, &p);
+                }
+                _ => r.add_data_watch(&p, w),
+            }
+            assert_eq!((r.watch_count(), r.path_count()), recount(&r));
+        }
+    }
+
+    /// Pieces of any size list a connection's watches exactly once each, and changes between
+    /// pieces never make one come twice.
+    #[test]
+    fn a_connection_s_watches_are_listed_once_in_pieces_of_any_size() {
+        let mut r = WatchRegistry::new();
+        for i in 0..500 {
+            r.add_data_watch(&format!("/n{i:03}"), 1);
+            if i % 3 == 0 {
+                r.add_child_watch(&format!("/n{i:03}"), 1);
+            }
+        }
+        r.add_data_watch("/other", 2);
+        for limit in [1, 7, 100, 1024] {
+            let (mut got, mut cursor) = r.watched_by(1, None, limit);
+            while let Some(c) = cursor {
+                let (more, next) = r.watched_by(1, Some(&c), limit);
+                assert!(more.len() <= limit);
+                got.extend(more);
+                cursor = next;
+            }
+            assert_eq!(got.len(), 500 + 167, "limit {limit}");
+            let distinct: HashSet<&String> = got.iter().collect();
+            assert_eq!(distinct.len(), 500);
+        }
+        // Changes between pieces: what was sent is not sent again.
+        let (first, cursor) = r.watched_by(1, None, 100);
+        r.trigger(EventType::NodeDeleted, &first[0]);
+        r.add_data_watch("/a-new-one", 1);
+        let mut rest = Vec::new();
+        let mut cursor = cursor;
+        while let Some(c) = cursor {
+            let (more, next) = r.watched_by(1, Some(&c), 100);
+            rest.extend(more);
+            cursor = next;
+        }
+        // The deleted path's child watch (not sent yet) is gone; the new watch sorts before
+        // the cursor, so this listing does not reach it; nothing comes twice.
+        assert_eq!(first.len() + rest.len(), 500 + 167 - 1);
+        let all: Vec<&String> = first.iter().chain(&rest).collect();
+        for i in 0..500 {
+            let p = format!("/n{i:03}");
+            let modes = if i % 3 == 0 && i > 0 { 2 } else { 1 };
+            assert_eq!(all.iter().filter(|q| ***q == p).count(), modes, "{p}");
+        }
+        assert_eq!(r.watched_by(9, None, 10), (Vec::new(), None));
+    }
 
     #[test]
     fn one_shot_data_watch_fires_once() {
