@@ -184,12 +184,18 @@ async fn add_lists(
         }
         let (_, mut conn_ids) = ask(core, AdminQuery::Ids).await?;
         conn_ids.sort_unstable();
-        let by_session = watch_listing(&conn_ids, core).await?;
-        if what == WatchQuery::BySession {
-            stats.watches_by_session = by_session;
-        } else {
-            stats.watches_by_path = by_path(by_session);
-        }
+        let pieces = watch_listing(&conn_ids, core).await?;
+        // Sorting and turning around a large table is CPU work: off the runtime's workers,
+        // which also run the core and the connections.
+        let tables = tokio::task::spawn_blocking(move || {
+            let by_session = sorted(pieces);
+            if what == WatchQuery::BySession {
+                (by_session, Vec::new())
+            } else {
+                (Vec::new(), by_path(by_session))
+            }
+        });
+        (stats.watches_by_session, stats.watches_by_path) = tables.await.ok()?;
         return Some(());
     }
     let (mut session_ids, mut conn_ids) = ask(core, AdminQuery::Ids).await?;
@@ -241,12 +247,12 @@ async fn session_listing(
     Some(out)
 }
 
-/// The watched paths of the connections `ids`, piece by piece: (session, its paths sorted and
-/// deduplicated), in the order of `ids`, connections without watches left out (`wchc`).
+/// The watched paths of the connections `ids`, piece by piece: (connection, session, paths), in
+/// the order of `ids`, connections without watches left out.
 async fn watch_listing(
     ids: &[u64],
     core: &mpsc::UnboundedSender<CoreMsg>,
-) -> Option<Vec<(i64, Vec<String>)>> {
+) -> Option<Vec<(u64, i64, Vec<String>)>> {
     let mut out: Vec<(u64, i64, Vec<String>)> = Vec::new();
     let (mut next, mut from) = (0usize, None);
     while next < ids.len() {
@@ -273,15 +279,19 @@ async fn watch_listing(
             None => next = end,
         }
     }
-    Some(
-        out.into_iter()
-            .map(|(_, session, mut paths)| {
-                paths.sort_unstable();
-                paths.dedup();
-                (session, paths)
-            })
-            .collect(),
-    )
+    Some(out)
+}
+
+/// `wchc`'s table: each connection's session with its paths sorted and deduplicated.
+fn sorted(listing: Vec<(u64, i64, Vec<String>)>) -> Vec<(i64, Vec<String>)> {
+    listing
+        .into_iter()
+        .map(|(_, session, mut paths)| {
+            paths.sort_unstable();
+            paths.dedup();
+            (session, paths)
+        })
+        .collect()
 }
 
 /// `wchc`'s table turned around (`wchp`): each watched path with its sessions, both sorted.
@@ -340,10 +350,17 @@ pub async fn four_letter_text(
     if matches!(cmd, FourLetterWord::Dirs | FourLetterWord::Conf) {
         add_dir_sizes(&mut stats, &cfg.data_dir);
     }
+    let lists = lists_for_word(cmd);
     if stats.serving {
-        add_lists(&mut stats, lists_for_word(cmd), core).await?;
+        add_lists(&mut stats, lists, core).await?;
     }
-    Some(render(cmd, &stats))
+    if lists == Lists::Nothing {
+        return Some(render(cmd, &stats));
+    }
+    // A listing's text can be megabytes: rendered off the runtime's workers.
+    tokio::task::spawn_blocking(move || render(cmd, &stats))
+        .await
+        .ok()
 }
 
 pub async fn serve(
@@ -389,14 +406,21 @@ pub async fn serve(
                         perform(action_for(&req), p, &core);
                         let mut stats = p.stats();
                         add_dir_sizes(&mut stats, &cfg.data_dir);
-                        if stats.serving
-                            && add_lists(&mut stats, lists_for_path(&req.path), &core)
-                                .await
-                                .is_none()
-                        {
+                        let lists = lists_for_path(&req.path);
+                        if stats.serving && add_lists(&mut stats, lists, &core).await.is_none() {
                             return;
                         }
-                        break route(&req, &stats, &p.metrics);
+                        if lists == Lists::Nothing {
+                            break route(&req, &stats, &p.metrics);
+                        }
+                        // A listing's JSON can be megabytes: rendered off the workers.
+                        let p = published.clone();
+                        let rendered =
+                            tokio::task::spawn_blocking(move || route(&req, &stats, &p.metrics));
+                        match rendered.await {
+                            Ok(resp) => break resp,
+                            Err(_) => return,
+                        }
                     }
                     Err(e) => {
                         warn!(%remote, "bad admin request: {e}");
