@@ -302,6 +302,20 @@ impl Core {
                         self.dirty.push(id);
                     }
                 }
+                Some(Queued::Relayed { frame: None, .. }) => return,
+                Some(Queued::Relayed { after, .. }) if *after > self.tree.last_applied() => return,
+                Some(Queued::Relayed { .. }) => {
+                    if let Some(Queued::Relayed {
+                        frame: Some(frame), ..
+                    }) = c.queue.pop_front()
+                    {
+                        // The leader's reply frame, whole (its zxid is applied here now).
+                        c.buf.buf.extend_from_slice(&frame);
+                        c.stats.sent += 1;
+                        self.metrics.packet_sent(frame.len() as u64);
+                        self.dirty.push(id);
+                    }
+                }
                 Some(Queued::Read { .. }) => {
                     if let Some(Queued::Read {
                         xid, op, req, at, ..

@@ -160,12 +160,23 @@ impl Core {
             self.catalog.current.insert(name.clone(), 0);
             self.catalog.builtins.insert(name);
         }
-        self.load_answers();
-        self.load_parked();
+        if self.replica.is_none() {
+            // An ensemble's member does this when it becomes the leader (calls run there).
+            self.load_recipe_state();
+        }
         if let Some(root) = self.tree.get(RECIPES_ROOT) {
             let names: Vec<String> = root.children().map(str::to_owned).collect();
             self.catalog.touched.extend(names);
             self.install_touched();
+        }
+    }
+
+    /// The recorded answers and the parked calls of earlier calls, from their znodes: at start
+    /// (standalone), or when an ensemble's member becomes the leader.
+    pub(super) fn load_recipe_state(&mut self) {
+        if self.recipes.is_some() {
+            self.load_answers();
+            self.load_parked();
         }
     }
 

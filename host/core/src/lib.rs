@@ -63,8 +63,10 @@ mod pace;
 mod parked_record;
 mod recipe;
 mod recovery;
+mod relay;
 mod replica;
 mod reply;
+mod resync;
 mod session;
 mod sink;
 pub mod snapshot;
@@ -267,6 +269,16 @@ enum Queued {
         zxid: Zxid,
         output: Vec<u8>,
         at: Instant,
+    },
+    /// A learner's client's recipe call relayed to the leader (`relay.rs`): its reply frame
+    /// (`None` until the leader's comes) goes out in turn once txn `after` (the zxid in the
+    /// frame's header) is applied here.
+    Relayed {
+        xid: i32,
+        frame: Option<Vec<u8>>,
+        after: Zxid,
+        at: Instant,
+        _admit: Admission,
     },
     /// A reply decided before its turn (a recipe call's abort or failure): sent in turn, once
     /// txn `after` is applied (a recipe that read outstanding changes answers only once they
@@ -890,6 +902,8 @@ impl Core {
                 self.pump(id);
             }
         }
+        // The leader's replies to learners' relayed recipe calls.
+        self.send_relayed();
         // Replies first: an idle commit below blocks this task for an fsync.
         self.hand_over_batch(idle);
         self.publish_burst();

@@ -80,6 +80,14 @@ pub enum LinkEvent {
         /// chunks it passed on and the core has not taken in are a few MiB (`None`: unbounded).
         credit: Option<Box<dyn Send>>,
     },
+    /// A recipe frame (`relay.rs`): a learner's call or news, or (`reply`) the leader's reply
+    /// frames for one.
+    Recipe {
+        sid: Sid,
+        conn: u64,
+        reply: bool,
+        data: Vec<u8>,
+    },
     /// A SNAP image streamed to the link `(sid, conn)` off the core ([`Links::stream_snapshot`])
     /// is all written, or the link closed first (`Ok` both), or the store could not be read.
     SnapshotStreamed {
@@ -243,6 +251,15 @@ impl Links {
         })
     }
 
+    /// Sends a recipe frame (`relay.rs`) on the quorum link to `to`, if there is one.
+    pub fn send_recipe(&mut self, to: Sid, reply: bool, data: &[u8]) {
+        if let Some(l) = self.quorum.get_mut(&to) {
+            let mut buf = Vec::with_capacity(32 + data.len());
+            wire::encode_recipe_frame(reply, data, &mut buf);
+            l.write(buf);
+        }
+    }
+
     /// The number of the current quorum link to `sid`.
     pub fn conn(&self, sid: Sid) -> Option<u64> {
         self.quorum.get(&sid).map(|l| l.conn)
@@ -293,8 +310,8 @@ impl Links {
                 }
                 None
             }
-            // The replica takes chunks in itself (`Replica::on_link`).
-            LinkEvent::SnapChunk { .. } => None,
+            // The replica takes chunks and recipe frames itself (`Replica::on_link`).
+            LinkEvent::SnapChunk { .. } | LinkEvent::Recipe { .. } => None,
         }
     }
 }

@@ -7,8 +7,8 @@
 //! What it holds for the peer: the window of recent encoded txns that PROPOSALs and DIFFs are
 //! sent from (`wazoo.diffWindowBytes`; the peer forgets what leaves it, so a learner further
 //! behind gets a SNAP), payloads received and not logged yet, a SNAP being received, and the ids
-//! of forwarded requests and syncs. TRUNC rebuilds the tree from the store; SNAP replaces it
-//! (streamed both ways: `snapshot.rs`).
+//! of forwarded requests and syncs. TRUNC and SNAP are `resync.rs`'s; recipe calls relayed
+//! between members are `relay.rs`'s.
 //! Sessions on learners and forwarding are `forward.rs`'s.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -19,24 +19,24 @@ use wazoo_store::MetaKey;
 use wazoo_zab::peer::{Input, Output, Packet, Peer, Serving, StoreOp};
 
 use super::*;
-use crate::snapshot::{self, SnapReceive};
+use crate::snapshot::SnapReceive;
 
 /// The peer and what its outputs need on the core.
 pub struct Replica {
     peer: Peer,
-    links: Links,
+    pub(super) links: Links,
     serving: Serving,
     /// Encoded txns by zxid (the log's recent part), and their total size.
-    window: BTreeMap<Zxid, Arc<Vec<u8>>>,
-    window_bytes: usize,
+    pub(super) window: BTreeMap<Zxid, Arc<Vec<u8>>>,
+    pub(super) window_bytes: usize,
     /// About how many bytes of encoded txns `window` keeps (`wazoo.diffWindowBytes`).
     window_limit: usize,
     /// PROPOSAL / INFORM payloads received and not logged yet.
     stash: HashMap<Zxid, Vec<u8>>,
     /// A SNAP being received, or received and not installed yet.
-    receiving: Option<SnapReceive>,
+    pub(super) receiving: Option<SnapReceive>,
     /// Txns logged as a learner (or by an earlier role) and not applied yet, in zxid order.
-    learned: VecDeque<(TxnHeader, Txn)>,
+    pub(super) learned: VecDeque<(TxnHeader, Txn)>,
     /// The outputs of a leader's `Write` step after its `Proposed`: run once the txn is encoded.
     deferred: Vec<Output>,
     /// Store ops of the batch being built, in order; and of the batches submitted, by seq.
@@ -59,6 +59,8 @@ pub struct Replica {
     proposal_sizes: BufferSizeStats,
     /// A learner's sessions (and their timeouts) that connected since its last PING answer.
     pub(super) touches: HashMap<i64, i32>,
+    /// Recipe calls across the ensemble (`relay.rs`).
+    pub(super) relays: crate::relay::Relays,
 }
 
 impl Replica {
@@ -94,6 +96,7 @@ impl Replica {
             leading_since_ms: 0,
             proposal_sizes: BufferSizeStats::default(),
             touches: HashMap::new(),
+            relays: Default::default(),
         };
         for (z, data) in window {
             r.remember(z, Arc::new(data));
@@ -135,6 +138,14 @@ impl Replica {
 
     pub(super) fn leading(&self) -> bool {
         matches!(self.serving, Serving::Leading { .. })
+    }
+
+    /// The leader this member follows or observes (0 while it does neither).
+    pub(super) fn leader(&self) -> wazoo_zab::Sid {
+        match self.serving {
+            Serving::Following { leader, .. } | Serving::Observing { leader, .. } => leader,
+            _ => 0,
+        }
     }
 
     pub(super) fn learning(&self) -> bool {
@@ -255,16 +266,29 @@ impl Core {
                     None => Ok(()),
                 };
             }
-            LinkEvent::QuorumDown { sid, conn }
-                if r.receiving
-                    .as_ref()
-                    .is_some_and(|s| s.from == sid && s.conn == conn) =>
-            {
-                // A SNAP cut short: what was staged is dropped by the next one's begin.
-                r.receiving = None;
+            LinkEvent::Recipe {
+                sid,
+                conn,
+                reply,
+                data,
+            } => {
+                if r.links.conn(sid) == Some(conn) {
+                    self.on_recipe_frame(sid, reply, &data);
+                }
+                return Ok(());
+            }
+            LinkEvent::QuorumDown { sid, conn } if r.links.conn(sid) == Some(conn) => {
+                if r.receiving.as_ref().is_some_and(|s| s.from == sid) {
+                    // A SNAP cut short: what was staged is dropped by the next one's begin.
+                    r.receiving = None;
+                }
+                if r.leading() {
+                    self.drop_relay_conns(Some(sid));
+                }
             }
             _ => {}
         }
+        let r = self.replica.as_mut().expect("a replica");
         let Some((input, data)) = r.links.on_event(e) else {
             return Ok(());
         };
@@ -428,7 +452,12 @@ impl Core {
                 r.links.notify(to, &notification)
             }
             Output::Connect(leader) => r.links.connect(leader),
-            Output::Disconnect(sid) => r.links.disconnect(sid),
+            Output::Disconnect(sid) => {
+                r.links.disconnect(sid);
+                if r.leading() {
+                    self.drop_relay_conns(Some(sid));
+                }
+            }
             Output::Send { to, packet } => {
                 // The learner syncs this leader begins, by kind (mntr `diff_count`, ...).
                 match packet {
@@ -508,173 +537,6 @@ impl Core {
         Ok(())
     }
 
-    /// SNAP(z) to `to`, the tree as of `z` read from a consistent view of the store on a thread
-    /// of its own and streamed to the link as it is read (`snapshot.rs`): the leader goes on
-    /// serving meanwhile (encoding the tree here stalled it for the length of the walk), what it
-    /// sends `to` meanwhile goes after the image, and the image is never whole in memory.
-    /// Everything applied is staged and submitted first, so the store's tree is at `z` when the
-    /// view is taken (checked there). Before the leader is established nothing is staged (see
-    /// `may_stage`): `z` is then the persisted tree's zxid (`Peer::set_persisted`).
-    fn send_snapshot(&mut self, to: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
-        if !self.may_stage() && z != self.staged_applied {
-            // Not established and not as of the persisted tree (a peer not told where the store
-            // is): the in-memory tree, encoded here, whole. It serves no client yet, so none
-            // waits; and the store cannot be read for it (its tree is older).
-            let frames = snapshot::chunk_frames(&self.tree.snapshot_records());
-            info!(
-                to,
-                zxid = format_args!("{z:#x}"),
-                bytes = frames.iter().map(Vec::len).sum::<usize>(),
-                "sending SNAP (from memory: not serving yet)"
-            );
-            let r = self.replica.as_mut().expect("a replica");
-            r.links.send_snapshot(to, z, frames);
-            return Ok(());
-        }
-        // Established: everything applied is committed, staged now. Not yet: the SNAP is as of
-        // the persisted tree (committed state only; `Peer::set_persisted`), its history after it
-        // following as txns, so nothing is staged (it may hold txns a TRUNC would cut).
-        self.stage_tree_changes();
-        self.submit_batch();
-        let r = self.replica.as_mut().expect("a replica");
-        let Some(stream) = r.links.stream_snapshot(to, z) else {
-            return Ok(()); // no link to it any more
-        };
-        info!(to, zxid = format_args!("{z:#x}"), "sending SNAP");
-        let started = self.committer.with_store(move |store| {
-            let at = store.last_applied().map_err(|e| e.to_string())?;
-            if at != z {
-                return Err(format!("the store's tree is at {at:#x}, not {z:#x}"));
-            }
-            store
-                .spawn_tree_walk(Box::new(snapshot::StreamWalk::new(stream)))
-                .map_err(|e| e.to_string())
-        });
-        started.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))
-    }
-
-    /// A SNAP(z) from `from` begins: its image follows as chunks ([`Replica::take_snap_chunk`]),
-    /// staged into the store beside the tree in use.
-    fn begin_snap_receive(&mut self, from: wazoo_zab::Sid, z: Zxid) -> Result<(), CoreError> {
-        let r = self.replica.as_mut().expect("a replica");
-        let Some(conn) = r.links.conn(from) else {
-            return Ok(());
-        };
-        let begun = self
-            .committer
-            .with_store(|store| store.begin_tree_install().map_err(|e| e.to_string()));
-        begun.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
-        info!(from, zxid = format_args!("{z:#x}"), "receiving SNAP");
-        let r = self.replica.as_mut().expect("a replica");
-        r.receiving = Some(SnapReceive::new(from, conn, z));
-        Ok(())
-    }
-
-    /// A chunk of the SNAP being received: its records loaded into the new tree and staged in
-    /// the store (waiting for the storage thread holds the link back). After the last one, the
-    /// SNAP packet for the peer, which then installs it (`install_snapshot`). A chunk of no SNAP
-    /// being received on that link is dropped (its link was replaced); an image that does not
-    /// decode or load stops the node, as a damaged one would.
-    fn take_snap_chunk(
-        &mut self,
-        sid: wazoo_zab::Sid,
-        conn: u64,
-        last: bool,
-        data: &[u8],
-    ) -> Result<Option<Input>, CoreError> {
-        let r = self.replica.as_mut().expect("a replica");
-        let Some(rx) = r
-            .receiving
-            .as_mut()
-            .filter(|s| s.from == sid && s.conn == conn)
-        else {
-            return Ok(None);
-        };
-        let z = rx.zxid;
-        let records = rx
-            .take_chunk(data, last)
-            .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x} from {sid}: {e}")))?;
-        if !records.is_empty() {
-            let staged = self.committer.with_store(move |store| {
-                store.stage_tree_entries(records).map_err(|e| e.to_string())
-            });
-            staged.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
-        }
-        Ok(last.then_some(Input::Packet {
-            from: sid,
-            packet: Packet::Snap(z),
-        }))
-    }
-
-    /// TRUNC: the log is cut after `z` (on the storage thread, after every batch asked before) and
-    /// the tree rebuilt from the store as of `z` (the persisted tree never holds uncommitted txns:
-    /// see `may_stage`). The completion reaches the peer after those of the earlier batches.
-    fn truncate_after(&mut self, z: Zxid) -> Result<(), CoreError> {
-        self.submit_batch();
-        let rebuilt = self
-            .committer
-            .with_store(move |store| rebuild_after_truncation(store, z));
-        let (tree, persisted) =
-            rebuilt.map_err(|e| CoreError::Storage(format!("TRUNC to {z:#x}: {e}")))?;
-        info!(
-            zxid = format_args!("{z:#x}"),
-            "log truncated and tree rebuilt (TRUNC)"
-        );
-        // The txns replayed over the persisted tree stay dirty: staged once this member serves.
-        self.tree = tree;
-        self.pending = PendingChanges::new();
-        self.set_staged(persisted);
-        self.track_tree_sessions();
-        let r = self.replica.as_mut().expect("a replica");
-        r.learned.retain(|(h, _)| h.zxid <= z);
-        while r.window.last_key_value().is_some_and(|(k, _)| *k > z) {
-            if let Some((_, d)) = r.window.pop_last() {
-                r.window_bytes -= d.len();
-            }
-        }
-        self.complete_after_submitted(StoreOp::TruncateAfter(z))
-    }
-
-    /// SNAP: the leader's tree as of `z`, received and staged in the store, replaces this
-    /// member's tree and log, on the storage thread after every batch asked before, in one
-    /// crash-atomic step (`Store::finish_tree_install`): a crash before it leaves the member's
-    /// history as it was, which syncs again; never a partial snapshot taken for whole
-    /// (ZOOKEEPER-3642), and never the history a quorum may count on dropped for a SNAP that did
-    /// not arrive.
-    fn install_snapshot(&mut self, z: Zxid) -> Result<(), CoreError> {
-        let r = self.replica.as_mut().expect("a replica");
-        let Some(received) = r.receiving.take().filter(|s| s.zxid == z) else {
-            return Err(CoreError::Storage(format!(
-                "SNAP at {z:#x} asked for, but no such snapshot arrived"
-            )));
-        };
-        let (records, bytes) = (received.records, received.bytes);
-        let tree = received
-            .into_tree()
-            .map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
-        self.submit_batch();
-        let installed = self
-            .committer
-            .with_store(move |store| store.finish_tree_install(z).map_err(|e| e.to_string()));
-        installed.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
-        info!(
-            zxid = format_args!("{z:#x}"),
-            nodes = tree.node_count(),
-            records,
-            bytes,
-            "snapshot installed (SNAP)"
-        );
-        self.tree = tree;
-        self.pending = PendingChanges::new();
-        self.set_staged(z);
-        self.track_tree_sessions();
-        let r = self.replica.as_mut().expect("a replica");
-        r.learned.clear();
-        r.window.clear();
-        r.window_bytes = 0;
-        self.complete_after_submitted(StoreOp::LoadSnapshot(z))
-    }
-
     /// The store's tree is (once the batch being built commits) as of `z`: the peer plans SNAPs
     /// and keeps txns with it (`Peer::set_persisted`).
     pub(super) fn set_staged(&mut self, z: Zxid) {
@@ -691,7 +553,7 @@ impl Core {
     /// Without it a learner synced by SNAP answered a moving client "session expired" for any
     /// session opened while it was away, though the session lived on (found by the
     /// server-pipeline simulator, seed 31).
-    fn track_tree_sessions(&mut self) {
+    pub(super) fn track_tree_sessions(&mut self) {
         let untracked: Vec<(i64, i32)> = self
             .tree
             .sessions()
@@ -706,7 +568,7 @@ impl Core {
 
     /// A store op done on the storage thread (after every batch asked before it): its completion
     /// reaches the peer right after those batches' ops.
-    fn complete_after_submitted(&mut self, op: StoreOp) -> Result<(), CoreError> {
+    pub(super) fn complete_after_submitted(&mut self, op: StoreOp) -> Result<(), CoreError> {
         let after = self.last_seq;
         let r = self.replica.as_mut().expect("a replica");
         if after <= r.durable_seq {
@@ -774,6 +636,7 @@ impl Core {
             return;
         };
         let was_serving = r.serving != Serving::Looking;
+        let was_leading = r.leading();
         r.serving = s;
         if s == Serving::Looking {
             r.outgoing.clear();
@@ -807,6 +670,18 @@ impl Core {
             let ids: Vec<ConnId> = self.conns.keys().copied().collect();
             for id in ids {
                 self.drop_conn(id);
+            }
+        }
+        if was_leading && !matches!(s, Serving::Leading { .. }) {
+            // Recipe calls run on the leader only: what runs or waits here ends (its clients
+            // were closed above and retry on the next leader, which re-arms from the records).
+            self.drop_relay_conns(None);
+            self.runs.forget_all();
+        }
+        if let Serving::Leading { .. } = s {
+            if !was_leading {
+                // The recorded answers and parked calls of the previous leader's calls.
+                self.load_recipe_state();
             }
         }
         if let Serving::Leading { epoch } = s {
@@ -843,48 +718,6 @@ fn coalesce_appends(ops: Vec<StoreOp>) -> Vec<StoreOp> {
         }
     }
     out
-}
-
-/// On the storage thread: cuts the log after `z` and loads the tree as of `z` (the persisted tree,
-/// then the log up to `z`); with the persisted tree's `last_applied`.
-fn rebuild_after_truncation(
-    store: &mut dyn wazoo_store::Store,
-    z: Zxid,
-) -> Result<(DataTree, Zxid), String> {
-    store.truncate_log_after(z).map_err(|e| e.to_string())?;
-    let mut tree = DataTree::new();
-    store
-        .load_tree(&mut |k, v| {
-            tree.load_entry(k, v)
-                .map_err(|e| wazoo_store::StoreError::Corrupt {
-                    what: "tree entry",
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    detail: e,
-                })
-        })
-        .map_err(|e| e.to_string())?;
-    let applied = store.last_applied().map_err(|e| e.to_string())?;
-    if applied > z {
-        return Err(format!(
-            "the persisted tree is at {applied:#x}, past the truncation point: it holds txns \
-             nobody committed"
-        ));
-    }
-    tree.finish_load(applied);
-    let mut after = applied;
-    loop {
-        let entries = store.read_log(after, 10_000).map_err(|e| e.to_string())?;
-        let mut any = false;
-        for e in entries.into_iter().take_while(|e| e.zxid <= z) {
-            let (h, txn) = decode_txn(&e.data).map_err(|err| format!("{:#x}: {err}", e.zxid))?;
-            tree.apply(&h, &txn);
-            after = e.zxid;
-            any = true;
-        }
-        if !any || after >= z {
-            return Ok((tree, applied));
-        }
-    }
 }
 
 #[cfg(test)]

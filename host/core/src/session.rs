@@ -135,6 +135,7 @@ impl Core {
         if self.runs.parked() > 0 {
             self.drop_parked_of(id);
         }
+        self.relayed_conn_dropped(id);
         if let Some(c) = self.conns.remove(&id) {
             // Ends the writer task once it has written what was sent (it holds the socket too).
             c.out.close();
@@ -155,6 +156,9 @@ impl Core {
             self.run_woken(); // calls re-armed at start
         }
         self.retire_unused_versions();
+        if self.replica.as_ref().is_some_and(|r| r.leading()) {
+            self.sweep_relay_conns();
+        }
         self.stage_tree_changes();
         self.submit_batch();
         // What a session's connection received counts even if the request still waits in the

@@ -234,7 +234,7 @@ mod tests {
                 assert_eq!(used, f.len());
                 match wire::decode_packet(body).unwrap() {
                     QuorumFrame::SnapChunk { last, data } => (last, data.to_vec()),
-                    QuorumFrame::Packet { .. } => panic!("not a chunk"),
+                    other => panic!("not a chunk: {other:?}"),
                 }
             })
             .collect()

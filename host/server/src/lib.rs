@@ -267,8 +267,9 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
         core::spawn_wake(wakeups, tx.clone(), || core::CoreMsg::PeerWake);
         core.attach_replica(replica);
     }
-    if cfg.ensemble.is_none() && !cfg.recipes.is_empty() {
-        // Recipes run on a standalone server only for now (docs/recipes.md, "Status").
+    if !cfg.recipes.is_empty() {
+        // Every member compiles the loaded recipes as their znodes apply; calls run on the
+        // leader (a learner relays its clients' calls there: `wazoo-core`'s `relay.rs`).
         let workers = recipes::Workers::start(
             &cfg.recipes,
             cfg.recipe_workers,

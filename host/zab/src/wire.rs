@@ -203,10 +203,17 @@ pub enum QuorumFrame<'a> {
     Packet { packet: Packet, data: &'a [u8] },
     /// A piece of the snapshot that follows SNAP; `last` closes it.
     SnapChunk { last: bool, data: &'a [u8] },
+    /// A recipe call forwarded by a learner, or (`reply`) the leader's reply frames for one.
+    Recipe { reply: bool, data: &'a [u8] },
 }
 
 const SNAP_CHUNK: i32 = 100;
 const SNAP_LAST: i32 = 101;
+/// wazoo's recipe calls between members (docs/recipes.md, "Recipes in an ensemble"): a
+/// learner's client's call to the leader, and the leader's reply frames back. Never seen by the
+/// peer: calls are not numbered (a call is not one txn).
+const RECIPE_CALL: i32 = 110;
+const RECIPE_REPLY: i32 = 111;
 
 fn quorum(out: &mut Vec<u8>, ty: i32, zxid: Zxid, data: &[u8]) {
     frame(out, |b| {
@@ -264,6 +271,11 @@ pub fn encode_packet(packet: &Packet, sid: Sid, data: &[u8], out: &mut Vec<u8>) 
         Packet::Request { id } => quorum(out, 1, id as Zxid, data),
         Packet::Sync { id } => quorum(out, 7, id as Zxid, &[]),
     }
+}
+
+/// Appends a framed recipe call (learner to leader) or reply (leader to learner).
+pub fn encode_recipe_frame(reply: bool, data: &[u8], out: &mut Vec<u8>) {
+    quorum(out, if reply { RECIPE_REPLY } else { RECIPE_CALL }, 0, data);
 }
 
 /// Appends a framed piece of a snapshot.
@@ -328,6 +340,12 @@ pub fn decode_packet(body: &[u8]) -> Result<QuorumFrame<'_>, WireError> {
         SNAP_CHUNK | SNAP_LAST => {
             return Ok(QuorumFrame::SnapChunk {
                 last: ty == SNAP_LAST,
+                data,
+            })
+        }
+        RECIPE_CALL | RECIPE_REPLY => {
+            return Ok(QuorumFrame::Recipe {
+                reply: ty == RECIPE_REPLY,
                 data,
             })
         }

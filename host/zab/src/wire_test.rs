@@ -129,6 +129,21 @@ fn a_snapshot_travels_as_chunks_after_snap() {
 }
 
 #[test]
+fn recipe_calls_and_replies_travel_as_frames_of_their_own() {
+    for reply in [false, true] {
+        let mut buf = Vec::new();
+        encode_recipe_frame(reply, b"a call or its reply", &mut buf);
+        assert_eq!(
+            decode_packet(one_frame(&buf)).unwrap(),
+            QuorumFrame::Recipe {
+                reply,
+                data: b"a call or its reply"
+            }
+        );
+    }
+}
+
+#[test]
 fn a_notification_round_trips_and_old_forms_are_read_as_zookeeper_reads_them() {
     let n = Notification {
         from: 3,

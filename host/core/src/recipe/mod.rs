@@ -202,7 +202,7 @@ pub(super) struct Runs {
     awaiting_compile: BTreeMap<RunId, Run>,
     /// Connections whose next reply waits for the txn of its key to apply (`Queued::Ready`'s
     /// `after`).
-    replies_after: BTreeMap<Zxid, Vec<ConnId>>,
+    pub(super) replies_after: BTreeMap<Zxid, Vec<ConnId>>,
     parked: FastMap<RunId, Parked>,
     /// Parked calls by the paths they wait on.
     by_path: FastMap<String, Vec<RunId>>,
@@ -232,6 +232,14 @@ impl Runs {
     pub(super) fn parked(&self) -> usize {
         self.parked.len()
     }
+
+    /// Forgets every call (this member stopped leading); run ids keep counting, so that a
+    /// worker's report for a forgotten run is never taken for a new one's.
+    pub(super) fn forget_all(&mut self) {
+        let next = self.next;
+        *self = Runs::default();
+        self.next = next;
+    }
 }
 
 impl Core {
@@ -258,9 +266,14 @@ impl Core {
             .then(|| self.catalog.compiling(&call.recipe))
             .flatten();
         let version = current.or(compiling);
-        let refusal = if self.replica.is_some() {
-            // Recipes run on the leader; an ensemble does not take calls yet (docs/recipes.md).
-            Some(ErrorCode::Unimplemented)
+        if self.forwards() {
+            // Recipes run on the leader (`relay.rs`).
+            self.relay_call(id, xid, call, at, admit);
+            return;
+        }
+        let refusal = if self.replica.as_ref().is_some_and(|r| !r.leading()) {
+            // A member not serving: its client will reconnect elsewhere.
+            Some(ErrorCode::ConnectionLoss)
         } else if self.recipes.is_none() || version.is_none() {
             Some(ErrorCode::NoRecipe)
         } else {

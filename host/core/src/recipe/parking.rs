@@ -137,6 +137,12 @@ impl Core {
         let Some(run_id) = self.conns.get(&conn).and_then(|c| c.run) else {
             return;
         };
+        if run_id == crate::relay::RELAYED_RUN {
+            // A learner: the call waits at the leader, which gives it its cancelled run when
+            // the close applies there.
+            self.answer_relayed_here(conn, Err(ErrorCode::SessionExpired));
+            return;
+        }
         if let Some(p) = self.runs.parked.get_mut(&run_id) {
             let (xid, at, session) = (p.run.xid, p.run.at, p.run.session);
             p.run.conn = ConnId::MAX;

@@ -470,6 +470,22 @@ async fn run_quorum_link(known: Option<Sid>, sock: TcpStream, conn: u64, events:
                 snapping = matches!(packet, Packet::Snap(_)) && sid.is_some();
                 (packet, data.to_vec())
             }
+            Ok(QuorumFrame::Recipe { reply, data }) => {
+                let Some(s) = sid else {
+                    warn!("a recipe frame before FOLLOWERINFO; closing the link");
+                    return;
+                };
+                let frame = LinkEvent::Recipe {
+                    sid: s,
+                    conn,
+                    reply,
+                    data: data.to_vec(),
+                };
+                if events.send(frame).is_err() {
+                    return;
+                }
+                continue;
+            }
             Ok(QuorumFrame::SnapChunk { last, data }) => {
                 let Some(s) = sid.filter(|_| snapping) else {
                     warn!(?sid, "a snapshot chunk without SNAP; closing the link");

@@ -191,6 +191,20 @@ impl QLink {
                         self.snap[side] = matches!(packet, Packet::Snap(_));
                         (packet, data.to_vec(), used)
                     }
+                    Ok(QuorumFrame::Recipe { reply, data }) => {
+                        // The simulator's clients call no recipes; passed on as the runtime does.
+                        if side == 1 && !self.known {
+                            return Delivered::Broken("a recipe frame before FOLLOWERINFO".into());
+                        }
+                        out.push(LinkEvent::Recipe {
+                            sid: peer,
+                            conn: self.conns[side],
+                            reply,
+                            data: data.to_vec(),
+                        });
+                        self.buf[side].drain(..used);
+                        continue;
+                    }
                     Ok(QuorumFrame::SnapChunk { last, data }) => {
                         if !self.snap[side] {
                             return Delivered::Broken("a snapshot chunk without SNAP".into());
