@@ -111,3 +111,26 @@ def test_a_waiter_parked_on_the_leader_acquires_after_the_leader_is_killed(ensem
     new_leader = next(s for s in followers if mode(s) == "leader")
     stats = dict(l.split("\t", 1) for l in new_leader.four_letter("mntr").splitlines() if "\t" in l)
     assert int(stats["zk_recipe_calls_rearmed"]) >= 1, "the waiter was re-armed from its record"
+
+
+def test_a_waiting_call_whose_session_moves_to_another_member_is_taken_over_there(ensemble,
+                                                                                 kazoo_factory):
+    """The client moves its session from one follower to the other while its acquire waits, and
+    the first follower has not seen its connection close (its socket stays open): the retry under
+    the same request id from the second follower takes the parked call over instead of being
+    refused as a request id reused on a live connection."""
+    leader = the_leader(ensemble)
+    first, second = [s for s in ensemble if s is not leader]
+    holder = kazoo_factory(leader, timeout=10.0)
+    holder.ensure_path("/ens")
+    assert wazoo.Lock(holder, "/ens/moved").acquire(timeout=10)
+    a = kazoo_factory(first, timeout=10.0)
+    args = {"path": "/ens/moved", "timeout_ms": 30_000}
+    wazoo.recipe_call_async(a, "mutex", "acquire", args, request_id="moved-1")
+    time.sleep(0.5)  # parked on the leader
+    b = kazoo_factory(second, timeout=10.0, client_id=a.client_id)
+    retry = wazoo.recipe_call_async(b, "mutex", "acquire", args, request_id="moved-1")
+    time.sleep(0.3)
+    wazoo.Lock(holder, "/ens/moved").release()
+    aborted, output = retry.get(timeout=20)
+    assert not aborted and wazoo._unpack(output)["acquired"] is True

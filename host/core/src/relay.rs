@@ -107,6 +107,8 @@ const RELAY_CONN_TOP: ConnId = ConnId::MAX - 1;
 pub(super) struct Relays {
     /// Leader: (learner, its client connection) -> this core's relay connection.
     by_origin: FastMap<(Sid, ConnId), ConnId>,
+    /// Leader: the origin of each session's latest call (a session has one connection at a time).
+    origin_of: FastMap<i64, (Sid, ConnId)>,
     outbox: RelayOutbox,
     next: ConnId,
     /// Learner: client connections with a call relayed (the leader hears when they close).
@@ -192,6 +194,7 @@ impl Core {
                 return;
             }
         };
+        self.drop_moved_relay_conns(session, (learner, origin));
         let id = self.relay_conn(learner, origin, session, AuthInfo { ids: auth });
         let request = ClientRequest {
             xid: header.xid,
@@ -202,6 +205,26 @@ impl Core {
             admit: Admission::none(),
         };
         self.on_request(id, request);
+    }
+
+    /// A session has one connection at a time: a call from another of its connections (the
+    /// client moved, maybe to another member, before the old member saw its connection close)
+    /// makes the relay connections of its earlier ones stale. They go, as a standalone server
+    /// drops a session's old connection when it reconnects, so that a retry takes the call over
+    /// (it would be refused as a request id reused on a live connection).
+    fn drop_moved_relay_conns(&mut self, session: i64, current: (Sid, ConnId)) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let Some(earlier) = r.relays.origin_of.insert(session, current) else {
+            return;
+        };
+        if earlier == current {
+            return;
+        }
+        if let Some(id) = r.relays.by_origin.remove(&earlier) {
+            self.drop_conn(id);
+        }
     }
 
     /// The relay connection of a learner's client connection, made on its first call.
@@ -364,6 +387,7 @@ impl Core {
             .retain(|(l, _), _| learner.is_some_and(|x| x != *l));
         if learner.is_none() {
             r.relays.relayed.clear();
+            r.relays.origin_of.clear();
         }
         for id in gone {
             self.drop_conn(id);
@@ -391,6 +415,10 @@ impl Core {
             if let Some(id) = r.relays.by_origin.remove(&k) {
                 self.drop_conn(id);
             }
+        }
+        let tracker = &self.tracker;
+        if let Some(r) = self.replica.as_mut() {
+            r.relays.origin_of.retain(|s, _| tracker.is_valid(*s));
         }
     }
 }
