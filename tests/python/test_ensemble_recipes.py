@@ -134,3 +134,4 @@ def test_a_waiting_call_whose_session_moves_to_another_member_is_taken_over_ther
     wazoo.Lock(holder, "/ens/moved").release()
     aborted, output = retry.get(timeout=20)
     assert not aborted and wazoo._unpack(output)["acquired"] is True
+

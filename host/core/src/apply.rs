@@ -59,7 +59,7 @@ impl Core {
 
     /// What follows applying a batch's txns: recipe accesses that waited for them, waiting
     /// large writes, staging, purging.
-    fn after_apply(&mut self) {
+    pub(super) fn after_apply(&mut self) {
         self.install_touched();
         self.retry_waiting_accesses();
         self.run_woken();
