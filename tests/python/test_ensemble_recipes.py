@@ -58,6 +58,11 @@ def test_counter_adds_from_every_member_each_count_once(ensemble, kazoo_factory)
     # A follower's client reads what its own call wrote, at once (the reply waited for the apply).
     for s, zk in clients:
         assert wazoo.Counter(zk, "/ens/count").add(0) == 120
+    # The leader's relay connections for the followers' clients are not its client connections.
+    leader = the_leader(ensemble)
+    stats = dict(l.split("\t", 1) for l in leader.four_letter("mntr").splitlines() if "\t" in l)
+    assert stats["zk_num_alive_connections"] == "2", stats["zk_num_alive_connections"]
+    assert leader.four_letter("cons").count("sid=") == 2
 
 
 def test_a_mutex_held_from_clients_on_every_member_is_held_by_one_at_a_time(ensemble, kazoo_factory):

@@ -66,11 +66,18 @@ impl Core {
             self.tree.node_count() as u64,
             self.tree.approximate_data_size(),
             self.inflight.len() as u64,
-            self.conns.len() as u64,
+            self.client_conns() as u64,
             self.tree.sessions().len() as u64,
         );
         self.gauges
             .publish_digest(self.tree.last_applied(), self.tree.digest());
+    }
+
+    /// Client connections: a leader's relay connections (`relay.rs`), which stand for
+    /// learners' clients, are not counted (each is counted by its member).
+    fn client_conns(&self) -> usize {
+        let relays = self.replica.as_ref().map_or(0, |r| r.relays.relay_conns());
+        self.conns.len().saturating_sub(relays)
     }
 
     /// Once per tick: the counts that walk the sessions with ephemerals and the watching
@@ -88,7 +95,18 @@ impl Core {
         match q {
             AdminQuery::Ids(reply) => {
                 let sessions = self.tree.sessions().keys().copied().collect();
-                let conns = self.conns.keys().copied().collect();
+                // A leader's relay connections stand for learners' clients, listed there.
+                let relay: std::collections::HashSet<ConnId> = self
+                    .replica
+                    .as_ref()
+                    .map(|r| r.relays.relay_conn_ids().collect())
+                    .unwrap_or_default();
+                let conns = self
+                    .conns
+                    .keys()
+                    .copied()
+                    .filter(|id| !relay.contains(id))
+                    .collect();
                 reply.send((sessions, conns));
             }
             AdminQuery::Sessions { ids, skip, reply } => {

@@ -115,6 +115,17 @@ pub(super) struct Relays {
     relayed: std::collections::HashSet<ConnId>,
 }
 
+impl Relays {
+    /// The leader's relay connections (a few may be gone already until the next tick's sweep).
+    pub(super) fn relay_conns(&self) -> usize {
+        self.by_origin.len()
+    }
+
+    pub(super) fn relay_conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.by_origin.values().copied()
+    }
+}
+
 impl Core {
     /// A learner's client's call: relayed to the leader, its place kept in the reply order.
     pub(super) fn relay_call(
