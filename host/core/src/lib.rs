@@ -350,6 +350,35 @@ struct Conn {
     stats: ConnStats,
 }
 
+impl Conn {
+    /// A connection with nothing queued yet.
+    fn new(
+        remote: SocketAddr,
+        session: i64,
+        timeout: i32,
+        auth: AuthInfo,
+        out: ConnTx,
+        established_ms: i64,
+    ) -> Conn {
+        Conn {
+            remote,
+            session,
+            timeout,
+            auth,
+            out,
+            queue: VecDeque::new(),
+            queued_reads: 0,
+            parked: VecDeque::new(),
+            waiting_large: false,
+            run: None,
+            buf: Writer::new(),
+            closing: false,
+            established_ms,
+            stats: ConnStats::default(),
+        }
+    }
+}
+
 struct InFlight {
     header: TxnHeader,
     txn: Txn,

@@ -256,25 +256,9 @@ impl Core {
             conn: origin,
         });
         let timeout = self.tracker.timeout(session).unwrap_or(0);
-        self.conns.insert(
-            id,
-            Conn {
-                remote: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                session,
-                timeout,
-                auth,
-                out,
-                queue: VecDeque::new(),
-                queued_reads: 0,
-                parked: VecDeque::new(),
-                waiting_large: false,
-                run: None,
-                buf: Writer::new(),
-                closing: false,
-                established_ms: self.now.wall_ms,
-                stats: ConnStats::default(),
-            },
-        );
+        let remote = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let conn = Conn::new(remote, session, timeout, auth, out, self.now.wall_ms);
+        self.conns.insert(id, conn);
         id
     }
 

@@ -12,22 +12,8 @@ impl Core {
         out: ConnTx,
         received_ms: i64,
     ) {
-        let mut conn = Conn {
-            remote,
-            session: 0,
-            timeout: 0,
-            auth: AuthInfo::for_ip(&remote.ip().to_string()),
-            out,
-            queue: VecDeque::new(),
-            queued_reads: 0,
-            parked: VecDeque::new(),
-            waiting_large: false,
-            run: None,
-            buf: Writer::new(),
-            closing: false,
-            established_ms: self.now.wall_ms,
-            stats: ConnStats::default(),
-        };
+        let auth = AuthInfo::for_ip(&remote.ip().to_string());
+        let mut conn = Conn::new(remote, 0, 0, auth, out, self.now.wall_ms);
         if !self.takes_clients() {
             // An ensemble member that is not serving (looking, or synchronising).
             debug!(%remote, "refusing a client: this member is not serving");

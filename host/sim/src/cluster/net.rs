@@ -82,43 +82,42 @@ pub(super) struct SimQuorumTx {
 
 impl QuorumTx for SimQuorumTx {
     fn send(&self, frame: Vec<u8>) {
-        push(
-            &self.outbox,
-            NetAction::Frame {
-                link: self.link,
-                side: self.side,
-                bytes: frame,
-            },
-        );
+        self.sink().push(frame);
     }
 
     fn stream(&self) -> Box<dyn FrameSink> {
-        Box::new(SimFrameSink {
-            outbox: self.outbox.clone(),
-            link: self.link,
-            side: self.side,
-        })
+        Box::new(self.sink())
     }
 }
 
-/// A SNAP image's sink on a simulated link: its frames join the link's, in order. (Tree walks
-/// run inline in the simulator, so the whole image is queued before anything sent after it.)
+impl SimQuorumTx {
+    fn sink(&self) -> SimFrameSink {
+        SimFrameSink {
+            outbox: self.outbox.clone(),
+            link: self.link,
+            side: self.side,
+        }
+    }
+}
+
+/// Frames onto one side of a simulated link, in order; also a SNAP image's sink (tree walks run
+/// inline in the simulator, so the whole image is queued before anything sent after it).
 struct SimFrameSink {
     outbox: Outbox,
     link: u64,
     side: usize,
 }
 
+impl SimFrameSink {
+    fn push(&self, bytes: Vec<u8>) {
+        let (link, side) = (self.link, self.side);
+        push(&self.outbox, NetAction::Frame { link, side, bytes });
+    }
+}
+
 impl FrameSink for SimFrameSink {
     fn send(&mut self, frame: Vec<u8>) -> Result<(), LinkClosed> {
-        push(
-            &self.outbox,
-            NetAction::Frame {
-                link: self.link,
-                side: self.side,
-                bytes: frame,
-            },
-        );
+        self.push(frame);
         Ok(())
     }
 }
