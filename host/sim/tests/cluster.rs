@@ -46,6 +46,10 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
         "moved sessions set watches again: {s:?}"
     );
     assert!(s.snaps_received > 0, "learners synced by SNAP: {s:?}");
+    assert!(
+        s.adds_ok > 0 && s.adds_retried > 0,
+        "recipe calls answered, and retried under their request id: {s:?}"
+    );
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub(super) struct Client {
     pub(super) watching: Option<usize>,
     /// The session has an ephemeral node already.
     pub(super) has_ephemeral: bool,
+    /// A counter add whose connection was lost before its answer: sent again, under the same
+    /// request id, on the session's next connection.
+    pub(super) retry_add: Option<String>,
     /// Not before this time does it send its next operation (think time, reconnect backoff).
     pub(super) idle_until: u64,
     /// Its next step: when, and the generation of the event scheduled for it.
@@ -82,6 +85,7 @@ impl Client {
             watches: vec![None; keys],
             watching: None,
             has_ephemeral: false,
+            retry_add: None,
             idle_until: 0,
             step: (None, 0),
         }
@@ -118,6 +122,9 @@ pub(super) fn parse_connect(frame: &[u8]) -> Option<ConnectResponse> {
     ConnectResponse::decode(frame).ok()
 }
 
+/// The outcome of a recipe call answered "aborted" (not a ZooKeeper code).
+pub(super) const RECIPE_ABORTED: i32 = -1_000_000;
+
 /// The outcome of an operation from its reply.
 pub(super) fn outcome(kind: &Kind, reply: &ReplyFrame) -> Outcome {
     if reply.err != 0 {
@@ -135,6 +142,17 @@ pub(super) fn outcome(kind: &Kind, reply: &ReplyFrame) -> Outcome {
                 Err(_) => Outcome::Unknown,
             }
         }
+        Kind::Add { .. } => match Response::decode_body(op::RECIPE_CALL, &mut r) {
+            Ok(Response::RecipeCall {
+                aborted: false,
+                output,
+            }) => Outcome::Ok {
+                version: 0,
+                data: output,
+            },
+            Ok(Response::RecipeCall { aborted: true, .. }) => Outcome::Err(RECIPE_ABORTED),
+            _ => Outcome::Unknown,
+        },
         Kind::Set { .. } => match Stat::read(&mut r) {
             Ok(stat) => Outcome::Ok {
                 version: stat.version,
@@ -384,6 +402,9 @@ impl super::World {
         {
             if op != usize::MAX {
                 self.ops[op].outcome = Outcome::Unknown;
+                if let Kind::Add { rid } = &self.ops[op].kind {
+                    client.retry_add = Some(rid.clone());
+                }
             }
         }
         client.idle_until = self.now + backoff;
@@ -408,7 +429,20 @@ impl super::World {
         client.counter += 1;
         let n = client.counter;
         let id = client.id;
-        let (kind, req, sync_first) = if r < 8 && keys > 1 {
+        let retry = client.retry_add.take();
+        if retry.is_some() {
+            self.report.adds_retried += 1;
+        }
+        let (kind, req, sync_first) = if retry.is_some() || (87..92).contains(&r) {
+            let rid = retry.unwrap_or_else(|| format!("c{id}-{n}"));
+            let req = Request::RecipeCall(wazoo_proto::RecipeCall {
+                recipe: "counter".into(),
+                op: "add".into(),
+                args: 1i64.to_le_bytes().to_vec(),
+                request_id: rid.clone(),
+            });
+            (Kind::Add { rid }, req, false)
+        } else if r < 8 && keys > 1 {
             let other = (key + 1 + self.rng.random_range(0..keys - 1)) % keys;
             // A multi of two setData, the first a CAS on the version last seen when there is
             // one (then it may fail BADVERSION, and the other with it: all or nothing).
@@ -525,6 +559,7 @@ impl super::World {
                     }
                     let client = &mut self.clients[c];
                     client.session = 0;
+                    client.retry_add = None;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
                     // The session's watches went with it.
@@ -704,6 +739,7 @@ impl super::World {
                 (Kind::Ephemeral { .. }, Outcome::Ok { .. }) => client.has_ephemeral = true,
                 (Kind::Close, Outcome::Ok { .. }) => {
                     client.session = 0;
+                    client.retry_add = None;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
                     client.conn = None;

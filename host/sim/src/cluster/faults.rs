@@ -282,6 +282,7 @@ impl World {
             match (&o.kind, &o.outcome) {
                 (Kind::Multi { .. }, Outcome::MultiOk(_)) => self.report.multis_ok += 1,
                 (Kind::Multi { .. }, Outcome::Err(_)) => self.report.multis_failed += 1,
+                (Kind::Add { .. }, Outcome::Ok { .. }) => self.report.adds_ok += 1,
                 _ => {}
             }
             if matches!(o.kind, Kind::Read { synced: true, .. })

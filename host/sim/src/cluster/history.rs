@@ -48,6 +48,9 @@ pub(super) enum Kind {
     Ephemeral { path: String },
     /// closeSession.
     Close,
+    /// A recipe call: the counter's `add` of 1, named by request id `rid` (a retry after a lost
+    /// connection sends the same id: its answer must be the first one's, counted once).
+    Add { rid: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,7 +255,78 @@ pub(super) fn check(
             return Err(format!("session {s:#x} is closed but still in the tree"));
         }
     }
+    check_adds(ops, last)
+}
+
+/// Counter adds (recipe calls with request ids) happen exactly once: every answer to one request
+/// id is the same value (a retry gets the first one's answer), two request ids never get the
+/// same value, and the counter ends at the number of adds that happened: at least those
+/// answered, at most those that may have happened (not definitely refused).
+fn check_adds(ops: &[Op], last: &DataTree) -> Result<(), String> {
+    let mut answered: BTreeMap<&str, &[u8]> = BTreeMap::new();
+    let mut by_value: BTreeMap<&[u8], &str> = BTreeMap::new();
+    let mut tried: BTreeSet<&str> = BTreeSet::new();
+    let mut refused: BTreeSet<&str> = BTreeSet::new();
+    for op in ops {
+        let Kind::Add { rid } = &op.kind else {
+            continue;
+        };
+        match &op.outcome {
+            Outcome::Ok { data, .. } => {
+                if let Some(first) = answered.insert(rid, data) {
+                    if first != data.as_slice() {
+                        return Err(format!(
+                            "add {rid} answered {} and then {}",
+                            value(first),
+                            value(data)
+                        ));
+                    }
+                }
+                if let Some(other) = by_value.insert(data, rid) {
+                    if other != rid {
+                        return Err(format!(
+                            "adds {other} and {rid} were both answered {}",
+                            value(data)
+                        ));
+                    }
+                }
+                tried.insert(rid);
+            }
+            Outcome::Err(_) => {
+                refused.insert(rid);
+            }
+            _ => {
+                tried.insert(rid);
+            }
+        }
+    }
+    // A request id refused once may have happened on another try.
+    let maybe = tried.len() as i64;
+    let at_least = answered.len() as i64;
+    let counter = last
+        .get(crate::cluster::recipes::COUNTER)
+        .map_or(0, |n| value(n.data().unwrap_or_default()));
+    if counter < at_least || counter > maybe {
+        return Err(format!(
+            "the counter ends at {counter}, but {at_least} adds were answered and at most {maybe} may \
+             have happened ({} refused)",
+            refused.len()
+        ));
+    }
+    if let Some(v) = by_value
+        .keys()
+        .map(|d| value(d))
+        .find(|v| *v < 1 || *v > counter)
+    {
+        return Err(format!("an add was answered {v}, outside 1..={counter}"));
+    }
     Ok(())
+}
+
+fn value(data: &[u8]) -> i64 {
+    data.get(..8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .unwrap_or(-1)
 }
 
 /// The setData ops an operation tried: (key, tag, expect) of a set, or of each of a multi's.
@@ -507,5 +581,69 @@ mod tests {
         ];
         let e = check_one(&ops, &t).unwrap_err();
         assert!(e.contains("outlived its session's close"), "{e}");
+    }
+
+    fn add(rid: &str, outcome: Outcome) -> Op {
+        Op {
+            client: 1,
+            session: 1,
+            kind: Kind::Add { rid: rid.into() },
+            invoked: 1,
+            completed: Some(2),
+            outcome,
+        }
+    }
+
+    fn answered(v: i64) -> Outcome {
+        Outcome::Ok {
+            version: 0,
+            data: v.to_le_bytes().to_vec(),
+        }
+    }
+
+    /// `tree(0, ..)` with the counter at `v`.
+    fn with_counter(v: i64) -> DataTree {
+        let mut t = tree(0, b"");
+        t.apply(
+            &TxnHeader {
+                session_id: 1,
+                cxid: 0,
+                zxid: 10,
+                time: 0,
+            },
+            &Txn::Create {
+                path: crate::cluster::recipes::COUNTER.into(),
+                data: Some(v.to_le_bytes().to_vec()),
+                acl: Acl::open_unsafe(),
+                owner: 0,
+                parent_cversion: 2,
+            },
+        );
+        t
+    }
+
+    #[test]
+    fn adds_counted_once_pass_and_every_kind_of_double_count_is_caught() {
+        let ok = [
+            add("a", answered(1)),
+            add("b", Outcome::Unknown),
+            add("b", answered(2)), // its retry, answered
+            add("c", Outcome::Unknown),
+        ];
+        // c may or may not have happened.
+        check_one(&ok, &with_counter(2)).unwrap();
+        check_one(&ok, &with_counter(3)).unwrap();
+        let e = check_one(&ok, &with_counter(4)).unwrap_err();
+        assert!(e.contains("at most 3"), "{e}");
+        let e = check_one(&ok, &with_counter(1)).unwrap_err();
+        assert!(e.contains("2 adds were answered"), "{e}");
+        // A retry answered with another value: the add ran twice.
+        let twice = [add("a", answered(1)), add("a", answered(2))];
+        let e = check_one(&twice, &with_counter(2)).unwrap_err();
+        assert!(e.contains("answered 1 and then 2"), "{e}");
+        // Two adds answered one value.
+        let same = [add("a", answered(1)), add("b", answered(1))];
+        let e = check_one(&same, &with_counter(2)).unwrap_err();
+        assert!(e.contains("both answered 1"), "{e}");
     }
 }

@@ -24,6 +24,7 @@ mod client;
 mod faults;
 mod history;
 mod net;
+mod recipes;
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -117,6 +118,10 @@ pub struct ClusterReport {
     pub session_moves: u64,
     /// Armed data watches a moved session set again (SetWatches), each then checked like any.
     pub watches_set_again: u64,
+    /// Counter adds (recipe calls) answered, and sent again under their request id after a
+    /// lost connection.
+    pub adds_ok: u64,
+    pub adds_retried: u64,
     /// Sessions the clients were told had expired.
     pub sessions_expired: u64,
     pub leaders_established: u64,
@@ -188,6 +193,8 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.sessions_expired += r.sessions_expired;
         sum.leaders_established += r.leaders_established;
         sum.snaps_received += r.snaps_received;
+        sum.adds_ok += r.adds_ok;
+        sum.adds_retried += r.adds_retried;
         sum.converge_ms = sum.converge_ms.max(r.converge_ms);
         for (k, v) in r.faults {
             *sum.faults.entry(k).or_default() += v;
@@ -219,6 +226,8 @@ struct Live {
     core: Core,
     storage: MemStorage,
     outbox: Outbox,
+    /// What its recipe workers send its core (`recipes.rs`).
+    workers: recipes::WorkerOutbox,
     /// The peer's and the pacer's alarms, and the generation of each last scheduled.
     alarms: [SimAlarm; 2],
     armed: [u64; 2],
@@ -304,6 +313,12 @@ enum Event {
         client: usize,
         gen: u64,
     },
+    /// A recipe worker's access or end, for its server's core.
+    Worker {
+        sid: Sid,
+        inc: u64,
+        msg: CoreMsg,
+    },
     Fault,
     Heal,
     Restart {
@@ -322,6 +337,7 @@ impl Event {
                 format!("{} bytes on link {link} to side {side}", bytes.len())
             }
             Event::Down { sid, peer, .. } => format!("{sid}'s link to {peer} down"),
+            Event::Worker { sid, .. } => format!("{sid}: recipe worker"),
             Event::Post { sid, .. } => format!("{sid}: snapshot image read"),
             Event::Disk { sid, .. } => format!("{sid}: commit"),
             Event::DiskDone { sid, report, .. } => {

@@ -189,6 +189,12 @@ impl World {
                 conn,
             } => self.link_event(sid, inc, LinkEvent::QuorumDown { sid: peer, conn }),
             Event::Post { sid, inc, event } => self.link_event(sid, inc, event),
+            Event::Worker { sid, inc, msg } => {
+                if !self.is_live(sid, inc) {
+                    return Ok(());
+                }
+                self.with_core(sid, |c, now| c.handle(now, msg))
+            }
             Event::Disk { sid, inc } => self.disk(sid, inc),
             Event::DiskDone { sid, inc, report } => {
                 if !self.is_live(sid, inc) {
@@ -333,6 +339,10 @@ impl World {
             Box::new(alarms[0].clone()),
         );
         core.attach_replica(replica);
+        let workers: recipes::WorkerOutbox = Arc::default();
+        core.attach_recipes(Box::new(recipes::SimRecipes {
+            outbox: workers.clone(),
+        }));
         let node = &mut self.nodes[i];
         node.inc += 1;
         node.epochs = (0, 0);
@@ -341,6 +351,7 @@ impl World {
             core,
             storage,
             outbox,
+            workers,
             alarms,
             armed: [0, 0],
             disk_busy: false,
@@ -390,6 +401,17 @@ impl World {
         let i = Self::idx(sid);
         let inc = self.nodes[i].inc;
         let slow = self.nodes[i].slow_disk_until > self.now;
+        let Some(live) = self.nodes[i].live.as_mut() else {
+            return Ok(());
+        };
+        // Recipe workers' messages reach the core a little later, in order.
+        let from_workers =
+            std::mem::take(&mut *live.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut t = self.now;
+        for msg in from_workers {
+            t += self.rng.random_range(1..3);
+            self.at(t, Event::Worker { sid, inc, msg });
+        }
         let Some(live) = self.nodes[i].live.as_mut() else {
             return Ok(());
         };
