@@ -36,6 +36,9 @@ pub struct CoreConfig {
     pub container_max_never_used_ms: i64,
     /// Log entries kept behind the applied tree (for DIFF syncs); older ones are purged.
     pub log_retain_txns: u64,
+    /// About how many bytes of records a SNAP chunk carries (`snapshot::CHUNK`; the simulator
+    /// makes them small, so that an image spans many frames a fault can cut between).
+    pub snap_chunk_bytes: usize,
 }
 
 impl CoreConfig {

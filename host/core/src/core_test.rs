@@ -31,6 +31,7 @@ pub(crate) fn standalone() -> CoreConfig {
         super_digest: None,
         container_max_never_used_ms: 0,
         log_retain_txns: 100_000,
+        snap_chunk_bytes: crate::snapshot::CHUNK,
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Replica {
     stash: HashMap<Zxid, Vec<u8>>,
     /// A SNAP being received, or received and not installed yet.
     pub(super) receiving: Option<SnapReceive>,
+    /// While one is: the zxid the tree (dropped meanwhile) was at.
+    pub(super) tree_before_snap: Zxid,
     /// Txns logged as a learner (or by an earlier role) and not applied yet, in zxid order.
     pub(super) learned: VecDeque<(TxnHeader, Txn)>,
     /// The outputs of a leader's `Write` step after its `Proposed`: run once the txn is encoded.
@@ -83,6 +85,7 @@ impl Replica {
             window_limit,
             stash: HashMap::new(),
             receiving: None,
+            tree_before_snap: 0,
             learned: VecDeque::new(),
             deferred: Vec::new(),
             ops: Vec::new(),
@@ -278,12 +281,14 @@ impl Core {
                 return Ok(());
             }
             LinkEvent::QuorumDown { sid, conn } if r.links.conn(sid) == Some(conn) => {
-                if r.receiving.as_ref().is_some_and(|s| s.from == sid) {
-                    // A SNAP cut short: what was staged is dropped by the next one's begin.
-                    r.receiving = None;
-                }
-                if r.leading() {
+                let leading = r.leading();
+                let snapping = r.receiving.as_ref().is_some_and(|s| s.from == sid);
+                if leading {
                     self.drop_relay_conns(Some(sid));
+                }
+                if snapping {
+                    // A SNAP cut short: what was staged is dropped by the next one's begin.
+                    self.abandon_snap_receive()?;
                 }
             }
             _ => {}
@@ -465,8 +470,13 @@ impl Core {
             Output::Connect(leader) => r.links.connect(leader),
             Output::Disconnect(sid) => {
                 r.links.disconnect(sid);
-                if r.leading() {
+                let leading = r.leading();
+                let snapping = r.receiving.as_ref().is_some_and(|s| s.from == sid);
+                if leading {
                     self.drop_relay_conns(Some(sid));
+                }
+                if snapping {
+                    self.abandon_snap_receive()?;
                 }
             }
             Output::Send { to, packet } => {
@@ -543,7 +553,7 @@ impl Core {
                     self.close_conn(conn);
                 }
             }
-            Output::Serving(s) => self.role_changed(s),
+            Output::Serving(s) => self.role_changed(s)?,
         }
         Ok(())
     }
@@ -642,9 +652,13 @@ impl Core {
         }
     }
 
-    fn role_changed(&mut self, s: Serving) {
+    fn role_changed(&mut self, s: Serving) -> Result<(), CoreError> {
+        if s == Serving::Looking {
+            // A SNAP being received ends with the sync it belonged to.
+            self.abandon_snap_receive()?;
+        }
         let Some(r) = self.replica.as_mut() else {
-            return;
+            return Ok(());
         };
         let was_serving = r.serving != Serving::Looking;
         let was_leading = r.leading();
@@ -715,6 +729,7 @@ impl Core {
             // by the server-pipeline simulator, seed 340).
             self.track_tree_sessions();
         }
+        Ok(())
     }
 }
 

@@ -22,7 +22,8 @@ impl Core {
             // Not established and not as of the persisted tree (a peer not told where the store
             // is): the in-memory tree, encoded here, whole. It serves no client yet, so none
             // waits; and the store cannot be read for it (its tree is older).
-            let frames = snapshot::chunk_frames(&self.tree.snapshot_records());
+            let chunk = self.cfg.snap_chunk_bytes;
+            let frames = snapshot::chunk_frames(&self.tree.snapshot_records(), chunk);
             info!(
                 to,
                 zxid = format_args!("{z:#x}"),
@@ -43,20 +44,25 @@ impl Core {
             return Ok(()); // no link to it any more
         };
         info!(to, zxid = format_args!("{z:#x}"), "sending SNAP");
+        let chunk = self.cfg.snap_chunk_bytes;
         let started = self.committer.with_store(move |store| {
             let at = store.last_applied().map_err(|e| e.to_string())?;
             if at != z {
                 return Err(format!("the store's tree is at {at:#x}, not {z:#x}"));
             }
             store
-                .spawn_tree_walk(Box::new(snapshot::StreamWalk::new(stream)))
+                .spawn_tree_walk(Box::new(snapshot::StreamWalk::new(stream, chunk)))
                 .map_err(|e| e.to_string())
         });
         started.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))
     }
 
     /// A SNAP(z) from `from` begins: its image follows as chunks ([`Replica::take_snap_chunk`]),
-    /// staged into the store beside the tree in use.
+    /// staged into the store beside the tree in use. The tree in use is dropped meanwhile (as
+    /// ZooKeeper clears its database for a SNAP), so that a learner does not hold two trees:
+    /// `bench/snapstall.py` measured its peak RSS at the synced RSS plus its old tree. A SNAP cut
+    /// off part way loads it again from the store, which still holds it whole
+    /// ([`Core::abandon_snap_receive`]).
     pub(super) fn begin_snap_receive(
         &mut self,
         from: wazoo_zab::Sid,
@@ -72,7 +78,39 @@ impl Core {
         begun.map_err(|e| CoreError::Storage(format!("SNAP at {z:#x}: {e}")))?;
         info!(from, zxid = format_args!("{z:#x}"), "receiving SNAP");
         let r = self.replica.as_mut().expect("a replica");
+        if r.receiving.is_none() {
+            // What to load again if this SNAP is cut off (one cut off before it left the tree
+            // dropped already, and its zxid here).
+            r.tree_before_snap = self.tree.last_applied();
+            self.tree = DataTree::new();
+        }
+        let r = self.replica.as_mut().expect("a replica");
         r.receiving = Some(SnapReceive::new(from, conn, z));
+        Ok(())
+    }
+
+    /// A SNAP being received is cut off (its link went, or the peer dropped it): the tree this
+    /// member had is loaded again from the store (its persisted tree and its log up to the zxid
+    /// it had applied; nothing of the SNAP was installed).
+    pub(super) fn abandon_snap_receive(&mut self) -> Result<(), CoreError> {
+        let Some(r) = self.replica.as_mut() else {
+            return Ok(());
+        };
+        if r.receiving.take().is_none() {
+            return Ok(());
+        }
+        let z = r.tree_before_snap;
+        self.submit_batch();
+        let loaded = self
+            .committer
+            .with_store(move |store| load_through(&*store, z));
+        let (tree, _) =
+            loaded.map_err(|e| CoreError::Storage(format!("reloading the tree to {z:#x}: {e}")))?;
+        info!(
+            zxid = format_args!("{z:#x}"),
+            "SNAP cut off: the tree loaded again"
+        );
+        self.tree = tree;
         Ok(())
     }
 
@@ -189,6 +227,12 @@ fn rebuild_after_truncation(
     z: Zxid,
 ) -> Result<(DataTree, Zxid), String> {
     store.truncate_log_after(z).map_err(|e| e.to_string())?;
+    load_through(store, z)
+}
+
+/// On the storage thread: the tree as of `z` (the persisted tree, then the log up to `z`), with
+/// the persisted tree's `last_applied`.
+fn load_through(store: &dyn wazoo_store::Store, z: Zxid) -> Result<(DataTree, Zxid), String> {
     let mut tree = DataTree::new();
     store
         .load_tree(&mut |k, v| {

@@ -35,18 +35,25 @@ fn push_record(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
     out.extend_from_slice(v);
 }
 
-/// Records into chunk frames: a full frame whenever [`CHUNK`] bytes are in, the last one at
+/// Records into chunk frames: a full frame whenever `size` bytes are in, the last one at
 /// [`Chunker::finish`] (empty if the records ended on a frame's edge, or there were none).
-#[derive(Default)]
 struct Chunker {
     buf: Vec<u8>,
+    size: usize,
 }
 
 impl Chunker {
+    fn new(size: usize) -> Chunker {
+        Chunker {
+            buf: Vec::new(),
+            size: size.max(1),
+        }
+    }
+
     /// Adds a record; a full (not last) frame when it filled one.
     fn push(&mut self, k: &[u8], v: &[u8]) -> Option<Vec<u8>> {
         push_record(&mut self.buf, k, v);
-        (self.buf.len() >= CHUNK).then(|| frame(false, &std::mem::take(&mut self.buf)))
+        (self.buf.len() >= self.size).then(|| frame(false, &std::mem::take(&mut self.buf)))
     }
 
     fn finish(self) -> Vec<u8> {
@@ -60,10 +67,10 @@ fn frame(last: bool, data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The chunk frames of an image of `records`, all at once (a leader not serving yet sends its
-/// in-memory tree this way).
-pub fn chunk_frames(records: &[Record]) -> Vec<Vec<u8>> {
-    let mut chunker = Chunker::default();
+/// The chunk frames (of about `chunk` bytes) of an image of `records`, all at once (a leader not
+/// serving yet sends its in-memory tree this way).
+pub fn chunk_frames(records: &[Record], chunk: usize) -> Vec<Vec<u8>> {
+    let mut chunker = Chunker::new(chunk);
     let mut frames: Vec<Vec<u8>> = records
         .iter()
         .filter_map(|(k, v)| chunker.push(k, v))
@@ -81,9 +88,10 @@ pub struct StreamWalk {
 }
 
 impl StreamWalk {
-    pub fn new(stream: SnapshotStream) -> StreamWalk {
+    /// A walk whose chunks carry about `chunk` bytes.
+    pub fn new(stream: SnapshotStream, chunk: usize) -> StreamWalk {
         StreamWalk {
-            chunker: Chunker::default(),
+            chunker: Chunker::new(chunk),
             stream: Some(stream),
             closed: false,
         }
@@ -111,7 +119,8 @@ impl wazoo_store::TreeWalk for StreamWalk {
         let result = match result {
             _ if self.closed => Ok(()),
             Ok(()) => {
-                let last = std::mem::take(&mut self.chunker).finish();
+                let chunker = std::mem::replace(&mut self.chunker, Chunker::new(1));
+                let last = chunker.finish();
                 // A link that closes now is the core's to notice, as above.
                 let _ = self.send(last);
                 Ok(())
@@ -278,7 +287,7 @@ mod tests {
         // A record larger than a chunk at the end.
         let sent = tree_with(300, 9_000, CHUNK + 10);
         let records = sent.snapshot_records();
-        let frames = chunk_frames(&records);
+        let frames = chunk_frames(&records, CHUNK);
         let chunks = unframe(&frames);
         assert!(chunks.len() >= 4, "{} chunks", chunks.len());
         assert!(chunks.iter().rev().skip(1).all(|(last, _)| !last));
@@ -308,9 +317,9 @@ mod tests {
     /// a record long.
     #[test]
     fn chunk_frames_are_bounded_and_an_empty_image_is_one_last_chunk() {
-        assert_eq!(unframe(&chunk_frames(&[])), vec![(true, Vec::new())]);
+        assert_eq!(unframe(&chunk_frames(&[], CHUNK)), vec![(true, Vec::new())]);
         let records = tree_with(2_000, 1_000, 0).snapshot_records();
-        for (_, data) in unframe(&chunk_frames(&records)) {
+        for (_, data) in unframe(&chunk_frames(&records, CHUNK)) {
             assert!(data.len() < CHUNK + 1_100, "{}", data.len());
         }
     }
@@ -320,7 +329,7 @@ mod tests {
     #[test]
     fn a_truncated_or_impossible_image_is_refused() {
         let records = tree_with(3, 10, 0).snapshot_records();
-        let chunks = unframe(&chunk_frames(&records));
+        let chunks = unframe(&chunk_frames(&records, CHUNK));
         let image = &chunks[0].1;
         let mut rx = SnapReceive::new(2, 7, 9);
         rx.take_chunk(&image[..image.len() - 1], false).unwrap();

@@ -339,6 +339,7 @@ impl ServerConfig {
             super_digest: self.super_digest.clone(),
             container_max_never_used_ms: self.container_max_never_used_ms,
             log_retain_txns: self.log_retain_txns,
+            snap_chunk_bytes: wazoo_core::snapshot::CHUNK,
         }
     }
 }

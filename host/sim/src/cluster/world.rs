@@ -379,6 +379,8 @@ impl World {
             super_digest: None,
             container_max_never_used_ms: 0,
             log_retain_txns: 200,
+            // An image of a few hundred records spans dozens of frames.
+            snap_chunk_bytes: 256,
         }
     }
 
