@@ -281,15 +281,7 @@ impl Core {
                 return Ok(());
             }
             LinkEvent::QuorumDown { sid, conn } if r.links.conn(sid) == Some(conn) => {
-                let leading = r.leading();
-                let snapping = r.receiving.as_ref().is_some_and(|s| s.from == sid);
-                if leading {
-                    self.drop_relay_conns(Some(sid));
-                }
-                if snapping {
-                    // A SNAP cut short: what was staged is dropped by the next one's begin.
-                    self.abandon_snap_receive()?;
-                }
+                self.quorum_link_gone(sid)?;
             }
             _ => {}
         }
@@ -336,6 +328,23 @@ impl Core {
             // report or tick: the server-side mutex in a 3-server ensemble made 5-6
             // acquisitions/s, p50 1 s (`bench/results/2026-12-07-vm-ensemble3-recipes.md`).
             self.after_apply();
+        }
+        Ok(())
+    }
+
+    /// The quorum link to `sid` is gone (it went down, or the peer dropped it): a leader drops
+    /// that learner's relay connections; a learner's SNAP from it, cut short, gives way to the
+    /// tree it had (what was staged is dropped by the next SNAP's begin).
+    fn quorum_link_gone(&mut self, sid: wazoo_zab::Sid) -> Result<(), CoreError> {
+        let Some(r) = self.replica.as_ref() else {
+            return Ok(());
+        };
+        let snapping = r.receiving.as_ref().is_some_and(|s| s.from == sid);
+        if r.leading() {
+            self.drop_relay_conns(Some(sid));
+        }
+        if snapping {
+            self.abandon_snap_receive()?;
         }
         Ok(())
     }
@@ -470,14 +479,7 @@ impl Core {
             Output::Connect(leader) => r.links.connect(leader),
             Output::Disconnect(sid) => {
                 r.links.disconnect(sid);
-                let leading = r.leading();
-                let snapping = r.receiving.as_ref().is_some_and(|s| s.from == sid);
-                if leading {
-                    self.drop_relay_conns(Some(sid));
-                }
-                if snapping {
-                    self.abandon_snap_receive()?;
-                }
+                self.quorum_link_gone(sid)?;
             }
             Output::Send { to, packet } => {
                 // The learner syncs this leader begins, by kind (mntr `diff_count`, ...).
