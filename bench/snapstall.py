@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "pytho
 import harness  # noqa: E402
 import zkwire  # noqa: E402
 from failover import mode  # noqa: E402  (bench/ is the script's directory)
+from serialprobe import SerialProbe, pct  # noqa: E402
 
 
 def mntr(s) -> dict:
@@ -39,11 +40,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
 
 
 def main() -> None:
@@ -84,25 +80,10 @@ def main() -> None:
         for i in range(max(3000, (2 << 20) // max(args.size, 1))):
             assert c.create(f"/after{i}", payload).err == 0
 
-        lat_before, lat_during = [], []
-        phase = {"v": lat_before}
-        stop = threading.Event()
-
-        def probe():
-            p = zkwire.Conn(harness.HOST, leader.port, timeout_ms=30000, io_timeout=60)
-            i = 0
-            while not stop.is_set():
-                t = time.monotonic()
-                assert p.create(f"/probe{i}", b"").err == 0
-                phase["v"].append(time.monotonic() - t)
-                i += 1
-            p.close()
-
-        th = threading.Thread(target=probe)
-        th.start()
+        probe = SerialProbe(leader.port).start()
         time.sleep(3.0)
         snaps = int(mntr(leader)["zk_snap_count"])
-        phase["v"] = lat_during
+        probe.phase("during")
         leader_before = rss_mib(leader.proc.pid)
         t1 = time.monotonic()
         follower.start(probe_session=False)
@@ -126,8 +107,7 @@ def main() -> None:
         time.sleep(0.5)
         sampling.set()
         sampler.join()
-        stop.set()
-        th.join()
+        probe.stop()
         time.sleep(2.0)
         follower_after = rss_mib(follower.proc.pid)
         print(f"follower restarted and synced by SNAP in {synced:.2f} s")
@@ -135,7 +115,8 @@ def main() -> None:
               f"(+{peaks['leader'] - leader_before:.0f} MiB)")
         print(f"  follower RSS: peak {peaks['follower']:.0f} MiB while syncing, {follower_after:.0f} MiB synced "
               f"(+{peaks['follower'] - follower_after:.0f} MiB)")
-        for name, xs in (("before (no SNAP)", lat_before), ("during the SNAP", lat_during)):
+        for name, xs in (("before (no SNAP)", probe.phases["before"]),
+                         ("during the SNAP", probe.phases["during"])):
             print(f"  leader serial create latency {name}: n={len(xs)} p50={pct(xs, 0.5) * 1000:.1f} ms "
                   f"p99={pct(xs, 0.99) * 1000:.1f} ms max={max(xs) * 1000:.1f} ms")
         c.close()

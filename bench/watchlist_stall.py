@@ -14,18 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 import harness  # noqa: E402
 import zkwire  # noqa: E402
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] if xs else float("nan")
+from serialprobe import SerialProbe, pct  # noqa: E402
 
 
 def main() -> None:
@@ -45,24 +40,9 @@ def main() -> None:
             for x in xids:
                 assert c.read_reply(x, zkwire.Op.EXISTS).err == zkwire.Err.NONODE
         print(f"set {args.watches} watches in {time.monotonic() - t0:.1f} s")
-        before, during = [], []
-        phase = {"v": before}
-        stop = threading.Event()
-
-        def probe():
-            p = zkwire.Conn(harness.HOST, srv.port, timeout_ms=30000, io_timeout=120)
-            i = 0
-            while not stop.is_set():
-                t = time.monotonic()
-                assert p.create(f"/probe{i}", b"").err == 0
-                phase["v"].append(time.monotonic() - t)
-                i += 1
-            p.close()
-
-        th = threading.Thread(target=probe)
-        th.start()
+        probe = SerialProbe(srv.port, io_timeout=120).start()
         time.sleep(2.0)
-        phase["v"] = during
+        probe.phase("during")
         took = {"wchp": [], "wchc": []}
         for _ in range(args.rounds):
             for word in ("wchp", "wchc"):
@@ -70,11 +50,11 @@ def main() -> None:
                 out = srv.four_letter(word, timeout=120)
                 took[word].append(time.monotonic() - t)
                 assert out.count("/w") >= args.watches, (word, len(out))
-        stop.set()
-        th.join()
+        probe.stop()
         for word, ts in took.items():
             print(f"  {word}: " + ", ".join(f"{x:.2f} s" for x in ts))
-        for name, xs in (("before", before), ("during the listings", during)):
+        for name, xs in (("before", probe.phases["before"]),
+                         ("during the listings", probe.phases["during"])):
             print(f"  serial create {name}: n={len(xs)} p50={pct(xs, 0.5) * 1000:.2f} ms "
                   f"p99={pct(xs, 0.99) * 1000:.2f} ms max={max(xs) * 1000:.1f} ms")
         c.close()

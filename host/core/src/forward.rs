@@ -34,6 +34,16 @@ pub(super) enum Forward {
 }
 
 impl Forward {
+    /// Connection `c`'s request `req` (cxid `xid`), with the connection's auth ids.
+    pub(super) fn request(c: &Conn, req: &Request, xid: i32) -> Forward {
+        Forward::Request {
+            session: c.session,
+            auth: c.auth.ids.clone(),
+            // The request as its frame's body (the length prefix off), as `decode_request` reads it.
+            frame: req.encode_frame(xid).split_off(4),
+        }
+    }
+
     pub(super) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
@@ -145,13 +155,7 @@ impl Core {
         if let Request::CloseSession = req {
             self.tracker.set_closing(session);
         }
-        // The request as its frame's body (the length prefix off), as `decode_request` reads it.
-        let frame = req.encode_frame(xid).split_off(4);
-        let f = Forward::Request {
-            session,
-            auth: c.auth.ids.clone(),
-            frame,
-        };
+        let f = Forward::request(c, req, xid);
         self.queue_forwarded(id, xid, opcode, multi_sub_ops(req), now, Some(admit));
         if !self.forward(&f) {
             self.close_conn(id);

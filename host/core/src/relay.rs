@@ -139,14 +139,9 @@ impl Core {
         let Some(c) = self.conns.get_mut(&id) else {
             return;
         };
-        let frame = Request::RecipeCall(call).encode_frame(xid).split_off(4);
         let msg = RelayMsg::Call {
             conn: id,
-            call: Forward::Request {
-                session: c.session,
-                auth: c.auth.ids.clone(),
-                frame,
-            },
+            call: Forward::request(c, &Request::RecipeCall(call), xid),
         };
         let Some(r) = self.replica.as_mut().filter(|r| r.learning()) else {
             self.close_conn(id);

@@ -165,10 +165,7 @@ impl Core {
             "log truncated and tree rebuilt (TRUNC)"
         );
         // The txns replayed over the persisted tree stay dirty: staged once this member serves.
-        self.tree = tree;
-        self.pending = PendingChanges::new();
-        self.set_staged(persisted);
-        self.track_tree_sessions();
+        self.replace_tree(tree, persisted);
         let r = self.replica.as_mut().expect("a replica");
         r.learned.retain(|(h, _)| h.zxid <= z);
         while r.window.last_key_value().is_some_and(|(k, _)| *k > z) {
@@ -177,6 +174,15 @@ impl Core {
             }
         }
         self.complete_after_submitted(StoreOp::TruncateAfter(z))
+    }
+
+    /// A TRUNC's or SNAP's tree replaces this member's, with the store's tree at `persisted`:
+    /// the pending changes of the old one go, and its sessions are tracked.
+    fn replace_tree(&mut self, tree: DataTree, persisted: Zxid) {
+        self.tree = tree;
+        self.pending = PendingChanges::new();
+        self.set_staged(persisted);
+        self.track_tree_sessions();
     }
 
     /// SNAP: the leader's tree as of `z`, received and staged in the store, replaces this
@@ -208,10 +214,7 @@ impl Core {
             bytes,
             "snapshot installed (SNAP)"
         );
-        self.tree = tree;
-        self.pending = PendingChanges::new();
-        self.set_staged(z);
-        self.track_tree_sessions();
+        self.replace_tree(tree, z);
         let r = self.replica.as_mut().expect("a replica");
         r.learned.clear();
         r.window.clear();
