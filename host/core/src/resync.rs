@@ -110,7 +110,9 @@ impl Core {
             zxid = format_args!("{z:#x}"),
             "SNAP cut off: the tree loaded again"
         );
-        self.tree = tree;
+        if !wazoo_zab::planted::planted(wazoo_zab::planted::Bug::ForgetTreeOnCutSnap) {
+            self.tree = tree;
+        }
         Ok(())
     }
 

@@ -47,6 +47,17 @@ fn every_seed_keeps_the_clients_history_linearizable_and_converges() {
     );
     assert!(s.snaps_received > 0, "learners synced by SNAP: {s:?}");
     assert!(
+        ["link reset", "the learner crashes", "the leader crashes"]
+            .iter()
+            .all(|how| s
+                .faults
+                .get(format!("cut a SNAP: {how}").as_str())
+                .copied()
+                .unwrap_or(0)
+                > 0),
+        "SNAPs cut off part way, each way: {s:?}"
+    );
+    assert!(
         s.adds_ok > 0 && s.adds_retried > 0,
         "recipe calls answered, and retried under their request id: {s:?}"
     );
@@ -113,6 +124,7 @@ fn planted_bugs_are_caught_through_the_servers_and_their_clients() {
         (Bug::SkipTrunc, "skipped TRUNC"),
         (Bug::CommitOnMinority, "commit on a minority"),
         (Bug::DiffWithoutTrunc, "DIFF without TRUNC"),
+        (Bug::ForgetTreeOnCutSnap, "no reload after a cut SNAP"),
     ] {
         let (seed, what) = caught(bug, 2_000).unwrap_or_else(|| panic!("{name} not caught"));
         eprintln!("{name}: caught by seed {seed}: {what}");

@@ -25,6 +25,10 @@ pub enum Bug {
     /// The peer forgets txns it has not applied yet: leaving a role, it reapplies its log with
     /// a gap.
     ForgetUnapplied,
+    /// A learner whose SNAP is cut off part way keeps the empty tree it was loading the image
+    /// into, instead of loading its own again from its store (planted in the server's core,
+    /// `resync.rs`).
+    ForgetTreeOnCutSnap,
 }
 
 #[cfg(feature = "planted-bugs")]

@@ -121,6 +121,41 @@ impl World {
         Ok(())
     }
 
+    /// A learner just took in a chunk of a SNAP that is not its last: during the chaos, a
+    /// quarter of the time the SNAP is cut off there on purpose (its link resets, the learner
+    /// crashes, or the leader does), so the learner's abandoned install and its reload of the
+    /// tree it still holds in its store run in every sweep, not only when a random fault
+    /// happens to fall inside an image.
+    pub(super) fn maybe_cut_snap(&mut self, link: u64, side: usize) {
+        if !self.chaos || !self.rng.random_bool(0.25) {
+            return;
+        }
+        let Some(q) = self.links.get(&link).filter(|q| q.open) else {
+            return;
+        };
+        let (learner, leader) = (q.sids[side], q.sids[1 - side]);
+        let name = match self.rng.random_range(0..3) {
+            0 => {
+                self.close_link(link);
+                "cut a SNAP: link reset"
+            }
+            k => {
+                let sid = if k == 1 { learner } else { leader };
+                self.crash(Self::idx(sid));
+                let back = self.now + self.rng.random_range(100..2_000);
+                self.at(back, Event::Restart { sid });
+                if k == 1 {
+                    "cut a SNAP: the learner crashes"
+                } else {
+                    "cut a SNAP: the leader crashes"
+                }
+            }
+        };
+        self.report.snaps_cut += 1;
+        *self.report.faults.entry(name).or_default() += 1;
+        self.note(format!("fault: {name} ({learner} from {leader})"));
+    }
+
     /// Every open quorum link of server `sid` closes.
     pub(super) fn close_links_of(&mut self, sid: Sid) {
         let links: Vec<u64> = self

@@ -13,7 +13,8 @@
 //! Faults (`faults`): crash and restart (losing what was not synced; a torn final record while a
 //! commit's fsync has not returned), the leader crashed, a majority crashed at once, one server
 //! isolated, splits, one server's messages lost one way, partitions that hold quorum traffic
-//! until they heal, link resets, clogged pairs, slow disks, clock jumps. Checked after every
+//! until they heal, link resets, clogged pairs, slow disks, clock jumps, and SNAPs cut off after
+//! a chunk that was not their last (the link, the learner or the leader goes). Checked after every
 //! event: at most one leader per epoch, equal tree digests at equal applied zxids, the epochs on
 //! disk, a serving server's tree never ahead of its store; as replies arrive, watch events before
 //! the changes they announce; per seed, the clients' history (`history`); then, with faults
@@ -127,6 +128,8 @@ pub struct ClusterReport {
     pub leaders_established: u64,
     /// SNAP images received whole by a learner (streamed chunk by chunk).
     pub snaps_received: u64,
+    /// SNAPs cut off on purpose after a chunk that was not their last (`maybe_cut_snap`).
+    pub snaps_cut: u64,
     pub faults: BTreeMap<&'static str, u64>,
     /// Simulated ms from healing to a converged ensemble.
     pub converge_ms: u64,
@@ -193,6 +196,7 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.sessions_expired += r.sessions_expired;
         sum.leaders_established += r.leaders_established;
         sum.snaps_received += r.snaps_received;
+        sum.snaps_cut += r.snaps_cut;
         sum.adds_ok += r.adds_ok;
         sum.adds_retried += r.adds_retried;
         sum.converge_ms = sum.converge_ms.max(r.converge_ms);

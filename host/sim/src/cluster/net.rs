@@ -459,6 +459,9 @@ impl super::World {
                     .iter()
                     .filter(|e| matches!(e, LinkEvent::SnapChunk { last: true, .. }))
                     .count() as u64;
+                let mid_snap = events
+                    .iter()
+                    .any(|e| matches!(e, LinkEvent::SnapChunk { last: false, .. }));
                 if self.trace_len > TRACE {
                     for e in &events {
                         if let LinkEvent::QuorumPacket {
@@ -479,7 +482,11 @@ impl super::World {
                         .map_err(|e| format!("server {sid} stopped: {e}"))?;
                 }
                 live.core.flush(true);
-                self.after_step(sid)
+                self.after_step(sid)?;
+                if mid_snap {
+                    self.maybe_cut_snap(link, side);
+                }
+                Ok(())
             }
         }
     }
