@@ -29,6 +29,10 @@ pub enum Bug {
     /// into, instead of loading its own again from its store (planted in the server's core,
     /// `resync.rs`).
     ForgetTreeOnCutSnap,
+    /// A recipe run ends on what it read even though that changed before it ended (its
+    /// decision is not checked against the tree it commits into; planted in the server's core,
+    /// `recipe/mod.rs`).
+    StaleRecipeRunCommits,
 }
 
 #[cfg(feature = "planted-bugs")]

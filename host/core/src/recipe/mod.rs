@@ -541,7 +541,9 @@ impl Core {
         // A commit and an abort alike are decisions on what the recipe read: stale, it runs
         // again (a create that failed NODEEXISTS against a node made after the recipe saw the
         // path empty is no reason to give up).
-        if !run.stage.still_holds(&self.tree, &self.pending) {
+        if !run.stage.still_holds(&self.tree, &self.pending)
+            && !wazoo_zab::planted::planted(wazoo_zab::planted::Bug::StaleRecipeRunCommits)
+        {
             self.metrics.inc(Counter::RecipeReruns);
             if run.start.attempt >= MAX_RUNS {
                 warn!(recipe = %run.start.recipe, op = %run.start.op, "recipe call stale at every run");

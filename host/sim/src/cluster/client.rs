@@ -8,10 +8,11 @@
 use super::*;
 use std::sync::Arc;
 
-use wazoo_proto::{op, ConnectResponse, MultiOp, OpResult, Reader, Response, Stat};
+use wazoo_proto::{op, ConnectResponse, OpResult, Reader, Response, Stat};
 use wazoo_zab::Sid;
 
 use super::history::{Kind, Op, Outcome};
+use super::lock;
 
 /// A client's live connection.
 pub(super) struct Conn {
@@ -59,9 +60,12 @@ pub(super) struct Client {
     pub(super) watching: Option<usize>,
     /// The session has an ephemeral node already.
     pub(super) has_ephemeral: bool,
-    /// A counter add whose connection was lost before its answer: sent again, under the same
-    /// request id, on the session's next connection.
-    pub(super) retry_add: Option<String>,
+    /// A recipe call (a counter add, a lock acquire or release) whose connection was lost
+    /// before its answer: sent again, under the same request id, on the session's next
+    /// connection.
+    pub(super) retry: Option<Kind>,
+    /// The lock node this session holds (granted and not released).
+    pub(super) holding: Option<String>,
     /// Not before this time does it send its next operation (think time, reconnect backoff).
     pub(super) idle_until: u64,
     /// Its next step: when, and the generation of the event scheduled for it.
@@ -85,7 +89,8 @@ impl Client {
             watches: vec![None; keys],
             watching: None,
             has_ephemeral: false,
-            retry_add: None,
+            retry: None,
+            holding: None,
             idle_until: 0,
             step: (None, 0),
         }
@@ -142,17 +147,19 @@ pub(super) fn outcome(kind: &Kind, reply: &ReplyFrame) -> Outcome {
                 Err(_) => Outcome::Unknown,
             }
         }
-        Kind::Add { .. } => match Response::decode_body(op::RECIPE_CALL, &mut r) {
-            Ok(Response::RecipeCall {
-                aborted: false,
-                output,
-            }) => Outcome::Ok {
-                version: 0,
-                data: output,
-            },
-            Ok(Response::RecipeCall { aborted: true, .. }) => Outcome::Err(RECIPE_ABORTED),
-            _ => Outcome::Unknown,
-        },
+        Kind::Add { .. } | Kind::Acquire { .. } | Kind::Release { .. } => {
+            match Response::decode_body(op::RECIPE_CALL, &mut r) {
+                Ok(Response::RecipeCall {
+                    aborted: false,
+                    output,
+                }) => Outcome::Ok {
+                    version: 0,
+                    data: output,
+                },
+                Ok(Response::RecipeCall { aborted: true, .. }) => Outcome::Err(RECIPE_ABORTED),
+                _ => Outcome::Unknown,
+            }
+        }
         Kind::Set { .. } => match Stat::read(&mut r) {
             Ok(stat) => Outcome::Ok {
                 version: stat.version,
@@ -200,6 +207,7 @@ pub(super) fn op(client: &Client, kind: Kind, now: u64) -> Op {
         invoked: now,
         completed: None,
         outcome: Outcome::Pending,
+        zxid: 0,
     }
 }
 
@@ -402,8 +410,8 @@ impl super::World {
         {
             if op != usize::MAX {
                 self.ops[op].outcome = Outcome::Unknown;
-                if let Kind::Add { rid } = &self.ops[op].kind {
-                    client.retry_add = Some(rid.clone());
+                if super::workload::recipe_call(&self.ops[op].kind).is_some() {
+                    client.retry = Some(self.ops[op].kind.clone());
                 }
             }
         }
@@ -418,120 +426,6 @@ impl super::World {
             self.send(c, CoreMsg::Closed { conn });
         }
         self.lost(c);
-    }
-
-    pub(super) fn next_op(&mut self, c: usize) {
-        let keys = self.cfg.keys;
-        let key = self.rng.random_range(0..keys);
-        let r = self.rng.random_range(0..100);
-        let now = self.now;
-        let client = &mut self.clients[c];
-        client.counter += 1;
-        let n = client.counter;
-        let id = client.id;
-        let retry = client.retry_add.take();
-        if retry.is_some() {
-            self.report.adds_retried += 1;
-        }
-        let (kind, req, sync_first) = if retry.is_some() || (87..92).contains(&r) {
-            let rid = retry.unwrap_or_else(|| format!("c{id}-{n}"));
-            let req = Request::RecipeCall(wazoo_proto::RecipeCall {
-                recipe: "counter".into(),
-                op: "add".into(),
-                args: 1i64.to_le_bytes().to_vec(),
-                request_id: rid.clone(),
-            });
-            (Kind::Add { rid }, req, false)
-        } else if r < 8 && keys > 1 {
-            let other = (key + 1 + self.rng.random_range(0..keys - 1)) % keys;
-            // A multi of two setData, the first a CAS on the version last seen when there is
-            // one (then it may fail BADVERSION, and the other with it: all or nothing).
-            let mut sets = Vec::new();
-            let mut ops = Vec::new();
-            for (i, k) in [key, other].into_iter().enumerate() {
-                let tag = format!("c{id}-{n}-{i}").into_bytes();
-                let expect = if i == 0 {
-                    client.versions[k].unwrap_or(-1)
-                } else {
-                    -1
-                };
-                ops.push(MultiOp::SetData {
-                    path: history::key_path(k),
-                    data: Some(tag.clone()),
-                    version: expect,
-                });
-                sets.push((k, tag, expect));
-            }
-            (Kind::Multi { sets }, Request::Multi(ops), false)
-        } else if r < 30 || (r < 40 && client.versions[key].is_none()) {
-            let tag = format!("c{id}-{n}").into_bytes();
-            let req = Request::SetData {
-                path: history::key_path(key),
-                data: Some(tag.clone()),
-                version: -1,
-            };
-            (
-                Kind::Set {
-                    key,
-                    tag,
-                    expect: -1,
-                },
-                req,
-                false,
-            )
-        } else if r < 40 {
-            let expect = client.versions[key].expect("known");
-            let tag = format!("c{id}-{n}").into_bytes();
-            let req = Request::SetData {
-                path: history::key_path(key),
-                data: Some(tag.clone()),
-                version: expect,
-            };
-            (Kind::Set { key, tag, expect }, req, false)
-        } else if r < 60 {
-            let watch = self.rng.random_bool(0.5);
-            let client = &mut self.clients[c];
-            client.watching = watch.then_some(key);
-            let req = Request::GetData {
-                path: history::key_path(key),
-                watch,
-            };
-            (Kind::Read { key, synced: false }, req, false)
-        } else if r < 75 {
-            let req = Request::Sync {
-                path: history::key_path(key),
-            };
-            (Kind::Read { key, synced: true }, req, true)
-        } else if r < 87 || client.has_ephemeral && r < 97 {
-            let path = format!("/u/c{id}-{n}");
-            (
-                Kind::Create { path: path.clone() },
-                create(&path, b"u", 0),
-                false,
-            )
-        } else if r < 97 {
-            let path = format!("/e/c{id}-{n}");
-            (
-                Kind::Ephemeral { path: path.clone() },
-                create(&path, b"e", 1),
-                false,
-            )
-        } else {
-            (Kind::Close, Request::CloseSession, false)
-        };
-        let entry = client::op(&self.clients[c], kind, now);
-        self.ops.push(entry);
-        let op = self.ops.len() - 1;
-        let xid = self.request(c, req);
-        let client = &mut self.clients[c];
-        client.waiting = Waiting::Reply {
-            xid,
-            op,
-            sync_first,
-        };
-        client.sent_at = now;
-        let t = now + self.read_timeout() / 3;
-        self.wake(c, t);
     }
 
     /// Reads what client `c`'s server sent it.
@@ -559,7 +453,8 @@ impl super::World {
                     }
                     let client = &mut self.clients[c];
                     client.session = 0;
-                    client.retry_add = None;
+                    client.retry = None;
+                    client.holding = None;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
                     // The session's watches went with it.
@@ -693,6 +588,7 @@ impl super::World {
             let entry = &mut self.ops[op];
             entry.outcome = outcome.clone();
             entry.completed = Some(self.now);
+            entry.zxid = reply.zxid;
             let client = &mut self.clients[c];
             client.waiting = Waiting::Nothing;
             match (&entry.kind, &outcome) {
@@ -737,9 +633,19 @@ impl super::World {
                 }
                 (Kind::Read { .. }, _) => client.watching = None,
                 (Kind::Ephemeral { .. }, Outcome::Ok { .. }) => client.has_ephemeral = true,
+                (Kind::Acquire { .. }, Outcome::Ok { data, .. }) => {
+                    if let Some(&(lock::GRANTED | lock::GRANTED_AFTER_WAIT)) = data.first() {
+                        client.holding = Some(String::from_utf8_lossy(&data[1..]).into_owned());
+                    }
+                }
+                // Released, or not held any more (its node went with an earlier session).
+                (Kind::Release { .. }, Outcome::Ok { .. } | Outcome::Err(_)) => {
+                    client.holding = None
+                }
                 (Kind::Close, Outcome::Ok { .. }) => {
                     client.session = 0;
-                    client.retry_add = None;
+                    client.retry = None;
+                    client.holding = None;
                     client.passwd = vec![0; 16];
                     client.has_ephemeral = false;
                     client.conn = None;

@@ -108,6 +108,18 @@ impl World {
                 for k in (1..order.len()).rev() {
                     order.swap(k, self.rng.random_range(0..=k));
                 }
+                if self.rng.random_bool(0.5) {
+                    // Half the time it strikes the voters whose fsync is in flight first, then
+                    // the leader: the writes a quorum may already count on are the ones at stake.
+                    let rank = |i: &usize| {
+                        let busy = self.nodes[*i]
+                            .live
+                            .as_ref()
+                            .is_some_and(|l| l.in_flight_entries > 0);
+                        (!busy, Some(*i) != leader)
+                    };
+                    order.sort_by_key(rank);
+                }
                 for &i in &order[..voters / 2 + 1] {
                     self.crash(i);
                     let back = self.now + self.rng.random_range(100..2_000);
@@ -308,6 +320,10 @@ impl World {
             .core
             .tree();
         history::check(&self.ops, self.cfg.keys, &self.expired, last)?;
+        let locks = lock::check(&self.ops)?;
+        self.report.locks_granted = locks.granted;
+        self.report.locks_granted_after_wait = locks.granted_after_wait;
+        self.report.lock_timeouts = locks.timed_out;
         for o in &self.ops {
             match o.outcome {
                 Outcome::Ok { .. } | Outcome::MultiOk(_) => self.report.ops_ok += 1,

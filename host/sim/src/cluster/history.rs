@@ -27,6 +27,8 @@ pub(super) struct Op {
     pub(super) invoked: u64,
     pub(super) completed: Option<u64>,
     pub(super) outcome: Outcome,
+    /// The zxid in its reply's header (0: no reply).
+    pub(super) zxid: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -51,6 +53,10 @@ pub(super) enum Kind {
     /// A recipe call: the counter's `add` of 1, named by request id `rid` (a retry after a lost
     /// connection sends the same id: its answer must be the first one's, counted once).
     Add { rid: String },
+    /// The mutex's `acquire` (`lock.rs`), waiting at most `timeout` ms, under request id `rid`.
+    Acquire { rid: String, timeout: u32 },
+    /// The mutex's `release` of the node `name`, under request id `rid`.
+    Release { rid: String, name: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -410,6 +416,7 @@ mod tests {
 
     fn set(client: usize, tag: &str, version: i32, at: u64, done: u64) -> Op {
         Op {
+            zxid: 0,
             client,
             session: client as i64,
             kind: Kind::Set {
@@ -428,6 +435,7 @@ mod tests {
 
     fn read(client: usize, synced: bool, version: i32, data: &str, at: u64, done: u64) -> Op {
         Op {
+            zxid: 0,
             client,
             session: client as i64,
             kind: Kind::Read { key: 0, synced },
@@ -446,6 +454,7 @@ mod tests {
 
     fn multi(client: usize, tags: [&str; 2], outcome: Outcome, at: u64, done: u64) -> Op {
         Op {
+            zxid: 0,
             client,
             session: client as i64,
             kind: Kind::Multi {
@@ -557,6 +566,7 @@ mod tests {
         );
         let ops = [
             Op {
+                zxid: 0,
                 client: 1,
                 session: 7,
                 kind: Kind::Ephemeral { path: "/e".into() },
@@ -568,6 +578,7 @@ mod tests {
                 },
             },
             Op {
+                zxid: 0,
                 client: 1,
                 session: 7,
                 kind: Kind::Close,
@@ -585,6 +596,7 @@ mod tests {
 
     fn add(rid: &str, outcome: Outcome) -> Op {
         Op {
+            zxid: 0,
             client: 1,
             session: 1,
             kind: Kind::Add { rid: rid.into() },

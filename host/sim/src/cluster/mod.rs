@@ -6,7 +6,9 @@
 //! simulated network (`net`), their storage commits when the simulator says (a commit, then its
 //! fsync returning later), their clocks and timers are simulated, one clock per server. Clients
 //! with sessions send real requests (`client`): setData with and without a version, getData with
-//! and without a sync first (some setting watches), creates, ephemerals, closeSession; they move
+//! and without a sync first (some setting watches), creates, ephemerals, closeSession, recipe
+//! calls (a counter's add; a mutex's acquire, which parks server-side, and release: `recipes`,
+//! `lock`); they move
 //! their sessions between servers as ZooKeeper's clients do. One seeded RNG drives everything, so
 //! a seed replays exactly.
 //!
@@ -24,8 +26,10 @@
 mod client;
 mod faults;
 mod history;
+mod lock;
 mod net;
 mod recipes;
+mod workload;
 mod world;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -123,6 +127,12 @@ pub struct ClusterReport {
     /// lost connection.
     pub adds_ok: u64,
     pub adds_retried: u64,
+    /// Mutex acquires granted (each node once), those granted after parking, those that timed
+    /// out, and lock calls sent again under their request id.
+    pub locks_granted: u64,
+    pub locks_granted_after_wait: u64,
+    pub lock_timeouts: u64,
+    pub lock_calls_retried: u64,
     /// Sessions the clients were told had expired.
     pub sessions_expired: u64,
     pub leaders_established: u64,
@@ -199,6 +209,10 @@ pub fn sweep_cluster(from: u64, count: u64) -> Result<ClusterReport, ClusterFail
         sum.snaps_cut += r.snaps_cut;
         sum.adds_ok += r.adds_ok;
         sum.adds_retried += r.adds_retried;
+        sum.locks_granted += r.locks_granted;
+        sum.locks_granted_after_wait += r.locks_granted_after_wait;
+        sum.lock_timeouts += r.lock_timeouts;
+        sum.lock_calls_retried += r.lock_calls_retried;
         sum.converge_ms = sum.converge_ms.max(r.converge_ms);
         for (k, v) in r.faults {
             *sum.faults.entry(k).or_default() += v;

@@ -18,7 +18,10 @@ impl World {
             })
             .collect();
         let clients = (0..cfg.clients).map(|i| Client::new(i, cfg.keys)).collect();
-        let mut setup: VecDeque<Request> = ["/u", "/e"].iter().map(|p| create(p, b"", 0)).collect();
+        let mut setup: VecDeque<Request> = ["/u", "/e", lock::LOCK]
+            .iter()
+            .map(|p| create(p, b"", 0))
+            .collect();
         for k in 0..cfg.keys {
             setup.push_back(create(&history::key_path(k), INITIAL, 0));
         }
