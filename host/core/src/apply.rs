@@ -129,7 +129,7 @@ impl Core {
         let zxid = applied.zxid;
         if self.runs.parked() > 0 {
             for ev in &applied.events {
-                self.wake_parked(ev.kind, &ev.path);
+                self.wake_parked(ev.kind, &ev.path, zxid, f.woken_at_log);
             }
         }
         for ev in &applied.events {

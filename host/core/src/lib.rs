@@ -388,6 +388,8 @@ struct InFlight {
     admit: Option<Admission>,
     /// Its bytes in `Core::large_in_flight` (a large write), else 0.
     large: usize,
+    /// Its watch events woke parked calls when it was logged (`wake_logged`).
+    woken_at_log: bool,
 }
 
 /// The core's state.
@@ -708,6 +710,7 @@ impl Core {
     }
 
     fn log_txn(&mut self, header: TxnHeader, txn: Txn, origin: Option<ConnId>) {
+        let woken_at_log = self.wake_logged(header.zxid, &txn);
         let data = encode_txn(&header, &txn);
         if self.replica.is_some() {
             self.proposed(header.zxid, &data);
@@ -722,6 +725,7 @@ impl Core {
             origin,
             admit: None,
             large: 0,
+            woken_at_log,
         });
     }
 
@@ -903,6 +907,15 @@ impl Core {
     /// after each burst of inputs. `idle`: nothing else is waiting in the inbox, so the batch may be
     /// committed right here (see `hand_over_batch`).
     pub fn flush(&mut self, idle: bool) {
+        // Parked calls woken by the txns logged since the last flush (`wake_logged`) run now,
+        // each once, when the disk is idle: the batch goes to it next, their runs overlap its
+        // fsync, and what those that run on the core write joins it. While a batch is in
+        // flight they run when it is durable (`after_apply`), still before the txn that woke
+        // them, and as many txns wake them at once as a group commit holds (woken per flush
+        // instead, the double barrier's leavers ran 12% more, for 10% fewer rounds).
+        if self.runs.any_woken() && self.submitted.is_empty() {
+            self.run_woken();
+        }
         // Sending may let a connection whose requests wait for its output take more (the socket
         // took the bytes at once): pump those, and send again, until nothing moves.
         while !self.dirty.is_empty() {

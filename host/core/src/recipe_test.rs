@@ -533,6 +533,69 @@ fn a_parked_call_times_out_at_the_first_tick_past_its_deadline() {
     assert_eq!(body(&h.frames(1)[0]), (true, b"timed out".to_vec()));
 }
 
+/// A parked call is woken when the change it waits for is logged, not when it applies: its run
+/// reads through the outstanding change and overlaps the fsync, and its answer still waits for
+/// that change to apply (nobody hears of a write before it is durable). The apply wakes it no
+/// second time; a call that parks while the change is outstanding is woken by the apply.
+#[test]
+fn a_parked_call_is_woken_as_the_change_is_logged_and_answered_once_it_applies() {
+    let (mut h, s) = two_clients_and_c();
+    h.connect(3);
+    h.request(1, 1, call("await"));
+    let (run, _) = started(&s);
+    end(
+        &mut h,
+        run,
+        park(vec![WaitFor::Deleted("/c".into())], None, b""),
+    );
+    h.request(
+        2,
+        2,
+        Request::Delete {
+            path: "/c".into(),
+            version: -1,
+        },
+    );
+    assert!(
+        s.starts().is_empty(),
+        "woken calls run when the core flushes"
+    );
+    h.core.flush(false);
+    let (again, start) = started(&s);
+    assert_eq!((again, start.reason), (run, RunReason::Woken));
+    assert!(
+        h.core.tree().get("/c").is_some(),
+        "the delete is not applied"
+    );
+    access(&mut h, run, Access::Exists("/c".into()));
+    assert_eq!(s.answers(), vec![(run, Answer::Exists(None))]);
+    h.input(CoreMsg::RecipeEnd {
+        run,
+        end: commit(b"gone"),
+    });
+    // A call parking on /c's parent while the delete is outstanding, after it was logged.
+    h.request(3, 1, call("await"));
+    let (late, _) = started(&s);
+    h.input(CoreMsg::RecipeEnd {
+        run: late,
+        end: park(vec![WaitFor::ChildrenChanged("/".into())], None, b""),
+    });
+    assert!(s.starts().is_empty());
+    assert!(
+        h.frames(1).is_empty(),
+        "not answered before the delete applies"
+    );
+    h.settle();
+    assert_eq!(body(&h.frames(1)[0]), (false, b"gone".to_vec()));
+    assert_eq!(h.replies(2).len(), 1);
+    let woken: Vec<RunId> = s.starts().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        woken,
+        vec![late],
+        "the apply wakes only the call that parked after the log"
+    );
+}
+
 #[test]
 fn calls_woken_by_one_change_run_in_the_order_they_parked() {
     let (mut h, s) = harness();

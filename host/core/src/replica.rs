@@ -645,6 +645,7 @@ impl Core {
                     origin,
                     admit: None,
                     large: 0,
+                    woken_at_log: false,
                 });
                 Ok(())
             }

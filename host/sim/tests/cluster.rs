@@ -121,8 +121,8 @@ fn caught(bug: Bug, limit: u64) -> Option<(u64, String)> {
 
 /// The bugs the issue names, planted in the peer under the whole server, and two in the server's
 /// core (a cut SNAP's tree not reloaded; a recipe run's stale reads not caught): each is caught
-/// by what it breaks for clients or for the servers' agreement (the server simulator has no check at
-/// the sender of an ACK, as the peer simulator has). A sync answered without the quorum check
+/// by what it breaks for clients or for the servers' agreement, or (ACK before durable) by the
+/// check at the sender of every ACK. A sync answered without the quorum check
 /// is not caught here within 2,000 seeds (it needs a deposed leader's client to read right after
 /// a newer write elsewhere); the peer simulator's named scenario catches it.
 #[test]

@@ -256,6 +256,23 @@ impl MemStore {
         raw[last] ^= 1;
     }
 
+    /// Whether txn `zxid` would survive a crash right now: in the synced log, or covered by the
+    /// checkpointed tree (a simulator's check that an ACK follows durability).
+    pub fn durable_covers(&self, zxid: Zxid) -> bool {
+        let inner = self.lock();
+        inner.durable.log.contains_key(&zxid)
+            || inner
+                .durable
+                .meta
+                .get(crate::META_LAST_APPLIED)
+                .is_some_and(|&a| a as Zxid >= zxid)
+    }
+
+    /// A server meta value as a crash right now would leave it.
+    pub fn durable_meta(&self, key: crate::MetaKey) -> Option<u64> {
+        self.lock().durable.meta.get(key.name()).copied()
+    }
+
     /// Writes that would be lost by a crash right now.
     pub fn unsynced_writes(&self) -> usize {
         let inner = self.lock();

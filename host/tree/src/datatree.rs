@@ -761,6 +761,7 @@ impl DataTree {
 }
 
 mod apply;
+pub use apply::events_of;
 mod load;
 
 #[cfg(test)]

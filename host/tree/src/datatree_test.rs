@@ -448,3 +448,103 @@ fn arena_tree_matches_a_simple_model_under_random_operations() {
     // Only the ACL lists still in use are kept.
     assert!(t.acls.index.len() <= model.len() + 2);
 }
+
+/// `events_of` tells, before a txn applies, the watch events its apply fires: over a few
+/// thousand random requests (creates, deletes, setData, multis that succeed or fail, checks,
+/// setACL) prepped one after another against the outstanding changes, as the core preps them,
+/// and applied in order.
+#[test]
+fn events_of_a_prepped_txn_are_the_events_its_apply_fires() {
+    use crate::{prep, AuthInfo, PendingChanges, PrepConfig, PrepCtx};
+    use wazoo_proto::{CreateRequest, MultiOp, Request};
+    let mut t = DataTree::new();
+    let mut pending = PendingChanges::new();
+    let cfg = PrepConfig::default();
+    let auth = AuthInfo::default();
+    let paths = ["/a", "/a/b", "/a/c", "/d", "/d/e"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rnd = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut queued: Vec<(TxnHeader, Txn)> = Vec::new();
+    let mut compared = 0;
+    for zxid in 1..4_000 {
+        let p = paths[rnd(paths.len())].to_owned();
+        let sub = |k: usize, p: String| match k {
+            0 => MultiOp::Create(CreateRequest {
+                op: wazoo_proto::op::CREATE,
+                path: p,
+                data: Some(b"x".to_vec()),
+                acl: Acl::open_unsafe(),
+                flags: 0,
+                ttl: -1,
+            }),
+            1 => MultiOp::Delete {
+                path: p,
+                version: -1,
+            },
+            2 => MultiOp::SetData {
+                path: p,
+                data: Some(b"y".to_vec()),
+                version: -1,
+            },
+            _ => MultiOp::Check {
+                path: p,
+                version: -1,
+            },
+        };
+        let req = match rnd(6) {
+            0 => Request::Create(match sub(0, p) {
+                MultiOp::Create(c) => c,
+                _ => unreachable!(),
+            }),
+            1 => Request::Delete {
+                path: p,
+                version: -1,
+            },
+            2 => Request::SetData {
+                path: p,
+                data: Some(b"z".to_vec()),
+                version: -1,
+            },
+            3 => Request::SetAcl {
+                path: p,
+                acl: Acl::open_unsafe(),
+                version: -1,
+            },
+            _ => {
+                let q = paths[rnd(paths.len())].to_owned();
+                Request::Multi(vec![sub(rnd(4), p), sub(rnd(4), q)])
+            }
+        };
+        let ctx = PrepCtx {
+            session_id: 1,
+            session_valid: true,
+            auth: &auth,
+            zxid,
+            time: zxid,
+        };
+        let txn = prep(&t, &mut pending, &req, ctx, &cfg);
+        queued.push((h(zxid, 1), txn));
+        // Applied a few at a time, as batches are: later preps see earlier ones outstanding.
+        if rnd(3) == 0 {
+            for (hd, txn) in queued.drain(..) {
+                let expected = events_of(&txn).expect("not a closeSession");
+                let applied = t.apply(&hd, &txn);
+                pending.applied(hd.zxid);
+                let got: Vec<(EventType, String)> = applied
+                    .events
+                    .iter()
+                    .map(|e| (e.kind, e.path.clone()))
+                    .collect();
+                assert_eq!(got, expected, "{txn:?}");
+                compared += usize::from(!got.is_empty());
+            }
+        }
+    }
+    assert!(compared > 1_000, "only {compared} txns with events");
+    assert_eq!(events_of(&Txn::CloseSession { ephemerals: vec![] }), None);
+}

@@ -22,7 +22,8 @@ pub mod watch;
 
 pub use acl::{AclList, AuthInfo};
 pub use datatree::{
-    Applied, DataTree, LoadEntry, NodeRef, OpOutcome, SessionEntry, StateChange, TreeEvent,
+    events_of, Applied, DataTree, LoadEntry, NodeRef, OpOutcome, SessionEntry, StateChange,
+    TreeEvent,
 };
 pub use prep::{prep, PendingChanges, PrepConfig, PrepCtx};
 pub use reads::{read, set_watches, ReadCtx};

@@ -177,6 +177,9 @@ pub(super) struct Parked {
     state: Vec<u8>,
     /// Order of parking: woken calls run in it.
     seq: u64,
+    /// The last zxid logged when it parked: the txns after it woke it as they were logged
+    /// (`wake_logged`); those up to it, outstanding then, wake it as they apply.
+    logged_at_park: Zxid,
 }
 
 /// The core's runs: those in progress, the accesses waiting for an apply, and the parked calls.

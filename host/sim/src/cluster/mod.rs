@@ -52,7 +52,7 @@ use wazoo_zab::Sid;
 
 use client::{Client, Waiting};
 use history::{Kind, Op, Outcome, INITIAL};
-use net::{Outbox, QLink, SimTransport};
+use net::{NetAction, Outbox, QLink, SimTransport};
 
 /// What a run simulates.
 #[derive(Clone, Debug)]

@@ -313,6 +313,37 @@ impl super::World {
         );
     }
 
+    /// D6 and D4 at the sender, as the peer simulator checks them: a learner's ACK says
+    /// "durable here" (a proposal's txn is in its synced log, the NEWLEADER ACK's epoch is its
+    /// currentEpoch on disk) when it is sent.
+    pub(super) fn check_ack(&self, sid: Sid, frame: &[u8]) -> Step {
+        let Ok(Some((body, _))) = wire::split_frame(frame, MAX_QUORUM_FRAME) else {
+            return Ok(());
+        };
+        let Ok(QuorumFrame::Packet {
+            packet: Packet::Ack(z),
+            ..
+        }) = wire::decode_packet(body)
+        else {
+            return Ok(());
+        };
+        let store = &self.nodes[Self::idx(sid)].store;
+        let durable = if z & 0xffff_ffff == 0 {
+            store
+                .durable_meta(wazoo_store::MetaKey::CurrentEpoch)
+                .is_some_and(|e| e >= (z >> 32) as u64)
+        } else {
+            store.durable_covers(z)
+        };
+        if durable {
+            Ok(())
+        } else {
+            Err(format!(
+                "{sid} sent an ACK of {z:#x}, which is not durable there"
+            ))
+        }
+    }
+
     /// Carries out what server `sid`'s links asked.
     pub(super) fn net(&mut self, sid: Sid, inc: u64, a: NetAction) {
         match a {

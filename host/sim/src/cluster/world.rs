@@ -545,6 +545,9 @@ impl World {
             );
         }
         for a in actions {
+            if let NetAction::Frame { side: 0, bytes, .. } = &a {
+                self.check_ack(sid, bytes)?;
+            }
             self.net(sid, inc, a);
         }
         for c in 0..self.clients.len() {

@@ -298,3 +298,42 @@ impl DataTree {
         }
     }
 }
+
+/// The watch events applying `txn` will fire, known before it is applied (what a server-side
+/// recipe parked on a path waits for): a create's `NodeCreated` and its parent's
+/// `NodeChildrenChanged`, a delete's `NodeDeleted` and its parent's, a setData's
+/// `NodeDataChanged`, each op of a multi that succeeds; none for a failed multi. `None` for a
+/// closeSession, whose ephemerals apply finds in the tree (the txn does not list them).
+///
+/// For a txn prepped against the tree and the outstanding changes before it, these are the
+/// events [`DataTree::apply`] returns, in its order, but for the ACLs it attaches (tested).
+pub fn events_of(txn: &Txn) -> Option<Vec<(EventType, String)>> {
+    let mut out = Vec::new();
+    push_events(txn, &mut out)?;
+    Some(out)
+}
+
+fn push_events(txn: &Txn, out: &mut Vec<(EventType, String)>) -> Option<()> {
+    let parent = |p: &str| path::parent(p).unwrap_or("/").to_owned();
+    match txn {
+        Txn::CloseSession { .. } => return None,
+        Txn::Create { path: p, .. } => {
+            out.push((EventType::NodeCreated, p.clone()));
+            out.push((EventType::NodeChildrenChanged, parent(p)));
+        }
+        Txn::Delete { path: p } => {
+            out.push((EventType::NodeDeleted, p.clone()));
+            out.push((EventType::NodeChildrenChanged, parent(p)));
+        }
+        Txn::SetData { path: p, .. } => out.push((EventType::NodeDataChanged, p.clone())),
+        Txn::Multi(ops) => {
+            if !ops.iter().any(|o| matches!(o, Txn::Error { .. })) {
+                for o in ops {
+                    push_events(o, out)?;
+                }
+            }
+        }
+        Txn::CreateSession { .. } | Txn::SetAcl { .. } | Txn::Check { .. } | Txn::Error { .. } => {}
+    }
+    Some(())
+}
