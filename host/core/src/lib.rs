@@ -911,8 +911,7 @@ impl Core {
         // each once, when the disk is idle: the batch goes to it next, their runs overlap its
         // fsync, and what those that run on the core write joins it. While a batch is in
         // flight they run when it is durable (`after_apply`), still before the txn that woke
-        // them, and as many txns wake them at once as a group commit holds (woken per flush
-        // instead, the double barrier's leavers ran 12% more, for 10% fewer rounds).
+        // them is, and as many txns wake them at once as a group commit holds.
         if self.runs.any_woken() && self.submitted.is_empty() {
             self.run_woken();
         }

@@ -210,15 +210,14 @@ impl Core {
     }
 
     /// A txn this server just logged (it leads, or stands alone): the parked calls its deletes
-    /// and child-list changes fire are woken now rather than when it applies, so their runs overlap its
-    /// fsync (and its quorum round): they read through the outstanding changes, and a run that
-    /// writes nothing is answered once the txn it saw applies, so nobody learns of the change
-    /// before it is durable; what they write is logged after it. A lock's next holder is then
-    /// told in the same instant as the releaser, and a call's own record of a parked call
-    /// leaves in the same group commit. `false` for a txn whose events only its apply knows
-    /// (closeSession): its apply wakes them. (A txn that never commits, the leader having lost
-    /// its quorum, takes the woken runs with it: a member that stops leading forgets its runs
-    /// and closes its clients' connections.)
+    /// and child-list changes fire are woken now rather than when it applies, so their runs
+    /// overlap its fsync (and its quorum round): they read through the outstanding changes,
+    /// and a run that writes nothing is answered once the txn it saw applies, so nobody learns
+    /// of the change before it is durable; what they write (a parked call's record among it)
+    /// is logged right behind it rather than after its apply. `false` for a txn whose events
+    /// only its apply knows (closeSession): its apply wakes them. (A txn that never commits,
+    /// the leader having lost its quorum, takes the woken runs with it: a member that stops
+    /// leading forgets its runs and closes its clients' connections.)
     pub(crate) fn wake_logged(&mut self, zxid: Zxid, txn: &Txn) -> bool {
         let Some(events) = wazoo_tree::events_of(txn) else {
             return false;
