@@ -128,7 +128,7 @@ impl Recipes for SimRecipes {
         let mut answer = None;
         loop {
             match program.next(answer.take()) {
-                // `None`: it would wait for an apply; a worker runs it instead.
+                // `None`: it would wait for an apply; the core runs it again after that.
                 Ok(a) => answer = Some(access(a)?),
                 Err(end) => return Some(end),
             }
