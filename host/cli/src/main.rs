@@ -133,6 +133,19 @@ fn sim(a: SimArgs) -> anyhow::Result<()> {
                     s.converge_ms,
                     started.elapsed().as_secs_f64()
                 );
+                println!(
+                    "multis: {} ok, {} failed whole; counter adds: {} answered, {} sent again; mutex: {} grants ({} after parking), {} timed out, {} calls sent again; SNAPs: {} received whole, {} cut off part way",
+                    s.multis_ok,
+                    s.multis_failed,
+                    s.adds_ok,
+                    s.adds_retried,
+                    s.locks_granted,
+                    s.locks_granted_after_wait,
+                    s.lock_timeouts,
+                    s.lock_calls_retried,
+                    s.snaps_received,
+                    s.snaps_cut
+                );
                 println!("faults injected: {:?}", s.faults);
                 Ok(())
             }
