@@ -615,10 +615,12 @@ pub enum SummaryKind {
     NodeChildrenWatchCount,
     /// Transactions replayed from the log at startup.
     StartupTxnsLoaded,
+    /// A built-in recipe's run on the core's thread (instantiation, the wasm, its accesses), µs.
+    RecipeRunHereMicros,
 }
 
 impl SummaryKind {
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     pub const ALL: [SummaryKind; SummaryKind::COUNT] = [
         SummaryKind::DbInitTime,
         SummaryKind::SyncProcessorBatchSize,
@@ -627,6 +629,7 @@ impl SummaryKind {
         SummaryKind::NodeChangedWatchCount,
         SummaryKind::NodeChildrenWatchCount,
         SummaryKind::StartupTxnsLoaded,
+        SummaryKind::RecipeRunHereMicros,
     ];
 
     /// The mntr name (keys `zk_avg_<name>`, ...).
@@ -671,6 +674,11 @@ impl SummaryKind {
                 "startup_txns_loaded",
                 "startup_txns_loaded",
                 "Transactions replayed at startup.",
+            ),
+            SummaryKind::RecipeRunHereMicros => (
+                "recipe_run_here_us",
+                "recipe_run_here_microseconds",
+                "A built-in recipe's run on the core's thread, instantiation included.",
             ),
         }
     }

@@ -202,6 +202,7 @@ fn never_updated_metrics_are_not_reported() {
         "zk_cnt_node_created_watch_count\t0\n",
         "zk_cnt_dbinittime\t0\n",
         "zk_cnt_startup_txns_loaded\t0\n",
+        "zk_cnt_recipe_run_here_us\t0\n",
     ] {
         assert!(mntr.contains(present), "{present:?} not in\n{mntr}");
     }

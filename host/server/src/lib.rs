@@ -275,6 +275,7 @@ pub async fn run(cfg: ServerConfig, shutdown: impl Future<Output = ()>) -> Resul
             cfg.recipe_workers,
             cfg.recipe_cache_dir.clone(),
             tx.clone(),
+            metrics.clone(),
         )?;
         core.attach_recipes(Box::new(workers));
         // Parked calls' deadlines wake the core at their instant, not at the next tick.

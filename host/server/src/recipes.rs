@@ -13,6 +13,7 @@ use std::thread;
 
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{debug, info};
+use wazoo_admin::metrics::{Metrics, SummaryKind};
 use wazoo_proto::ErrorCode;
 use wazoo_recipes::{
     Access, Answer, Call, CallContext, Limits, Outcome, Reason, RecipeError, RecipeHost,
@@ -73,6 +74,8 @@ pub struct Workers {
     here: Vec<String>,
     /// Loaded versions to compile, for the one compile thread.
     compiles: mpsc::Sender<Install>,
+    /// Where the runs on the core's thread are timed (`recipe_run_here_us`).
+    metrics: Arc<Metrics>,
 }
 
 impl Workers {
@@ -83,6 +86,7 @@ impl Workers {
         threads: usize,
         cache: Option<PathBuf>,
         core: UnboundedSender<CoreMsg>,
+        metrics: Arc<Metrics>,
     ) -> Result<Workers, WorkersError> {
         let mut host = RecipeHost::new(Limits::default()).map_err(WorkersError::Engine)?;
         if let Some(dir) = cache {
@@ -119,6 +123,7 @@ impl Workers {
             host,
             here: builtins.to_vec(),
             compiles,
+            metrics,
         })
     }
 }
@@ -217,12 +222,17 @@ impl Recipes for Workers {
             access,
             gave_up: false,
         };
+        let began = std::time::Instant::now();
         let result = self.host.call_here(
             &start.recipe,
             &call_of(start),
             &mut here,
             context_of(start),
             HERE_FUEL,
+        );
+        self.metrics.observe(
+            SummaryKind::RecipeRunHereMicros,
+            began.elapsed().as_micros() as u64,
         );
         if here.gave_up || matches!(result, Err(RecipeError::OutOfFuel)) {
             return None;
