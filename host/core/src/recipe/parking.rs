@@ -219,13 +219,16 @@ impl Core {
     /// the leader having lost its quorum, takes the woken runs with it: a member that stops
     /// leading forgets its runs and closes its clients' connections.)
     pub(crate) fn wake_logged(&mut self, zxid: Zxid, txn: &Txn) -> bool {
+        if self.runs.parked() == 0 {
+            // Nobody waits: the txn's events are not built (this runs for every write); the
+            // answer is the one `events_of` would give.
+            return !matches!(txn, Txn::CloseSession { .. });
+        }
         let Some(events) = wazoo_tree::events_of(txn) else {
             return false;
         };
-        if self.runs.parked() > 0 {
-            for (kind, path) in events.iter().filter(|(k, _)| wakes_at_log(*k)) {
-                self.wake_parked(*kind, path, zxid, false);
-            }
+        for (kind, path) in events.iter().filter(|(k, _)| wakes_at_log(*k)) {
+            self.wake_parked(*kind, path, zxid, false);
         }
         true
     }

@@ -44,28 +44,22 @@ impl super::World {
             None => {}
         }
         let rid = format!("c{id}-{n}");
-        let (kind, req, sync_first) = if let Some(kind) = retry {
+        // A recipe call: one sent again, a holder's release, a lock acquire or a counter add.
+        let call = if retry.is_some() {
+            retry
+        } else if let Some(name) = client.holding.clone().filter(|_| r < 50) {
+            Some(Kind::Release { rid, name })
+        } else if (80..87).contains(&r) && client.holding.is_none() {
+            let timeout = self.rng.random_range(50..800);
+            Some(Kind::Acquire { rid, timeout })
+        } else if (87..92).contains(&r) {
+            Some(Kind::Add { rid })
+        } else {
+            None
+        };
+        let (kind, req, sync_first) = if let Some(kind) = call {
             let req = recipe_call(&kind).expect("a recipe call");
             (kind, req, false)
-        } else if let Some(name) = client.holding.clone().filter(|_| r < 50) {
-            let kind = Kind::Release { rid, name };
-            (
-                kind.clone(),
-                recipe_call(&kind).expect("a recipe call"),
-                false,
-            )
-        } else if (87..92).contains(&r) || (80..87).contains(&r) && client.holding.is_none() {
-            let kind = if r < 87 {
-                let timeout = self.rng.random_range(50..800);
-                Kind::Acquire { rid, timeout }
-            } else {
-                Kind::Add { rid }
-            };
-            (
-                kind.clone(),
-                recipe_call(&kind).expect("a recipe call"),
-                false,
-            )
         } else if r < 8 && keys > 1 {
             let other = (key + 1 + self.rng.random_range(0..keys - 1)) % keys;
             // A multi of two setData, the first a CAS on the version last seen when there is
